@@ -1,0 +1,32 @@
+/**
+ * io: byte-addressed devices that metadata and data live on.
+ *
+ * Contract: a BlockDevice reads and writes whole buffers at byte offsets,
+ * synchronously; `sync()` returns once everything written before it is durable.
+ * A read that reaches past the end of the device throws E_IO (metadata must never
+ * be silently zero-filled). Offsets and sizes are safe integers.
+ * Implementations: FileDevice (a regular file or block device, optionally
+ * O_DIRECT) and MemoryDevice (in-memory, with fault injection and crash images
+ * for tests). Nothing here knows about blocks, checksums or dm-thin.
+ */
+
+export interface BlockDevice {
+  /** Human-readable name for error messages (a path, or "memory"). */
+  readonly name: string;
+  readonly readOnly: boolean;
+  /** Current size in bytes. */
+  size(): number;
+  /** Fill `buf` from `offset`; throws E_IO on short read. */
+  read(buf: Uint8Array, offset: number): void;
+  write(buf: Uint8Array, offset: number): void;
+  /** Make all earlier writes durable (fdatasync). */
+  sync(): void;
+  /** Grow (never shrink) the device to `bytes`, where the backing store allows it. */
+  grow(bytes: number): void;
+  close(): void;
+  /** OS file descriptor, when there is one (used by the native chunk copier). */
+  readonly fd?: number;
+}
+
+export { FileDevice } from './file-device';
+export { MemoryDevice } from './memory-device';

@@ -1,0 +1,126 @@
+import { ThinError } from '../../errors';
+import { BTree } from '../btree/btree';
+import { u32Value } from '../btree/value-type';
+import type { TransactionManager } from '../transaction-manager';
+import { bitmapValidator, BITMAP_HEADER, ENTRIES_PER_BITMAP, nrBitmaps } from './bitmap-block';
+import type { IndexEntry } from './index-entry';
+import { indexEntryValue } from './index-entry-value';
+import { RefCounts } from './ref-counts';
+import type { SpaceMap } from './space-map';
+import type { SpaceMapRoot } from './sm-root';
+
+/** Data blocks are 40-bit numbers in mappings. */
+export const MAX_DATA_BLOCKS = 2 ** 40;
+
+/**
+ * The data space map (spec §6.5): counts for pool data blocks in bitmaps found
+ * through an index btree (key = bitmap number, value = index entry), plus an
+ * overflow btree for counts of 3 or more. Its bitmaps and tree nodes are metadata
+ * blocks, allocated through the transaction manager, so it commits before the
+ * metadata space map.
+ */
+export class DataSpaceMap implements SpaceMap {
+  readonly counts: RefCounts;
+  private readonly indexTree: BTree<IndexEntry>;
+  private readonly overflowTree: BTree<number>;
+  private readonly tm: TransactionManager;
+  private blocknrs: number[];
+  private bitmapRoot: number;
+  private refCountRoot: number;
+
+  private constructor(tm: TransactionManager, counts: RefCounts, blocknrs: number[], bitmapRoot: number, refCountRoot: number) {
+    this.tm = tm;
+    this.counts = counts;
+    this.blocknrs = blocknrs;
+    this.bitmapRoot = bitmapRoot;
+    this.refCountRoot = refCountRoot;
+    this.indexTree = new BTree(tm, indexEntryValue);
+    this.overflowTree = new BTree(tm, u32Value);
+  }
+
+  static format(tm: TransactionManager, nrBlocks: number): DataSpaceMap {
+    checkDataBlocks(nrBlocks);
+    const indexTree = new BTree(tm, indexEntryValue);
+    const overflow = new BTree(tm, u32Value);
+    const counts = new RefCounts(nrBlocks);
+    const sm = new DataSpaceMap(tm, counts, new Array(nrBitmaps(nrBlocks)).fill(0), indexTree.empty(), overflow.empty());
+    for (let j = 0; j < nrBitmaps(nrBlocks); j++) counts.dirtyBitmaps.add(j);
+    return sm;
+  }
+
+  static open(tm: TransactionManager, root: SpaceMapRoot): DataSpaceMap {
+    checkDataBlocks(root.nrBlocks);
+    const counts = new RefCounts(root.nrBlocks);
+    const sm = new DataSpaceMap(tm, counts, [], root.bitmapRoot, root.refCountRoot);
+    const want = nrBitmaps(root.nrBlocks);
+    for (const [j, e] of sm.indexTree.entries(root.bitmapRoot)) {
+      if (j !== sm.blocknrs.length || j >= want) {
+        throw new ThinError('E_CORRUPT', `data space map index tree has entry ${j}; expected entries 0..${want - 1} in order`, { block: root.bitmapRoot, kind: 'data space map index' });
+      }
+      const data = tm.read(e.blocknr, bitmapValidator);
+      counts.loadPayload(j, data.subarray(BITMAP_HEADER));
+      sm.blocknrs.push(e.blocknr);
+    }
+    if (sm.blocknrs.length !== want) {
+      throw new ThinError('E_CORRUPT', `data space map index tree lists ${sm.blocknrs.length} bitmaps, but ${root.nrBlocks} blocks need ${want}`, { block: root.bitmapRoot, kind: 'data space map index' });
+    }
+    for (const [b, c] of sm.overflowTree.entries(root.refCountRoot)) {
+      if (b < root.nrBlocks) counts.overflow.set(b, c);
+    }
+    counts.recount();
+    return sm;
+  }
+
+  get nrBlocks(): number { return this.counts.nrBlocks; }
+  get nrAllocated(): number { return this.counts.nrAllocated; }
+  get nrFree(): number { return this.counts.nrBlocks - this.counts.nrAllocated; }
+  count(b: number): number { return this.counts.get(b); }
+  inc(b: number): void { this.counts.inc(b); }
+  dec(b: number): number { return this.counts.dec(b); }
+
+  /** Allocate a data block; -1 when the pool is out of data space (a normal outcome, not an error). */
+  tryAllocate(): number {
+    return this.counts.allocate(0, this.counts.nrBlocks);
+  }
+
+  allocate(): number {
+    const b = this.tryAllocate();
+    if (b < 0) throw new ThinError('ENOSPC', `out of data space: all ${this.counts.nrBlocks} data blocks are in use; grow the data device`, { kind: 'data space map' });
+    return b;
+  }
+
+  extend(nrBlocks: number): void {
+    checkDataBlocks(nrBlocks);
+    if (nrBlocks <= this.counts.nrBlocks) return;
+    this.counts.extend(nrBlocks);
+    while (this.blocknrs.length < nrBitmaps(nrBlocks)) this.blocknrs.push(0);
+  }
+
+  commit(): SpaceMapRoot {
+    for (const j of [...this.counts.dirtyBitmaps].sort((a, b) => a - b)) {
+      const old = this.blocknrs[j];
+      const wb = old === 0 ? this.tm.newBlock(bitmapValidator) : this.tm.shadow(old, bitmapValidator).block;
+      wb.data.set(this.counts.bitmapPayload(j), BITMAP_HEADER);
+      this.blocknrs[j] = wb.location;
+      const entry: IndexEntry = { blocknr: wb.location, nrFree: this.counts.nrFreeIn(j), noneFreeBefore: this.counts.firstFreeIn(j) };
+      this.bitmapRoot = this.indexTree.insert(this.bitmapRoot, j, entry);
+    }
+    for (const b of [...this.counts.dirtyOverflow].sort((a, b) => a - b)) {
+      const c = this.counts.get(b);
+      this.refCountRoot = c >= 3 ? this.overflowTree.insert(this.refCountRoot, b, c) : this.overflowTree.remove(this.refCountRoot, b).root;
+    }
+    this.counts.dirtyBitmaps.clear();
+    this.counts.dirtyOverflow.clear();
+    return { nrBlocks: this.counts.nrBlocks, nrAllocated: this.counts.nrAllocated, bitmapRoot: this.bitmapRoot, refCountRoot: this.refCountRoot };
+  }
+
+  markCommitted(): void {
+    this.counts.markCommitted();
+  }
+}
+
+function checkDataBlocks(n: number): void {
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_DATA_BLOCKS) {
+    throw new ThinError('E_RANGE', `data device of ${n} blocks is outside what dm-thin can address (0..2^40 blocks)`, { value: n });
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * RefCounts: the in-memory reference counts of one space map, in the on-disk 2-bit
+ * encoding (spec §6.1) plus an exact map for counts of 3 or more.
+ *
+ * Contract:
+ * - `get/inc/dec/set` are O(1); `dec` of a free block throws E_CORRUPT (a double free
+ *   is corruption, never silently absorbed).
+ * - `allocate` returns a block free in BOTH the current counts and the state at the
+ *   last `markCommitted()`, so a block the committed metadata still references is
+ *   never reused before the next commit (the kernel's old_ll rule). Scans use the
+ *   native bitmap search; single-entry get/set stay in JS because a native call
+ *   costs more than the two shifts it would save.
+ * - It records which bitmaps and which overflow entries changed since the last
+ *   commit, for the persistence layer to write.
+ */
+import { ThinError } from '../../errors';
+import { hot } from '../../hot';
+import { BITMAP_PAYLOAD, ENTRIES_PER_BITMAP, nrBitmaps } from './bitmap-block';
+
+export class RefCounts {
+  nrBlocks: number;
+  /** Current counts, 2 bits per block, padded to whole bitmaps. */
+  bits: Uint8Array;
+  /** 1 (count 1) where the block is in use now OR was in use at the last commit. */
+  private busy: Uint8Array;
+  readonly overflow = new Map<number, number>();
+  private allocated = 0;
+  private cursor = 0;
+  readonly dirtyBitmaps = new Set<number>();
+  readonly dirtyOverflow = new Set<number>();
+
+  constructor(nrBlocks: number) {
+    this.nrBlocks = nrBlocks;
+    this.bits = new Uint8Array(nrBitmaps(nrBlocks) * BITMAP_PAYLOAD);
+    this.busy = new Uint8Array(this.bits.length);
+  }
+
+  get nrAllocated(): number {
+    return this.allocated;
+  }
+
+  get(b: number): number {
+    this.checkBlock(b);
+    const v = (this.bits[b >>> 2] >>> ((b & 3) << 1)) & 3;
+    // Stored high bit first: bit p is the high bit, p+1 the low bit.
+    const c = ((v & 1) << 1) | (v >>> 1);
+    return c === 3 ? this.overflow.get(b)! : c;
+  }
+
+  set(b: number, count: number): void {
+    this.checkBlock(b);
+    if (!Number.isInteger(count) || count < 0 || count > 0xffffffff) {
+      throw new ThinError('E_INVALID', `reference count ${count} for block ${b} is outside 0..2^32-1`, { block: b });
+    }
+    const old = this.get(b);
+    if (old === count) return;
+    if (old === 0) this.allocated++;
+    else if (count === 0) this.allocated--;
+    const small = count >= 3 ? 3 : count;
+    const enc = ((small & 1) << 1) | (small >>> 1);
+    const byte = b >>> 2;
+    const shift = (b & 3) << 1;
+    this.bits[byte] = (this.bits[byte] & ~(3 << shift)) | (enc << shift);
+    if (count >= 3) this.overflow.set(b, count);
+    else this.overflow.delete(b);
+    if (old >= 3 || count >= 3) this.dirtyOverflow.add(b);
+    if (count > 0) this.busy[byte] |= 2 << shift; // encoded count 1
+    this.dirtyBitmaps.add(Math.floor(b / ENTRIES_PER_BITMAP));
+  }
+
+  inc(b: number, by = 1): number {
+    const n = this.get(b) + by;
+    this.set(b, n);
+    return n;
+  }
+
+  dec(b: number): number {
+    const c = this.get(b);
+    if (c === 0) throw new ThinError('E_CORRUPT', `reference count of block ${b} would drop below zero`, { block: b });
+    this.set(b, c - 1);
+    return c - 1;
+  }
+
+  /**
+   * Allocate one block within [begin, end) free now and at the last commit, set its
+   * count to 1 and return it; -1 when there is none. Searching starts at an
+   * internal cursor and wraps, like the kernel's allocator.
+   */
+  allocate(begin = 0, end = this.nrBlocks): number {
+    if (end <= begin) return -1;
+    const cur = this.cursor >= begin && this.cursor < end ? this.cursor : begin;
+    const b = hot.bitmapFindFree(this.busy, begin, end, cur);
+    if (b < 0) return -1;
+    this.set(b, 1);
+    this.cursor = b + 1 < end ? b + 1 : begin;
+    return b;
+  }
+
+  /** True if `b` is referenced now or by the committed state (cannot be allocated now). */
+  isBusy(b: number): boolean {
+    return ((this.busy[b >>> 2] >>> ((b & 3) << 1)) & 3) !== 0;
+  }
+
+  /** Set the allocation cursor (e.g. back to 0 for lowest-first allocation). */
+  resetCursor(b = 0): void {
+    this.cursor = b;
+  }
+
+  /** Counts of blocks with count 0, 1, 2 and 3+ within [begin, end). */
+  histogram(begin = 0, end = this.nrBlocks): [number, number, number, number] {
+    const out = new Float64Array(4);
+    hot.bitmapCount(this.bits, begin, end, out);
+    return [out[0], out[1], out[2], out[3]];
+  }
+
+  /** First free block index within bitmap j (in-bitmap offset), or ENTRIES_PER_BITMAP if none. */
+  firstFreeIn(j: number): number {
+    const begin = j * ENTRIES_PER_BITMAP;
+    const end = Math.min(begin + ENTRIES_PER_BITMAP, this.nrBlocks);
+    const b = end > begin ? hot.bitmapFindFree(this.bits, begin, end, begin) : -1;
+    return b < 0 ? ENTRIES_PER_BITMAP : b - begin;
+  }
+
+  /** Free entries in bitmap j, kernel convention (phantom entries past nr_blocks count as free). */
+  nrFreeIn(j: number): number {
+    const begin = j * ENTRIES_PER_BITMAP;
+    const end = Math.min(begin + ENTRIES_PER_BITMAP, this.nrBlocks);
+    const [, c1, c2, c3] = this.histogram(begin, end);
+    return ENTRIES_PER_BITMAP - (c1 + c2 + c3);
+  }
+
+  /** The 4080-byte payload of bitmap j (a view, not a copy). */
+  bitmapPayload(j: number): Uint8Array {
+    return this.bits.subarray(j * BITMAP_PAYLOAD, (j + 1) * BITMAP_PAYLOAD);
+  }
+
+  /** Load bitmap j's payload from disk bytes (no dirtiness). Call `recount()` after loading all. */
+  loadPayload(j: number, payload: Uint8Array): void {
+    this.bits.set(payload.subarray(0, BITMAP_PAYLOAD), j * BITMAP_PAYLOAD);
+  }
+
+  /**
+   * After loading: clear entries past nr_blocks, recompute nr_allocated from the
+   * bits, and make the loaded state the committed state.
+   */
+  recount(): void {
+    const firstWholeByte = Math.ceil(this.nrBlocks / 4);
+    for (let b = this.nrBlocks; b < firstWholeByte * 4; b++) this.bits[b >>> 2] &= ~(3 << ((b & 3) << 1));
+    this.bits.fill(0, Math.ceil(this.nrBlocks / 4));
+    const [, c1, c2, c3] = this.histogram();
+    this.allocated = c1 + c2 + c3;
+    this.markCommitted();
+  }
+
+  /** Blocks whose 2-bit entry is 3 but which have no exact count (corrupt or unloaded overflow). */
+  overflowHoles(): number[] {
+    const out: number[] = [];
+    if (this.histogram()[3] === this.overflow.size) return out;
+    for (let b = 0; b < this.nrBlocks; b++) {
+      const v = (this.bits[b >>> 2] >>> ((b & 3) << 1)) & 3;
+      if (v === 3 && !this.overflow.has(b)) out.push(b);
+    }
+    return out;
+  }
+
+  /** The current state becomes the committed one: freed blocks become allocatable. */
+  markCommitted(): void {
+    // busy := "count != 0" of the current bits, encoded as count 1 (or 0).
+    const n = this.bits.length;
+    for (let i = 0; i < n; i++) {
+      const x = this.bits[i];
+      // per 2-bit pair: nonzero -> 0b10 (encoded count 1: high-bit slot 0, low-bit slot 1)
+      const nz = (x | (x >>> 1)) & 0x55;
+      this.busy[i] = nz << 1;
+    }
+    this.dirtyBitmaps.clear();
+    this.dirtyOverflow.clear();
+  }
+
+  /** Grow to `nrBlocks` (never shrinks). New blocks are free; new bitmaps are dirty. */
+  extend(nrBlocks: number): void {
+    if (nrBlocks <= this.nrBlocks) return;
+    const oldBitmaps = nrBitmaps(this.nrBlocks);
+    const bytes = nrBitmaps(nrBlocks) * BITMAP_PAYLOAD;
+    if (bytes > this.bits.length) {
+      const nb = new Uint8Array(bytes); nb.set(this.bits); this.bits = nb;
+      const nbusy = new Uint8Array(bytes); nbusy.set(this.busy); this.busy = nbusy;
+    }
+    this.nrBlocks = nrBlocks;
+    for (let j = Math.max(0, oldBitmaps - 1); j < nrBitmaps(nrBlocks); j++) this.dirtyBitmaps.add(j);
+  }
+
+  private checkBlock(b: number): void {
+    if (!(b >= 0 && b < this.nrBlocks)) {
+      throw new ThinError('E_CORRUPT', `block ${b} is beyond the space map (${this.nrBlocks} blocks)`, { block: b });
+    }
+  }
+}

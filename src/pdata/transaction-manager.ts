@@ -1,0 +1,150 @@
+/**
+ * Transaction manager: the only way to get a writable metadata block.
+ *
+ * Contract (the kernel's dm-transaction-manager, in userspace):
+ * - `newBlock` allocates a zeroed block with count 1 from the metadata space map.
+ * - `shadow(b)` returns a writable copy-on-write version of `b`. A block created or
+ *   shadowed in this transaction whose count is 1 is returned as is (no copy);
+ *   otherwise a new block is allocated, `b`'s count is decremented and the bytes
+ *   are copied. `incChildren` is true when `b` was shared (count > 1): the caller
+ *   must then increment everything the copy points to, because the copy is a new
+ *   referrer of those children.
+ * - A block committed in an earlier transaction is never written in place, and the
+ *   space map never hands out a block that is referenced by the committed state, so
+ *   the last commit stays intact on disk until the next superblock write.
+ * - `commit(superblock)` writes every dirty block, syncs, writes block 0 last and
+ *   syncs again. The superblock write is the commit point.
+ * - Dirty blocks live in memory until commit; reads see them.
+ */
+import { ThinError } from '../errors';
+import { BlockManager, BLOCK_SIZE, Validator } from './block-manager';
+
+/** What the transaction manager needs from the metadata space map. */
+export interface MetadataAllocator {
+  count(b: number): number;
+  inc(b: number): void;
+  /** Decrement; returns the new count. */
+  dec(b: number): number;
+  /**
+   * Allocate a block free in both the current and the last committed state, with
+   * count 1. Throws E_NO_METADATA_SPACE when there is none.
+   */
+  allocate(): number;
+}
+
+export interface WritableBlock {
+  readonly location: number;
+  readonly data: Uint8Array;
+}
+
+export interface ShadowResult {
+  block: WritableBlock;
+  /** The original was shared: the caller must inc every child/value of the copy. */
+  incChildren: boolean;
+}
+
+interface Dirty {
+  data: Uint8Array;
+  v: Validator;
+}
+
+export class TransactionManager {
+  readonly bm: BlockManager;
+  sm: MetadataAllocator;
+  private readonly dirty = new Map<number, Dirty>();
+
+  constructor(bm: BlockManager, sm: MetadataAllocator) {
+    this.bm = bm;
+    this.sm = sm;
+  }
+
+  get readOnly(): boolean {
+    return this.bm.readOnly;
+  }
+
+  /** Read-only view of a block (possibly one dirtied in this transaction). Do not modify it. */
+  read(b: number, v: Validator): Uint8Array {
+    const d = this.dirty.get(b);
+    if (d !== undefined) return d.data;
+    return this.bm.read(b, v);
+  }
+
+  /** True if `b` was allocated or shadowed in this transaction. */
+  isFresh(b: number): boolean {
+    return this.dirty.has(b);
+  }
+
+  newBlock(v: Validator): WritableBlock {
+    this.assertWritable();
+    const b = this.sm.allocate();
+    const data = new Uint8Array(BLOCK_SIZE);
+    this.dirty.set(b, { data, v });
+    return { location: b, data };
+  }
+
+  shadow(b: number, v: Validator): ShadowResult {
+    this.assertWritable();
+    const count = this.sm.count(b);
+    if (count === 0) {
+      throw new ThinError('E_CORRUPT', `shadowing block ${b}, which the metadata space map says is free`, { block: b, kind: v.name });
+    }
+    const d = this.dirty.get(b);
+    if (d !== undefined && count === 1) return { block: { location: b, data: d.data }, incChildren: false };
+    const src = this.read(b, v);
+    const nb = this.newBlock(v);
+    nb.data.set(src);
+    this.dec(b);
+    return { block: nb, incChildren: count > 1 };
+  }
+
+  inc(b: number): void {
+    this.sm.inc(b);
+  }
+
+  /** Decrement `b`'s count; returns the new count. A fresh block dropping to 0 is discarded. */
+  dec(b: number): number {
+    const n = this.sm.dec(b);
+    if (n === 0) this.dirty.delete(b);
+    return n;
+  }
+
+  refCount(b: number): number {
+    return this.sm.count(b);
+  }
+
+  get dirtyCount(): number {
+    return this.dirty.size;
+  }
+
+  /** Write every dirty block (ascending, for sequential I/O) and sync. */
+  flushDirty(): void {
+    const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
+    for (const b of blocks) {
+      const d = this.dirty.get(b)!;
+      this.bm.write(b, d.data, d.v);
+    }
+    this.bm.sync();
+    this.dirty.clear();
+  }
+
+  /**
+   * Commit: dirty blocks first, then the superblock at block 0, each followed by a
+   * sync. The caller has already folded the space maps into dirty blocks.
+   */
+  commit(superblock: Uint8Array, sbValidator: Validator): void {
+    this.assertWritable();
+    if (this.dirty.has(0)) throw new ThinError('E_CORRUPT', 'block 0 (the superblock) was allocated as an ordinary metadata block');
+    this.flushDirty();
+    this.bm.write(0, superblock, sbValidator);
+    this.bm.sync();
+  }
+
+  /** Throw away everything dirtied in this transaction (the caller reloads its space maps). */
+  abort(): void {
+    this.dirty.clear();
+  }
+
+  private assertWritable(): void {
+    if (this.bm.readOnly) throw new ThinError('E_READ_ONLY', `metadata device ${this.bm.dev.name} is open read-only`);
+  }
+}

@@ -1,0 +1,514 @@
+/**
+ * Thin metadata: the kernel's dm_pool_metadata in userspace. This is the
+ * interface file of the thin layer.
+ *
+ * Contract:
+ * - One ThinMetadata owns one metadata device. Everything it changes lives in one
+ *   transaction until `commit()`, which writes the data space map, the metadata
+ *   space map and finally the superblock; a crash before the superblock write
+ *   leaves the previous commit intact. `abort()` drops the transaction.
+ * - Devices (ids 0..2^24-1) live in two trees: the two-level mapping tree (device
+ *   id -> subtree root; virtual block -> block_time) and the details tree.
+ *   `createSnap` is O(1): the snapshot shares the origin's subtree root (count +1),
+ *   and copy-on-write of metadata happens on the next change to either device.
+ * - Data block reference counts follow the kernel: +1 per distinct leaf that maps a
+ *   block. `insertMapping` takes over the caller's reference to the data block (the
+ *   one `allocateDataBlock` gave), and replacing or removing a mapping drops one.
+ * - Misuse (unknown device, id in use, wrong transaction id) throws a ThinError with
+ *   a stable code and changes nothing.
+ * - Only thin/ and pdata/ are used below; nothing here does data I/O.
+ */
+import { ThinError } from '../errors';
+import type { BlockDevice } from '../io/block-device';
+import { BlockManager } from '../pdata/block-manager';
+import { BTree } from '../pdata/btree/btree';
+import type { ValueType } from '../pdata/btree/value-type';
+import { DataSpaceMap } from '../pdata/space-map/data-space-map';
+import { MetadataSpaceMap } from '../pdata/space-map/metadata-space-map';
+import { TransactionManager, MetadataAllocator } from '../pdata/transaction-manager';
+import { checkDataBlockSize, METADATA_BLOCK_SIZE } from '../units';
+import { BlockTime, MAX_TIME, readBlockTime, writeBlockTime } from './format/block-time';
+import { DeviceDetails, deviceDetailsValue } from './format/device-details';
+import {
+  isUnformatted, packSuperblock, snapshotSuperblockValidator, Superblock, superblockValidator,
+  SUPERBLOCK_FLAG_NEEDS_CHECK, THIN_MAGIC, THIN_VERSION, unpackSuperblock,
+} from './format/superblock';
+
+export const MAX_DEVICE_ID = 2 ** 24 - 1;
+/** Smallest metadata device thinsim formats (superblock, sm blocks, tree roots, room to work). */
+export const MIN_METADATA_BLOCKS = 16;
+
+export type { BlockTime, DeviceDetails, Superblock };
+
+export interface OpenOptions {
+  /** Blocks of metadata to cache (default 16384 = 64 MiB). */
+  cacheBlocks?: number;
+  /** Open the trees of the held metadata snapshot instead of the live ones (read-only). */
+  metadataSnap?: boolean | number;
+}
+
+export interface FormatOptions extends OpenOptions {
+  /** Data block size in 512-byte sectors (128 = 64 KiB). */
+  dataBlockSize: number;
+  nrDataBlocks: number;
+}
+
+/** A never-allocating stand-in used while the metadata space map is loading. */
+const noAllocator: MetadataAllocator = {
+  count: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
+  inc: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
+  dec: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
+  allocate: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
+};
+
+export class ThinMetadata {
+  readonly bm: BlockManager;
+  readonly tm: TransactionManager;
+  /** Superblock as of the last commit (or open). */
+  committed!: Superblock;
+  /** Working copy: roots, time, transaction id of the open transaction. */
+  sb!: Superblock;
+  metadataSm: MetadataSpaceMap | undefined;
+  dataSm: DataSpaceMap | undefined;
+  readonly readOnly: boolean;
+  /** Called when a data block's count drops to 0 (discard passdown). */
+  onDataBlockFreed: ((block: number) => void) | undefined;
+
+  private details = new Map<number, DeviceDetails>();
+  private changedDetails = new Set<number>();
+  private deletedDetails = new Set<number>();
+  private devRoots = new Map<number, number>();
+  /** Bottom level: virtual block -> block_time, counting data references. */
+  readonly mappingTree: BTree<BlockTime>;
+  /** Top level: device id -> subtree root; removing a value drops the subtree. */
+  readonly topTree: BTree<number>;
+  /** Same top level, for replacing a root that the bottom level already shadowed. */
+  private readonly topTreeNoDec: BTree<number>;
+  readonly detailsTree: BTree<DeviceDetails>;
+
+  private constructor(dev: BlockDevice, opts: OpenOptions) {
+    this.bm = new BlockManager(dev, { cacheBlocks: opts.cacheBlocks });
+    this.tm = new TransactionManager(this.bm, noAllocator);
+    this.readOnly = dev.readOnly || !!opts.metadataSnap;
+    const dataValue: ValueType<BlockTime> = {
+      size: 8,
+      read: readBlockTime,
+      write: writeBlockTime,
+      inc: (v) => this.requireDataSm().inc(v.block),
+      dec: (v) => {
+        if (this.requireDataSm().dec(v.block) === 0 && this.onDataBlockFreed) this.onDataBlockFreed(v.block);
+      },
+      equal: (a, b) => a.block === b.block && a.time === b.time,
+    };
+    this.mappingTree = new BTree(this.tm, dataValue);
+    const subtree = (dec: boolean): ValueType<number> => ({
+      size: 8,
+      read: (dv, off) => dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 2 ** 32,
+      write: (dv, off, v) => { dv.setUint32(off, v % 2 ** 32, true); dv.setUint32(off + 4, Math.floor(v / 2 ** 32), true); },
+      inc: (root) => this.tm.inc(root),
+      dec: dec ? (root) => this.mappingTree.del(root) : undefined,
+      equal: (a, b) => a === b,
+    });
+    this.topTree = new BTree(this.tm, subtree(true));
+    this.topTreeNoDec = new BTree(this.tm, subtree(false));
+    this.detailsTree = new BTree(this.tm, deviceDetailsValue);
+  }
+
+  /** Format `dev` as a new, empty pool metadata device (the kernel's format path). */
+  static format(dev: BlockDevice, opts: FormatOptions): ThinMetadata {
+    checkDataBlockSize(opts.dataBlockSize);
+    const nrBlocks = Math.floor(dev.size() / METADATA_BLOCK_SIZE);
+    if (nrBlocks < MIN_METADATA_BLOCKS) {
+      throw new ThinError('E_TOO_SMALL', `metadata device ${dev.name} has ${nrBlocks} blocks of 4 KiB; thinsim needs at least ${MIN_METADATA_BLOCKS} (64 KiB)`, { file: dev.name });
+    }
+    const md = new ThinMetadata(dev, opts);
+    md.metadataSm = MetadataSpaceMap.format(md.tm, nrBlocks);
+    md.dataSm = DataSpaceMap.format(md.tm, opts.nrDataBlocks);
+    const sb: Superblock = {
+      flags: 0, blocknr: 0, uuid: new Uint8Array(16), magic: THIN_MAGIC, version: THIN_VERSION, time: 0, transactionId: 0,
+      heldRoot: 0, dataSmRoot: undefined, metadataSmRoot: undefined,
+      dataMappingRoot: md.topTree.empty(), deviceDetailsRoot: md.detailsTree.empty(),
+      dataBlockSize: opts.dataBlockSize, metadataBlockSize: 8, metadataNrBlocks: md.metadataSm.nrBlocks,
+      compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
+    };
+    md.sb = sb;
+    md.committed = { ...sb };
+    md.commit();
+    return md;
+  }
+
+  /** Open existing metadata. Throws E_CORRUPT for an unformatted (all-zero) or foreign device. */
+  static open(dev: BlockDevice, opts: OpenOptions = {}): ThinMetadata {
+    if (dev.size() < METADATA_BLOCK_SIZE) {
+      throw new ThinError('E_TOO_SMALL', `metadata device ${dev.name} is ${dev.size()} bytes, smaller than one 4 KiB block: is this binary metadata?`, { file: dev.name });
+    }
+    const md = new ThinMetadata(dev, opts);
+    const raw = md.bm.readRaw(0);
+    if (isUnformatted(raw)) {
+      throw new ThinError('E_CORRUPT', `metadata device ${dev.name} is unformatted (block 0 is all zeros)`, { block: 0, kind: 'superblock', file: dev.name });
+    }
+    const live = unpackSuperblock(md.bm.read(0, superblockValidator));
+    checkSuperblock(live, dev.name, md.readOnly);
+    md.committed = live;
+    if (opts.metadataSnap) {
+      const at = typeof opts.metadataSnap === 'number' ? opts.metadataSnap : live.heldRoot;
+      if (!at) throw new ThinError('E_NO_METADATA_SNAP', `metadata on ${dev.name} holds no metadata snapshot (held_root is 0)`, { file: dev.name });
+      const snap = unpackSuperblock(md.bm.read(at, snapshotSuperblockValidator));
+      md.sb = { ...snap, dataSmRoot: live.dataSmRoot, metadataSmRoot: live.metadataSmRoot };
+      md.loadDetails();
+      return md;
+    }
+    md.sb = { ...live };
+    md.loadSpaceMaps();
+    md.loadDetails();
+    return md;
+  }
+
+  /** True if `dev` holds a dm-thin superblock (what the kernel checks before formatting). */
+  static hasSuperblock(dev: BlockDevice): boolean {
+    if (dev.size() < METADATA_BLOCK_SIZE) return false;
+    const b = new Uint8Array(METADATA_BLOCK_SIZE);
+    dev.read(b, 0);
+    return !isUnformatted(b);
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  get dataBlockSize(): number { return this.sb.dataBlockSize; }
+  get nrDataBlocks(): number { return this.dataSm ? this.dataSm.nrBlocks : this.sb.dataSmRoot?.nrBlocks ?? 0; }
+  get time(): number { return this.sb.time; }
+  get transactionId(): number { return this.sb.transactionId; }
+  get heldRoot(): number { return this.sb.heldRoot; }
+  get needsCheck(): boolean { return (this.sb.flags & SUPERBLOCK_FLAG_NEEDS_CHECK) !== 0; }
+
+  /** Device ids in ascending order. */
+  devices(): number[] {
+    return [...this.details.keys()].sort((a, b) => a - b);
+  }
+
+  hasDevice(dev: number): boolean {
+    return this.details.has(dev);
+  }
+
+  /** Details of `dev`; E_NO_DEVICE if it does not exist. */
+  deviceDetails(dev: number): DeviceDetails {
+    const d = this.details.get(dev);
+    if (!d) throw noDevice(dev);
+    return { ...d };
+  }
+
+  /** Root of `dev`'s mapping subtree. */
+  deviceRoot(dev: number): number {
+    let r = this.devRoots.get(dev);
+    if (r === undefined) {
+      r = this.topTree.lookup(this.sb.dataMappingRoot, dev);
+      if (r === undefined) throw noDevice(dev);
+      this.devRoots.set(dev, r);
+    }
+    return r;
+  }
+
+  lookup(dev: number, vblock: number): BlockTime | undefined {
+    return this.mappingTree.lookup(this.deviceRoot(dev), vblock);
+  }
+
+  /** Mappings of `dev` in ascending virtual block order, optionally within [from, to). */
+  *mappings(dev: number, from?: number, to?: number): Generator<[number, BlockTime]> {
+    yield* this.mappingTree.entries(this.deviceRoot(dev), from, to);
+  }
+
+  highestMapped(dev: number): number | undefined {
+    return this.mappingTree.highestKey(this.deviceRoot(dev));
+  }
+
+  /** Is the mapping shared with a snapshot? (kernel rule: mapped before the device's last snapshot) */
+  isShared(dev: number, m: BlockTime): boolean {
+    return m.time < this.deviceDetails(dev).snapshottedTime;
+  }
+
+  // ---------------------------------------------------------------- device operations
+
+  createThin(dev: number): void {
+    this.assertWritable();
+    checkDeviceId(dev);
+    if (this.details.has(dev)) throw deviceExists(dev);
+    const root = this.mappingTree.empty();
+    this.sb.dataMappingRoot = this.topTree.insert(this.sb.dataMappingRoot, dev, root);
+    this.devRoots.set(dev, root);
+    this.setDetails(dev, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time });
+  }
+
+  createSnap(dev: number, origin: number): void {
+    this.assertWritable();
+    checkDeviceId(dev);
+    if (this.details.has(dev)) throw deviceExists(dev);
+    const originDetails = this.deviceDetails(origin);
+    if (this.sb.time >= MAX_TIME) {
+      throw new ThinError('E_RANGE', `pool time ${this.sb.time} has reached the 24-bit limit; no more snapshots can be taken`, { device: dev });
+    }
+    const root = this.deviceRoot(origin);
+    this.tm.inc(root);
+    this.sb.dataMappingRoot = this.topTree.insert(this.sb.dataMappingRoot, dev, root);
+    this.devRoots.set(dev, root);
+    this.sb.time++;
+    this.setDetails(origin, { ...originDetails, snapshottedTime: this.sb.time });
+    this.setDetails(dev, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time });
+  }
+
+  deleteDevice(dev: number): void {
+    this.assertWritable();
+    if (!this.details.has(dev)) throw noDevice(dev);
+    const r = this.topTree.remove(this.sb.dataMappingRoot, dev);
+    this.sb.dataMappingRoot = r.root;
+    this.devRoots.delete(dev);
+    this.details.delete(dev);
+    this.changedDetails.delete(dev);
+    this.deletedDetails.add(dev);
+  }
+
+  setTransactionId(current: number, next: number): void {
+    this.assertWritable();
+    if (current !== this.sb.transactionId) {
+      throw new ThinError('E_TRANSACTION_MISMATCH', `set_transaction_id: the pool's transaction id is ${this.sb.transactionId}, not ${current}`, { expected: current, actual: this.sb.transactionId });
+    }
+    if (!Number.isSafeInteger(next) || next < 0) throw new ThinError('E_INVALID', `transaction id ${next} must be a whole number >= 0`);
+    this.sb.transactionId = next;
+  }
+
+  // ---------------------------------------------------------------- mappings
+
+  /** A free data block (count 1, owned by the caller until mapped), or -1 when out of data space. */
+  allocateDataBlock(): number {
+    this.assertWritable();
+    return this.requireDataSm().tryAllocate();
+  }
+
+  /** Drop the caller's reference to a data block it allocated but did not map. */
+  releaseDataBlock(block: number): void {
+    this.assertWritable();
+    if (this.requireDataSm().dec(block) === 0 && this.onDataBlockFreed) this.onDataBlockFreed(block);
+  }
+
+  /**
+   * Map `vblock` of `dev` to `block` at the current pool time. Replaces (and drops
+   * the reference of) any previous mapping.
+   */
+  insertMapping(dev: number, vblock: number, block: number): void {
+    this.assertWritable();
+    const details = this.details.get(dev);
+    if (!details) throw noDevice(dev);
+    if (!(block >= 0 && block < this.nrDataBlocks)) {
+      throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: dev, block });
+    }
+    const oldRoot = this.deviceRoot(dev);
+    const had = this.mappingTree.lookup(oldRoot, vblock) !== undefined;
+    const root = this.mappingTree.insert(oldRoot, vblock, { block, time: this.sb.time });
+    this.replaceRoot(dev, oldRoot, root);
+    if (!had) this.setDetails(dev, { ...details, mappedBlocks: details.mappedBlocks + 1 });
+  }
+
+  /** Unmap `vblock` of `dev`; returns the old mapping, or undefined if none. */
+  removeMapping(dev: number, vblock: number): BlockTime | undefined {
+    this.assertWritable();
+    const details = this.details.get(dev);
+    if (!details) throw noDevice(dev);
+    const oldRoot = this.deviceRoot(dev);
+    if (this.mappingTree.lookup(oldRoot, vblock) === undefined) return undefined;
+    const r = this.mappingTree.remove(oldRoot, vblock);
+    this.replaceRoot(dev, oldRoot, r.root);
+    this.setDetails(dev, { ...details, mappedBlocks: details.mappedBlocks - 1 });
+    return r.value;
+  }
+
+  /** Unmap every block of `dev` in [from, to); returns how many were mapped. */
+  removeRange(dev: number, from: number, to: number): number {
+    this.assertWritable();
+    const details = this.details.get(dev);
+    if (!details) throw noDevice(dev);
+    const oldRoot = this.deviceRoot(dev);
+    const r = this.mappingTree.removeRange(oldRoot, from, to);
+    this.replaceRoot(dev, oldRoot, r.root);
+    if (r.removed) this.setDetails(dev, { ...details, mappedBlocks: details.mappedBlocks - r.removed });
+    return r.removed;
+  }
+
+  // ---------------------------------------------------------------- metadata snapshot
+
+  /** Take the (single) metadata snapshot: commits, then copies the superblock (spec §8.1). */
+  reserveMetadataSnap(): number {
+    this.assertWritable();
+    if (this.sb.heldRoot) {
+      throw new ThinError('E_METADATA_SNAP_EXISTS', `a metadata snapshot is already held at block ${this.sb.heldRoot}; release it first`, { block: this.sb.heldRoot });
+    }
+    this.commit();
+    const copy = this.tm.newBlock(snapshotSuperblockValidator);
+    packSuperblock({ ...this.sb, blocknr: copy.location, dataSmRoot: undefined, metadataSmRoot: undefined, heldRoot: 0 }, copy.data);
+    this.tm.inc(this.sb.dataMappingRoot);
+    this.tm.inc(this.sb.deviceDetailsRoot);
+    this.sb.heldRoot = copy.location;
+    this.commit();
+    return copy.location;
+  }
+
+  releaseMetadataSnap(): void {
+    this.assertWritable();
+    const at = this.sb.heldRoot;
+    if (!at) throw new ThinError('E_NO_METADATA_SNAP', 'no metadata snapshot is held', {});
+    const snap = unpackSuperblock(this.tm.read(at, snapshotSuperblockValidator));
+    this.sb.heldRoot = 0;
+    this.topTree.del(snap.dataMappingRoot);
+    this.detailsTree.del(snap.deviceDetailsRoot);
+    this.tm.dec(at);
+  }
+
+  // ---------------------------------------------------------------- sizes
+
+  resizeData(nrBlocks: number): void {
+    this.assertWritable();
+    const sm = this.requireDataSm();
+    if (nrBlocks < sm.nrBlocks) {
+      throw new ThinError('E_UNSUPPORTED', `cannot shrink the data device from ${sm.nrBlocks} to ${nrBlocks} blocks; dm-thin pools only grow`, { from: sm.nrBlocks, to: nrBlocks });
+    }
+    sm.extend(nrBlocks);
+  }
+
+  /** Grow the metadata space map to the device's current size (the caller grew the device). */
+  resizeMetadata(): void {
+    this.assertWritable();
+    const sm = this.requireMetadataSm();
+    const n = this.bm.nrBlocks;
+    if (n < sm.nrBlocks) {
+      throw new ThinError('E_UNSUPPORTED', `cannot shrink the metadata device from ${sm.nrBlocks} to ${n} blocks`, { from: sm.nrBlocks, to: n });
+    }
+    sm.extend(n);
+  }
+
+  // ---------------------------------------------------------------- transactions
+
+  commit(): void {
+    this.assertWritable();
+    for (const dev of [...this.deletedDetails].sort((a, b) => a - b)) {
+      if (!this.details.has(dev)) this.sb.deviceDetailsRoot = this.detailsTree.remove(this.sb.deviceDetailsRoot, dev).root;
+    }
+    for (const dev of [...this.changedDetails].sort((a, b) => a - b)) {
+      this.sb.deviceDetailsRoot = this.detailsTree.insert(this.sb.deviceDetailsRoot, dev, this.details.get(dev)!);
+    }
+    this.sb.dataSmRoot = this.requireDataSm().commit();
+    this.sb.metadataSmRoot = this.requireMetadataSm().commit();
+    this.tm.commit(packSuperblock(this.sb), superblockValidator);
+    this.dataSm!.markCommitted();
+    this.metadataSm!.markCommitted();
+    this.changedDetails.clear();
+    this.deletedDetails.clear();
+    this.committed = { ...this.sb };
+  }
+
+  /** Drop the open transaction and reload the committed state from disk. */
+  abort(): void {
+    this.tm.abort();
+    this.bm.dropCache();
+    this.sb = { ...this.committed };
+    this.devRoots.clear();
+    this.changedDetails.clear();
+    this.deletedDetails.clear();
+    this.loadSpaceMaps();
+    this.loadDetails();
+  }
+
+  /** Does the open transaction hold changes? */
+  get dirty(): boolean {
+    return this.tm.dirtyCount > 0 || this.changedDetails.size > 0 || this.deletedDetails.size > 0 ||
+      this.sb.transactionId !== this.committed.transactionId || this.sb.heldRoot !== this.committed.heldRoot;
+  }
+
+  /**
+   * Set needs_check in the committed superblock, in place, as the kernel does after
+   * a failed metadata operation; the open transaction is dropped first.
+   */
+  setNeedsCheck(): void {
+    this.tm.abort();
+    const sb = { ...this.committed, flags: this.committed.flags | SUPERBLOCK_FLAG_NEEDS_CHECK };
+    this.bm.write(0, packSuperblock(sb), superblockValidator);
+    this.bm.sync();
+    this.committed = sb;
+    this.sb = { ...sb };
+  }
+
+  close(): void {
+    this.bm.dev.close();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private replaceRoot(dev: number, oldRoot: number, root: number): void {
+    if (root === oldRoot) return;
+    // The bottom level already shadowed (and decremented) the old root.
+    this.sb.dataMappingRoot = this.topTreeNoDec.insert(this.sb.dataMappingRoot, dev, root);
+    this.devRoots.set(dev, root);
+  }
+
+  private setDetails(dev: number, d: DeviceDetails): void {
+    this.details.set(dev, d);
+    this.changedDetails.add(dev);
+  }
+
+  private loadSpaceMaps(): void {
+    const { metadataSmRoot, dataSmRoot } = this.committed;
+    if (!metadataSmRoot || !dataSmRoot) {
+      throw new ThinError('E_CORRUPT', 'superblock has no space-map roots', { block: 0, kind: 'superblock' });
+    }
+    if (this.readOnly) {
+      // Read-only opens still load counts so reports (status, ls) are exact.
+      this.metadataSm = MetadataSpaceMap.open(this.tm, metadataSmRoot);
+      this.tm.sm = noAllocator;
+    } else {
+      this.metadataSm = MetadataSpaceMap.open(this.tm, metadataSmRoot);
+    }
+    this.dataSm = DataSpaceMap.open(this.tm, dataSmRoot);
+  }
+
+  private loadDetails(): void {
+    this.details.clear();
+    for (const [dev, d] of this.detailsTree.entries(this.sb.deviceDetailsRoot)) this.details.set(dev, d);
+  }
+
+  private requireDataSm(): DataSpaceMap {
+    if (!this.dataSm) throw new ThinError('E_READ_ONLY', 'metadata snapshot views have no data space map');
+    return this.dataSm;
+  }
+
+  private requireMetadataSm(): MetadataSpaceMap {
+    if (!this.metadataSm) throw new ThinError('E_READ_ONLY', 'metadata snapshot views have no metadata space map');
+    return this.metadataSm;
+  }
+
+  private assertWritable(): void {
+    if (this.readOnly) throw new ThinError('E_READ_ONLY', `metadata ${this.bm.dev.name} is open read-only`, { file: this.bm.dev.name });
+  }
+}
+
+function checkSuperblock(sb: Superblock, name: string, readOnly: boolean): void {
+  if (sb.incompatFlags !== 0) {
+    throw new ThinError('E_UNSUPPORTED', `metadata ${name} has unknown incompat flags 0x${sb.incompatFlags.toString(16)}; thinsim cannot read it`, { file: name });
+  }
+  if (sb.compatRoFlags !== 0 && !readOnly) {
+    throw new ThinError('E_READ_ONLY', `metadata ${name} has unknown compat_ro flags 0x${sb.compatRoFlags.toString(16)}; open it read-only`, { file: name });
+  }
+  if (sb.metadataBlockSize !== 8) {
+    throw new ThinError('E_CORRUPT', `superblock metadata_block_size is ${sb.metadataBlockSize} sectors; dm-thin uses 8`, { block: 0, kind: 'superblock' });
+  }
+}
+
+function checkDeviceId(dev: number): void {
+  if (!Number.isInteger(dev) || dev < 0 || dev > MAX_DEVICE_ID) {
+    throw new ThinError('E_INVALID', `thin device id ${dev} is outside 0..${MAX_DEVICE_ID} (24 bits)`, { device: dev });
+  }
+}
+
+function noDevice(dev: number): ThinError {
+  return new ThinError('E_NO_DEVICE', `thin device ${dev} does not exist`, { device: dev });
+}
+
+function deviceExists(dev: number): ThinError {
+  return new ThinError('E_DEVICE_EXISTS', `thin device ${dev} already exists`, { device: dev });
+}
