@@ -43,12 +43,12 @@ export async function main(argv: string[]): Promise<void> {
     .demandCommand(1, 'Name a command; see thinsim --help.')
     .recommendCommands()
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .fail((msg, err, yy) => {
+    .fail((msg, err) => {
       if (err) {
         reportError(err);
         process.exit(exitCodeFor(err));
       }
-      process.stderr.write(`${yy.help ? '' : ''}thinsim: ${msg}\nRun "thinsim --help" for usage.\n`);
+      process.stderr.write(`thinsim: ${msg}\nRun "thinsim --help" for usage.\n`);
       process.exit(EXIT_USAGE);
     });
   for (const c of commands) y = y.command(c as any);

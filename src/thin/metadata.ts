@@ -51,6 +51,8 @@ export interface FormatOptions extends OpenOptions {
   /** Data block size in 512-byte sectors (128 = 64 KiB). */
   dataBlockSize: number;
   nrDataBlocks: number;
+  /** Leave the new pool uncommitted (nothing is written until `commit()`); restore uses this. */
+  deferCommit?: boolean;
 }
 
 /** A never-allocating stand-in used while the metadata space map is loading. */
@@ -80,6 +82,8 @@ export class ThinMetadata {
   private devRoots = new Map<number, number>();
   /** Bottom level: virtual block -> block_time, counting data references. */
   readonly mappingTree: BTree<BlockTime>;
+  /** The bottom level's value type (data block references in the data space map). */
+  readonly mappingValue: ValueType<BlockTime>;
   /** Top level: device id -> subtree root; removing a value drops the subtree. */
   readonly topTree: BTree<number>;
   /** Same top level, for replacing a root that the bottom level already shadowed. */
@@ -100,6 +104,7 @@ export class ThinMetadata {
       },
       equal: (a, b) => a.block === b.block && a.time === b.time,
     };
+    this.mappingValue = dataValue;
     this.mappingTree = new BTree(this.tm, dataValue);
     const subtree = (dec: boolean): ValueType<number> => ({
       size: 8,
@@ -133,7 +138,7 @@ export class ThinMetadata {
     };
     md.sb = sb;
     md.committed = { ...sb };
-    md.commit();
+    if (!opts.deferCommit) md.commit();
     return md;
   }
 
@@ -154,7 +159,7 @@ export class ThinMetadata {
       const at = typeof opts.metadataSnap === 'number' ? opts.metadataSnap : live.heldRoot;
       if (!at) throw new ThinError('E_NO_METADATA_SNAP', `metadata on ${dev.name} holds no metadata snapshot (held_root is 0)`, { file: dev.name });
       const snap = unpackSuperblock(md.bm.read(at, snapshotSuperblockValidator));
-      md.sb = { ...snap, dataSmRoot: live.dataSmRoot, metadataSmRoot: live.metadataSmRoot };
+      md.sb = { ...snap };
       md.loadDetails();
       return md;
     }
@@ -273,6 +278,28 @@ export class ThinMetadata {
     }
     if (!Number.isSafeInteger(next) || next < 0) throw new ThinError('E_INVALID', `transaction id ${next} must be a whole number >= 0`);
     this.sb.transactionId = next;
+  }
+
+  /**
+   * Install a device whose mapping subtree was built in bulk (restore). The root
+   * and the data blocks it maps already carry their references.
+   */
+  adoptDevice(dev: number, root: number, details: DeviceDetails): void {
+    this.assertWritable();
+    checkDeviceId(dev);
+    if (this.details.has(dev)) throw deviceExists(dev);
+    this.sb.dataMappingRoot = this.topTree.insert(this.sb.dataMappingRoot, dev, root);
+    this.devRoots.set(dev, root);
+    this.setDetails(dev, details);
+  }
+
+  /** Set the pool time (restore); mappings made from now on carry it. */
+  setTime(time: number): void {
+    this.assertWritable();
+    if (!Number.isInteger(time) || time < 0 || time > MAX_TIME) {
+      throw new ThinError('E_RANGE', `pool time ${time} is outside 0..${MAX_TIME} (24 bits)`, { value: time });
+    }
+    this.sb.time = time;
   }
 
   // ---------------------------------------------------------------- mappings

@@ -47,6 +47,12 @@ export class RefCounts {
     return c === 3 ? this.overflow.get(b)! : c;
   }
 
+  /** The 2-bit bitmap value of `b` (3 means "look in the overflow map"), without range checks. */
+  bitsGet(b: number): number {
+    const v = (this.bits[b >>> 2] >>> ((b & 3) << 1)) & 3;
+    return ((v & 1) << 1) | (v >>> 1);
+  }
+
   set(b: number, count: number): void {
     this.checkBlock(b);
     if (!Number.isInteger(count) || count < 0 || count > 0xffffffff) {

@@ -27,7 +27,12 @@
  *     by 6), `  </diff>`, `</superblock>`; every line ends with "\n". An empty diff prints just
  *     the frame. With -m the tools print the snapshot copy's superblock: nr_data_blocks="0" and no
  *     metadata_snap.
- * thin_delta 1.1 prints the same text except that the final newline is missing.
+ *
+ * thin_delta 1.1 (dialect '1.x') differs: its run builder joins mappings whose origins are
+ * consecutive without looking at the data blocks, keeping the first data block, so a stretch
+ * can be called `same`/`different` from the first block of a run only, and verbose data_begin
+ * values describe only that first block; it never prints metadata_snap; and the output lacks
+ * the final newline. The 0.9.0 behaviour is the default and the correct one.
  */
 
 import { BufferedOutput, type OutputFn } from '../xml/writer';
@@ -39,8 +44,12 @@ export interface DeltaSide {
   mappings: Iterable<Pick<MappingRun, 'originBegin' | 'dataBegin' | 'length'>>;
 }
 
+export type DeltaDialect = '0.9' | '1.x';
+
 export interface DeltaOptions {
   verbose?: boolean;
+  /** Whose output to reproduce (default '0.9'; see the header for 1.1's differences). */
+  dialect?: DeltaDialect;
   flushBytes?: number;
 }
 
@@ -53,8 +62,11 @@ interface Cursor {
   len: number;
 }
 
-/** Pulls maximal (origin+1, data+1) runs from a mapping stream, ignoring times. */
-function coalesce(src: DeltaSide['mappings']): Cursor {
+/**
+ * Pulls maximal (origin+1, data+1) runs from a mapping stream, ignoring times. With
+ * `originOnly` (1.x) only the origins need to be consecutive.
+ */
+function coalesce(src: DeltaSide['mappings'], originOnly: boolean): Cursor {
   const it = src[Symbol.iterator]();
   let pending: { o: number; d: number; len: number } | undefined;
   let done = false;
@@ -77,7 +89,7 @@ function coalesce(src: DeltaSide['mappings']): Cursor {
         if (m.length <= 0) continue;
         if (len === 0) {
           o = m.originBegin; d = m.dataBegin; len = m.length;
-        } else if (m.originBegin === o + len && m.dataBegin === d + len) {
+        } else if (m.originBegin === o + len && (originOnly || m.dataBegin === d + len)) {
           len += m.length;
         } else {
           pending = { o: m.originBegin, d: m.dataBegin, len: m.length };
@@ -148,20 +160,21 @@ class VerboseEmitter implements Emitter {
 }
 
 /** The `<superblock ...>` line thin_delta prints (note: no flags/version, unlike thin_dump). */
-export function deltaSuperblockLine(sb: SuperblockInfo): string {
-  const snap = sb.metadataSnap ? ` metadata_snap="${sb.metadataSnap}"` : '';
+export function deltaSuperblockLine(sb: SuperblockInfo, dialect: DeltaDialect = '0.9'): string {
+  const snap = sb.metadataSnap && dialect === '0.9' ? ` metadata_snap="${sb.metadataSnap}"` : '';
   return `<superblock uuid="" time="${sb.time}" transaction="${sb.transaction}" data_block_size="${sb.dataBlockSize}" nr_data_blocks="${sb.nrDataBlocks}"${snap}>\n`;
 }
 
 /** Write thin_delta's report for `left` (--snap1) against `right` (--snap2). */
 export function writeDelta(sb: SuperblockInfo, left: DeltaSide, right: DeltaSide, out: OutputFn, opts: DeltaOptions = {}): void {
   const buf = new BufferedOutput(out, opts.flushBytes ?? 64 * 1024);
-  buf.push(deltaSuperblockLine(sb));
+  const dialect = opts.dialect ?? '0.9';
+  buf.push(deltaSuperblockLine(sb, dialect));
   buf.push(`  <diff left="${left.devId}" right="${right.devId}">\n`);
   const e: Emitter = opts.verbose ? new VerboseEmitter(buf) : new SimpleEmitter(buf);
 
-  const l = coalesce(left.mappings);
-  const r = coalesce(right.mappings);
+  const l = coalesce(left.mappings, dialect === '1.x');
+  const r = coalesce(right.mappings, dialect === '1.x');
   let lv = l.next();
   let rv = r.next();
   while (lv && rv) {
@@ -187,7 +200,7 @@ export function writeDelta(sb: SuperblockInfo, left: DeltaSide, right: DeltaSide
   for (; rv; rv = r.next()) e.range('right_only', r.o, 0, r.d, r.len);
   e.complete();
 
-  buf.push('  </diff>\n</superblock>\n');
+  buf.push(dialect === '1.x' ? '  </diff>\n</superblock>' : '  </diff>\n</superblock>\n');
   buf.flush();
 }
 

@@ -1,0 +1,27 @@
+import type { CommandModule } from 'yargs';
+import { ThinMetadata } from '../../thin/metadata';
+import { deltaDevices } from '../../thin/delta';
+import { openMetadataReadOnly } from '../pool-path';
+import { stdout } from '../output';
+
+interface Args { pool: string; snap1: number; snap2: number; verbose?: boolean; 'metadata-snap'?: boolean }
+
+export const deltaCommand: CommandModule<{}, Args> = {
+  command: 'delta <pool>',
+  describe: "Show how two thin devices' mappings differ, in thin_delta's format",
+  builder: (y) => y
+    .positional('pool', { type: 'string', demandOption: true, describe: 'pool directory, metadata file or block device' })
+    .option('snap1', { type: 'number', demandOption: true, describe: 'the left device id' })
+    .option('snap2', { type: 'number', demandOption: true, describe: 'the right device id' })
+    .option('verbose', { type: 'boolean', describe: 'list every range with its data blocks' })
+    .option('metadata-snap', { alias: 'm', type: 'boolean', describe: 'read the held metadata snapshot' }),
+  handler: (a) => {
+    const dev = openMetadataReadOnly(a.pool);
+    try {
+      const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
+      deltaDevices(md, a.snap1, a.snap2, stdout, a.verbose);
+    } finally {
+      dev.close();
+    }
+  },
+};

@@ -1,0 +1,33 @@
+import * as fs from 'fs';
+import type { CommandModule } from 'yargs';
+import { ThinMetadata } from '../../thin/metadata';
+import { dumpMetadata } from '../../thin/dump';
+import { HumanReadableWriter, JsonWriter, XmlWriter } from '../../thin/xml/writer';
+import { openMetadataReadOnly } from '../pool-path';
+import { writeFd } from '../output';
+
+interface Args { pool: string; 'metadata-snap'?: boolean; format: string; output?: string; dev?: number[] }
+
+export const dumpCommand: CommandModule<{}, Args> = {
+  command: 'dump <pool>',
+  describe: "Print the metadata as thin_dump's XML (or JSON, or human_readable), streaming",
+  builder: (y) => y
+    .positional('pool', { type: 'string', demandOption: true, describe: 'pool directory, metadata file or block device' })
+    .option('metadata-snap', { alias: 'm', type: 'boolean', describe: 'dump the held metadata snapshot' })
+    .option('format', { alias: 'f', choices: ['xml', 'json', 'human_readable'], default: 'xml' })
+    .option('output', { alias: 'o', type: 'string', describe: 'write to a file instead of stdout' })
+    .option('dev', { type: 'number', array: true, describe: 'only these device ids' }),
+  handler: (a) => {
+    const dev = openMetadataReadOnly(a.pool);
+    const fd = a.output ? fs.openSync(a.output, 'w') : 1;
+    try {
+      const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
+      const out = (s: string) => writeFd(fd, s);
+      const sink = a.format === 'json' ? new JsonWriter(out) : a.format === 'human_readable' ? new HumanReadableWriter(out) : new XmlWriter(out);
+      dumpMetadata(md, sink, { devices: a.dev });
+    } finally {
+      dev.close();
+      if (fd !== 1) fs.closeSync(fd);
+    }
+  },
+};

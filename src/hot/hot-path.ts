@@ -1,0 +1,102 @@
+/**
+ * The HotPath interface: the calls thinsim makes on its hot paths, implemented twice
+ * (Rust addon in native/, TypeScript twin in ./twin.ts) with identical behaviour.
+ *
+ * Shared contract of every implementation:
+ * - Offsets, lengths and indices are JS numbers that must be non-negative safe integers.
+ * - Arguments are validated left to right. A wrong JS type throws a TypeError, a right
+ *   type with a bad value (negative, fractional, out of range) a RangeError; both carry
+ *   `code: 'E_INVALID'`. Expected outcomes ("no free entry", "source ended") are return
+ *   values, never exceptions.
+ * - A failed syscall throws (or, for async calls, rejects with) an Error whose `code` is
+ *   the errno name ('EBADF', 'ENOSPC', ...) and whose `syscall` names the call.
+ * - Buffers are caller-owned and may be unaligned slices of a larger ArrayBuffer; nothing
+ *   is retained after a call returns.
+ */
+
+/** How zeroRange did its job. */
+export const ZERO_METHOD = {
+  /** len was 0: nothing done. */
+  NOTHING: 0,
+  /** fallocate(PUNCH_HOLE|KEEP_SIZE): blocks deallocated, file size unchanged. */
+  PUNCHED: 1,
+  /** fallocate(ZERO_RANGE): zeroed in place (may stay allocated). */
+  ZERO_RANGE: 2,
+  /** Zeros were written with pwrite. */
+  WROTE_ZEROS: 3,
+} as const;
+export type ZeroMethod = (typeof ZERO_METHOD)[keyof typeof ZERO_METHOD];
+
+export interface HotPath {
+  /** true for the Rust addon, false for the TypeScript twin. */
+  readonly native: boolean;
+  /** Why the addon is not in use (disabled by env, missing, failed to load); undefined when native. */
+  readonly loadError: string | undefined;
+
+  /** Returns 0. Measures the cost of a call and nothing else. */
+  noop(): number;
+
+  // --- 2-bit reference-count bitmaps, dm-thin encoding (spec §6.1): entry i is in byte
+  // i>>2; bit 2*(i&3) is the HIGH bit of the count, bit 2*(i&3)+1 the LOW bit.
+  // A bitmap of n bytes holds 4n entries.
+
+  /** Count (0..3) of entry i. RangeError if i >= 4 * buf.length. O(1). */
+  bitmapGet(buf: Uint8Array, i: number): number;
+  /** Set entry i to v (integer 0..3). O(1). */
+  bitmapSet(buf: Uint8Array, i: number, v: number): void;
+  /**
+   * First entry with count 0, scanning [cursor, end) then wrapping to [begin, cursor);
+   * -1 if none. A cursor outside [begin, end) means begin. Needs begin <= end <= 4 * buf.length.
+   * O(end - begin); the native one skips 32 entries per 64-bit word.
+   */
+  bitmapFindFree(buf: Uint8Array, begin: number, end: number, cursor: number): number;
+  /**
+   * Writes into out[0..3] the number of entries in [begin, end) with count 0, 1, 2, 3.
+   * `out` is a Float64Array (length >= 4) because counts can pass 2^32.
+   */
+  bitmapCount(buf: Uint8Array, begin: number, end: number, out: Float64Array): void;
+
+  // --- checksums (spec §2.1)
+
+  /**
+   * RAW CRC-32C register after feeding buf: reflected polynomial 0x82F63B78, initial
+   * value `init` (default 0xFFFFFFFF), NO final inversion. Standard CRC-32C is
+   * `(crc32c(buf) ^ 0xFFFFFFFF) >>> 0`. Returns an unsigned 32-bit number. Chainable:
+   * crc32c(b, crc32c(a)) === crc32c(a ++ b).
+   */
+  crc32c(buf: Uint8Array, init?: number): number;
+  /** dm-thin metadata block checksum: crc32c(block[4..]) ^ salt, unsigned. RangeError if block.length < 4. */
+  blockChecksum(block: Uint8Array, salt: number): number;
+
+  /** Whether every byte of buf is zero (true for an empty buf). */
+  isZero(buf: Uint8Array): boolean;
+
+  // --- chunk I/O on caller-owned file descriptors (never closed, file positions untouched)
+
+  /**
+   * Copy len bytes from fdIn@offIn to fdOut@offOut; returns the bytes copied. The result
+   * is short only when the source ends first: bytes past the source's EOF are neither
+   * copied nor zero-filled. offIn+len and offOut+len must stay safe integers.
+   * Native: copy_file_range (extent sharing on XFS/btrfs), falling back to pread/pwrite
+   * on EXDEV/ENOSYS/EINVAL/EOPNOTSUPP. Overlapping ranges of one file: unspecified.
+   * Blocks the event loop; prefer copyRangeAsync for large copies off the hot path.
+   */
+  copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): number;
+  /** copyRange on the libuv thread pool. Argument errors throw synchronously; I/O errors reject. */
+  copyRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): Promise<number>;
+  /**
+   * Make [off, off+len) read as zeros; returns which method ran (ZERO_METHOD).
+   * punch=true never changes the file size (PUNCH_HOLE|KEEP_SIZE; the write fallback stops
+   * at EOF of a regular file). punch=false may grow the file like a write (ZERO_RANGE, or
+   * written zeros). The twin always writes zeros (3), or returns 0 when len is 0.
+   */
+  zeroRange(fd: number, off: number, len: number, punch: boolean): ZeroMethod;
+
+  /**
+   * A zero-filled Buffer of `size` bytes whose data address is a multiple of `align`
+   * (power of two, 1..2^20, default 4096), for O_DIRECT I/O. Only the native one really
+   * aligns: the twin returns Buffer.alloc(size) (JS cannot see addresses), so O_DIRECT
+   * callers must use requireNative().
+   */
+  alignedBuffer(size: number, align?: number): Buffer;
+}

@@ -1,0 +1,244 @@
+/**
+ * B-tree node: the 4096-byte block layout shared by every dm-thin tree (spec section 4).
+ *
+ *   0  u32 csum (salt 121107)   4 u32 flags (INTERNAL=1 | LEAF=2)   8 u64 blocknr
+ *  16  u32 nr_entries          20 u32 max_entries                  24 u32 value_size
+ *  28  u32 padding             32 u64 keys[max_entries]
+ *  32 + 8 * max_entries        values[max_entries], value_size bytes each
+ *
+ * Everything here works on the raw bytes of a block (a Uint8Array of BLOCK_SIZE) and
+ * allocates nothing on the read paths, so the tree code can binary-search a cached
+ * block directly. Keys are u64 on disk and JavaScript numbers here: a key beyond
+ * 2^53-1 throws E_RANGE instead of being rounded.
+ */
+import { ThinError } from '../../errors';
+import { BLOCK_SIZE, saltedValidator, Validator } from '../block-manager';
+
+export const BTREE_NODE_SALT = 121107;
+export const INTERNAL_NODE = 1;
+export const LEAF_NODE = 2;
+export const NODE_HEADER_SIZE = 32;
+/** Deepest node a reader follows (root = depth 0); anything deeper is a cycle or corruption. */
+export const MAX_BTREE_DEPTH = 16;
+/** Internal nodes always hold u64 child block numbers. */
+export const INTERNAL_VALUE_SIZE = 8;
+
+const FLAGS = 4;
+const NR_ENTRIES = 16;
+const MAX_ENTRIES = 20;
+const VALUE_SIZE = 24;
+const TWO32 = 2 ** 32;
+/** Largest high word of a u64 that still gives a safe integer. */
+const MAX_SAFE_HI = 0x1fffff;
+
+/** Largest multiple of 3 entries that fit with `valueSize`-byte values (spec 4.2). */
+export function maxEntriesFor(valueSize: number): number {
+  if (!Number.isInteger(valueSize) || valueSize <= 0 || valueSize > BLOCK_SIZE) {
+    throw new ThinError('E_INVALID', `btree value size must be 1..${BLOCK_SIZE} bytes, got ${valueSize}`);
+  }
+  const n = Math.floor((BLOCK_SIZE - NODE_HEADER_SIZE) / (8 + valueSize));
+  return Math.floor(n / 3) * 3;
+}
+
+// Little-endian u32 straight from the bytes: cheaper than a DataView per block.
+export function getU32(d: Uint8Array, o: number): number {
+  return (d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0;
+}
+
+export function setU32(d: Uint8Array, o: number, v: number): void {
+  d[o] = v & 0xff;
+  d[o + 1] = (v >>> 8) & 0xff;
+  d[o + 2] = (v >>> 16) & 0xff;
+  d[o + 3] = (v >>> 24) & 0xff;
+}
+
+/** u64 LE at `o` as a number; E_RANGE beyond 2^53-1. `what` names the field for the message. */
+export function getU64(d: Uint8Array, o: number, what = 'u64 value'): number {
+  const hi = getU32(d, o + 4);
+  if (hi > MAX_SAFE_HI) throw rangeError(d, o, what);
+  return hi * TWO32 + getU32(d, o);
+}
+
+export function setU64(d: Uint8Array, o: number, v: number): void {
+  setU32(d, o, v % TWO32);
+  setU32(d, o + 4, Math.floor(v / TWO32));
+}
+
+function rangeError(d: Uint8Array, o: number, what: string): ThinError {
+  const big = BigInt(getU32(d, o + 4)) * 2n ** 32n + BigInt(getU32(d, o));
+  return new ThinError('E_RANGE', `${what} ${big} is beyond 2^53-1, which thinsim cannot handle exactly`, { value: big.toString() });
+}
+
+/** Throw unless `k` can be stored as a key (a safe non-negative integer). */
+export function checkKey(k: number): void {
+  if (!Number.isSafeInteger(k) || k < 0) {
+    throw new ThinError(Number.isInteger(k) && k > 0 ? 'E_RANGE' : 'E_INVALID', `btree key must be a whole number from 0 to 2^53-1, got ${k}`, { value: k });
+  }
+}
+
+export function nodeFlags(d: Uint8Array): number { return getU32(d, FLAGS); }
+export function isLeaf(d: Uint8Array): boolean { return getU32(d, FLAGS) === LEAF_NODE; }
+export function nrEntries(d: Uint8Array): number { return getU32(d, NR_ENTRIES); }
+export function setNrEntries(d: Uint8Array, n: number): void { setU32(d, NR_ENTRIES, n); }
+export function maxEntries(d: Uint8Array): number { return getU32(d, MAX_ENTRIES); }
+export function valueSize(d: Uint8Array): number { return getU32(d, VALUE_SIZE); }
+
+export function keyOffset(i: number): number { return NODE_HEADER_SIZE + 8 * i; }
+
+/** Byte offset of value `i` (values start after room for max_entries keys). */
+export function valueOffset(d: Uint8Array, i: number): number {
+  return NODE_HEADER_SIZE + 8 * getU32(d, MAX_ENTRIES) + getU32(d, VALUE_SIZE) * i;
+}
+
+export function keyAt(d: Uint8Array, i: number): number {
+  const o = NODE_HEADER_SIZE + 8 * i;
+  const hi = getU32(d, o + 4);
+  if (hi > MAX_SAFE_HI) throw rangeError(d, o, `btree key ${i}`);
+  return hi * TWO32 + getU32(d, o);
+}
+
+export function setKey(d: Uint8Array, i: number, k: number): void {
+  setU64(d, NODE_HEADER_SIZE + 8 * i, k);
+}
+
+/** Child block number `i` of an internal node (or any 8-byte value). */
+export function value64(d: Uint8Array, i: number): number {
+  return getU64(d, valueOffset(d, i), 'btree child block number');
+}
+
+export function setValue64(d: Uint8Array, i: number, v: number): void {
+  setU64(d, valueOffset(d, i), v);
+}
+
+/** Zero `d` and write a fresh header (blocknr and checksum are stamped on write). */
+export function initNode(d: Uint8Array, flags: number, max: number, vsize: number): void {
+  d.fill(0);
+  setU32(d, FLAGS, flags);
+  setU32(d, MAX_ENTRIES, max);
+  setU32(d, VALUE_SIZE, vsize);
+}
+
+/**
+ * Largest index i < n with key[i] <= k, or -1 (the kernel's lower_bound). On keys that
+ * are out of order it still returns an i with key[i] <= k < key[i+1].
+ */
+export function searchLe(d: Uint8Array, n: number, k: number): number {
+  let lo = -1;
+  let hi = n;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1;
+    const o = NODE_HEADER_SIZE + 8 * mid;
+    const khi = (d[o + 4] | (d[o + 5] << 8) | (d[o + 6] << 16) | (d[o + 7] << 24)) >>> 0;
+    const klo = (d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0;
+    // Keys above 2^53 compare correctly here (hi word first) and only throw when read.
+    if (khi * TWO32 + klo <= k && khi <= MAX_SAFE_HI) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Smallest index i < n with key[i] >= k, or n. */
+export function searchGe(d: Uint8Array, n: number, k: number): number {
+  const i = searchLe(d, n, k);
+  if (i >= 0 && keyAt(d, i) === k) return i;
+  return i + 1;
+}
+
+/** Open a gap at `i` (entries i.. move right by one); nr_entries grows by one. */
+export function openGap(d: Uint8Array, i: number): void {
+  const n = nrEntries(d);
+  const vs = valueSize(d);
+  const kOff = keyOffset(i);
+  d.copyWithin(kOff + 8, kOff, keyOffset(n));
+  const vOff = valueOffset(d, i);
+  d.copyWithin(vOff + vs, vOff, vOff + vs * (n - i));
+  setNrEntries(d, n + 1);
+}
+
+/** Delete entry `i`, zeroing the slot it leaves at the end. */
+export function deleteAt(d: Uint8Array, i: number): void {
+  const n = nrEntries(d);
+  const vs = valueSize(d);
+  d.copyWithin(keyOffset(i), keyOffset(i + 1), keyOffset(n));
+  d.fill(0, keyOffset(n - 1), keyOffset(n));
+  const vOff = valueOffset(d, i);
+  const vEnd = valueOffset(d, n);
+  d.copyWithin(vOff, vOff + vs, vEnd);
+  d.fill(0, vEnd - vs, vEnd);
+  setNrEntries(d, n - 1);
+}
+
+/** Delete entries [i, j), zeroing the freed slots. */
+export function deleteRange(d: Uint8Array, i: number, j: number): void {
+  if (j <= i) return;
+  const n = nrEntries(d);
+  const c = j - i;
+  d.copyWithin(keyOffset(i), keyOffset(j), keyOffset(n));
+  d.fill(0, keyOffset(n - c), keyOffset(n));
+  const vs = valueSize(d);
+  const vEnd = valueOffset(d, n);
+  d.copyWithin(valueOffset(d, i), valueOffset(d, j), vEnd);
+  d.fill(0, vEnd - vs * c, vEnd);
+  setNrEntries(d, n - c);
+}
+
+/**
+ * Append `count` entries of `src` starting at `from` to the end of `dst`, or put them in
+ * front of `dst`'s entries when `front` is set. The entries stay in `src` (the caller
+ * removes them); both nodes must have the same value size.
+ */
+export function copyEntries(dst: Uint8Array, src: Uint8Array, from: number, count: number, front: boolean): void {
+  if (count <= 0) return;
+  const n = nrEntries(dst);
+  const vs = valueSize(dst);
+  if (front) {
+    dst.copyWithin(keyOffset(count), keyOffset(0), keyOffset(n));
+    const v0 = valueOffset(dst, 0);
+    dst.copyWithin(v0 + vs * count, v0, v0 + vs * n);
+  }
+  const at = front ? 0 : n;
+  dst.set(src.subarray(keyOffset(from), keyOffset(from + count)), keyOffset(at));
+  const sv = valueOffset(src, from);
+  dst.set(src.subarray(sv, sv + vs * count), valueOffset(dst, at));
+  setNrEntries(dst, n + count);
+}
+
+/** Compare two on-disk u64 keys without converting (they may exceed 2^53). */
+function keyLess(d: Uint8Array, i: number, j: number): boolean {
+  const hi = getU32(d, keyOffset(i) + 4);
+  const hj = getU32(d, keyOffset(j) + 4);
+  if (hi !== hj) return hi < hj;
+  return getU32(d, keyOffset(i)) < getU32(d, keyOffset(j));
+}
+
+function corrupt(b: number, what: string): ThinError {
+  return new ThinError('E_CORRUPT', `btree node (block ${b}): ${what}`, { block: b, kind: 'btree node' });
+}
+
+/**
+ * Header sanity, after checksum and blocknr passed. Beyond the kernel's checks this
+ * also insists on max_entries being a positive multiple of 3, internal nodes holding
+ * 8-byte values and keys strictly increasing: every reader then relies on sorted
+ * keys, and the check costs far less than the checksum it follows.
+ */
+export function checkNodeHeader(d: Uint8Array, b: number): void {
+  const flags = getU32(d, FLAGS);
+  if (flags !== INTERNAL_NODE && flags !== LEAF_NODE) {
+    throw corrupt(b, `flags ${flags} must be exactly one of INTERNAL (1) or LEAF (2)`);
+  }
+  const n = getU32(d, NR_ENTRIES);
+  const max = getU32(d, MAX_ENTRIES);
+  const vs = getU32(d, VALUE_SIZE);
+  if (max === 0 || max % 3 !== 0) throw corrupt(b, `max_entries ${max} is not a positive multiple of 3`);
+  if (vs === 0 || NODE_HEADER_SIZE + (8 + vs) * max > BLOCK_SIZE) {
+    throw corrupt(b, `max_entries ${max} with value_size ${vs} does not fit in a ${BLOCK_SIZE}-byte block`);
+  }
+  if (n > max) throw corrupt(b, `nr_entries ${n} is more than max_entries ${max}`);
+  if (flags === INTERNAL_NODE && vs !== INTERNAL_VALUE_SIZE) throw corrupt(b, `internal node with value_size ${vs} (must be 8)`);
+  for (let i = 1; i < n; i++) {
+    if (!keyLess(d, i - 1, i)) throw corrupt(b, `keys out of order at index ${i}`);
+  }
+}
+
+/** Validator for every btree node: salted checksum, blocknr, then `checkNodeHeader`. */
+export const btreeNodeValidator: Validator = saltedValidator('btree node', BTREE_NODE_SALT, checkNodeHeader);

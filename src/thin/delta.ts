@@ -1,0 +1,16 @@
+/**
+ * thin_delta: differences between the mappings of two devices of one pool, in
+ * thin_delta's format (report/delta.ts). Streams both devices side by side.
+ */
+import { ThinError } from '../errors';
+import { writeDelta } from './report/delta';
+import type { OutputFn } from './xml/writer';
+import type { ThinMetadata } from './metadata';
+import { mappingRuns, superblockInfo } from './dump';
+
+export function deltaDevices(md: ThinMetadata, snap1: number, snap2: number, out: OutputFn, verbose = false): void {
+  for (const d of [snap1, snap2]) {
+    if (!md.hasDevice(d)) throw new ThinError('E_NO_DEVICE', `thin device ${d} does not exist in this pool; see "thinsim ls"`, { device: d });
+  }
+  writeDelta(superblockInfo(md), { devId: snap1, mappings: mappingRuns(md, snap1) }, { devId: snap2, mappings: mappingRuns(md, snap2) }, out, { verbose });
+}
