@@ -52,7 +52,11 @@ fn load_word(buf: &[u8], w: usize) -> u64 {
 /// EVEN-position mask for entries `lo..hi` of one word (0 <= lo < hi <= 32).
 #[inline(always)]
 fn pair_mask(lo: usize, hi: usize) -> u64 {
-    let upper = if hi >= PER_WORD { EVEN } else { EVEN & ((1u64 << (2 * hi)) - 1) };
+    let upper = if hi >= PER_WORD {
+        EVEN
+    } else {
+        EVEN & ((1u64 << (2 * hi)) - 1)
+    };
     upper & (EVEN << (2 * lo))
 }
 
@@ -71,7 +75,11 @@ fn scan_free(buf: &[u8], from: usize, to: usize) -> Option<usize> {
     let last_w = (to - 1) / PER_WORD;
 
     // Head word (may also be the tail word).
-    let hi = if first_w == last_w { to - first_w * PER_WORD } else { PER_WORD };
+    let hi = if first_w == last_w {
+        to - first_w * PER_WORD
+    } else {
+        PER_WORD
+    };
     let z = zero_pairs(load_word(buf, first_w)) & pair_mask(from % PER_WORD, hi);
     if z != 0 {
         return Some(first_w * PER_WORD + z.trailing_zeros() as usize / 2);
@@ -124,8 +132,15 @@ fn scan_free(buf: &[u8], from: usize, to: usize) -> Option<usize> {
 ///
 /// Panics if `end > 4 * buf.len()` or `begin > end` (callers validate first).
 pub fn find_free(buf: &[u8], begin: usize, end: usize, cursor: usize) -> Option<usize> {
-    assert!(begin <= end && end <= buf.len() * 4, "bitmap range out of bounds");
-    let cursor = if cursor < begin || cursor >= end { begin } else { cursor };
+    assert!(
+        begin <= end && end <= buf.len() * 4,
+        "bitmap range out of bounds"
+    );
+    let cursor = if cursor < begin || cursor >= end {
+        begin
+    } else {
+        cursor
+    };
     scan_free(buf, cursor, end).or_else(|| scan_free(buf, begin, cursor))
 }
 
@@ -133,7 +148,10 @@ pub fn find_free(buf: &[u8], begin: usize, end: usize, cursor: usize) -> Option<
 ///
 /// Panics if `end > 4 * buf.len()` or `begin > end`.
 pub fn count(buf: &[u8], begin: usize, end: usize) -> [u64; 4] {
-    assert!(begin <= end && end <= buf.len() * 4, "bitmap range out of bounds");
+    assert!(
+        begin <= end && end <= buf.len() * 4,
+        "bitmap range out of bounds"
+    );
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("popcnt") {
@@ -167,13 +185,22 @@ fn count_core(buf: &[u8], begin: usize, end: usize) -> [u64; 4] {
         let first_w = begin / PER_WORD;
         let last_w = (end - 1) / PER_WORD;
         if first_w == last_w {
-            tally(load_word(buf, first_w), pair_mask(begin % PER_WORD, end - first_w * PER_WORD));
+            tally(
+                load_word(buf, first_w),
+                pair_mask(begin % PER_WORD, end - first_w * PER_WORD),
+            );
         } else {
-            tally(load_word(buf, first_w), pair_mask(begin % PER_WORD, PER_WORD));
+            tally(
+                load_word(buf, first_w),
+                pair_mask(begin % PER_WORD, PER_WORD),
+            );
             for word in buf[(first_w + 1) * 8..last_w * 8].chunks_exact(8) {
                 tally(u64::from_le_bytes(word.try_into().unwrap()), EVEN);
             }
-            tally(load_word(buf, last_w), pair_mask(0, end - last_w * PER_WORD));
+            tally(
+                load_word(buf, last_w),
+                pair_mask(0, end - last_w * PER_WORD),
+            );
         }
     }
     let total = (end - begin) as u64;
@@ -199,7 +226,11 @@ mod tests {
     }
 
     fn model_find(buf: &[u8], begin: usize, end: usize, cursor: usize) -> Option<usize> {
-        let c = if cursor < begin || cursor >= end { begin } else { cursor };
+        let c = if cursor < begin || cursor >= end {
+            begin
+        } else {
+            cursor
+        };
         (c..end).chain(begin..c).find(|&i| get(buf, i) == 0)
     }
 
@@ -214,13 +245,19 @@ mod tests {
         assert_eq!(counts, [1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1]);
         assert_eq!(find_free(&m, 0, 12, 0), Some(8));
         // `65` = counts (2, 2, 1, 2).
-        assert_eq!((0..4).map(|i| get(&[0x65], i)).collect::<Vec<_>>(), [2, 2, 1, 2]);
+        assert_eq!(
+            (0..4).map(|i| get(&[0x65], i)).collect::<Vec<_>>(),
+            [2, 2, 1, 2]
+        );
     }
 
     #[test]
     fn set_round_trip() {
         let mut b = [0u8; 3];
-        for (i, v) in [1u8, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1].into_iter().enumerate() {
+        for (i, v) in [1u8, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1]
+            .into_iter()
+            .enumerate()
+        {
             set(&mut b, i, v);
         }
         assert_eq!(b, [0xAA, 0xAA, 0xA8]);
@@ -241,7 +278,13 @@ mod tests {
             // Mostly-full bitmaps with a few zero entries, sometimes none at all.
             let density = rng.below(4);
             for i in 0..len * 4 {
-                let v = if density == 0 { 1 + rng.below(3) as u8 } else if rng.below(40 * density) == 0 { 0 } else { 1 + rng.below(3) as u8 };
+                let v = if density == 0 {
+                    1 + rng.below(3) as u8
+                } else if rng.below(40 * density) == 0 {
+                    0
+                } else {
+                    1 + rng.below(3) as u8
+                };
                 set(buf, i, v);
             }
             if round % 7 == 0 {
@@ -251,7 +294,11 @@ mod tests {
             let end = if n == 0 { 0 } else { rng.below(n + 1) };
             let begin = if end == 0 { 0 } else { rng.below(end + 1) };
             let cursor = rng.below(n + 40);
-            assert_eq!(find_free(buf, begin, end, cursor), model_find(buf, begin, end, cursor), "len {len} [{begin},{end}) c {cursor}");
+            assert_eq!(
+                find_free(buf, begin, end, cursor),
+                model_find(buf, begin, end, cursor),
+                "len {len} [{begin},{end}) c {cursor}"
+            );
             let mut expect = [0u64; 4];
             (begin..end).for_each(|i| expect[get(buf, i) as usize] += 1);
             assert_eq!(count(buf, begin, end), expect);

@@ -14,7 +14,14 @@ use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
 extern "C" {
-    fn copy_file_range(fd_in: c_int, off_in: *mut i64, fd_out: c_int, off_out: *mut i64, len: usize, flags: c_uint) -> isize;
+    fn copy_file_range(
+        fd_in: c_int,
+        off_in: *mut i64,
+        fd_out: c_int,
+        off_out: *mut i64,
+        len: usize,
+        flags: c_uint,
+    ) -> isize;
     fn pread64(fd: c_int, buf: *mut c_void, count: usize, offset: i64) -> isize;
     fn pwrite64(fd: c_int, buf: *const c_void, count: usize, offset: i64) -> isize;
     fn fallocate64(fd: c_int, mode: c_int, offset: i64, len: i64) -> c_int;
@@ -70,7 +77,10 @@ fn pread_retry(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, SysError> {
         }
         let e = last_errno();
         if e != EINTR {
-            return Err(SysError { syscall: "pread", errno: e });
+            return Err(SysError {
+                syscall: "pread",
+                errno: e,
+            });
         }
     }
 }
@@ -85,11 +95,17 @@ fn pwrite_all(fd: i32, mut buf: &[u8], mut off: u64) -> Result<(), SysError> {
             if e == EINTR {
                 continue;
             }
-            return Err(SysError { syscall: "pwrite", errno: e });
+            return Err(SysError {
+                syscall: "pwrite",
+                errno: e,
+            });
         }
         if n == 0 {
             // A zero-length write with a non-empty buffer would loop forever.
-            return Err(SysError { syscall: "pwrite", errno: 5 /* EIO */ });
+            return Err(SysError {
+                syscall: "pwrite",
+                errno: 5, /* EIO */
+            });
         }
         buf = &buf[n as usize..];
         off += n as u64;
@@ -98,7 +114,13 @@ fn pwrite_all(fd: i32, mut buf: &[u8], mut off: u64) -> Result<(), SysError> {
 }
 
 /// pread/pwrite copy through the thread's bounce buffer. Stops at EOF of the source.
-fn copy_bounce(fd_in: i32, mut off_in: u64, fd_out: i32, mut off_out: u64, mut len: u64) -> Result<u64, SysError> {
+fn copy_bounce(
+    fd_in: i32,
+    mut off_in: u64,
+    fd_out: i32,
+    mut off_out: u64,
+    mut len: u64,
+) -> Result<u64, SysError> {
     BOUNCE.with(|cell| {
         let mut bounce = cell.borrow_mut();
         if bounce.is_empty() {
@@ -129,7 +151,13 @@ fn copy_bounce(fd_in: i32, mut off_in: u64, fd_out: i32, mut off_out: u64, mut l
 /// ends first: bytes past the source's EOF are NOT copied and NOT zero-filled. File
 /// offsets of the descriptors are not used or changed. Overlapping ranges of the same
 /// file give an unspecified result.
-pub fn copy_range(fd_in: i32, off_in: u64, fd_out: i32, off_out: u64, len: u64) -> Result<u64, SysError> {
+pub fn copy_range(
+    fd_in: i32,
+    off_in: u64,
+    fd_out: i32,
+    off_out: u64,
+    len: u64,
+) -> Result<u64, SysError> {
     let (mut oin, mut oout) = (off_in as i64, off_out as i64);
     let mut done = 0u64;
     while done < len {
@@ -151,7 +179,10 @@ pub fn copy_range(fd_in: i32, off_in: u64, fd_out: i32, off_out: u64, len: u64) 
         if copy_unsupported(e) {
             return Ok(done + copy_bounce(fd_in, oin as u64, fd_out, oout as u64, len - done)?);
         }
-        return Err(SysError { syscall: "copy_file_range", errno: e });
+        return Err(SysError {
+            syscall: "copy_file_range",
+            errno: e,
+        });
     }
     Ok(done)
 }
@@ -181,17 +212,30 @@ pub fn zero_range(fd: i32, off: u64, len: u64, punch: bool) -> Result<ZeroMethod
     if len == 0 {
         return Ok(ZeroMethod::Nothing);
     }
-    let mode = if punch { FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE } else { FALLOC_FL_ZERO_RANGE };
+    let mode = if punch {
+        FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+    } else {
+        FALLOC_FL_ZERO_RANGE
+    };
     loop {
         // SAFETY: plain syscall on integers.
         let r = unsafe { fallocate64(fd, mode, off as i64, len as i64) };
         if r == 0 {
-            return Ok(if punch { ZeroMethod::Punched } else { ZeroMethod::ZeroRange });
+            return Ok(if punch {
+                ZeroMethod::Punched
+            } else {
+                ZeroMethod::ZeroRange
+            });
         }
         match last_errno() {
             EINTR => continue,
             EOPNOTSUPP | ENOSYS | EINVAL => break,
-            e => return Err(SysError { syscall: "fallocate", errno: e }),
+            e => {
+                return Err(SysError {
+                    syscall: "fallocate",
+                    errno: e,
+                })
+            }
         }
     }
     let mut end = off + len;
@@ -199,7 +243,10 @@ pub fn zero_range(fd: i32, off: u64, len: u64, punch: bool) -> Result<ZeroMethod
         // SAFETY: the File is wrapped in ManuallyDrop, so the caller's descriptor is
         // borrowed for one fstat and never closed here.
         let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
-        let meta = file.metadata().map_err(|e| SysError { syscall: "fstat", errno: e.raw_os_error().unwrap_or(5) })?;
+        let meta = file.metadata().map_err(|e| SysError {
+            syscall: "fstat",
+            errno: e.raw_os_error().unwrap_or(5),
+        })?;
         if meta.is_file() {
             end = end.min(meta.len());
         }
@@ -271,7 +318,13 @@ mod tests {
     }
 
     fn rw(path: &PathBuf) -> File {
-        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap()
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap()
     }
 
     fn pattern(n: usize) -> Vec<u8> {
@@ -285,10 +338,19 @@ mod tests {
         let mut a = rw(&pa);
         a.write_all(&data).unwrap();
         let b = rw(&pb);
-        assert_eq!(copy_range(a.as_raw_fd(), 1000, b.as_raw_fd(), 10, 200_000), Ok(200_000));
+        assert_eq!(
+            copy_range(a.as_raw_fd(), 1000, b.as_raw_fd(), 10, 200_000),
+            Ok(200_000)
+        );
         // Past EOF of the source: short count, nothing invented.
-        assert_eq!(copy_range(a.as_raw_fd(), 250_000, b.as_raw_fd(), 500_000, 100_000), Ok(50_000));
-        assert_eq!(copy_range(a.as_raw_fd(), 400_000, b.as_raw_fd(), 0, 10), Ok(0));
+        assert_eq!(
+            copy_range(a.as_raw_fd(), 250_000, b.as_raw_fd(), 500_000, 100_000),
+            Ok(50_000)
+        );
+        assert_eq!(
+            copy_range(a.as_raw_fd(), 400_000, b.as_raw_fd(), 0, 10),
+            Ok(0)
+        );
         let mut out = Vec::new();
         File::open(&pb).unwrap().read_to_end(&mut out).unwrap();
         assert_eq!(out.len(), 550_000);
@@ -297,7 +359,10 @@ mod tests {
         // The bounce path alone gives the same bytes.
         let pc = temp("copy-c");
         let c = rw(&pc);
-        assert_eq!(copy_bounce(a.as_raw_fd(), 1000, c.as_raw_fd(), 10, 200_000), Ok(200_000));
+        assert_eq!(
+            copy_bounce(a.as_raw_fd(), 1000, c.as_raw_fd(), 10, 200_000),
+            Ok(200_000)
+        );
         let mut out2 = Vec::new();
         File::open(&pc).unwrap().read_to_end(&mut out2).unwrap();
         assert_eq!(&out2[10..], &data[1000..201_000]);
@@ -308,7 +373,7 @@ mod tests {
 
     #[test]
     fn copy_range_reports_bad_descriptor() {
-        let e = copy_range(-1 as i32, 0, 1, 0, 10).unwrap_err();
+        let e = copy_range(-1, 0, 1, 0, 10).unwrap_err();
         assert_eq!(e.errno, 9);
     }
 
@@ -330,11 +395,16 @@ mod tests {
         assert_eq!(f.metadata().unwrap().len(), 1 << 20);
         let m2 = zero_range(f.as_raw_fd(), 700_000, 1000, false).unwrap();
         assert!(matches!(m2, ZeroMethod::ZeroRange | ZeroMethod::WroteZeros));
-        assert_eq!(zero_range(f.as_raw_fd(), 0, 0, false), Ok(ZeroMethod::Nothing));
+        assert_eq!(
+            zero_range(f.as_raw_fd(), 0, 0, false),
+            Ok(ZeroMethod::Nothing)
+        );
         let mut out = Vec::new();
         File::open(&p).unwrap().read_to_end(&mut out).unwrap();
         for (i, &b) in out.iter().enumerate() {
-            let zero = (65536..65536 + 262_144).contains(&i) || (700_000..701_000).contains(&i) || i >= (1 << 20) - 10;
+            let zero = (65536..65536 + 262_144).contains(&i)
+                || (700_000..701_000).contains(&i)
+                || i >= (1 << 20) - 10;
             assert_eq!(b == 0, zero, "byte {i}");
         }
         std::fs::remove_file(p).unwrap();
@@ -349,7 +419,7 @@ mod tests {
         for i in 0..v.len() {
             v[i] = 1;
             assert!(!is_zero(&v), "{i}");
-            assert_eq!(is_zero(&v[i + 1..]), true);
+            assert!(is_zero(&v[i + 1..]));
             v[i] = 0;
         }
         assert!(is_zero(&[]));

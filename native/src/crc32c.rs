@@ -129,7 +129,9 @@ mod tests {
 
     #[test]
     fn hardware_and_table_agree_on_all_lengths_and_offsets() {
-        let data: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..600u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for start in 0..9 {
             for len in 0..(data.len() - start) {
                 let s = &data[start..start + len];

@@ -29,10 +29,20 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         for (name, cb) in exports::EXPORTS {
             let mut f = std::ptr::null_mut();
             check(
-                napi_create_function(env, name.as_ptr(), NAPI_AUTO_LENGTH, *cb, std::ptr::null_mut(), &mut f),
+                napi_create_function(
+                    env,
+                    name.as_ptr(),
+                    NAPI_AUTO_LENGTH,
+                    *cb,
+                    std::ptr::null_mut(),
+                    &mut f,
+                ),
                 "napi_create_function",
             )?;
-            check(napi_set_named_property(env, exports, name.as_ptr(), f), "napi_set_named_property")?;
+            check(
+                napi_set_named_property(env, exports, name.as_ptr(), f),
+                "napi_set_named_property",
+            )?;
         }
         Ok(())
     };

@@ -72,7 +72,8 @@ pub const NAPI_FLOAT64_ARRAY: napi_typedarray_type = 8;
 pub type napi_callback = Option<unsafe extern "C" fn(napi_env, napi_callback_info) -> napi_value>;
 pub type napi_finalize = Option<unsafe extern "C" fn(napi_env, *mut c_void, *mut c_void)>;
 pub type napi_async_execute_callback = Option<unsafe extern "C" fn(napi_env, *mut c_void)>;
-pub type napi_async_complete_callback = Option<unsafe extern "C" fn(napi_env, napi_status, *mut c_void)>;
+pub type napi_async_complete_callback =
+    Option<unsafe extern "C" fn(napi_env, napi_status, *mut c_void)>;
 
 /// `NAPI_AUTO_LENGTH`: the string is NUL-terminated.
 pub const NAPI_AUTO_LENGTH: usize = usize::MAX;
@@ -89,7 +90,12 @@ extern "C" {
         data: *mut c_void,
         result: *mut napi_value,
     ) -> napi_status;
-    pub fn napi_set_named_property(env: napi_env, object: napi_value, utf8name: *const c_char, value: napi_value) -> napi_status;
+    pub fn napi_set_named_property(
+        env: napi_env,
+        object: napi_value,
+        utf8name: *const c_char,
+        value: napi_value,
+    ) -> napi_status;
     pub fn napi_get_cb_info(
         env: napi_env,
         cbinfo: napi_callback_info,
@@ -99,10 +105,16 @@ extern "C" {
         data: *mut *mut c_void,
     ) -> napi_status;
 
-    pub fn napi_typeof(env: napi_env, value: napi_value, result: *mut napi_valuetype) -> napi_status;
-    pub fn napi_get_value_double(env: napi_env, value: napi_value, result: *mut f64) -> napi_status;
+    pub fn napi_typeof(
+        env: napi_env,
+        value: napi_value,
+        result: *mut napi_valuetype,
+    ) -> napi_status;
+    pub fn napi_get_value_double(env: napi_env, value: napi_value, result: *mut f64)
+        -> napi_status;
     pub fn napi_get_value_int64(env: napi_env, value: napi_value, result: *mut i64) -> napi_status;
-    pub fn napi_get_value_uint32(env: napi_env, value: napi_value, result: *mut u32) -> napi_status;
+    pub fn napi_get_value_uint32(env: napi_env, value: napi_value, result: *mut u32)
+        -> napi_status;
     pub fn napi_get_value_bool(env: napi_env, value: napi_value, result: *mut bool) -> napi_status;
     pub fn napi_is_typedarray(env: napi_env, value: napi_value, result: *mut bool) -> napi_status;
     pub fn napi_get_typedarray_info(
@@ -114,7 +126,12 @@ extern "C" {
         arraybuffer: *mut napi_value,
         byte_offset: *mut usize,
     ) -> napi_status;
-    pub fn napi_get_buffer_info(env: napi_env, value: napi_value, data: *mut *mut c_void, length: *mut usize) -> napi_status;
+    pub fn napi_get_buffer_info(
+        env: napi_env,
+        value: napi_value,
+        data: *mut *mut c_void,
+        length: *mut usize,
+    ) -> napi_status;
 
     pub fn napi_get_undefined(env: napi_env, result: *mut napi_value) -> napi_status;
     pub fn napi_get_boolean(env: napi_env, value: bool, result: *mut napi_value) -> napi_status;
@@ -122,8 +139,18 @@ extern "C" {
     pub fn napi_create_int32(env: napi_env, value: i32, result: *mut napi_value) -> napi_status;
     pub fn napi_create_uint32(env: napi_env, value: u32, result: *mut napi_value) -> napi_status;
     pub fn napi_create_int64(env: napi_env, value: i64, result: *mut napi_value) -> napi_status;
-    pub fn napi_create_string_utf8(env: napi_env, str_: *const c_char, length: usize, result: *mut napi_value) -> napi_status;
-    pub fn napi_create_buffer(env: napi_env, size: usize, data: *mut *mut c_void, result: *mut napi_value) -> napi_status;
+    pub fn napi_create_string_utf8(
+        env: napi_env,
+        str_: *const c_char,
+        length: usize,
+        result: *mut napi_value,
+    ) -> napi_status;
+    pub fn napi_create_buffer(
+        env: napi_env,
+        size: usize,
+        data: *mut *mut c_void,
+        result: *mut napi_value,
+    ) -> napi_status;
     pub fn napi_create_external_buffer(
         env: napi_env,
         length: usize,
@@ -132,18 +159,49 @@ extern "C" {
         finalize_hint: *mut c_void,
         result: *mut napi_value,
     ) -> napi_status;
-    pub fn napi_adjust_external_memory(env: napi_env, change_in_bytes: i64, adjusted_value: *mut i64) -> napi_status;
+    pub fn napi_adjust_external_memory(
+        env: napi_env,
+        change_in_bytes: i64,
+        adjusted_value: *mut i64,
+    ) -> napi_status;
 
-    pub fn napi_create_error(env: napi_env, code: napi_value, msg: napi_value, result: *mut napi_value) -> napi_status;
-    pub fn napi_create_type_error(env: napi_env, code: napi_value, msg: napi_value, result: *mut napi_value) -> napi_status;
-    pub fn napi_create_range_error(env: napi_env, code: napi_value, msg: napi_value, result: *mut napi_value) -> napi_status;
+    pub fn napi_create_error(
+        env: napi_env,
+        code: napi_value,
+        msg: napi_value,
+        result: *mut napi_value,
+    ) -> napi_status;
+    pub fn napi_create_type_error(
+        env: napi_env,
+        code: napi_value,
+        msg: napi_value,
+        result: *mut napi_value,
+    ) -> napi_status;
+    pub fn napi_create_range_error(
+        env: napi_env,
+        code: napi_value,
+        msg: napi_value,
+        result: *mut napi_value,
+    ) -> napi_status;
     pub fn napi_throw(env: napi_env, error: napi_value) -> napi_status;
     pub fn napi_throw_error(env: napi_env, code: *const c_char, msg: *const c_char) -> napi_status;
     pub fn napi_is_exception_pending(env: napi_env, result: *mut bool) -> napi_status;
 
-    pub fn napi_create_promise(env: napi_env, deferred: *mut napi_deferred, promise: *mut napi_value) -> napi_status;
-    pub fn napi_resolve_deferred(env: napi_env, deferred: napi_deferred, resolution: napi_value) -> napi_status;
-    pub fn napi_reject_deferred(env: napi_env, deferred: napi_deferred, rejection: napi_value) -> napi_status;
+    pub fn napi_create_promise(
+        env: napi_env,
+        deferred: *mut napi_deferred,
+        promise: *mut napi_value,
+    ) -> napi_status;
+    pub fn napi_resolve_deferred(
+        env: napi_env,
+        deferred: napi_deferred,
+        resolution: napi_value,
+    ) -> napi_status;
+    pub fn napi_reject_deferred(
+        env: napi_env,
+        deferred: napi_deferred,
+        rejection: napi_value,
+    ) -> napi_status;
 
     pub fn napi_create_async_work(
         env: napi_env,
@@ -175,7 +233,10 @@ pub enum Failure {
     Panic(String),
     /// A Node-API call itself failed (should not happen) -> `Error` with code `E_NATIVE`,
     /// unless a JS exception is already pending, which then wins.
-    Napi { call: &'static str, status: napi_status },
+    Napi {
+        call: &'static str,
+        status: napi_status,
+    },
 }
 
 pub type NResult<T> = Result<T, Failure>;
@@ -254,7 +315,10 @@ pub fn errno_name(errno: i32) -> String {
 pub unsafe fn js_string(env: napi_env, s: &str) -> NResult<napi_value> {
     let mut out = ptr::null_mut();
     // SAFETY: `s` is valid UTF-8 of the given length; Node copies it.
-    check(napi_create_string_utf8(env, s.as_ptr() as *const c_char, s.len(), &mut out), "napi_create_string_utf8")?;
+    check(
+        napi_create_string_utf8(env, s.as_ptr() as *const c_char, s.len(), &mut out),
+        "napi_create_string_utf8",
+    )?;
     Ok(out)
 }
 
@@ -269,32 +333,56 @@ pub unsafe fn make_error(env: napi_env, failure: &Failure) -> napi_value {
         match failure {
             Failure::Type(msg) => {
                 let (code, msg) = (js_string(env, "E_INVALID")?, js_string(env, msg)?);
-                check(napi_create_type_error(env, code, msg, &mut err), "napi_create_type_error")?;
+                check(
+                    napi_create_type_error(env, code, msg, &mut err),
+                    "napi_create_type_error",
+                )?;
             }
             Failure::Range(msg) => {
                 let (code, msg) = (js_string(env, "E_INVALID")?, js_string(env, msg)?);
-                check(napi_create_range_error(env, code, msg, &mut err), "napi_create_range_error")?;
+                check(
+                    napi_create_range_error(env, code, msg, &mut err),
+                    "napi_create_range_error",
+                )?;
             }
             Failure::Sys { syscall, errno } => {
                 let name = errno_name(*errno);
                 let text = std::io::Error::from_raw_os_error(*errno);
                 let message = format!("{syscall} failed: {name}: {text}");
                 let (code, msg) = (js_string(env, &name)?, js_string(env, &message)?);
-                check(napi_create_error(env, code, msg, &mut err), "napi_create_error")?;
+                check(
+                    napi_create_error(env, code, msg, &mut err),
+                    "napi_create_error",
+                )?;
                 let mut n = ptr::null_mut();
                 check(napi_create_int32(env, -*errno, &mut n), "napi_create_int32")?;
-                check(napi_set_named_property(env, err, c"errno".as_ptr(), n), "napi_set_named_property")?;
+                check(
+                    napi_set_named_property(env, err, c"errno".as_ptr(), n),
+                    "napi_set_named_property",
+                )?;
                 let sc = js_string(env, syscall)?;
-                check(napi_set_named_property(env, err, c"syscall".as_ptr(), sc), "napi_set_named_property")?;
+                check(
+                    napi_set_named_property(env, err, c"syscall".as_ptr(), sc),
+                    "napi_set_named_property",
+                )?;
             }
             Failure::Panic(msg) => {
-                let (code, msg) = (js_string(env, "E_NATIVE")?, js_string(env, &format!("thinsim native panic: {msg}"))?);
-                check(napi_create_error(env, code, msg, &mut err), "napi_create_error")?;
+                let (code, msg) = (
+                    js_string(env, "E_NATIVE")?,
+                    js_string(env, &format!("thinsim native panic: {msg}"))?,
+                );
+                check(
+                    napi_create_error(env, code, msg, &mut err),
+                    "napi_create_error",
+                )?;
             }
             Failure::Napi { call, status } => {
                 let message = format!("thinsim native: {call} failed with napi_status {status}");
                 let (code, msg) = (js_string(env, "E_NATIVE")?, js_string(env, &message)?);
-                check(napi_create_error(env, code, msg, &mut err), "napi_create_error")?;
+                check(
+                    napi_create_error(env, code, msg, &mut err),
+                    "napi_create_error",
+                )?;
             }
         }
         Ok(err)
@@ -316,7 +404,11 @@ pub unsafe fn throw(env: napi_env, failure: &Failure) {
     let err = make_error(env, failure);
     if err.is_null() {
         // Last resort; both strings are static and NUL-terminated.
-        napi_throw_error(env, c"E_NATIVE".as_ptr(), c"thinsim native: could not build an error object".as_ptr());
+        napi_throw_error(
+            env,
+            c"E_NATIVE".as_ptr(),
+            c"thinsim native: could not build an error object".as_ptr(),
+        );
     } else {
         napi_throw(env, err);
     }
@@ -350,7 +442,14 @@ impl<const N: usize> Args<N> {
         let mut argc = N;
         let mut argv = [ptr::null_mut(); N];
         check(
-            napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()),
+            napi_get_cb_info(
+                env,
+                info,
+                &mut argc,
+                argv.as_mut_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            ),
             "napi_get_cb_info",
         )?;
         Ok(Args { env, argv })
@@ -359,7 +458,10 @@ impl<const N: usize> Args<N> {
     fn type_of(&self, i: usize) -> NResult<napi_valuetype> {
         let mut t = 0;
         // SAFETY: argv[i] is a live handle of this callback scope.
-        check(unsafe { napi_typeof(self.env, self.argv[i], &mut t) }, "napi_typeof")?;
+        check(
+            unsafe { napi_typeof(self.env, self.argv[i], &mut t) },
+            "napi_typeof",
+        )?;
         Ok(t)
     }
 
@@ -375,7 +477,10 @@ impl<const N: usize> Args<N> {
         match st {
             NAPI_OK => Ok(v),
             NAPI_NUMBER_EXPECTED => Err(Failure::Type(format!("{name} must be a number"))),
-            s => Err(Failure::Napi { call: "napi_get_value_double", status: s }),
+            s => Err(Failure::Napi {
+                call: "napi_get_value_double",
+                status: s,
+            }),
         }
     }
 
@@ -384,7 +489,9 @@ impl<const N: usize> Args<N> {
     pub fn index(&self, i: usize, name: &str) -> NResult<u64> {
         let v = self.number(i, name)?;
         if !(v >= 0.0 && v <= MAX_SAFE_INTEGER as f64 && v.fract() == 0.0) {
-            return Err(Failure::Range(format!("{name} must be a non-negative safe integer, got {v}")));
+            return Err(Failure::Range(format!(
+                "{name} must be a non-negative safe integer, got {v}"
+            )));
         }
         Ok(v as u64)
     }
@@ -393,7 +500,9 @@ impl<const N: usize> Args<N> {
     pub fn fd(&self, i: usize, name: &str) -> NResult<i32> {
         let v = self.number(i, name)?;
         if !(v >= 0.0 && v <= i32::MAX as f64 && v.fract() == 0.0) {
-            return Err(Failure::Range(format!("{name} must be a file descriptor (integer 0..2^31-1), got {v}")));
+            return Err(Failure::Range(format!(
+                "{name} must be a file descriptor (integer 0..2^31-1), got {v}"
+            )));
         }
         Ok(v as i32)
     }
@@ -402,7 +511,9 @@ impl<const N: usize> Args<N> {
     pub fn u32(&self, i: usize, name: &str) -> NResult<u32> {
         let v = self.number(i, name)?;
         if !(v >= 0.0 && v <= u32::MAX as f64 && v.fract() == 0.0) {
-            return Err(Failure::Range(format!("{name} must be an integer in 0..2^32-1, got {v}")));
+            return Err(Failure::Range(format!(
+                "{name} must be an integer in 0..2^32-1, got {v}"
+            )));
         }
         Ok(v as u32)
     }
@@ -414,16 +525,28 @@ impl<const N: usize> Args<N> {
         match st {
             NAPI_OK => Ok(v),
             NAPI_BOOLEAN_EXPECTED => Err(Failure::Type(format!("{name} must be a boolean"))),
-            s => Err(Failure::Napi { call: "napi_get_value_bool", status: s }),
+            s => Err(Failure::Napi {
+                call: "napi_get_value_bool",
+                status: s,
+            }),
         }
     }
 
     /// The (data pointer, element count) of a typed array of the wanted kind.
     /// The pointer may be null when the length is 0, and may be unaligned for Uint8Array.
-    fn typed(&self, i: usize, want: napi_typedarray_type, name: &str, kind: &str) -> NResult<(*mut c_void, usize)> {
+    fn typed(
+        &self,
+        i: usize,
+        want: napi_typedarray_type,
+        name: &str,
+        kind: &str,
+    ) -> NResult<(*mut c_void, usize)> {
         let mut is_ta = false;
         // SAFETY: live handle.
-        check(unsafe { napi_is_typedarray(self.env, self.argv[i], &mut is_ta) }, "napi_is_typedarray")?;
+        check(
+            unsafe { napi_is_typedarray(self.env, self.argv[i], &mut is_ta) },
+            "napi_is_typedarray",
+        )?;
         if !is_ta {
             return Err(Failure::Type(format!("{name} must be a {kind}")));
         }
@@ -431,7 +554,15 @@ impl<const N: usize> Args<N> {
         // SAFETY: the value is a typed array; unused outputs may be null per the API.
         check(
             unsafe {
-                napi_get_typedarray_info(self.env, self.argv[i], &mut t, &mut len, &mut data, ptr::null_mut(), ptr::null_mut())
+                napi_get_typedarray_info(
+                    self.env,
+                    self.argv[i],
+                    &mut t,
+                    &mut len,
+                    &mut data,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
             },
             "napi_get_typedarray_info",
         )?;
@@ -445,7 +576,10 @@ impl<const N: usize> Args<N> {
     /// at a time, because two arguments may share memory.
     pub fn bytes(&self, i: usize, name: &str) -> NResult<RawBytes> {
         let (data, len) = self.typed(i, NAPI_UINT8_ARRAY, name, "Uint8Array")?;
-        Ok(RawBytes { ptr: data as *mut u8, len })
+        Ok(RawBytes {
+            ptr: data as *mut u8,
+            len,
+        })
     }
 
     /// A Float64Array; returns (pointer, element count). Its data is 8-byte aligned

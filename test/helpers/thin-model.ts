@@ -44,6 +44,12 @@ export interface GenOptions {
   maxDevices?: number;
   /** Rough upper bound of mappings per device. */
   maxMappings?: number;
+  /**
+   * Sometimes map one data block at two virtual blocks of the same device (default true).
+   * thin_restore 0.9.0 handles it; 1.1's thin_restore miscounts the data block (its own
+   * thin_check then reports a bad reference count), so 1.x restores need it off.
+   */
+  dupWithinDevice?: boolean;
 }
 
 /** Generate a random model from `seed`. */
@@ -116,7 +122,7 @@ export function genModel(seed: number, opts: GenOptions = {}): Model {
         }
       }
     }
-    if (chance(0.15) && m.size > 0) {
+    if ((opts.dupWithinDevice ?? true) && chance(0.15) && m.size > 0) {
       // The same data block behind two virtual blocks of one device.
       const vals = [...m.values()];
       const src = vals[r(vals.length)];

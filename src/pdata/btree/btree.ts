@@ -39,6 +39,10 @@ export type LeafVisitor = (leafData: Uint8Array, nrEntries: number, leafBlock: n
 /** Called once per distinct node; return false to skip that node's children. */
 export type NodeVisitor = (block: number, data: Uint8Array, depth: number) => void | false;
 
+export interface BTreeOptions {
+  internalMaxEntries?: number;
+}
+
 /** One past the largest key: the default exclusive end of a range. */
 export const KEY_END = 2 ** 53;
 
@@ -63,15 +67,26 @@ export class BTree<V> implements SubtreeOwner {
   readonly vt: ValueType<V>;
   /** max_entries of the leaves this tree creates. */
   readonly leafMaxEntries: number;
+  /** max_entries of the internal nodes this tree creates (252 except in tests). */
+  readonly internalMaxEntries: number;
   private readonly rbuf: Uint8Array;
   private readonly rdv: DataView;
   private readonly wbuf: Uint8Array;
   private readonly wdv: DataView;
 
-  constructor(tm: TransactionManager, vt: ValueType<V>) {
+  /**
+   * `opts.internalMaxEntries` is for tests only: tiny internal nodes build deep trees
+   * from a few keys. Real trees use the kernel's value, 252.
+   */
+  constructor(tm: TransactionManager, vt: ValueType<V>, opts: BTreeOptions = {}) {
     this.tm = tm;
     this.vt = vt;
     this.leafMaxEntries = maxEntriesFor(vt.size);
+    const im = opts.internalMaxEntries ?? maxEntriesFor(INTERNAL_VALUE_SIZE);
+    if (!Number.isInteger(im) || im < 3 || im % 3 !== 0 || im > maxEntriesFor(INTERNAL_VALUE_SIZE)) {
+      throw new ThinError('E_INVALID', `internal max_entries must be a multiple of 3 from 3 to 252, got ${im}`);
+    }
+    this.internalMaxEntries = im;
     this.rbuf = new Uint8Array(vt.size);
     this.rdv = new DataView(this.rbuf.buffer);
     this.wbuf = new Uint8Array(vt.size);
@@ -380,7 +395,7 @@ export class BTree<V> implements SubtreeOwner {
     const b = this.newNode(flags, max, vs);
     copyEntries(a.data, r, 0, n - right, false);
     copyEntries(b.data, r, n - right, right, false);
-    initNode(r, INTERNAL_NODE, maxEntriesFor(INTERNAL_VALUE_SIZE), INTERNAL_VALUE_SIZE);
+    initNode(r, INTERNAL_NODE, this.internalMaxEntries, INTERNAL_VALUE_SIZE);
     setNrEntries(r, 2);
     setKey(r, 0, keyAt(a.data, 0));
     setValue64(r, 0, a.loc);

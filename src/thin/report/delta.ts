@@ -28,11 +28,11 @@
  *     the frame. With -m the tools print the snapshot copy's superblock: nr_data_blocks="0" and no
  *     metadata_snap.
  *
- * thin_delta 1.1 (dialect '1.x') differs: its run builder joins mappings whose origins are
- * consecutive without looking at the data blocks, keeping the first data block, so a stretch
- * can be called `same`/`different` from the first block of a run only, and verbose data_begin
- * values describe only that first block; it never prints metadata_snap; and the output lacks
- * the final newline. The 0.9.0 behaviour is the default and the correct one.
+ * thin_delta 1.1 (dialect '1.x') differs in three ways: --verbose also merges touching
+ * stretches of one kind into one <range>, keeping the first stretch's data_begin (or
+ * left/right_data_begin) so the data blocks of the later part are not described; it never prints
+ * metadata_snap; and the output lacks the final newline. Plain output is otherwise identical.
+ * The 0.9.0 behaviour is the default (it is the one that describes every data block).
  */
 
 import { BufferedOutput, type OutputFn } from '../xml/writer';
@@ -62,11 +62,8 @@ interface Cursor {
   len: number;
 }
 
-/**
- * Pulls maximal (origin+1, data+1) runs from a mapping stream, ignoring times. With
- * `originOnly` (1.x) only the origins need to be consecutive.
- */
-function coalesce(src: DeltaSide['mappings'], originOnly: boolean): Cursor {
+/** Pulls maximal (origin+1, data+1) runs from a mapping stream, ignoring times. */
+function coalesce(src: DeltaSide['mappings']): Cursor {
   const it = src[Symbol.iterator]();
   let pending: { o: number; d: number; len: number } | undefined;
   let done = false;
@@ -89,7 +86,7 @@ function coalesce(src: DeltaSide['mappings'], originOnly: boolean): Cursor {
         if (m.length <= 0) continue;
         if (len === 0) {
           o = m.originBegin; d = m.dataBegin; len = m.length;
-        } else if (m.originBegin === o + len && (originOnly || m.dataBegin === d + len)) {
+        } else if (m.originBegin === o + len && m.dataBegin === d + len) {
           len += m.length;
         } else {
           pending = { o: m.originBegin, d: m.dataBegin, len: m.length };
@@ -159,6 +156,35 @@ class VerboseEmitter implements Emitter {
   }
 }
 
+/** 1.x: joins touching stretches of one kind before they reach the emitter. */
+class TouchingMerger implements Emitter {
+  private kind: Kind | undefined;
+  private begin = 0;
+  private dl = 0;
+  private dr = 0;
+  private len = 0;
+  constructor(private readonly next: Emitter) {}
+
+  range(kind: Kind, begin: number, dl: number, dr: number, len: number): void {
+    if (this.kind === kind && begin === this.begin + this.len) {
+      this.len += len;
+      return;
+    }
+    if (this.kind) this.next.range(this.kind, this.begin, this.dl, this.dr, this.len);
+    this.kind = kind;
+    this.begin = begin;
+    this.dl = dl;
+    this.dr = dr;
+    this.len = len;
+  }
+
+  complete(): void {
+    if (this.kind) this.next.range(this.kind, this.begin, this.dl, this.dr, this.len);
+    this.kind = undefined;
+    this.next.complete();
+  }
+}
+
 /** The `<superblock ...>` line thin_delta prints (note: no flags/version, unlike thin_dump). */
 export function deltaSuperblockLine(sb: SuperblockInfo, dialect: DeltaDialect = '0.9'): string {
   const snap = sb.metadataSnap && dialect === '0.9' ? ` metadata_snap="${sb.metadataSnap}"` : '';
@@ -171,10 +197,14 @@ export function writeDelta(sb: SuperblockInfo, left: DeltaSide, right: DeltaSide
   const dialect = opts.dialect ?? '0.9';
   buf.push(deltaSuperblockLine(sb, dialect));
   buf.push(`  <diff left="${left.devId}" right="${right.devId}">\n`);
-  const e: Emitter = opts.verbose ? new VerboseEmitter(buf) : new SimpleEmitter(buf);
+  const e: Emitter = opts.verbose
+    ? dialect === '1.x'
+      ? new TouchingMerger(new VerboseEmitter(buf))
+      : new VerboseEmitter(buf)
+    : new SimpleEmitter(buf);
 
-  const l = coalesce(left.mappings, dialect === '1.x');
-  const r = coalesce(right.mappings, dialect === '1.x');
+  const l = coalesce(left.mappings);
+  const r = coalesce(right.mappings);
   let lv = l.next();
   let rv = r.next();
   while (lv && rv) {

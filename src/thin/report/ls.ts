@@ -1,7 +1,7 @@
 /**
  * thin_ls output: one row per thin device, columns chosen with -o, printed exactly as
- * thin-provisioning-tools 0.9.0 prints them (1.1 differs only in the unit suffix of plain byte
- * counts; select it with dialect '1.x'). Checked against both tools in test/thin-xml.
+ * thin-provisioning-tools 0.9.0 prints them (1.1 differs only in unit suffixes, see
+ * formatDiskUnit; select it with dialect '1.x'). Checked against both tools in test/thin-xml.
  *
  * Contract: pure formatting; the engine supplies per-device numbers. Memory is one row per device.
  *
@@ -90,7 +90,9 @@ export function parseLsFields(spec: string): LsField[] {
   });
 }
 
-const UNITS = ['', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+const UNITS_09 = ['', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+/** 1.1's suffixes, including its "Tib" spelling. */
+const UNITS_1X = ['b', 'KiB', 'MiB', 'GiB', 'Tib', 'PiB', 'EiB'];
 const KIB = 1024n;
 const MIB = 1024n * 1024n;
 
@@ -99,7 +101,8 @@ const MIB = 1024n * 1024n;
  * while bytes > 1 MiB, divide by 1024 (truncating) and step up one unit; then, if the value is
  * still > 8192, divide by 1024 rounding to nearest (halves away from zero) and step up once
  * more. So 1536 bytes -> "1536", 1 MiB -> "1024KiB", 1.5 MiB -> "1536KiB", 128 MiB - 64 KiB ->
- * "128MiB". 0.9.0 prints no suffix for bytes ("0", "512"); 1.1 prints "b" ("0b", "512b").
+ * "128MiB". 0.9.0 prints no suffix for bytes ("0", "512"); 1.1 prints "b" ("0b", "512b") and
+ * spells tebibytes "Tib".
  */
 export function formatDiskUnit(bytes: bigint | number, dialect: LsDialect = '0.9'): string {
   let n = BigInt(bytes);
@@ -112,8 +115,7 @@ export function formatDiskUnit(bytes: bigint | number, dialect: LsDialect = '0.9
     n = (n + KIB / 2n) / KIB;
     i++;
   }
-  const unit = i === 0 && dialect === '1.x' ? 'b' : UNITS[i];
-  return `${n}${unit}`;
+  return `${n}${(dialect === '1.x' ? UNITS_1X : UNITS_09)[i]}`;
 }
 
 function cell(f: LsField, d: LsDevice, bs: bigint, dialect: LsDialect): string {

@@ -108,7 +108,7 @@ export class XmlReader {
     });
     this.parser.on('opentagstart', (tag) => {
       this.tagLine = this.parser.line;
-      this.tagColumn = Math.max(1, this.parser.column - tag.name.length);
+      this.tagColumn = Math.max(1, this.parser.column - tag.name.length - 1);
     });
     this.parser.on('opentag', (tag) => this.open(tag as SaxesTagPlain));
     this.parser.on('closetag', (tag) => this.close(tag.name));
