@@ -377,6 +377,7 @@ class Checker {
     const counts = new RefCounts(n);
     readIndexBlock(index, nrBitmaps(n)).forEach((e, j) => this.loadBitmap(counts, j, e.blocknr, e.noneFreeBefore, `${p} > bitmap ${j}`));
     this.loadOverflow(counts, root.refCountRoot, p);
+    counts.recount();
     return counts;
   }
 
@@ -398,6 +399,7 @@ class Checker {
     });
     for (let j = 0; j < want; j++) if (!seen.has(j)) this.error(`bitmap ${j} is missing from the index tree`, root.bitmapRoot, p);
     this.loadOverflow(counts, root.refCountRoot, p);
+    counts.recount();
     return counts;
   }
 
