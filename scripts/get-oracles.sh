@@ -23,7 +23,10 @@ elif [ ! -x "$getter" ] && [ ! -f "$getter" ]; then
   echo "get-oracles: $getter not found; skipping thin-provisioning-tools 1.x"
 else
   mkdir -p "$dest"
-  if out=$(bash "$getter" "$dest" 2>&1); then
+  # The shared script calls apt-get (download only, private lists), which needs root.
+  as_root=()
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then as_root=(sudo); fi
+  if out=$("${as_root[@]}" bash "$getter" "$dest" 2>&1); then
     echo "get-oracles: thin-provisioning-tools 1.x at $(printf '%s\n' "$out" | tail -n 1)"
   else
     echo "get-oracles: fetching thin-provisioning-tools 1.x failed (1.x oracle tests will skip):"

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { ok, type TmpDir, type Tools } from '../helpers/oracle';
 import { exclusiveCounts, replay, rng, RecordingSink, type Model } from '../helpers/thin-model';
-import { parseXml } from '../../src/thin/xml/reader';
+import { parseXml, type ReadXmlOptions } from '../../src/thin/xml/reader';
 import { formatDelta } from '../../src/thin/report/delta';
 import { formatLs, LS_FIELDS, type LsDialect, type LsField } from '../../src/thin/report/ls';
 import type { MetadataSink } from '../../src/thin/xml/types';
@@ -31,9 +31,9 @@ export function render(make: (out: OutputFn) => MetadataSink, model: Model, seed
   return s;
 }
 
-export function parseModel(xml: string): Model {
+export function parseModel(xml: string, opts: ReadXmlOptions = {}): Model {
   const rec = new RecordingSink();
-  parseXml(xml, rec);
+  parseXml(xml, rec, opts);
   return rec.model();
 }
 

@@ -18,7 +18,8 @@
  * Rejected on purpose, although thin_restore 0.9.0 takes them:
  *  - mappings out of origin order or overlapping inside a device (0.9.0 inserts them one by one
  *    and leaks the data block of an overwritten mapping; a dump never contains them);
- *  - a mapping whose data block is >= nr_data_blocks (0.9.0 rejects these too);
+ *  - a mapping whose data block is >= nr_data_blocks (0.9.0 rejects these too; option
+ *    checkDataBlocks: false lets `thin_dump -m` output, with nr_data_blocks="0", through);
  *  - numbers above 2^53 - 1 (not representable as JS numbers), u32 fields (times, flags,
  *    version, data_block_size) >= 2^32, dev_id >= 2^24, data_block_size 0;
  *  - non-whitespace text between elements, CDATA.
@@ -39,6 +40,11 @@ export interface ReadXmlOptions {
   fileName?: string;
   /** Accept thin_dump 1.x `<def>`/`<ref>` elements (default true). */
   allowDefs?: boolean;
+  /**
+   * Reject data blocks >= nr_data_blocks (default true). Turn off only to read `thin_dump -m`
+   * output, which prints nr_data_blocks="0" because the snapshot copy has no data space map.
+   */
+  checkDataBlocks?: boolean;
 }
 
 type Context = 'document' | 'superblock' | 'device' | 'def' | 'empty' | 'done';
@@ -69,7 +75,7 @@ class RunList {
 const MAPPING_ELEMENTS = new Set(['single_mapping', 'range_mapping']);
 
 /**
- * Push-style reader: feed text with write(), finish with close(). Use readXml() for files and
+ * Push-style reader: feed text with write(), finish with end(). Use readXml() for files and
  * streams; this class is for callers that already hold the chunks.
  */
 export class XmlReader {
@@ -77,6 +83,7 @@ export class XmlReader {
   private readonly sink: MetadataSink;
   private readonly fileName?: string;
   private readonly allowDefs: boolean;
+  private readonly checkDataBlocks: boolean;
   private failed: ThinError | undefined;
 
   private context: Context = 'document';
@@ -100,11 +107,12 @@ export class XmlReader {
     this.sink = sink;
     this.fileName = opts.fileName;
     this.allowDefs = opts.allowDefs ?? true;
+    this.checkDataBlocks = opts.checkDataBlocks ?? true;
     this.parser = new SaxesParser({ position: true });
     this.parser.on('error', (err) => {
       // saxes prefixes "line:column: "; the position goes into details instead.
       const msg = err.message.replace(/^(?:.*?:)?\d+:\d+: /, '');
-      throw this.error(`malformed XML: ${msg}`, { line: this.parser.line, column: this.parser.column + 1 });
+      throw this.error(`malformed XML: ${msg}`, this.errorPosition());
     });
     this.parser.on('opentagstart', (tag) => {
       this.tagLine = this.parser.line;
@@ -240,11 +248,14 @@ export class XmlReader {
       if (length === 0) throw this.tagError(name, `<range_mapping> attribute length="0": a range must map at least 1 block`, 'length');
     }
     const time = this.num(name, a, 'time', MAX_U32, 'a u32 time');
-    if (origin + length - 1 > MAX_SAFE) {
+    if (origin > MAX_SAFE - (length - 1)) {
       throw this.tagError(name, `<${name}> runs past origin block 2^53-1 (origin ${origin}, length ${length}); thin device sizes are far below that`);
     }
     const dataAttr = name === 'single_mapping' ? 'data_block' : 'data_begin';
-    if (data + length > sb.nrDataBlocks) {
+    if (data > MAX_SAFE - length) {
+      throw this.tagError(name, `<${name}> runs past data block 2^53-1 (data ${data}, length ${length})`);
+    }
+    if (this.checkDataBlocks && data + length > sb.nrDataBlocks) {
       const last = data + length - 1;
       throw this.tagError(name,
         `<${name}> maps data block ${last} but the pool has nr_data_blocks="${sb.nrDataBlocks}" (valid data blocks are 0..${sb.nrDataBlocks - 1}); raise nr_data_blocks in <superblock> or fix the mapping`,
@@ -337,6 +348,20 @@ export class XmlReader {
       case 'done': return 'document';
       case 'empty': return this.emptyName;
     }
+  }
+
+  /**
+   * Where saxes stopped. When the character that broke the XML was a newline, saxes has
+   * already moved to the next line; report the end of the line that holds the mistake.
+   */
+  private errorPosition(): { line: number; column: number } {
+    const { chunk, prevI } = this.parser as unknown as { chunk?: string; prevI?: number };
+    if (this.parser.column === 0 && this.parser.line > 1 && chunk !== undefined && prevI !== undefined && chunk.charCodeAt(prevI) === 10) {
+      // Column of that newline; approximate if the line began in an earlier chunk.
+      const lineStart = chunk.lastIndexOf('\n', prevI - 1) + 1;
+      return { line: this.parser.line - 1, column: prevI - lineStart + 1 };
+    }
+    return this.here();
   }
 
   private here(): { line: number; column: number } {

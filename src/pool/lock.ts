@@ -1,0 +1,73 @@
+/**
+ * Exclusive pool lock: one read-write opener at a time, across processes.
+ *
+ * Contract: `acquire` creates `<dir>/pool.lock` atomically (link(2) of a file
+ * holding our pid, which fails if the lock exists). A lock whose pid is no longer
+ * alive (a writer killed with -9) is stale and is taken over. A live holder gives
+ * E_POOL_BUSY naming its pid. Read-only opens never take the lock.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { ioError, ThinError } from '../errors';
+
+export class PoolLock {
+  private constructor(readonly file: string) {}
+
+  static acquire(dir: string): PoolLock {
+    const file = path.join(dir, 'pool.lock');
+    const tmp = `${file}.${process.pid}.${Date.now()}`;
+    fs.writeFileSync(tmp, `${process.pid}\n`);
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          fs.linkSync(tmp, file);
+          return new PoolLock(file);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('lock', file, e);
+        }
+        const holder = readPid(file);
+        if (holder !== undefined && holder !== process.pid && alive(holder)) {
+          throw new ThinError('E_POOL_BUSY', `pool ${dir} is busy (held by pid ${holder}); read-only commands (status, check, dump, ls) still work`, { pid: holder, file });
+        }
+        if (holder === process.pid) {
+          throw new ThinError('E_POOL_BUSY', `pool ${dir} is already open read-write in this process (pid ${holder})`, { pid: holder, file });
+        }
+        // Stale: the holder died. Remove and retry.
+        try { fs.unlinkSync(file); } catch { /* someone else took it over */ }
+      }
+      throw new ThinError('E_POOL_BUSY', `pool ${dir} lock keeps changing hands; try again`, { file });
+    } finally {
+      try { fs.unlinkSync(tmp); } catch { /* ignore */ }
+    }
+  }
+
+  release(): void {
+    try {
+      if (readPid(this.file) === process.pid) fs.unlinkSync(this.file);
+    } catch { /* already gone */ }
+  }
+
+  /** The pid holding `dir`'s lock, if a live process holds it. */
+  static holder(dir: string): number | undefined {
+    const pid = readPid(path.join(dir, 'pool.lock'));
+    return pid !== undefined && alive(pid) ? pid : undefined;
+  }
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const n = Number(fs.readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
