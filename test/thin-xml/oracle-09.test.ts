@@ -11,7 +11,7 @@ import { checkDelta, checkLs, parseModel, render, restore, seeds } from './oracl
 test('thin-provisioning-tools 0.9.0 as oracle for random models', async (t) => {
   const t09 = tools09();
   if (!t09) return t.skip(skipReason.tools09);
-  for (const seed of seeds(24)) {
+  for (const seed of seeds(16)) {
     await t.test(`seed ${seed}`, () => {
       const dir = tmpdir();
       try {

@@ -3,7 +3,9 @@ import { checkCommand } from './check';
 import { deltaCommand } from './delta';
 import { dumpCommand } from './dump';
 import { lsCommand } from './ls';
+import { poolCommand } from './pool';
+import { thinCommand } from './thin';
 import { restoreCommand } from './restore';
 
 /** Every verb, in the order `thinsim --help` lists them. */
-export const commands: CommandModule<any, any>[] = [restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand];
+export const commands: CommandModule<any, any>[] = [poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand];
