@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { checkCommand } from './check';
+import { demoCommand } from './demo';
 import { deltaCommand } from './delta';
 import { dumpCommand } from './dump';
 import { lsCommand } from './ls';
@@ -8,4 +9,4 @@ import { thinCommand } from './thin';
 import { restoreCommand } from './restore';
 
 /** Every verb, in the order `thinsim --help` lists them. */
-export const commands: CommandModule<any, any>[] = [poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand];

@@ -83,8 +83,8 @@ export class BTree<V> implements SubtreeOwner {
     this.vt = vt;
     this.leafMaxEntries = maxEntriesFor(vt.size);
     const im = opts.internalMaxEntries ?? maxEntriesFor(INTERNAL_VALUE_SIZE);
-    if (!Number.isInteger(im) || im < 3 || im % 3 !== 0 || im > maxEntriesFor(INTERNAL_VALUE_SIZE)) {
-      throw new ThinError('E_INVALID', `internal max_entries must be a multiple of 3 from 3 to 252, got ${im}`);
+    if (!Number.isInteger(im) || im < 6 || im % 3 !== 0 || im > maxEntriesFor(INTERNAL_VALUE_SIZE)) {
+      throw new ThinError('E_INVALID', `internal max_entries must be a multiple of 3 from 6 to 252, got ${im}`);
     }
     this.internalMaxEntries = im;
     this.rbuf = new Uint8Array(vt.size);

@@ -48,7 +48,11 @@ export class MetadataSpaceMap implements SpaceMap, MetadataAllocator {
     const counts = new RefCounts(n);
     counts.inc(0);
     const entries: IndexEntry[] = [];
-    for (let j = 0; j < nrBitmaps(n); j++) entries.push({ blocknr: 0, nrFree: ENTRIES_PER_BITMAP, noneFreeBefore: 0 });
+    for (let j = 0; j < nrBitmaps(n); j++) {
+      entries.push({ blocknr: 0, nrFree: ENTRIES_PER_BITMAP, noneFreeBefore: 0 });
+      // Every bitmap must exist on disk, even one whose blocks are all free.
+      counts.dirtyBitmaps.add(j);
+    }
     const sm = new MetadataSpaceMap(tm, counts, entries, 0, 0);
     tm.sm = sm;
     sm.refCountRoot = sm.overflowTree.empty();
