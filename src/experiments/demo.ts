@@ -94,8 +94,11 @@ export async function runDemo(opts: DemoOptions): Promise<{ dir: string; ok: boo
   const report = checkMetadata(dev);
   dev.close();
   log(`   ${report.ok ? 'clean' : 'DAMAGED'}: ${report.devices} devices, ${report.mappings} mappings, ${report.findings.length} findings`);
-  log(`   try: thin_check ${poolDir}/metadata ; thin_ls ${poolDir}/metadata ; thinsim dump ${poolDir}`);
-  if (!opts.keep && !opts.dir) fs.rmSync(dir, { recursive: true, force: true });
-  else log(`   the pool stays in ${poolDir}`);
+  if (!opts.keep && !opts.dir) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    log(`   (the pool was in a temporary directory; run "thinsim demo --keep" to keep it and inspect it)`);
+  } else {
+    log(`   the pool stays in ${poolDir}; try: thinsim pool status ${poolDir} ; thinsim ls ${poolDir} ; thin_check ${poolDir}/metadata`);
+  }
   return { dir: poolDir, ok: report.ok };
 }

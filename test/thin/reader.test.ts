@@ -15,6 +15,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { FileDevice } from '../../src/io/file-device';
 import { ThinMetadata } from '../../src/thin/metadata';
 import { checkMetadata, type Finding } from '../../src/thin/check';
@@ -172,7 +173,8 @@ test('thinsim restore of random XML: thin_check passes and thin_dump gives the X
         const what = `seed ${seed} (THINSIM_SEED=${seed}), input version ${inputVersion}`;
         // Into an existing sparse file, and into a path that does not exist yet.
         const existing = dir.sparse('existing.bin', (4 + (seed % 3) * 6) * MiB);
-        const fresh = dir.file('fresh.bin');
+        // A missing path named "metadata" is created as a file (other missing paths become pool directories).
+        const fresh = dir.file('metadata');
         for (const [meta, extra] of [[existing, []], [fresh, ['--metadata-size', '8M']]] as const) {
           const r = thinsim(['restore', meta, '-i', xmlFile, '-q', ...extra]);
           assert.equal(r.status, 0, `${what}: thinsim restore ${meta}: ${r.stderr}`);
@@ -247,7 +249,9 @@ test('bad XML: non-zero exit, the line named, the metadata file untouched', (t) 
     assert.doesNotMatch(r.stderr, /internal error|\n\s+at /, `${c.name}: no stack trace`);
     assert.ok(before.equals(fs.readFileSync(meta)), `${c.name}: the existing metadata file is unchanged`);
     // A restore into a new path that fails leaves no file behind.
-    const fresh = dir.file(`fresh-${c.name.replace(/ /g, '-')}.bin`);
+    const sub = dir.file(`fresh-${c.name.replace(/ /g, '-')}`);
+    fs.mkdirSync(sub);
+    const fresh = path.join(sub, 'metadata');
     const r2 = thinsim(['restore', fresh, '-i', x, '--metadata-size', '4M']);
     assert.notEqual(r2.status, 0);
     assert.equal(fs.existsSync(fresh), false, `${c.name}: a failed restore does not leave a new file`);
