@@ -38,6 +38,16 @@ function saneModel(seed: number): Model {
   return m;
 }
 
+/**
+ * Does a device map one data block at two virtual blocks? genModel makes some; a kernel never
+ * does. thin_check 1.1 then expects a data count of 1 (it counts such a block once per leaf)
+ * while thin_restore 0.9.0 and 1.1 both store 2 (one per mapping), so 1.1 rejects even its
+ * own restore of such XML: the 1.x check is skipped for them.
+ */
+function hasIntraDeviceDup(m: Model): boolean {
+  return m.devices.some((d) => new Set(d.mappings.map((x) => x.data)).size !== d.mappings.length);
+}
+
 /** The model as XML, as an input file for restore (one mapping call per run). */
 function xmlOf(m: Model): string {
   let s = '';
@@ -178,7 +188,7 @@ test('thinsim restore of random XML: thin_check passes and thin_dump gives the X
         for (const [meta, extra] of [[existing, []], [fresh, ['--metadata-size', '8M']]] as const) {
           const r = thinsim(['restore', meta, '-i', xmlFile, '-q', ...extra]);
           assert.equal(r.status, 0, `${what}: thinsim restore ${meta}: ${r.stderr}`);
-          for (const tool of [t1, t09]) {
+          for (const tool of hasIntraDeviceDup(model) ? [t09] : [t1, t09]) {
             const c = tool.check(meta);
             assert.equal(c.status, 0, `${what}: thin_check ${tool.version} on thinsim restore output:\n${c.stderr}`);
           }
