@@ -10,9 +10,6 @@ import * as os from 'os';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
 import { dockerInfo } from '../pool/status-format';
-import { checkMetadata } from '../thin/check';
-import { lsDevices } from '../thin/ls';
-import { FileDevice } from '../io/file-device';
 
 export interface DemoOptions {
   dir?: string;
@@ -74,7 +71,7 @@ export async function runDemo(opts: DemoOptions): Promise<{ dir: string; ok: boo
   await pool.flush();
   log(`5. Sharing, as thin_ls reports it (blocks of ${chunk / 1024} KiB):`);
   log(`   DEV  MAPPED  EXCLUSIVE  SHARED`);
-  for (const d of lsDevices(pool.md)) {
+  for (const d of pool.sharing()) {
     log(`   ${String(d.devId).padStart(3)}  ${String(d.mappedBlocks).padStart(6)}  ${String(d.exclusiveBlocks).padStart(9)}  ${String(d.mappedBlocks - d.exclusiveBlocks).padStart(6)}`);
   }
 
@@ -90,9 +87,7 @@ export async function runDemo(opts: DemoOptions): Promise<{ dir: string; ok: boo
   await pool.close();
 
   log(`8. Full metadata check (reference counts recomputed from every mapping)`);
-  const dev = new FileDevice(path.join(poolDir, 'metadata'), { readOnly: true });
-  const report = checkMetadata(dev);
-  dev.close();
+  const report = Pool.check(poolDir);
   log(`   ${report.ok ? 'clean' : 'DAMAGED'}: ${report.devices} devices, ${report.mappings} mappings, ${report.findings.length} findings`);
   if (!opts.keep && !opts.dir) {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -33,7 +33,10 @@ import * as path from 'path';
 import { ioError, isThinError, ThinError } from '../errors';
 import { hot } from '../hot';
 import { FileDevice } from '../io/file-device';
+import { checkMetadata, CheckReport } from '../thin/check';
+import { lsDevices } from '../thin/ls';
 import { ThinMetadata } from '../thin/metadata';
+import type { LsDevice } from '../thin/report/ls';
 import { checkDataBlockSize, METADATA_BLOCK_SIZE, SECTOR_SIZE } from '../units';
 import { DataDevice } from './data-device';
 import { Gate, KeyedMutex } from './locks';
@@ -453,6 +456,22 @@ export class Pool extends EventEmitter {
       dataFile: resolveDev(this.dir, this.table.dataDev), metadataFile: resolveDev(this.dir, this.table.metadataDev),
       backend: this.table.mode, hostFreeBytes, lockedBy: this.readOnly ? PoolLock.holder(this.dir) : process.pid,
     };
+  }
+
+  /** thin_ls's numbers for every device (mapped, exclusive, shared blocks; times). */
+  sharing(): LsDevice[] {
+    return lsDevices(this.md);
+  }
+
+  /** A full check of the committed metadata of the pool in `dir` (read-only; works while it is open). */
+  static check(dir: string): CheckReport {
+    const table = loadTable(dir);
+    const dev = new FileDevice(resolveDev(dir, table.metadataDev), { readOnly: true });
+    try {
+      return checkMetadata(dev);
+    } finally {
+      dev.close();
+    }
   }
 
   thinStatus(id: number): ThinStatus {

@@ -1,7 +1,8 @@
 /**
  * thin_delta output: the differences between the mappings of two thin devices, printed exactly
  * as `thin_delta --snap1 A --snap2 B [--verbose] META` of thin-provisioning-tools 0.9.0 prints
- * them (checked against the real 0.9.0 and 1.1 tools in test/thin-xml/oracle.test.ts).
+ * them (checked against the real 0.9.0 and 1.1 tools in test/thin-xml/oracle-*.test.ts,
+ * ls-delta.test.ts and kernel-fixtures.test.ts).
  *
  * Contract: pure; takes the superblock fields and two origin-sorted mapping streams (runs or
  * single mappings, any split) and writes text to `out` in ~64 KiB pieces. Memory is constant.
