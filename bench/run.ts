@@ -11,9 +11,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RESULTS_DIR, type BenchRow, type BenchSuite } from './bench-suite';
 import { hotSuite } from './hot.bench';
+import { metadataSuite } from './metadata.bench';
 
 /** Every suite `npm run bench` runs, in order. Extend here. */
-export const SUITES: BenchSuite[] = [hotSuite];
+export const SUITES: BenchSuite[] = [hotSuite, metadataSuite];
 
 function fmtOps(n: number): string {
   if (!Number.isFinite(n)) return '-';

@@ -567,7 +567,6 @@ export class Pool extends EventEmitter {
             this.spaceWaiters = this.spaceWaiters.filter((w) => w.timer !== timer);
             fail(this.noSpace());
           }, this.noSpaceTimeoutMs);
-          timer.unref();
           this.spaceWaiters.push({ wake, fail, timer });
         });
       } finally {

@@ -228,29 +228,34 @@ class Checker {
   private checkPoolTrees(sb: Superblock, label: string): number {
     const topPath = `${label} > mapping tree`;
     const detPath = `${label} > details tree`;
-    const topDevices = new Map<number, number>(); // dev -> mapped count
-    const topKeys = new Set<number>();
+    // Reference counting: every distinct node once (shared with the other superblock or not).
     this.refRoot(sb.dataMappingRoot, topPath);
     this.walk(sb.dataMappingRoot, MAPPING_TOP, topPath, (d, n, _b, path) => {
       for (let i = 0; i < n; i++) {
         const dev = keyAt(d, i);
         const root = value64(d, i);
         const devPath = `${path} > device ${dev}`;
-        topKeys.add(dev);
         if (!this.refRoot(root, devPath)) continue;
-        const count = this.walk(root, MAPPING_BOTTOM, devPath, (leaf, m, lb, lp) => this.mappingLeaf(leaf, m, lb, lp, dev));
-        if (count !== undefined) topDevices.set(dev, count);
+        this.walk(root, MAPPING_BOTTOM, devPath, (leaf, m, lb, lp) => this.mappingLeaf(leaf, m, lb, lp, dev));
       }
     });
-    const details = new Map<number, DeviceDetails>();
     this.refRoot(sb.deviceDetailsRoot, detPath);
-    this.walk(sb.deviceDetailsRoot, DETAILS, detPath, (d, n) => {
+    this.walk(sb.deviceDetailsRoot, DETAILS, detPath, () => undefined);
+
+    // This superblock's own view: its devices, their roots and details (shared nodes included).
+    const topDevices = new Map<number, number | undefined>(); // dev -> mapped count
+    this.collect(sb.dataMappingRoot, (d, i) => {
+      const root = value64(d, i);
+      topDevices.set(keyAt(d, i), this.visited.get(root)?.entries);
+    });
+    const details = new Map<number, DeviceDetails>();
+    this.collect(sb.deviceDetailsRoot, (d, i) => {
       const dv = new DataView(d.buffer, d.byteOffset, d.length);
-      for (let i = 0; i < n; i++) details.set(keyAt(d, i), deviceDetailsValue.read(dv, valueOffset(d, i)));
+      details.set(keyAt(d, i), deviceDetailsValue.read(dv, valueOffset(d, i)));
     });
     for (const [dev, det] of details) {
       const mapped = topDevices.get(dev);
-      if (!topKeys.has(dev)) {
+      if (!topDevices.has(dev)) {
         this.error(`device ${dev} is in the details tree but not in the mapping tree`, undefined, detPath, dev);
       } else if (mapped !== undefined && det.mappedBlocks !== mapped) {
         this.error(`device ${dev} has mapped_blocks ${det.mappedBlocks} in its details, but ${mapped} mappings`, undefined, `${detPath} > device ${dev}`, dev);
@@ -259,11 +264,28 @@ class Checker {
         this.error(`device ${dev} has creation_time ${det.creationTime} / snap_time ${det.snapshottedTime} after the pool time ${sb.time}`, undefined, `${detPath} > device ${dev}`, dev);
       }
     }
-    if (label === 'live') for (const c of topDevices.values()) this.mappings += c;
-    for (const dev of topKeys) {
+    if (label === 'live') for (const c of topDevices.values()) this.mappings += c ?? 0;
+    for (const dev of topDevices.keys()) {
       if (!details.has(dev)) this.error(`device ${dev} is in the mapping tree but has no details`, undefined, topPath, dev);
     }
-    return new Set([...details.keys(), ...topKeys]).size;
+    return new Set([...details.keys(), ...topDevices.keys()]).size;
+  }
+
+  /**
+   * Every leaf entry under `root`, shared nodes included, quietly skipping nodes the
+   * counting walk already reported as damaged.
+   */
+  private collect(root: number, fn: (leaf: Uint8Array, i: number) => void, depth = 0): void {
+    if (depth > 16 || !(root > 0 && root < this.bm.nrBlocks)) return;
+    let d: Uint8Array;
+    try {
+      d = this.bm.read(root, btreeNodeValidator);
+    } catch {
+      return;
+    }
+    const n = nrEntries(d);
+    if (isLeaf(d)) { for (let i = 0; i < n; i++) fn(d, i); return; }
+    for (let i = 0; i < n; i++) this.collect(value64(d, i), fn, depth + 1);
   }
 
   private mappingLeaf(d: Uint8Array, n: number, block: number, path: string, dev: number): void {

@@ -80,6 +80,8 @@ export class ThinMetadata {
   private changedDetails = new Set<number>();
   private deletedDetails = new Set<number>();
   private devRoots = new Map<number, number>();
+  /** Devices whose top-level path is unshared in this transaction (see prepareTopLevel). */
+  private topPrepared = new Set<number>();
   /** Bottom level: virtual block -> block_time, counting data references. */
   readonly mappingTree: BTree<BlockTime>;
   /** The bottom level's value type (data block references in the data space map). */
@@ -327,7 +329,7 @@ export class ThinMetadata {
     if (!(block >= 0 && block < this.nrDataBlocks)) {
       throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: dev, block });
     }
-    const oldRoot = this.deviceRoot(dev);
+    const oldRoot = this.prepareTopLevel(dev);
     const had = this.mappingTree.lookup(oldRoot, vblock) !== undefined;
     const root = this.mappingTree.insert(oldRoot, vblock, { block, time: this.sb.time });
     this.replaceRoot(dev, oldRoot, root);
@@ -339,8 +341,8 @@ export class ThinMetadata {
     this.assertWritable();
     const details = this.details.get(dev);
     if (!details) throw noDevice(dev);
-    const oldRoot = this.deviceRoot(dev);
-    if (this.mappingTree.lookup(oldRoot, vblock) === undefined) return undefined;
+    if (this.mappingTree.lookup(this.deviceRoot(dev), vblock) === undefined) return undefined;
+    const oldRoot = this.prepareTopLevel(dev);
     const r = this.mappingTree.remove(oldRoot, vblock);
     this.replaceRoot(dev, oldRoot, r.root);
     this.setDetails(dev, { ...details, mappedBlocks: details.mappedBlocks - 1 });
@@ -352,7 +354,7 @@ export class ThinMetadata {
     this.assertWritable();
     const details = this.details.get(dev);
     if (!details) throw noDevice(dev);
-    const oldRoot = this.deviceRoot(dev);
+    const oldRoot = this.prepareTopLevel(dev);
     const r = this.mappingTree.removeRange(oldRoot, from, to);
     this.replaceRoot(dev, oldRoot, r.root);
     if (r.removed) this.setDetails(dev, { ...details, mappedBlocks: details.mappedBlocks - r.removed });
@@ -427,6 +429,7 @@ export class ThinMetadata {
     this.metadataSm!.markCommitted();
     this.changedDetails.clear();
     this.deletedDetails.clear();
+    this.topPrepared.clear();
     this.committed = { ...this.sb };
   }
 
@@ -436,6 +439,7 @@ export class ThinMetadata {
     this.bm.dropCache();
     this.sb = { ...this.committed };
     this.devRoots.clear();
+    this.topPrepared.clear();
     this.changedDetails.clear();
     this.deletedDetails.clear();
     this.loadSpaceMaps();
@@ -466,6 +470,22 @@ export class ThinMetadata {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /**
+   * Shadow the top-level path to `dev` before touching its subtree, as the kernel's
+   * multi-level btree does (top-down). When a held metadata snapshot shares the
+   * top-level nodes, shadowing them increments the subtree roots they point to, so
+   * the bottom level then sees its root as shared and increments the data blocks of
+   * any leaf it copies. Done once per device per transaction. Returns the root.
+   */
+  private prepareTopLevel(dev: number): number {
+    const root = this.deviceRoot(dev);
+    if (!this.topPrepared.has(dev)) {
+      this.sb.dataMappingRoot = this.topTreeNoDec.insert(this.sb.dataMappingRoot, dev, root);
+      this.topPrepared.add(dev);
+    }
+    return root;
+  }
 
   private replaceRoot(dev: number, oldRoot: number, root: number): void {
     if (root === oldRoot) return;

@@ -21,7 +21,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { repoRoot } from './oracle';
 import { isThinError, type ThinErrorCode } from '../../src/errors';
@@ -148,6 +148,7 @@ export class PoolModel {
         details: { transactionId: d.info.transaction, creationTime: d.info.creationTime, snapshottedTime: d.info.snapTime },
       });
     }
+    m.recount();
     m.commit();
     return m;
   }
@@ -687,4 +688,32 @@ export function thinsimOk(args: readonly string[]): string {
   const r = thinsim(args);
   if (r.status !== 0) throw new Error(`thinsim ${args.join(' ')} exited ${r.status}${r.timedOut ? ' (timed out)' : ''}: ${r.stderr.trim()}`);
   return r.stdout;
+}
+
+/** Like thinsim(), without blocking: several CLI runs can overlap. */
+export function thinsimAsync(args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+  return runAsync(process.execPath, [path.join(repoRoot(), 'bin', 'thinsim.js'), ...args], opts);
+}
+
+/** Path of thin-provisioning-tools 1.x's multi-call binary (as test/helpers/oracle.ts finds it). */
+export function pdataTools(): string {
+  return process.env.THINSIM_TPT1 ?? path.join(repoRoot(), '.tools', 'tpt', 'usr', 'sbin', 'pdata_tools');
+}
+
+/** Run any program without blocking, with a timeout; never rejects. */
+export function runAsync(cmd: string, args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.on('error', (e) => resolve({ status: null, signal: null, stdout: '', stderr: String(e), timedOut: false }));
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs ?? 60_000);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr, timedOut });
+    });
+  });
 }

@@ -23,7 +23,7 @@ import { ThinMetadata } from '../../src/thin/metadata';
 import { checkMetadata, type Finding } from '../../src/thin/check';
 import { saltedValidator } from '../../src/pdata/block-manager';
 import { ok, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers/oracle';
-import { PoolModel, Rand, thinsim, Workload } from '../helpers/workload';
+import { pdataTools, PoolModel, Rand, runAsync, thinsim, thinsimAsync, Workload } from '../helpers/workload';
 
 const BS = 4096;
 const MiB = 1024 * 1024;
@@ -206,7 +206,7 @@ function lsRows(ls: string): Map<string, string> {
 
 const verdicts: string[] = [];
 
-function runCase(pool: Pool, dir: string, c: Case, seed: number, t1: Tools | undefined): void {
+async function runCase(pool: Pool, dir: string, c: Case, seed: number, t1: Tools | undefined): Promise<void> {
   const img = new Img(Buffer.from(pool.image));
   const r = new Rand(seed);
   c.damage(img, r);
@@ -224,39 +224,45 @@ function runCase(pool: Pool, dir: string, c: Case, seed: number, t1: Tools | und
   assert.equal(rep.ok, false, `${what}: checkMetadata must report the damage`);
   assert.ok(errs.some((f) => c.expect(f, img)), `${what}: no error names the damaged place; findings:\n  ${errs.map((f) => `${f.message} [${f.path ?? ''}${f.block !== undefined ? ` block ${f.block}` : ''}]`).join('\n  ')}`);
 
-  const file = `${dir}/case.bin`;
+  const file = `${dir}/case-${seed}.bin`;
   fs.writeFileSync(file, img.buf);
+  try {
+    // The three CLI runs and thin_check 1.x overlap (1.x's thin_check idles 0.5 s in its progress thread).
+    const [chk, dump, ls, one] = await Promise.all([
+      thinsimAsync(['check', file], { timeoutMs: 30_000 }),
+      thinsimAsync(['dump', file], { timeoutMs: 30_000 }),
+      thinsimAsync(['ls', file, ...LS_ARGS], { timeoutMs: 30_000 }),
+      t1 ? runAsync(pdataTools(), ['thin_check', file], { timeoutMs: 60_000 }) : undefined,
+    ]);
+    // 3. thin_check 1.x: whatever it catches, we caught (we must catch everything here anyway).
+    if (one) verdicts.push(`${c.name}: thin_check 1.x ${one.status === 0 ? 'MISSES it' : `exit ${one.status}`}; thinsim: ${errs[0]?.message.slice(0, 90)}`);
 
-  // 2. The CLI check exits 1.
-  const chk = thinsim(['check', file], { timeoutMs: 30_000 });
-  assert.equal(chk.status, 1, `${what}: thinsim check exit status\n${chk.stderr}`);
-  assert.doesNotMatch(chk.stderr, /internal error|\n\s+at /, `${what}: check prints no stack trace`);
+    // 2. The CLI check exits 1.
+    assert.ok(!chk.timedOut, `${what}: check hangs`);
+    assert.equal(chk.status, 1, `${what}: thinsim check exit status\n${chk.stderr}`);
+    assert.doesNotMatch(chk.stderr, /internal error|\n\s+at /, `${what}: check prints no stack trace`);
 
-  // 3. thin_check 1.x: whatever it catches, we caught (we must catch everything here anyway).
-  if (t1) {
-    const one = t1.check(file);
-    verdicts.push(`${c.name}: thin_check 1.x ${one.status === 0 ? 'MISSES it' : `exit ${one.status}`}; thinsim: ${errs[0]?.message.slice(0, 90)}`);
-  }
-
-  // 4. dump and ls: right data for undamaged devices, or a clean failure.
-  const damagedDevs = new Set((c.damaged ? c.damaged(img) : []).map(String));
-  for (const [verb, args, pristine, split] of [
-    ['dump', ['dump', file], pool.dump, deviceSections],
-    ['ls', ['ls', file, ...LS_ARGS], pool.ls, lsRows],
-  ] as const) {
-    const res = thinsim(args, { timeoutMs: 30_000 });
-    assert.ok(!res.timedOut, `${what}: ${verb} hangs`);
-    if (res.status === 0) {
-      const got = split(res.stdout);
-      const want = split(pristine);
-      for (const [dev, section] of want) {
-        if (damagedDevs.has(dev) && !c.stale) continue;
-        assert.equal(got.get(dev), section, `${what}: ${verb} succeeded but device ${dev} ${damagedDevs.has(dev) ? '(behind a block with a bad checksum) ' : ''}is wrong`);
+    // 4. dump and ls: right data for undamaged devices, or a clean failure.
+    const damagedDevs = new Set((c.damaged ? c.damaged(img) : []).map(String));
+    for (const [verb, res, pristine, split] of [
+      ['dump', dump, pool.dump, deviceSections],
+      ['ls', ls, pool.ls, lsRows],
+    ] as const) {
+      assert.ok(!res.timedOut, `${what}: ${verb} hangs`);
+      if (res.status === 0) {
+        const got = split(res.stdout);
+        const want = split(pristine);
+        for (const [dev, section] of want) {
+          if (damagedDevs.has(dev) && !c.stale) continue;
+          assert.equal(got.get(dev), section, `${what}: ${verb} succeeded but device ${dev} ${damagedDevs.has(dev) ? '(behind a block with a bad checksum) ' : ''}is wrong`);
+        }
+      } else {
+        assert.notEqual(res.status, null, `${what}: ${verb} killed by a signal`);
+        assert.match(res.stderr, /^thinsim: .+ \[E_[A-Z_]+\]\n$/, `${what}: ${verb} fails with one ThinError line, got:\n${res.stderr}`);
       }
-    } else {
-      assert.notEqual(res.status, null, `${what}: ${verb} killed by a signal`);
-      assert.match(res.stderr, /^thinsim: .+ \[E_[A-Z_]+\]\n$/, `${what}: ${verb} fails with one ThinError line, got:\n${res.stderr}`);
     }
+  } finally {
+    fs.rmSync(file, { force: true });
   }
 }
 

@@ -284,6 +284,45 @@ test('hundreds of devices: details and top-level trees with internal nodes', () 
   assert.deepEqual(errors(checkMetadata(dev)), []);
 });
 
+test('removals that empty or merge whole leaves keep the trees and counts exact', async (t) => {
+  // Sequential writes fill leaves of 252 (keys 0..251, 252..503, ...). Each case removes a span
+  // that empties a leaf or merges neighbours, from a committed tree (so every node is shadowed),
+  // with and without a snapshot sharing the subtree.
+  const cases: [string, number, number, 'range' | 'loop'][] = [
+    ['exactly one leaf (1008..1259) by removeRange', 1008, 1260, 'range'],
+    ['a leaf and parts of its neighbours by removeRange', 1000, 1400, 'range'],
+    ['a leaf and parts of its neighbours one by one', 1000, 1400, 'loop'],
+    ['most of the tree by removeRange', 100, 2900, 'range'],
+    ['the first leaf one by one', 0, 252, 'loop'],
+    ['a partial leaf (borrow) by removeRange', 1008, 1200, 'range'],
+  ];
+  for (const shared of [false, true]) {
+    for (const [name, from, to, how] of cases) {
+      await t.test(`${name}${shared ? ', subtree shared with a snapshot' : ''}`, () => {
+        const dev = new MemoryDevice(8 * MiB);
+        const md = ThinMetadata.format(dev, { dataBlockSize: 128, nrDataBlocks: 10000 });
+        const model = new PoolModel(128, 10000);
+        const w = new Workload(md, model, new Rand(3), () => ThinMetadata.open(dev));
+        md.createThin(0);
+        model.createThin(0);
+        for (let v = 0; v < 3000; v++) w.write(0, v);
+        if (shared) {
+          md.createSnap(1, 0);
+          model.createSnap(1, 0);
+        }
+        w.commit();
+        const target = shared ? 1 : 0;
+        if (how === 'range') assert.equal(md.removeRange(target, from, to), model.removeRange(target, from, to));
+        else for (let v = from; v < to; v++) assert.deepEqual(md.removeMapping(target, v), model.remove(target, v));
+        w.commit();
+        assertMatches(md, model.live, name);
+        assertDataCounts(md, model, name);
+        assert.deepEqual(errors(checkMetadata(dev)), [], `${name}: checkMetadata`);
+      });
+    }
+  }
+});
+
 test('abort and reopen without commit roll back to the last commit', () => {
   const dev = new MemoryDevice(8 * MiB);
   const md = ThinMetadata.format(dev, { dataBlockSize: 128, nrDataBlocks: 5000 });

@@ -1,0 +1,189 @@
+/**
+ * The thinsim CLI (node bin/thinsim.js, built into dist/): help and version, usage errors
+ * (exit 2), missing files (non-zero, a clear message, no stack trace), and a restore -> check
+ * -> dump -> ls -> delta round trip on the example of spec §10.4, checked against the spec's
+ * own numbers and, where installed, thin-provisioning-tools 0.9.0 on the same file.
+ */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ok, repoRoot, tmpdir, tools09 } from '../helpers/oracle';
+import { thinsim } from '../helpers/workload';
+
+const VERBS = ['restore', 'check', 'dump', 'ls', 'delta'];
+
+/** spec §10.4: device 1 is a snapshot of device 0 taken at time 1. */
+const EXAMPLE = `<superblock uuid="" time="1" transaction="2" data_block_size="128" nr_data_blocks="1024">
+  <device dev_id="0" mapped_blocks="111" transaction="0" creation_time="0" snap_time="1">
+    <range_mapping origin_begin="0" data_begin="0" length="100" time="0"/>
+    <single_mapping origin_block="200" data_block="150" time="0"/>
+    <range_mapping origin_begin="300" data_begin="160" length="10" time="1"/>
+  </device>
+  <device dev_id="1" mapped_blocks="101" transaction="1" creation_time="1" snap_time="1">
+    <range_mapping origin_begin="0" data_begin="0" length="50" time="0"/>
+    <single_mapping origin_block="50" data_block="200" time="1"/>
+    <range_mapping origin_begin="51" data_begin="51" length="49" time="0"/>
+    <single_mapping origin_block="200" data_block="150" time="0"/>
+  </device>
+</superblock>
+`;
+
+function noStack(stderr: string, what: string): void {
+  assert.doesNotMatch(stderr, /internal error|\n\s+at /, `${what}: no stack trace in:\n${stderr}`);
+}
+
+test('--help and --version', () => {
+  const h = thinsim(['--help']);
+  assert.equal(h.status, 0, h.stderr);
+  for (const v of VERBS) assert.match(h.stdout, new RegExp(`thinsim ${v} `), `--help lists ${v}`);
+  const v = thinsim(['--version']);
+  assert.equal(v.status, 0, v.stderr);
+  const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot(), 'package.json'), 'utf8'));
+  assert.equal(v.stdout.trim(), pkg.version, '--version prints package.json version');
+  for (const verb of VERBS) {
+    const r = thinsim([verb, '--help']);
+    assert.equal(r.status, 0, `${verb} --help: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`thinsim ${verb}`), `${verb} --help shows its usage`);
+  }
+});
+
+test('usage errors exit 2 with a message', (t) => {
+  const dir = tmpdir();
+  t.after(() => dir.cleanup());
+  const xml = dir.file('ex.xml');
+  fs.writeFileSync(xml, EXAMPLE);
+  const meta = dir.sparse('meta.bin', 4 * 1024 * 1024);
+  assert.equal(thinsim(['restore', meta, '-i', xml, '-q']).status, 0);
+  const cases: [string, string[], RegExp][] = [
+    ['no command', [], /command/i],
+    ['unknown command', ['frobnicate'], /frobnicate|unknown/i],
+    ['unknown option', ['dump', meta, '--bogus'], /bogus/],
+    ['missing positional', ['check'], /pool|argument/i],
+    ['missing required option', ['delta', meta, '--snap1', '0'], /snap2/],
+    ['bad ls field', ['ls', meta, '-o', 'DEV,NOPE'], /NOPE/],
+    ['bad dump format', ['dump', meta, '-f', 'yaml'], /yaml|choices/i],
+    ['restore without input', ['restore', meta], /input/],
+    ['bad metadata size', ['restore', dir.file('m2'), '-i', xml, '--metadata-size', 'lots'], /lots|size/i],
+    ['non-numeric device id', ['delta', meta, '--snap1', 'x', '--snap2', '1'], /snap1|number|x/i],
+  ];
+  for (const [name, args, re] of cases) {
+    const r = thinsim(args);
+    assert.equal(r.status, 2, `${name}: exit status 2 (got ${r.status}): ${r.stderr}`);
+    assert.match(r.stderr, re, `${name}: message`);
+    noStack(r.stderr, name);
+  }
+});
+
+test('missing files: non-zero exit and a clear message', (t) => {
+  const dir = tmpdir();
+  t.after(() => dir.cleanup());
+  const missing = dir.file('no-such-pool');
+  for (const args of [['check', missing], ['dump', missing], ['ls', missing], ['delta', missing, '--snap1', '0', '--snap2', '1']]) {
+    const r = thinsim(args);
+    assert.notEqual(r.status, 0, `${args[0]} on a missing path`);
+    assert.ok(r.stderr.includes(missing), `${args[0]}: the message names the path: ${r.stderr}`);
+    noStack(r.stderr, args[0]);
+  }
+  // A directory without a metadata file.
+  const empty = dir.file('empty-dir');
+  fs.mkdirSync(empty);
+  const r = thinsim(['check', empty]);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /metadata/);
+  noStack(r.stderr, 'check on an empty directory');
+  // An unknown device in delta is a failure, not a crash.
+  const xml = dir.file('ex.xml');
+  fs.writeFileSync(xml, EXAMPLE);
+  const meta = dir.sparse('meta.bin', 4 * 1024 * 1024);
+  assert.equal(thinsim(['restore', meta, '-i', xml, '-q']).status, 0);
+  const d = thinsim(['delta', meta, '--snap1', '0', '--snap2', '7']);
+  assert.notEqual(d.status, 0);
+  assert.match(d.stderr, /device 7/);
+  noStack(d.stderr, 'delta with an unknown device');
+  // -m without a metadata snapshot.
+  const m = thinsim(['dump', '-m', meta]);
+  assert.notEqual(m.status, 0);
+  assert.match(m.stderr, /metadata snapshot/);
+  noStack(m.stderr, 'dump -m without a snapshot');
+});
+
+test('restore, check, dump, ls and delta round trip (spec §10.4 example)', (t) => {
+  const dir = tmpdir();
+  t.after(() => dir.cleanup());
+  const xml = dir.file('ex.xml');
+  fs.writeFileSync(xml, EXAMPLE);
+  const pool = dir.file('pool'); // a pool directory: restore writes pool/metadata
+  const r = thinsim(['restore', pool, '-i', xml, '--metadata-size', '1M', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const res = JSON.parse(r.stdout);
+  assert.equal(res.devices, 2);
+  assert.equal(res.mappings, 111 + 101);
+  const meta = path.join(pool, 'metadata');
+  assert.equal(fs.statSync(meta).size, 1024 * 1024);
+  const before = fs.readFileSync(meta);
+
+  // check: clean; the pool directory and the file both work.
+  for (const target of [pool, meta]) {
+    const c = thinsim(['check', target]);
+    assert.equal(c.status, 0, c.stderr);
+    assert.match(c.stdout, /^TRANSACTION_ID=2$/m);
+  }
+  const cj = JSON.parse(thinsim(['check', meta, '--json']).stdout);
+  assert.equal(cj.ok, true);
+  assert.equal(cj.devices, 2);
+  assert.equal(cj.mappings, 212);
+  // spec §10.4: blocks 0..99, 150, 160..169 and 200 are in use: 112 allocated.
+  assert.equal(cj.dataAllocated, 112);
+  assert.equal(cj.dataBlocks, 1024);
+  assert.equal(thinsim(['check', meta, '-q']).stdout, '');
+
+  // dump: the input back, with the superblock fields thinsim writes (flags 0, version 2).
+  const want = EXAMPLE.replace('transaction="2" ', 'transaction="2" flags="0" version="2" ');
+  assert.equal(thinsim(['dump', meta]).stdout, want);
+  const out = dir.file('out.xml');
+  assert.equal(thinsim(['dump', pool, '-o', out]).status, 0);
+  assert.equal(fs.readFileSync(out, 'utf8'), want, 'dump -o');
+  const one = thinsim(['dump', meta, '--dev', '1']).stdout;
+  assert.ok(!one.includes('dev_id="0"') && one.includes('dev_id="1"'), 'dump --dev 1');
+  const json = JSON.parse(thinsim(['dump', meta, '-f', 'json']).stdout);
+  assert.equal(json.superblock.nr_data_blocks, 1024);
+  assert.deepEqual(json.devices.map((d: { dev_id: number; mapped_blocks: number }) => [d.dev_id, d.mapped_blocks]), [[0, 111], [1, 101]]);
+
+  // A second restore from the dump (stdin) gives the same pool.
+  const again = dir.file('metadata');
+  fs.writeFileSync(again, Buffer.alloc(0));
+  fs.truncateSync(again, 1024 * 1024);
+  const viaStdin = thinsim(['restore', again, '-i', '-', '-q'], { input: want });
+  assert.equal(viaStdin.status, 0, viaStdin.stderr);
+  assert.equal(thinsim(['dump', again]).stdout, want, 'restore from stdin');
+
+  // ls, by the spec's story: data blocks 0..49, 51..99 and 150 are mapped by both devices
+  // (shared); 50 and 160..169 only by device 0, 200 only by device 1 (exclusive).
+  const ls = thinsim(['ls', meta, '-o', 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS,TRANSACTION,CREATE_TIME,SNAP_TIME', '--no-headers']);
+  assert.equal(ls.status, 0, ls.stderr);
+  const rows = ls.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number));
+  assert.deepEqual(rows, [[0, 111, 11, 100, 0, 0, 1], [1, 101, 1, 100, 1, 1, 1]]);
+
+  // delta 0 -> 1: same 0..49, different 50, same 51..99 and 200, left_only 300..309.
+  const delta = thinsim(['delta', meta, '--snap1', '0', '--snap2', '1']);
+  assert.equal(delta.status, 0, delta.stderr);
+  assert.match(delta.stdout, /<different begin="50" length="1"\/>/);
+  assert.match(delta.stdout, /<left_only begin="300" length="10"\/>/);
+
+  // The real tools on the same file, when installed.
+  const t09 = tools09();
+  if (t09) {
+    assert.equal(thinsim(['ls', meta]).stdout, ok(t09.ls(meta), 'thin_ls').stdout, 'thin_ls default columns');
+    assert.equal(thinsim(['dump', meta, '-f', 'human_readable']).stdout, ok(t09.dump(meta, ['-f', 'human_readable']), 'thin_dump -f human_readable').stdout);
+    for (const v of [[], ['--verbose']]) {
+      const args = ['--snap1', '0', '--snap2', '1', ...v];
+      assert.equal(thinsim(['delta', meta, ...args]).stdout, ok(t09.delta(meta, args), 'thin_delta').stdout, `delta ${v.join(' ')}`);
+    }
+    assert.equal(ok(t09.dump(meta), 'thin_dump').stdout, want);
+  } else {
+    t.diagnostic('thin-provisioning-tools 0.9.0 not installed: comparison with thin_ls/thin_delta skipped');
+  }
+  assert.ok(before.equals(fs.readFileSync(meta)), 'check, dump, ls and delta leave the metadata untouched');
+});
