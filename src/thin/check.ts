@@ -110,7 +110,7 @@ class Checker {
   private readonly max: number;
   private metaRefs!: Tally;
   private dataRefs!: Tally;
-  private readonly visited = new Map<number, { leafDepth: number; entries: number }>();
+  private readonly visited = new Map<number, { leafDepth: number; entries: number; kind: TreeKind }>();
   private nrDataBlocks = 0;
   private sbTime = 0;
   private mappings = 0;
@@ -326,6 +326,10 @@ class Checker {
   private visit(b: number, kind: TreeKind, path: string, leaf: LeafFn, depth: number, isRoot: boolean,
     lo: number, hi: number, leafDepths: Set<number>, onPath: Set<number>): number | undefined {
     const seen = this.visited.get(b);
+    if (seen && seen.kind !== kind) {
+      this.error(`block ${b} is reached both as a node of the ${seen.kind.name} and of the ${kind.name}`, b, path);
+      return undefined;
+    }
     if (seen) {
       if (seen.leafDepth >= 0) leafDepths.add(depth + seen.leafDepth);
       return seen.entries;
@@ -380,7 +384,7 @@ class Checker {
       for (const cd of childDepths) leafDepths.add(cd);
       if (childDepths.size > 0) leafDepth = Math.max(...childDepths) - depth;
     }
-    this.visited.set(b, { leafDepth, entries });
+    this.visited.set(b, { leafDepth, entries, kind });
     return entries;
   }
 

@@ -595,16 +595,18 @@ for (const seed of suiteSeeds(1, 6000)) {
   test(`metadata exhaustion: the pool turns read-only with needs_check; the committed state survives (seed ${seed})`, async (t) => {
     await seeded(t, seed, async () => {
       const r = new Rand(seed);
-      const s = await makePool(t, { dataSize: 256 * MiB, metadataSize: 128 * KiB }, { commitInterval: 0 });
+      const s = await makePool(t, { dataSize: 256 * MiB, metadataSize: 96 * KiB }, { commitInterval: 0 });
       const modes: string[] = [];
       s.pool.on('mode', (m) => modes.push(m));
       await thin(s, 1, 256 * MiB);
       await thin(s, 2, 256 * MiB);
-      let committed = s.model.clone();
+      const base = s.model.clone();
+      const writes: Array<[number, number, Buffer]> = [];
+      let flushed = 0;
       const used = new Set<string>();
       let failure: (Error & { code?: string }) | undefined;
       for (let i = 0; i < 20000 && !failure; i++) {
-        // First writes only, so what is committed is exactly the model at the last flush.
+        // First writes only, so what is committed is exactly the writes up to the last flush.
         const id = 1 + r.int(2);
         let v: number;
         do v = r.int(4096); while (used.has(`${id}:${v}`));
@@ -614,14 +616,17 @@ for (const seed of suiteSeeds(1, 6000)) {
         try {
           await s.pool.write(id, off, data);
           s.model.write(id, off, data);
+          writes.push([id, off, data]);
           if (i % 4 === 3) {
             await s.pool.flush();
-            committed = s.model.clone();
+            flushed = writes.length;
           }
         } catch (e) {
           failure = e as Error & { code?: string };
         }
       }
+      const committed = base;
+      for (const [id, off, data] of writes.slice(0, flushed)) committed.write(id, off, data);
       assert.ok(failure, 'the metadata device ran out');
       assert.equal(failure.code, 'E_NO_METADATA_SPACE', failure.message);
       const st = s.pool.status();

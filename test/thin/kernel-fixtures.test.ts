@@ -123,7 +123,7 @@ test('damaged kernel fixtures are reported, never crash', async (t) => {
 });
 
 /** Open a copy of `name` read-write, apply the README's writer scenario, check with the tools. */
-function writerScenario(t: { skip(m: string): void; diagnostic(m: string): void }, name: string, t1: Tools, t09: Tools): void {
+function writerScenario(t: { skip(m: string): void; diagnostic(m: string): void }, name: string, t1: Tools, t09: Tools, removals = false): void {
   const src = fixture(t, name);
   if (!src) return;
   const dir = tmpdir();
@@ -145,8 +145,12 @@ function writerScenario(t: { skip(m: string): void; diagnostic(m: string): void 
       for (let i = 0; i < 300; i++) w.write(d, r.pick(keys));
       for (let v = 0; v < 200; v++) w.write(d, 200000 + v); // new, unmapped before
     }
-    md.removeRange(snap, 1000, 1400);
-    model.removeRange(snap, 1000, 1400);
+    if (removals) {
+      // Discards: whole kernel-built leaves emptied, neighbours rebalanced, in shared subtrees.
+      md.removeRange(snap, 1000, 1400);
+      model.removeRange(snap, 1000, 1400);
+      for (let v = 3000; v < 3300; v++) assert.deepEqual(md.removeMapping(origin, v), model.remove(origin, v));
+    }
     w.commit();
     // Create snapshots (of the origin and of a snapshot), write to them, delete others.
     for (const [id, o] of [[100, origin], [101, snap], [102, 100]]) {
@@ -192,4 +196,12 @@ test('writer on kernel metadata with a held metadata snapshot: tmeta_with_metada
   if (!t1) return t.skip(skipReason.tools1x);
   if (!t09) return t.skip(skipReason.tools09);
   writerScenario(t, 'tmeta_with_metadata_snap', t1, t09);
+});
+
+test('writer on kernel metadata: discards (removeRange, removeMapping) in shared kernel trees', (t) => {
+  const t1 = tools1x();
+  const t09 = tools09();
+  if (!t1) return t.skip(skipReason.tools1x);
+  if (!t09) return t.skip(skipReason.tools09);
+  writerScenario(t, 'tmeta', t1, t09, true);
 });

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { BTree, KEY_END } from '../../../src/pdata/btree/btree';
 import { u32Value, u64Value, ValueType } from '../../../src/pdata/btree/value-type';
-import { assertMetaCounts, assertValueCounts, checkTrees, countingValue, Harness, TreeKind } from './tree-check';
+import { assertMetaCounts, assertValueCounts, checkTrees, countingValue, fcOptions, Harness, TreeKind } from './tree-check';
 
 const TOP = 2 ** 53 - 1;
 
@@ -162,7 +162,7 @@ for (const kind of KINDS) {
         totalOps += ops.length;
         run(kind, ops);
       }),
-      { numRuns: kind.runs, seed: 20241127 },
+      fcOptions(20241127, kind.runs),
     );
   });
 }
@@ -186,6 +186,6 @@ test('btree: dense sequential then random removal keeps every invariant', () => 
       }
       run(kind, ops);
     }),
-    { numRuns: 4, seed: 7 },
+    fcOptions(7, 4),
   );
 });

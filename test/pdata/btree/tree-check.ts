@@ -199,3 +199,8 @@ export class Harness {
 export function rawHeader(d: Uint8Array): { flags: number; nr: number; max: number; vs: number } {
   return { flags: getU32(d, 4), nr: getU32(d, 16), max: getU32(d, 20), vs: getU32(d, 24) };
 }
+
+/** fast-check options: fixed seed; THINSIM_FC_NO_SHRINK=1 reports the first failure as is. */
+export function fcOptions(seed: number, numRuns: number): { seed: number; numRuns: number; endOnFailure: boolean } {
+  return { seed, numRuns, endOnFailure: process.env.THINSIM_FC_NO_SHRINK === '1' };
+}
