@@ -274,3 +274,68 @@ test('commits issued during in-flight provisioning never capture a leaked or unw
     }
   }
 });
+
+test('deleteDevice issued behind in-flight writes waits for them; requests issued after it fail E_NO_DEVICE', async (t) => {
+  const s = await makePool(t);
+  for (const id of [1, 2]) {
+    await s.pool.createThin(id, 4 * MiB);
+    s.model.createThin(id, 4 * MiB);
+  }
+  const before: Promise<void>[] = [];
+  for (let v = 0; v < 30; v++) before.push(s.pool.write(2, v * s.cb, pattern(v, s.cb)));
+  const b = new Burst(s);
+  for (let v = 0; v < 10; v++) b.write(1, v * s.cb + 3, pattern(100 + v, 5000));
+  const deleted = s.pool.deleteDevice(2);
+  const after = [
+    ...Array.from({ length: 10 }, (_, v) => s.pool.write(2, (30 + v) * s.cb, pattern(v, 100))),
+    s.pool.read(2, 0, 100),
+    s.pool.discard(2, 0, s.cb),
+  ];
+  for (let v = 10; v < 20; v++) b.write(1, v * s.cb + 3, pattern(100 + v, 5000));
+  await Promise.all(before);
+  await deleted;
+  s.model.createThin(2, 4 * MiB);
+  s.model.deleteDevice(2);
+  const rs = await Promise.allSettled(after);
+  for (const [i, r] of rs.entries()) {
+    assert.equal(r.status, 'rejected', `request ${i} issued after the delete`);
+    assert.equal((r as PromiseRejectedResult).reason.code, 'E_NO_DEVICE');
+  }
+  await b.settle();
+  assert.equal(s.pool.status().usedDataBlocks, s.model.usedBlocks(), 'the deleted device left no block behind');
+  await verifyPool(t, s.pool, s.model);
+});
+
+test('close() with requests in flight: each request completes before the files close or rejects; no I/O reaches another file', async (t) => {
+  const s = await makePool(t);
+  await s.pool.createThin(1, 8 * MiB);
+  s.model.createThin(1, 8 * MiB);
+  for (let v = 0; v < 64; v++) {
+    await s.pool.write(1, v * s.cb, pattern(v, s.cb));
+    s.model.write(1, v * s.cb, pattern(v, s.cb));
+  }
+  await s.pool.flush();
+  const reads = Array.from({ length: 64 }, (_, v) => s.pool.read(1, v * s.cb, s.cb).then(
+    (got) => { assert.deepEqual(got, pattern(v, s.cb), `read ${v} resolved with the wrong bytes`); return true; },
+    () => false,
+  ));
+  const writes = Array.from({ length: 64 }, (_, v) => s.pool.write(1, v * s.cb, pattern(1000 + v, s.cb)).then(() => true, () => false));
+  const closing = s.pool.close();
+  // Files opened while the pool closes may get the numbers of the descriptors it closes.
+  const bystander = path.join(s.dir, 'bystander');
+  fs.writeFileSync(bystander, Buffer.alloc(8 * MiB, 0x55));
+  const fds = [fs.openSync(bystander, 'r+'), fs.openSync(bystander, 'r+')];
+  await closing;
+  fds.push(fs.openSync(bystander, 'r+'), fs.openSync(bystander, 'r+'), fs.openSync(bystander, 'r+'));
+  const [readOk, writeOk] = [await Promise.all(reads), await Promise.all(writes)];
+  for (const fd of fds) fs.closeSync(fd);
+  const by = fs.readFileSync(bystander);
+  let touched = 0;
+  for (const x of by) if (x !== 0x55) touched++;
+  assert.equal(touched, 0, `${touched} bytes of a file opened during close() were overwritten by the pool's in-flight writes`);
+  // Acknowledged writes are in the pool.
+  for (let v = 0; v < 64; v++) if (writeOk[v]) s.model.write(1, v * s.cb, pattern(1000 + v, s.cb));
+  t.diagnostic(`reads ok ${readOk.filter(Boolean).length}/64, writes ok ${writeOk.filter(Boolean).length}/64`);
+  s.pool = Pool.open(s.dir);
+  await verifyPool(t, s.pool, s.model);
+});

@@ -413,7 +413,7 @@ test('corruption of every kind of block is reported, never crashes, never gives 
   assert.ok(img.nr(img.metaRefRoot) > 0, 'the metadata overflow tree has entries (counts >= 3)');
   assert.ok(img.heldRoot > 0, 'a metadata snapshot is held');
 
-  const twice = /bottom|top-level|details|snapshot copy/;
+  const twice = /bottom leaf|snapshot copy/;
   for (const [i, c] of flipCases().entries()) {
     for (const seed of twice.test(c.name) ? [1, 2] : [1]) await t.test(`${c.name} #${seed}`, () => runCase(pool, dir.path, c, 1000 * i + seed, t1));
   }

@@ -108,7 +108,7 @@ test('metadata written by thin_restore 0.9.0 and 1.x reads back like thin_dump',
   const tt = tools(t);
   if (!tt) return;
   const [t1, t09] = tt;
-  for (const seed of suiteSeeds(10, 9100)) {
+  for (const seed of suiteSeeds(8, 9100)) {
     await t.test(`seed ${seed}`, () => {
       const dir = tmpdir();
       try {
@@ -170,7 +170,7 @@ test('thinsim restore of random XML: thin_check passes and thin_dump gives the X
   const tt = tools(t);
   if (!tt) return;
   const [t1, t09] = tt;
-  for (const seed of suiteSeeds(10, 9300)) {
+  for (const seed of suiteSeeds(8, 9300)) {
     await t.test(`seed ${seed}`, () => {
       const dir = tmpdir();
       try {
