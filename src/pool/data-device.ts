@@ -162,10 +162,10 @@ export class DataDevice {
     }
   }
 
+  /** JS cannot see a caller's buffer address, so direct reads always go through an aligned bounce buffer. */
   private async directRead(buf: Uint8Array, offset: number): Promise<void> {
     const start = offset - (offset % ALIGN);
     const end = Math.ceil((offset + buf.length) / ALIGN) * ALIGN;
-    if (start === offset && end === offset + buf.length && isAligned(buf)) return this.fullRead(buf, offset);
     const b = hot.alignedBuffer(end - start);
     await this.fullRead(b, start);
     buf.set(b.subarray(offset - start, offset - start + buf.length));
@@ -179,9 +179,4 @@ export class DataDevice {
     b.set(buf, offset - start);
     await this.fullWrite(b, start);
   }
-}
-
-/** JS cannot see addresses; only buffers we allocated aligned are known to be aligned. */
-function isAligned(_buf: Uint8Array): boolean {
-  return false;
 }

@@ -62,6 +62,8 @@ export interface CreateOptions {
   errorIfNoSpace?: boolean;
   /** Seconds writes wait for a resize when out of space (default 60). */
   noSpaceTimeout?: number;
+  /** The read_only feature: after creation the pool only serves reads. */
+  readOnly?: boolean;
 }
 
 export interface OpenOptions {
@@ -174,7 +176,7 @@ export class Pool extends EventEmitter {
     const metaPath = resolveDev(dir, metadataDev);
     prepareFile(dataPath, opts.dataDev ? opts.dataSize : opts.dataSize ?? DEFAULT_DATA_SIZE, mode, 'data');
     prepareFile(metaPath, opts.metadataDev ? opts.metadataSize : opts.metadataSize ?? DEFAULT_METADATA_SIZE, mode, 'metadata');
-    const features = { ...defaultFeatures(), skipBlockZeroing: opts.zero === false, errorIfNoSpace: !!opts.errorIfNoSpace };
+    const features = { ...defaultFeatures(), skipBlockZeroing: opts.zero === false, errorIfNoSpace: !!opts.errorIfNoSpace, readOnly: !!opts.readOnly };
     if (opts.discard === 'ignore') features.ignoreDiscard = true;
     if (opts.discard === 'nopassdown') features.noDiscardPassdown = true;
     const table: PoolTable = {
@@ -458,7 +460,7 @@ export class Pool extends EventEmitter {
     const f = this.table.features;
     const discard = f.ignoreDiscard ? 'ignore_discard' : f.noDiscardPassdown ? 'no_discard_passdown' : 'discard_passdown';
     const noSpacePolicy = f.errorIfNoSpace ? 'error_if_no_space' : 'queue_if_no_space';
-    const mode: PoolHealth = this.readOnly && this.health === 'rw' && f.readOnly ? 'ro' : md.needsCheck ? 'ro' : this.health;
+    const mode: PoolHealth = md.needsCheck || f.readOnly ? 'ro' : this.health;
     // The kernel warns when free metadata falls below min(total / 4, 4096 blocks) (dm-thin.c).
     const metadataLowWatermark = Math.min(Math.floor(msm.nrBlocks / 4), 4096);
     const held = md.committed.heldRoot;

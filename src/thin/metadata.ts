@@ -504,13 +504,9 @@ export class ThinMetadata {
     if (!metadataSmRoot || !dataSmRoot) {
       throw new ThinError('E_CORRUPT', 'superblock has no space-map roots', { block: 0, kind: 'superblock' });
     }
-    if (this.readOnly) {
-      // Read-only opens still load counts so reports (status, ls) are exact.
-      this.metadataSm = MetadataSpaceMap.open(this.tm, metadataSmRoot);
-      this.tm.sm = noAllocator;
-    } else {
-      this.metadataSm = MetadataSpaceMap.open(this.tm, metadataSmRoot);
-    }
+    // Read-only opens load the counts too, so reports (status, ls) are exact.
+    this.metadataSm = MetadataSpaceMap.open(this.tm, metadataSmRoot);
+    if (this.readOnly) this.tm.sm = noAllocator;
     this.dataSm = DataSpaceMap.open(this.tm, dataSmRoot);
   }
 

@@ -7,7 +7,7 @@
  * cannot run: those tests skip with the reason.
  */
 
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -34,7 +34,7 @@ function directSkip(): string | false {
 const SKIP = directSkip();
 
 /** provisioning (linear + random), break_sharing and odd partial writes, each step checked against the model. */
-async function scenarios(t: TestContext, pool: Pool, zero: boolean, seed: number): Promise<ContentModel> {
+async function scenarios(pool: Pool, zero: boolean, seed: number): Promise<ContentModel> {
   const r = new Rand(seed);
   const m = new ContentModel(pool.chunkBytes, { zero });
   const cb = pool.chunkBytes;
@@ -71,7 +71,6 @@ async function scenarios(t: TestContext, pool: Pool, zero: boolean, seed: number
   }
   await pool.discard(2, 4097, 3 * cb);
   m.discard(2, 4097, 3 * cb);
-  void t;
   return m;
 }
 
@@ -89,7 +88,7 @@ for (const zero of [true, false]) {
         const st = pool.status();
         assert.equal(st.backend, 'direct-lvm');
         assert.ok(fs.statSync(st.dataFile).blocks * 512 >= 64 * MiB, 'direct-lvm preallocates the data file');
-        const m = await scenarios(t, pool, zero, seed);
+        const m = await scenarios(pool, zero, seed);
         await verifyPool(t, pool, m);
         // Reopened, the same content.
         const again = Pool.open(dir, { readOnly: true });
@@ -145,7 +144,7 @@ test('direct-lvm on loop devices (data and metadata are block devices)', { skip:
   assert.equal(pool.data.isBlockDevice, true);
   assert.equal(pool.status().totalDataBlocks, 64 * MiB / pool.chunkBytes, 'the data size comes from the block device');
   assert.equal(pool.status().totalMetadataBlocks, 8 * MiB / 4096);
-  const m = await scenarios(t, pool, true, 9200);
+  const m = await scenarios(pool, true, 9200);
   await assert.rejects(pool.resize({ dataSize: 128 * MiB }), { code: 'E_UNSUPPORTED' }, 'a block device cannot be grown by the pool');
   await verifyPool(t, pool, m);
 });

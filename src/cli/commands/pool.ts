@@ -44,6 +44,7 @@ const create: CommandModule<{}, any> = {
     .option('discard', { choices: ['passdown', 'nopassdown', 'ignore'], default: 'passdown' })
     .option('error-if-no-space', { type: 'boolean', describe: 'fail writes at once when out of data space (default: queue for no_space_timeout)' })
     .option('no-space-timeout', { type: 'number', default: 60, describe: 'seconds queued writes wait for a resize' })
+    .option('read-only', { type: 'boolean', describe: 'the read_only feature: the pool never changes after creation' })
     .option('json', { type: 'boolean' }),
   handler: async (a) => {
     const p = Pool.create(a.dir, {
@@ -52,6 +53,7 @@ const create: CommandModule<{}, any> = {
       blockSize: parseBlockSize(a['block-size']),
       mode: a.mode, dataDev: a['data-dev'], metadataDev: a['metadata-dev'], lowWaterMark: a['low-water-mark'],
       zero: !a['no-zero'], discard: a.discard, errorIfNoSpace: a['error-if-no-space'], noSpaceTimeout: a['no-space-timeout'],
+      readOnly: a['read-only'],
     });
     const s = p.status();
     await p.close();
