@@ -42,6 +42,16 @@ export async function main(argv: string[]): Promise<void> {
     .strict()
     .demandCommand(1, 'Name a command; see thinsim --help.')
     .recommendCommands()
+    .middleware((argv) => {
+      // yargs turns a non-numeric value of a number option into NaN; refuse it by name.
+      for (const [k, v] of Object.entries(argv)) {
+        if (k === '$0' || k === '_' || k.includes('-') === false && /[A-Z]/.test(k)) continue;
+        const values = Array.isArray(v) ? v : [v];
+        if (values.some((x) => typeof x === 'number' && Number.isNaN(x))) {
+          throw new ThinError('E_INVALID', `${k} must be a number, got "${process.argv.slice(2).join(' ')}"`);
+        }
+      }
+    }, true)
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
       if (err) {

@@ -320,6 +320,10 @@ export class Pool extends EventEmitter {
 
   /** Read `length` bytes at `offset` of thin device `id`; unmapped ranges read as zeros. */
   read(id: number, offset: number, length: number): Promise<Buffer> {
+    return rejectOnThrow(() => this.read_(id, offset, length));
+  }
+
+  private read_(id: number, offset: number, length: number): Promise<Buffer> {
     const pieces = this.pieces(id, offset, length);
     const gate = this.devGate(id).acquireShared();
     const locks = pieces.map((p) => this.chunks.lock(key(id, p.vblock)));
@@ -361,6 +365,10 @@ export class Pool extends EventEmitter {
 
   /** Write `data` at `offset` of thin device `id`. */
   write(id: number, offset: number, data: Uint8Array): Promise<void> {
+    return rejectOnThrow(() => this.write_(id, offset, data));
+  }
+
+  private write_(id: number, offset: number, data: Uint8Array): Promise<void> {
     this.assertWritable();
     const pieces = this.pieces(id, offset, data.length);
     const gate = this.devGate(id).acquireShared();
@@ -382,6 +390,10 @@ export class Pool extends EventEmitter {
    * of the data file); the partial chunks at either end are zeroed.
    */
   discard(id: number, offset: number, length: number): Promise<void> {
+    return rejectOnThrow(() => this.discard_(id, offset, length));
+  }
+
+  private discard_(id: number, offset: number, length: number): Promise<void> {
     this.assertWritable();
     const pieces = this.pieces(id, offset, length);
     if (this.table.features.ignoreDiscard) return Promise.resolve();
@@ -422,6 +434,16 @@ export class Pool extends EventEmitter {
     } finally {
       release();
     }
+    this.onSpaceAvailable();
+  }
+
+  /** After a commit (freed blocks become allocatable) or a resize: leave out_of_data_space and wake queued writes. */
+  private onSpaceAvailable(): void {
+    if (this.health !== 'out_of_data_space' || this.md.dataSm!.nrFree === 0) return;
+    this.setHealth('rw');
+    const waiters = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const w of waiters) { clearTimeout(w.timer); w.wake(); }
   }
 
   /** Grow the data and/or metadata device (never shrink). Wakes writes waiting for space. */
@@ -443,11 +465,8 @@ export class Pool extends EventEmitter {
       this.md.bm.dev.grow(blocks * METADATA_BLOCK_SIZE);
       this.md.resizeMetadata();
     }
-    if (this.health === 'out_of_data_space' && this.md.dataSm!.nrFree > 0) this.setHealth('rw');
     if (this.md.dataSm!.nrFree > this.table.lowWaterMark) this.lowWaterSignalled = false;
-    const waiters = this.spaceWaiters;
-    this.spaceWaiters = [];
-    for (const w of waiters) { clearTimeout(w.timer); w.wake(); }
+    this.onSpaceAvailable();
     await this.commit();
   }
 
@@ -655,6 +674,7 @@ export class Pool extends EventEmitter {
     } finally {
       devRelease?.();
     }
+    this.onSpaceAvailable();
   }
 
   private async run<T>(gate: Promise<Release>, locks: Promise<Release>[], body: () => Promise<T>): Promise<T> {
@@ -719,6 +739,15 @@ export class Pool extends EventEmitter {
 
   private assertWritable(): void {
     this.assertOpenForWrite();
+  }
+}
+
+/** Data-path calls report every failure through their promise, never by throwing. */
+function rejectOnThrow<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn();
+  } catch (e) {
+    return Promise.reject(e);
   }
 }
 

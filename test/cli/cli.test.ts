@@ -49,7 +49,7 @@ test('--help and --version', () => {
   }
 });
 
-test('usage errors exit 2 with a message', (t) => {
+test('usage errors exit 2 with a message', async (t) => {
   const dir = tmpdir();
   t.after(() => dir.cleanup());
   const xml = dir.file('ex.xml');
@@ -67,12 +67,15 @@ test('usage errors exit 2 with a message', (t) => {
     ['restore without input', ['restore', meta], /input/],
     ['bad metadata size', ['restore', dir.file('m2'), '-i', xml, '--metadata-size', 'lots'], /lots|size/i],
     ['non-numeric device id', ['delta', meta, '--snap1', 'x', '--snap2', '1'], /snap1|number|x/i],
+    ['non-numeric --dev filter', ['dump', meta, '--dev', 'x'], /dev|number|x/i],
   ];
   for (const [name, args, re] of cases) {
-    const r = thinsim(args);
-    assert.equal(r.status, 2, `${name}: exit status 2 (got ${r.status}): ${r.stderr}`);
-    assert.match(r.stderr, re, `${name}: message`);
-    noStack(r.stderr, name);
+    await t.test(name, () => {
+      const r = thinsim(args);
+      assert.equal(r.status, 2, `${name}: exit status 2 (got ${r.status}): ${r.stderr}`);
+      assert.match(r.stderr, re, `${name}: message`);
+      noStack(r.stderr, name);
+    });
   }
 });
 

@@ -55,6 +55,12 @@ export class MemoryAllocator implements MetadataAllocator {
     throw new ThinError('E_NO_METADATA_SPACE', `no free metadata block among ${this.nrBlocks}`);
   }
 
+  /** Set a count directly (seeding from existing metadata); call commitState() after. */
+  setCount(b: number, n: number): void {
+    this.check(b);
+    this.counts[b] = n;
+  }
+
   /** The counts now become the committed state. */
   commitState(): void {
     this.committed = Uint32Array.from(this.counts);

@@ -112,7 +112,6 @@ class Img {
   /** Remove entry i from a node (shift the rest left). */
   deleteEntry(b: number, i: number): void {
     const n = this.nr(b);
-    const vs = this.vsize(b);
     const base = b * BS;
     this.buf.copy(this.buf, base + 32 + 8 * i, base + 32 + 8 * (i + 1), base + 32 + 8 * n);
     this.buf.copy(this.buf, base + this.valOff(b, i), base + this.valOff(b, i + 1), base + this.valOff(b, n));

@@ -44,11 +44,11 @@ function verify(w: Workload, dev: BlockDevice, where: string): void {
   let mapped = 0;
   for (const d of w.model.devices.values()) mapped += d.map.size;
   assert.equal(rep.mappings, mapped, `${ctx}: mappings counted by the checker`);
-  if (w.model.held) verifyHeld(dev, w.model.held, w.model.dataBlockSize, ctx);
+  if (w.model.held) verifyHeld(dev, w.model.held, ctx);
 }
 
 /** The metadata snapshot view shows the state as of the reserve. */
-function verifyHeld(dev: BlockDevice, held: PoolState, _bs: number, ctx: string): void {
+function verifyHeld(dev: BlockDevice, held: PoolState, ctx: string): void {
   const snap = ThinMetadata.open(dev, { metadataSnap: true });
   assert.equal(snap.readOnly, true);
   assertMatches(snap, held, `${ctx}: metadata snapshot view`);
@@ -102,8 +102,8 @@ test('writing to a device while a metadata snapshot is held keeps the snapshot i
   // so changing a device must copy its subtree and take a reference on every data block of each
   // shadowed leaf (spec §7.1, §8.1), exactly as when a thin snapshot shares the subtree.
   const cases: [string, (md: ThinMetadata, m: PoolModel, w: Workload) => void][] = [
-    ['overwrite', (md, m, w) => w.write(0, 0)],
-    ['insert', (md, m, w) => w.write(0, 20)],
+    ['overwrite', (_md, _m, w) => w.write(0, 0)],
+    ['insert', (_md, _m, w) => w.write(0, 20)],
     ['remove', (md, m) => { md.removeMapping(0, 3); m.remove(0, 3); }],
     ['removeRange', (md, m) => { md.removeRange(0, 2, 8); m.removeRange(0, 2, 8); }],
     ['delete', (md, m) => { md.deleteDevice(0); m.deleteDevice(0); }],
@@ -125,7 +125,7 @@ test('writing to a device while a metadata snapshot is held keeps the snapshot i
       assertMatches(md, model.live, name);
       assertDataCounts(md, model, name);
       assert.deepEqual(errors(checkMetadata(dev)), [], `${name}: checkMetadata`);
-      verifyHeld(dev, model.held!, 128, name);
+      verifyHeld(dev, model.held!, name);
       // Releasing the snapshot drops exactly its references.
       md.releaseMetadataSnap();
       model.releaseMetadataSnap();

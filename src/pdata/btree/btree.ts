@@ -144,7 +144,12 @@ export class BTree<V> implements SubtreeOwner {
   }
 
   highestKey(root: number): number | undefined {
-    const f = this.findLe(root, KEY_END - 1);
+    // Straight down the right edge, so a last key beyond 2^53 throws E_RANGE.
+    let d = this.node(root, 0);
+    for (let depth = 1; !isLeaf(d); depth++) d = this.node(value64(d, nrEntries(d) - 1), depth);
+    const n = nrEntries(d);
+    if (n > 0) return keyAt(d, n - 1);
+    const f = this.findLe(root, KEY_END - 1); // an empty rightmost leaf (damaged or foreign tree)
     return f ? keyAt(f.d, f.i) : undefined;
   }
 
@@ -200,16 +205,24 @@ export class BTree<V> implements SubtreeOwner {
     return visit(root, 0);
   }
 
-  /** Every distinct node reachable from `root` once, pre-order, with its depth. */
+  /**
+   * Every distinct node reachable from `root` once, pre-order, with its depth. A node
+   * reached again through another parent (sharing) is not revisited; one that is its
+   * own ancestor (a cycle) throws E_CORRUPT.
+   */
   walkNodes(root: number, fn: NodeVisitor): void {
     const seen = new Set<number>();
+    const path = new Set<number>();
     const visit = (b: number, depth: number): void => {
+      if (path.has(b)) throw corrupt(b, `is its own ancestor (a cycle at depth ${depth})`);
       if (seen.has(b)) return;
       seen.add(b);
       const d = this.node(b, depth);
       if (fn(b, d, depth) === false || isLeaf(d)) return;
+      path.add(b);
       const n = nrEntries(d);
       for (let i = 0; i < n; i++) visit(value64(d, i), depth + 1);
+      path.delete(b);
     };
     visit(root, 0);
   }

@@ -89,6 +89,8 @@ export function blockRefValue(tm: TransactionManager, subtree?: SubtreeOwner | (
       if (owner !== undefined) owner.del(b);
       else tm.dec(b);
     },
-    equal: (a, b) => a === b,
+    // No `equal` (like the kernel's le64 type): inserting a pointer always hands its
+    // reference to the tree and releases the old one, even when both are the same
+    // block, so re-linking a subtree never needs special care from the caller.
   };
 }

@@ -186,6 +186,25 @@ export class Harness {
     this.alloc.commitState();
   }
 
+  /** A fresh BlockManager and TransactionManager over the same device (nothing flushed). */
+  reopen(): TransactionManager {
+    this.bm = new BlockManager(this.dev);
+    this.tm = new TransactionManager(this.bm, this.alloc);
+    return this.tm;
+  }
+
+  /** Raw bytes of block `b` as on the device. */
+  rawBlock(b: number): Uint8Array {
+    const d = new Uint8Array(BLOCK_SIZE);
+    this.dev.read(d, b * BLOCK_SIZE);
+    return d;
+  }
+
+  /** Overwrite block `b` on the device (bypassing every cache). */
+  writeRaw(b: number, d: Uint8Array): void {
+    this.dev.write(d, b * BLOCK_SIZE);
+  }
+
   /** Commit, then forget every cached block: later reads come from the device and are validated. */
   commitAndReopen(): TransactionManager {
     this.commit();
@@ -201,6 +220,6 @@ export function rawHeader(d: Uint8Array): { flags: number; nr: number; max: numb
 }
 
 /** fast-check options: fixed seed; THINSIM_FC_NO_SHRINK=1 reports the first failure as is. */
-export function fcOptions(seed: number, numRuns: number): { seed: number; numRuns: number; endOnFailure: boolean } {
-  return { seed, numRuns, endOnFailure: process.env.THINSIM_FC_NO_SHRINK === '1' };
+export function fcOptions(seed: number, numRuns: number): { seed: number; numRuns: number; endOnFailure: boolean; includeErrorInReport: boolean } {
+  return { seed, numRuns, endOnFailure: process.env.THINSIM_FC_NO_SHRINK === "1", includeErrorInReport: true };
 }
