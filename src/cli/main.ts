@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<void> {
         if (k === '$0' || k === '_' || k.includes('-') === false && /[A-Z]/.test(k)) continue;
         const values = Array.isArray(v) ? v : [v];
         if (values.some((x) => typeof x === 'number' && Number.isNaN(x))) {
-          throw new ThinError('E_INVALID', `${k} must be a number, got "${process.argv.slice(2).join(' ')}"`);
+          throw new ThinError('E_INVALID', `${k} must be a number`);
         }
       }
     }, true)

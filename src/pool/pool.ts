@@ -341,9 +341,10 @@ export class Pool extends EventEmitter {
         const cb = this.chunkBytes;
         const reads: Promise<void>[] = [];
         let run: { dev: number; at: number; len: number } | undefined;
-        for (const p of pieces) {
-          const m = this.md.lookup(id, p.vblock);
-          const dev = m ? m.block * cb + p.off : -1;
+        const blocks = this.mappedBlocks(id, pieces);
+        for (let i = 0; i < pieces.length; i++) {
+          const p = pieces[i];
+          const dev = blocks[i] >= 0 ? blocks[i] * cb + p.off : -1;
           if (dev < 0) out.fill(0, p.at, p.at + p.len);
           if (run && dev >= 0 && dev === run.dev + run.len) {
             run.len += p.len;
@@ -675,6 +676,19 @@ export class Pool extends EventEmitter {
       devRelease?.();
     }
     this.onSpaceAvailable();
+  }
+
+  /**
+   * The data block of each piece's chunk, or -1 where unmapped. Pieces are consecutive
+   * chunks, so a multi-chunk request walks the mapping tree once instead of descending
+   * it per chunk (call with the chunks locked; nothing mutates the tree meanwhile).
+   */
+  private mappedBlocks(id: number, pieces: Array<{ vblock: number }>): number[] {
+    if (pieces.length <= 1) return pieces.map((p) => this.md.lookup(id, p.vblock)?.block ?? -1);
+    const first = pieces[0].vblock;
+    const out = new Array<number>(pieces.length).fill(-1);
+    for (const [vblock, m] of this.md.mappings(id, first, first + pieces.length)) out[vblock - first] = m.block;
+    return out;
   }
 
   private async run<T>(gate: Promise<Release>, locks: Promise<Release>[], body: () => Promise<T>): Promise<T> {

@@ -103,6 +103,18 @@ export class ContentModel {
     return this.dev(id).size;
   }
 
+  /** Change a device's size (content past the old end reads as zeros). */
+  setSize(id: number, size: number): void {
+    const d = this.dev(id);
+    for (const [v, c] of d.chunks) {
+      if (v * this.chunkBytes >= size) {
+        c.refs--;
+        d.chunks.delete(v);
+      }
+    }
+    d.size = size;
+  }
+
   createThin(id: number, size: number): void {
     assert.ok(!this.devices.has(id), `model: device ${id} exists`);
     this.devices.set(id, { size, chunks: new Map() });

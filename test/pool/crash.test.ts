@@ -30,7 +30,9 @@ type Entry =
   | { t: 'S'; id: number; origin: number }
   | { t: 'SA'; id: number }
   | { t: 'D'; id: number }
-  | { t: 'DA'; id: number };
+  | { t: 'DA'; id: number }
+  | { t: 'T'; id: number; size: number }
+  | { t: 'TA'; id: number };
 
 function readJournal(file: string): Entry[] {
   if (!fs.existsSync(file)) return [];
@@ -51,6 +53,33 @@ function apply(m: ContentModel, e: Entry): void {
   else if (e.t === 'x') m.discard(e.id, e.off, e.len);
 }
 
+/** Spawn the crash writer and SIGKILL it `life` ms after it opened the pool (or after the spawn when `early`); returns its pid. */
+async function runAndKill(dir: string, journal: string, seed: number, mode: 'data' | 'meta', early: boolean, life: number, run: number): Promise<number> {
+  const child = spawn(process.execPath, [CHILD], {
+    env: { ...process.env, CRASH_POOL: dir, CRASH_JOURNAL: journal, CRASH_SEED: String(seed), CRASH_MODE: mode },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (b) => { stderr += b; });
+  const exited = new Promise<{ code: number | null; signal: string | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
+  if (!early) {
+    const opened = new Promise<void>((res) => child.stdout!.on('data', (b) => { if (String(b).includes('open')) res(); }));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((res) => { timer = setTimeout(() => res('timeout'), 30_000); });
+    const ready = await Promise.race([exited, opened, timeout]);
+    clearTimeout(timer);
+    assert.equal(ready, undefined, `run ${run}: the child did not open the pool: ${JSON.stringify(ready)} ${stderr}`);
+  } else {
+    child.stdout!.resume();
+  }
+  const died = await Promise.race([exited, new Promise<undefined>((res) => setTimeout(() => res(undefined), life))]);
+  assert.equal(died, undefined, `run ${run}: the child died on its own: ${JSON.stringify(died)} ${stderr}`);
+  child.kill('SIGKILL');
+  const how = await exited;
+  assert.equal(how.signal, 'SIGKILL', `run ${run}: ${stderr}`);
+  return child.pid!;
+}
+
 oracleAvailability(test);
 
 for (const seed of suiteSeeds(1, 8000)) {
@@ -68,36 +97,15 @@ for (const seed of suiteSeeds(1, 8000)) {
         model.createThin(id, 4 * MiB);
       }
       await first.close();
-      const stats = { opened: 0, takenOver: 0, flushes: 0, acked: 0, dirty: 0, verified: 0, snaps: 0, deletes: 0 };
+      const stats = { opened: 0, takenOver: 0, flushes: 0, acked: 0, dirty: 0, verified: 0, snaps: 0, deletes: 0, sizeBug: 0 };
 
       for (let run = 0; run < RUNS; run++) {
         const journal = path.join(dir, `journal-${run}`);
-        const child = spawn(process.execPath, [CHILD], {
-          env: { ...process.env, CRASH_POOL: dir, CRASH_JOURNAL: journal, CRASH_SEED: String(seed * 1000 + run) },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stderr = '';
-        child.stderr!.on('data', (b) => { stderr += b; });
-        const exited = new Promise<{ code: number | null; signal: string | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
         // Most runs: kill 100-400 ms into the child's working life. One in six: kill at any moment
         // from the spawn on (start-up, Pool.open, the first writes).
         const early = run % 6 === 5;
         const life = early ? r.int(400) : 100 + r.int(300);
-        if (!early) {
-          const opened = new Promise<void>((res) => child.stdout!.on('data', (b) => { if (String(b).includes('open')) res(); }));
-          let timer: NodeJS.Timeout | undefined;
-          const timeout = new Promise<'timeout'>((res) => { timer = setTimeout(() => res('timeout'), 30_000); });
-          const ready = await Promise.race([exited, opened, timeout]);
-          clearTimeout(timer);
-          assert.equal(ready, undefined, `run ${run}: the child did not open the pool: ${JSON.stringify(ready)} ${stderr}`);
-        } else {
-          child.stdout!.resume();
-        }
-        const died = await Promise.race([exited, new Promise<undefined>((res) => setTimeout(() => res(undefined), life))]);
-        assert.equal(died, undefined, `run ${run}: the child died on its own: ${JSON.stringify(died)} ${stderr}`);
-        child.kill('SIGKILL');
-        const how = await exited;
-        assert.equal(how.signal, 'SIGKILL', `run ${run}: ${stderr}`);
+        const pid = await runAndKill(dir, journal, seed * 1000 + run, 'data', early, life, run);
         const label = `run ${run} (killed ${life} ms ${early ? 'after the spawn' : 'after the open'}): `;
 
         // 1. The metadata exactly as the crash left it.
@@ -108,7 +116,7 @@ for (const seed of suiteSeeds(1, 8000)) {
         const opened = entries.some((e) => e.t === 'open');
         if (opened) stats.opened++;
         if (fs.existsSync(lockFile)) {
-          assert.equal(fs.readFileSync(lockFile, 'utf8').trim(), String(child.pid), `${label}the lock file names the dead child`);
+          assert.equal(fs.readFileSync(lockFile, 'utf8').trim(), String(pid), `${label}the lock file names the dead child`);
           stats.takenOver++;
         } else {
           assert.ok(!opened, `${label}the child opened the pool but left no lock`);
@@ -157,10 +165,20 @@ for (const seed of suiteSeeds(1, 8000)) {
             }
           }
           const devices = pool.devices();
+          for (const id of devices) {
+            if (model.has(id)) assert.equal(pool.deviceSize(id), model.size(id), `${label}size of device ${id} after the crash (pool.json vs the journal)`);
+          }
           // A snapshot or delete killed before its ack happened iff the device says so; it committed everything before it.
           if (snapIntent && devices.includes(snapIntent.id)) {
             ack();
             model.createSnap(snapIntent.id, snapIntent.origin);
+            const got = pool.deviceSize(snapIntent.id);
+            if (got !== model.size(snapIntent.id)) {
+              // Known bug, asserted by the create/snap/delete crash test below; go on with the pool's size.
+              t.diagnostic(`${label}snapshot ${snapIntent.id} created just before the kill has size ${got}, not its origin's ${model.size(snapIntent.id)}`);
+              model.setSize(snapIntent.id, got);
+              stats.sizeBug++;
+            }
           }
           if (delIntent !== undefined && !devices.includes(delIntent)) {
             ack();
@@ -197,6 +215,53 @@ for (const seed of suiteSeeds(1, 8000)) {
       assert.ok(stats.flushes >= RUNS, `only ${stats.flushes} flushes were acknowledged`);
       assert.ok(stats.acked > 100, `only ${stats.acked} ops were acknowledged`);
       metadataOracles(t, meta, 'final: ');
+    });
+  });
+}
+
+for (const seed of suiteSeeds(1, 8500)) {
+  test(`crash during create_thin / create_snap / delete: every device keeps its size and the metadata stays valid (seed ${seed})`, async (t) => {
+    await seeded(t, seed, async () => {
+      const r = new Rand(seed);
+      const dir = tempDir(t, 'thinsim-crash-meta-');
+      const meta = path.join(dir, 'metadata');
+      const first = Pool.create(dir, { dataSize: 64 * MiB, metadataSize: 4 * MiB });
+      // Distinct sizes, so a size that falls back to a default shows.
+      const sizes = new Map<number, number>([[1, MiB], [2, 2 * MiB + 512], [3, 3 * MiB]]);
+      for (const [id, size] of sizes) await first.createThin(id, size);
+      await first.write(2, 0, pattern(seed, 100_000));
+      await first.close();
+      let ops = 0;
+      for (let run = 0; run < 12; run++) {
+        const journal = path.join(dir, `journal-${run}`);
+        const life = 30 + r.int(250);
+        await runAndKill(dir, journal, seed * 1000 + run, 'meta', false, life, run);
+        const label = `run ${run} (killed ${life} ms after the open): `;
+        metadataOracles(t, meta, label);
+        const intents = new Map<number, number>();
+        for (const e of readJournal(journal)) {
+          if (e.t === 'T') intents.set(e.id, e.size);
+          else if (e.t === 'S') intents.set(e.id, sizes.get(e.origin)!);
+          else if (e.t === 'TA' || e.t === 'SA') { sizes.set(e.id, intents.get(e.id)!); ops++; }
+          else if (e.t === 'DA') { sizes.delete(e.id); ops++; }
+        }
+        const pool = Pool.open(dir, { commitInterval: 0 });
+        try {
+          const devices = pool.devices();
+          for (const id of devices) {
+            const want = sizes.get(id) ?? intents.get(id);
+            assert.ok(want !== undefined, `${label}device ${id} exists but was never created`);
+            assert.equal(pool.deviceSize(id), want, `${label}size of device ${id} (${sizes.has(id) ? 'acknowledged' : 'created just before the kill'})`);
+            sizes.set(id, want);
+          }
+          for (const id of [...sizes.keys()]) if (!devices.includes(id)) sizes.delete(id);
+          assert.ok(devices.includes(1) && devices.includes(2) && devices.includes(3));
+          assert.deepEqual(await pool.read(2, 0, 100_000), pattern(seed, 100_000), `${label}device 2 content`);
+        } finally {
+          await pool.close();
+        }
+      }
+      assert.ok(ops >= 12, `only ${ops} metadata operations were acknowledged`);
     });
   });
 }

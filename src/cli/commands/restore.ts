@@ -1,4 +1,6 @@
+import * as fs from 'fs';
 import type { CommandModule } from 'yargs';
+import { ThinError } from '../../errors';
 import { restoreFile } from '../../thin/restore';
 import { parseSize } from '../../units';
 import { restoreTarget } from '../pool-path';
@@ -16,8 +18,19 @@ export const restoreCommand: CommandModule<{}, Args> = {
     .option('json', { type: 'boolean', describe: 'print the result as JSON' })
     .option('quiet', { alias: 'q', type: 'boolean', describe: 'print nothing on success' }),
   handler: async (a) => {
+    const metadataSize = parseSize(a['metadata-size'], '--metadata-size');
+    if (a.input !== '-' && !fs.existsSync(a.input)) {
+      throw new ThinError('E_NOT_FOUND', `input ${a.input} does not exist`, { file: a.input });
+    }
+    const madeDir = !fs.existsSync(a.pool);
     const target = restoreTarget(a.pool);
-    const r = await restoreFile(target, a.input === '-' ? process.stdin : a.input, { metadataSize: parseSize(a['metadata-size'], '--metadata-size') });
+    let r;
+    try {
+      r = await restoreFile(target, a.input === '-' ? process.stdin : a.input, { metadataSize });
+    } catch (e) {
+      if (madeDir && target !== a.pool) fs.rmSync(a.pool, { recursive: true, force: true });
+      throw e;
+    }
     if (a.json) printJson(r);
     else if (!a.quiet) stderr(`restored ${r.devices} device(s), ${r.mappings} mapping(s) into ${r.path} (${r.metadataUsed} of ${r.metadataBlocks} metadata blocks used)\n`);
   },

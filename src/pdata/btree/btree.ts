@@ -9,8 +9,10 @@
  *   node is copied (and its children/values incremented) before it is changed.
  * - Ownership: the caller owns one reference to each root it holds. A value handed to
  *   `insert` brings one reference that the tree takes over; an overwritten or removed
- *   value is released with `vt.dec` (an overwrite with an `vt.equal` value releases
- *   nothing and consumes nothing). `del(root)` gives the caller's reference back.
+ *   value is released with `vt.dec`. Exception, as in the kernel: overwriting a value
+ *   with one that `vt.equal` calls equal releases nothing and takes nothing (the
+ *   caller still holds the reference it brought). `del(root)` gives the caller's
+ *   reference to the tree back.
  * - Cost: lookup, insert and remove are O(log n) node reads (depth <= 4 for any tree
  *   that fits a metadata device); reads allocate nothing per node. `removeRange`
  *   touches each affected leaf once; iteration and `visitLeaves` read every node once.
@@ -56,6 +58,16 @@ interface SpineNode {
   data: Uint8Array;
   /** Index of the child taken below this node. */
   idx: number;
+}
+
+/**
+ * Key `i` as a double without the 2^53 check: exact for every key a caller can pass,
+ * and a larger on-disk key still compares as larger. For comparisons only.
+ */
+function rawKey(d: Uint8Array, i: number): number {
+  const o = 32 + 8 * i;
+  return ((d[o + 4] | (d[o + 5] << 8) | (d[o + 6] << 16) | (d[o + 7] << 24)) >>> 0) * 4294967296
+    + ((d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0);
 }
 
 function corrupt(b: number, what: string): ThinError {
@@ -110,16 +122,18 @@ export class BTree<V> implements SubtreeOwner {
     for (let depth = 0; ; depth++) {
       const d = this.node(b, depth);
       const n = getU32(d, 16);
-      if (depth > 0 && n > 0 && (keyAt(d, 0) < lo || keyAt(d, n - 1) >= hi)) {
-        throw corrupt(b, `keys [${keyAt(d, 0)}, ${keyAt(d, n - 1)}] lie outside the parent's range [${lo}, ${hi})`);
+      // Keys within a node were checked in order when it was read; check that this
+      // node also lies inside the range its parent gave it.
+      if (depth > 0 && n > 0 && (rawKey(d, 0) < lo || rawKey(d, n - 1) >= hi)) {
+        throw corrupt(b, `keys [${rawKey(d, 0)}, ${rawKey(d, n - 1)}] lie outside the parent's range [${lo}, ${hi})`);
       }
       const i = searchLe(d, n, key);
       if (getU32(d, 4) === LEAF_NODE) {
-        return i >= 0 && keyAt(d, i) === key ? this.readValue(d, i) : undefined;
+        return i >= 0 && rawKey(d, i) === key ? this.readValue(d, i) : undefined;
       }
       if (i < 0) return undefined;
-      lo = keyAt(d, i);
-      if (i + 1 < n) hi = keyAt(d, i + 1);
+      lo = rawKey(d, i);
+      if (i + 1 < n) hi = rawKey(d, i + 1);
       b = value64(d, i);
     }
   }

@@ -10,10 +10,9 @@ import assert from 'node:assert/strict';
 import { isThinError, ThinError } from '../../../src/errors';
 import { BTree } from '../../../src/pdata/btree/btree';
 import {
-  btreeNodeValidator, isLeaf, keyAt, maxEntries, nrEntries, setKey, setValue64, value64, valueOffset,
+  btreeNodeValidator, isLeaf, keyAt, maxEntries, nrEntries, setKey, setU32, setValue64, value64, valueOffset,
 } from '../../../src/pdata/btree/node';
 import { u32Value, u64Value } from '../../../src/pdata/btree/value-type';
-import { setU32 } from '../../../src/pdata/btree/node';
 import { checkTrees, Harness } from './tree-check';
 
 /** A committed 3-level u64 tree (small internal nodes) with keys 0, 2, 4, ... */
@@ -96,8 +95,8 @@ test('header damage with a valid checksum: E_CORRUPT naming the block and the fa
     const k = firstKeyOf(h, leaf);
     damage(h, leaf, edit);
     const tree = new BTree(h.tm, u64Value, { internalMaxEntries: 6 });
-    expectError(() => tree.lookup(root, k), 'E_CORRUPT', leaf, what);
     assert.ok(name);
+    expectError(() => tree.lookup(root, k), 'E_CORRUPT', leaf, what);
   }
 });
 

@@ -221,5 +221,5 @@ export function rawHeader(d: Uint8Array): { flags: number; nr: number; max: numb
 
 /** fast-check options: fixed seed; THINSIM_FC_NO_SHRINK=1 reports the first failure as is. */
 export function fcOptions(seed: number, numRuns: number): { seed: number; numRuns: number; endOnFailure: boolean; includeErrorInReport: boolean } {
-  return { seed, numRuns, endOnFailure: process.env.THINSIM_FC_NO_SHRINK === "1", includeErrorInReport: true };
+  return { seed, numRuns, endOnFailure: process.env.THINSIM_FC_NO_SHRINK === '1', includeErrorInReport: true };
 }
