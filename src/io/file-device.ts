@@ -34,8 +34,8 @@ export class FileDevice implements BlockDevice {
     this.cachedSize = this.isBlockDev ? blockDeviceSize(path) : st.size;
   }
 
+  /** Size as of open or the last grow(): thinsim is the only writer that changes it. */
   size(): number {
-    if (!this.isBlockDev) this.cachedSize = fs.fstatSync(this.fd).size;
     return this.cachedSize;
   }
 
@@ -86,6 +86,7 @@ export class FileDevice implements BlockDevice {
     } catch (e) {
       throw ioError('grow', this.name, e);
     }
+    this.cachedSize = bytes;
   }
 
   close(): void {

@@ -330,10 +330,13 @@ export class ThinMetadata {
       throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: dev, block });
     }
     const oldRoot = this.prepareTopLevel(dev);
-    const had = this.mappingTree.lookup(oldRoot, vblock) !== undefined;
     const root = this.mappingTree.insert(oldRoot, vblock, { block, time: this.sb.time });
     this.replaceRoot(dev, oldRoot, root);
-    if (!had) this.setDetails(dev, { ...details, mappedBlocks: details.mappedBlocks + 1 });
+    if (this.mappingTree.lastInsertAdded) {
+      // Details live in memory until commit; update in place (no object per mapping).
+      details.mappedBlocks++;
+      this.changedDetails.add(dev);
+    }
   }
 
   /** Unmap `vblock` of `dev`; returns the old mapping, or undefined if none. */
@@ -345,7 +348,8 @@ export class ThinMetadata {
     const oldRoot = this.prepareTopLevel(dev);
     const r = this.mappingTree.remove(oldRoot, vblock);
     this.replaceRoot(dev, oldRoot, r.root);
-    this.setDetails(dev, { ...details, mappedBlocks: details.mappedBlocks - 1 });
+    details.mappedBlocks--;
+    this.changedDetails.add(dev);
     return r.value;
   }
 
@@ -357,7 +361,10 @@ export class ThinMetadata {
     const oldRoot = this.prepareTopLevel(dev);
     const r = this.mappingTree.removeRange(oldRoot, from, to);
     this.replaceRoot(dev, oldRoot, r.root);
-    if (r.removed) this.setDetails(dev, { ...details, mappedBlocks: details.mappedBlocks - r.removed });
+    if (r.removed) {
+      details.mappedBlocks -= r.removed;
+      this.changedDetails.add(dev);
+    }
     return r.removed;
   }
 

@@ -307,22 +307,22 @@ test('deleteDevice issued behind in-flight writes waits for them; requests issue
 
 test('close() with requests in flight: each request completes before the files close or rejects; no I/O reaches another file', async (t) => {
   const s = await makePool(t);
-  await s.pool.createThin(1, 8 * MiB);
-  s.model.createThin(1, 8 * MiB);
-  for (let v = 0; v < 64; v++) {
+  await s.pool.createThin(1, 16 * MiB);
+  s.model.createThin(1, 16 * MiB);
+  for (let v = 0; v < 256; v++) {
     await s.pool.write(1, v * s.cb, pattern(v, s.cb));
     s.model.write(1, v * s.cb, pattern(v, s.cb));
   }
   await s.pool.flush();
-  const reads = Array.from({ length: 64 }, (_, v) => s.pool.read(1, v * s.cb, s.cb).then(
+  const reads = Array.from({ length: 256 }, (_, v) => s.pool.read(1, v * s.cb, s.cb).then(
     (got) => { assert.deepEqual(got, pattern(v, s.cb), `read ${v} resolved with the wrong bytes`); return true; },
     () => false,
   ));
-  const writes = Array.from({ length: 64 }, (_, v) => s.pool.write(1, v * s.cb, pattern(1000 + v, s.cb)).then(() => true, () => false));
+  const writes = Array.from({ length: 256 }, (_, v) => s.pool.write(1, v * s.cb, pattern(1000 + v, s.cb)).then(() => true, () => false));
   const closing = s.pool.close();
   // Files opened while the pool closes may get the numbers of the descriptors it closes.
   const bystander = path.join(s.dir, 'bystander');
-  fs.writeFileSync(bystander, Buffer.alloc(8 * MiB, 0x55));
+  fs.writeFileSync(bystander, Buffer.alloc(16 * MiB, 0x55));
   const fds = [fs.openSync(bystander, 'r+'), fs.openSync(bystander, 'r+')];
   await closing;
   fds.push(fs.openSync(bystander, 'r+'), fs.openSync(bystander, 'r+'), fs.openSync(bystander, 'r+'));
@@ -333,8 +333,8 @@ test('close() with requests in flight: each request completes before the files c
   for (const x of by) if (x !== 0x55) touched++;
   assert.equal(touched, 0, `${touched} bytes of a file opened during close() were overwritten by the pool's in-flight writes`);
   // Acknowledged writes are in the pool.
-  for (let v = 0; v < 64; v++) if (writeOk[v]) s.model.write(1, v * s.cb, pattern(1000 + v, s.cb));
-  t.diagnostic(`reads ok ${readOk.filter(Boolean).length}/64, writes ok ${writeOk.filter(Boolean).length}/64`);
+  for (let v = 0; v < 256; v++) if (writeOk[v]) s.model.write(1, v * s.cb, pattern(1000 + v, s.cb));
+  t.diagnostic(`reads ok ${readOk.filter(Boolean).length}/256, writes ok ${writeOk.filter(Boolean).length}/256`);
   s.pool = Pool.open(s.dir);
   await verifyPool(t, s.pool, s.model);
 });

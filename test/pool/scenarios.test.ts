@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { hot } from '../../src/hot';
 import { Pool, type CreateOptions, type OpenOptions } from '../../src/pool/pool';
 import {
   ContentModel, KiB, MiB, Rand, assertMatches, checkContent, dumpMatchesModel, metadataOracles, oracleAvailability,
@@ -258,7 +259,7 @@ test('delete after out of data space: the freed blocks are writable again and th
   assert.deepEqual(modes, ['out_of_data_space']);
   await del(s, 2);
   assert.equal(s.pool.status().usedDataBlocks, 24, 'deleting the snapshot frees the 8 blocks only it used');
-  // thin-provisioning.rst / dm-thin.c: a commit that finds free space returns the pool to write mode.
+  // dm-thin.c commit() -> check_for_data_space(): a commit that finds free space returns the pool to write mode.
   assert.equal(s.pool.status().mode, 'rw', 'status mode after the delete freed space');
   for (let v = 24; v < 32; v++) await write(s, 1, v * s.cb, pattern(200 + v, s.cb));
   assert.equal(s.pool.status().usedDataBlocks, 32);
@@ -349,7 +350,11 @@ test('discard passdown gives unshared space back to the host; no_discard_passdow
       await s.pool.flush();
       const after = dataBlocksOnHost(dataFile);
       if (mode === 'passdown') {
-        assert.ok(after <= before - (4 * MiB) / 512 + 64, `passdown: host allocation ${before} -> ${after} sectors, expected 4 MiB less`);
+        if (hot.native) {
+          assert.ok(after <= before - (4 * MiB) / 512 + 64, `passdown: host allocation ${before} -> ${after} sectors, expected 4 MiB less`);
+        } else {
+          st.diagnostic(`SKIPPED the host-space check: the TypeScript twin cannot punch holes (${hot.loadError})`);
+        }
         assert.equal(s.pool.thinStatus(1).mappedSectors, 0);
       } else {
         assert.ok(after >= before, `${mode}: host allocation shrank ${before} -> ${after}`);
@@ -783,4 +788,47 @@ test('data-path failures reject the request (pool.ts contract) instead of throwi
     await assert.rejects(p, { code }, what);
   }
   assert.deepEqual(sync, [], 'these failures must reject, not throw');
+});
+
+test('pool lock: processes racing to take over a stale lock never hold it at the same time', async (t) => {
+  const dir = tempDir(t);
+  const lockJs = path.resolve(__dirname, '../../src/pool/lock.js');
+  const dead = spawnSync('true').pid!;
+  fs.writeFileSync(path.join(dir, 'pool.lock'), `${dead}\n`);
+  // Each child: take the lock, hold it 5 ms, check it still names us, then "die" by leaving a
+  // lock that names a dead pid (replaced atomically, as a killed holder leaves it), and go again.
+  const code = `
+    const { PoolLock } = require(${JSON.stringify(lockJs)});
+    const fs = require('fs'), path = require('path');
+    const dir = process.env.D, file = path.join(dir, 'pool.lock');
+    const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    while (Date.now() < Number(process.env.START)) sleep(1);
+    let wins = 0, stolen = 0;
+    while (Date.now() < Number(process.env.UNTIL)) {
+      try { PoolLock.acquire(dir); } catch (e) { if (e.code !== 'E_POOL_BUSY') throw e; continue; }
+      wins++;
+      sleep(5);
+      let now;
+      try { now = fs.readFileSync(file, 'utf8').trim(); } catch { now = 'gone'; }
+      if (now !== String(process.pid)) stolen++;
+      fs.writeFileSync(file + '.' + process.pid, process.env.DEAD + '\\n');
+      fs.renameSync(file + '.' + process.pid, file);
+    }
+    console.log(JSON.stringify({ wins, stolen }));
+  `;
+  const start = Date.now() + 1500;
+  const env = { ...process.env, D: dir, DEAD: String(dead), START: String(start), UNTIL: String(start + 1500) };
+  const results = await Promise.all(Array.from({ length: 4 }, () => new Promise<{ wins: number; stolen: number }>((resolve, reject) => {
+    const c = spawn(process.execPath, ['-e', code], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout!.on('data', (b) => { out += b; });
+    c.stderr!.on('data', (b) => { err += b; });
+    c.on('exit', (status) => (status === 0 ? resolve(JSON.parse(out)) : reject(new Error(`lock racer exited ${status}: ${err}`))));
+  })));
+  const wins = results.reduce((a, r) => a + r.wins, 0);
+  const stolen = results.reduce((a, r) => a + r.stolen, 0);
+  t.diagnostic(`${wins} takeovers, ${stolen} of them lost to another process while held`);
+  assert.ok(wins >= 20, `only ${wins} takeovers happened`);
+  assert.equal(stolen, 0, `${stolen} of ${wins} lock holders found their lock taken over by another live process while they held it`);
 });

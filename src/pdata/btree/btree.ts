@@ -251,7 +251,10 @@ export class BTree<V> implements SubtreeOwner {
 
   // ---------------------------------------------------------------- mutation
 
-  /** Insert or overwrite `key`. Returns the new root. */
+  /** Whether the last `insert` added a new key (true) or overwrote an existing one (false). */
+  lastInsertAdded = false;
+
+  /** Insert or overwrite `key`. Returns the new root; `lastInsertAdded` tells which it did. */
   insert(root: number, key: number, value: V): number {
     checkKey(key);
     // Pack first, so a value that does not fit throws before anything is shadowed.
@@ -275,8 +278,10 @@ export class BTree<V> implements SubtreeOwner {
     if (i >= 0 && keyAt(d, i) === key) {
       const old = this.readValue(d, i);
       d.set(this.wbuf, valueOffset(d, i));
+      this.lastInsertAdded = false;
       if (this.vt.dec && !(this.vt.equal && this.vt.equal(old, value))) this.vt.dec(old);
     } else {
+      this.lastInsertAdded = true;
       openGap(d, i + 1);
       setKey(d, i + 1, key);
       d.set(this.wbuf, valueOffset(d, i + 1));

@@ -108,7 +108,7 @@ for (const name of ['tmeta', 'tmeta_with_shared_internals_and_leaves', 'tmeta_wi
       }
       for (const [d, m] of model) assert.deepEqual([...ml.leafTree.entries(ml.subtree(root, [d])!)], [...m.entries()].sort((a, b) => a[0] - b[0]), `device ${d}`);
     };
-    for (let round = 0; round < 4; round++) {
+    for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 1500; i++) {
         const d = devs[rnd(devs.length)];
         const m = model.get(d)!;
