@@ -18,7 +18,7 @@ export class PoolLock {
     const tmp = `${file}.${process.pid}.${Date.now()}`;
     fs.writeFileSync(tmp, `${process.pid}\n`);
     try {
-      for (let attempt = 0; attempt < 3; attempt++) {
+      for (let attempt = 0; attempt < 50; attempt++) {
         try {
           fs.linkSync(tmp, file);
           return new PoolLock(file);
@@ -32,8 +32,10 @@ export class PoolLock {
         if (holder === process.pid) {
           throw new ThinError('E_POOL_BUSY', `pool ${dir} is already open read-write in this process (pid ${holder})`, { pid: holder, file });
         }
-        // Stale: the holder died. Remove and retry.
-        try { fs.unlinkSync(file); } catch { /* someone else took it over */ }
+        // Stale: the holder died. Take it over under a takeover mutex (an atomic mkdir),
+        // re-checking the pid inside it, so two processes never both remove a lock and
+        // nobody removes a lock that a live process has just taken.
+        takeOverStale(file, holder);
       }
       throw new ThinError('E_POOL_BUSY', `pool ${dir} lock keeps changing hands; try again`, { file });
     } finally {
@@ -52,6 +54,32 @@ export class PoolLock {
     const pid = readPid(path.join(dir, 'pool.lock'));
     return pid !== undefined && alive(pid) ? pid : undefined;
   }
+}
+
+function takeOverStale(file: string, deadPid: number | undefined): void {
+  const mutex = `${file}.takeover`;
+  try {
+    fs.mkdirSync(mutex);
+  } catch {
+    // Someone else is taking it over; a mutex left by a process killed mid-takeover expires.
+    try {
+      if (Date.now() - fs.statSync(mutex).mtimeMs > 5000) fs.rmdirSync(mutex);
+    } catch { /* gone already */ }
+    sleep(5);
+    return;
+  }
+  try {
+    const now = readPid(file);
+    if (now === deadPid && (now === undefined || !alive(now))) {
+      try { fs.unlinkSync(file); } catch { /* already gone */ }
+    }
+  } finally {
+    try { fs.rmdirSync(mutex); } catch { /* ignore */ }
+  }
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function readPid(file: string): number | undefined {

@@ -133,6 +133,8 @@ export class Pool extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private freed: number[] = [];
   private closed = false;
+  private closing = false;
+  private readonly inflight = new Set<Promise<unknown>>();
   private readonly noSpaceTimeoutMs: number;
 
   private constructor(dir: string, table: PoolTable, md: ThinMetadata, data: DataDevice, lock: PoolLock | undefined, opts: OpenOptions) {
@@ -146,6 +148,7 @@ export class Pool extends EventEmitter {
     this.chunkBytes = table.dataBlockSize * SECTOR_SIZE;
     this.noSpaceTimeoutMs = opts.noSpaceTimeoutMs ?? table.noSpaceTimeout * 1000;
     md.onDataBlockFreed = (b) => this.freed.push(b);
+    this.reconcileTable();
     if (md.needsCheck) this.health = 'ro';
     else if (!this.readOnly && md.dataSm && md.dataSm.nrFree === 0 && md.nrDataBlocks > 0) this.health = 'out_of_data_space';
     const every = opts.commitInterval ?? 1000;
@@ -156,6 +159,14 @@ export class Pool extends EventEmitter {
   }
 
   // ------------------------------------------------------------------ lifecycle
+
+  /** Drop table entries for devices the metadata does not have (a crash between the two writes). */
+  private reconcileTable(): void {
+    const stale = Object.keys(this.table.thins).filter((k) => !this.md.hasDevice(Number(k)));
+    if (stale.length === 0) return;
+    for (const k of stale) delete this.table.thins[k];
+    if (!this.readOnly) this.saveTable();
+  }
 
   /**
    * Create a pool directory. Sparse files for loop-lvm; preallocated files (or the
@@ -227,8 +238,11 @@ export class Pool extends EventEmitter {
 
   /** Commit (when writable) and release everything. */
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
     if (this.timer) clearInterval(this.timer);
+    // Every request already issued finishes (or fails) before the files close.
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     try {
       if (!this.readOnly && this.health !== 'ro') await this.commit();
     } finally {
@@ -259,17 +273,33 @@ export class Pool extends EventEmitter {
 
   async createThin(id: number, size: number): Promise<void> {
     this.checkSize(size);
-    await this.metadataMessage(undefined, () => this.md.createThin(id));
-    this.table.thins[id] = { size };
-    this.saveTable();
+    await this.withTableEntry(id, size, () => this.metadataMessage(undefined, () => this.md.createThin(id)));
   }
 
   async createSnap(id: number, origin: number, size?: number): Promise<void> {
     const originSize = this.deviceSize(origin);
     if (size !== undefined) this.checkSize(size);
-    await this.metadataMessage(origin, () => this.md.createSnap(id, origin));
-    this.table.thins[id] = { size: size ?? originSize };
+    await this.withTableEntry(id, size ?? originSize, () => this.metadataMessage(origin, () => this.md.createSnap(id, origin)));
+  }
+
+  /**
+   * The size goes into pool.json before the device is committed to metadata, so a
+   * crash in between leaves an entry without a device, which open() drops; never a
+   * device without its size.
+   */
+  private async withTableEntry(id: number, size: number, create: () => Promise<void>): Promise<void> {
+    this.assertOpenForWrite();
+    if (this.md.hasDevice(id)) throw new ThinError('E_DEVICE_EXISTS', `thin device ${id} already exists`, { device: id });
+    const before = this.table.thins[id];
+    this.table.thins[id] = { size };
     this.saveTable();
+    try {
+      await create();
+    } catch (e) {
+      if (before) this.table.thins[id] = before; else delete this.table.thins[id];
+      this.saveTable();
+      throw e;
+    }
   }
 
   async deleteDevice(id: number): Promise<void> {
@@ -320,7 +350,7 @@ export class Pool extends EventEmitter {
 
   /** Read `length` bytes at `offset` of thin device `id`; unmapped ranges read as zeros. */
   read(id: number, offset: number, length: number): Promise<Buffer> {
-    return rejectOnThrow(() => this.read_(id, offset, length));
+    return this.request(() => this.read_(id, offset, length));
   }
 
   private read_(id: number, offset: number, length: number): Promise<Buffer> {
@@ -366,7 +396,7 @@ export class Pool extends EventEmitter {
 
   /** Write `data` at `offset` of thin device `id`. */
   write(id: number, offset: number, data: Uint8Array): Promise<void> {
-    return rejectOnThrow(() => this.write_(id, offset, data));
+    return this.request(() => this.write_(id, offset, data));
   }
 
   private write_(id: number, offset: number, data: Uint8Array): Promise<void> {
@@ -391,7 +421,17 @@ export class Pool extends EventEmitter {
    * of the data file); the partial chunks at either end are zeroed.
    */
   discard(id: number, offset: number, length: number): Promise<void> {
-    return rejectOnThrow(() => this.discard_(id, offset, length));
+    return this.request(() => this.discard_(id, offset, length));
+  }
+
+  /** Start a data-path request: refused once closing; tracked so close() can wait for it. */
+  private request<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closing || this.closed) return Promise.reject(new ThinError('E_INVALID', `pool ${this.dir} is closing; the request was not started`));
+    const p = rejectOnThrow(fn);
+    this.inflight.add(p);
+    const done = () => { this.inflight.delete(p); };
+    p.then(done, done);
+    return p;
   }
 
   private discard_(id: number, offset: number, length: number): Promise<void> {
