@@ -64,8 +64,10 @@ export class TransactionManager {
 
   /** Read-only view of a block (possibly one dirtied in this transaction). Do not modify it. */
   read(b: number, v: Validator): Uint8Array {
-    const d = this.dirty.get(b);
-    if (d !== undefined) return d.data;
+    if (this.dirty.size > 0) {
+      const d = this.dirty.get(b);
+      if (d !== undefined) return d.data;
+    }
     return this.bm.read(b, v);
   }
 

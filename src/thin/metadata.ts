@@ -27,7 +27,7 @@ import { DataSpaceMap } from '../pdata/space-map/data-space-map';
 import { MetadataSpaceMap } from '../pdata/space-map/metadata-space-map';
 import { TransactionManager, MetadataAllocator } from '../pdata/transaction-manager';
 import { checkDataBlockSize, METADATA_BLOCK_SIZE } from '../units';
-import { BlockTime, MAX_TIME, readBlockTime, writeBlockTime } from './format/block-time';
+import { BlockTime, MAX_TIME, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
 import { DeviceDetails, deviceDetailsValue } from './format/device-details';
 import {
   isUnformatted, packSuperblock, snapshotSuperblockValidator, Superblock, superblockValidator,
@@ -99,6 +99,7 @@ export class ThinMetadata {
     const dataValue: ValueType<BlockTime> = {
       size: 8,
       read: readBlockTime,
+      readFrom: readBlockTimeFrom,
       write: writeBlockTime,
       inc: (v) => this.requireDataSm().inc(v.block),
       dec: (v) => {

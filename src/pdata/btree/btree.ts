@@ -244,6 +244,7 @@ export class BTree<V> implements SubtreeOwner {
   /** Read value `i` of leaf `d` (allocation-free for number values). */
   readValue(d: Uint8Array, i: number): V {
     const o = valueOffset(d, i);
+    if (this.vt.readFrom) return this.vt.readFrom(d, o);
     const buf = this.rbuf;
     for (let j = 0; j < buf.length; j++) buf[j] = d[o + j];
     return this.vt.read(this.rdv, 0);

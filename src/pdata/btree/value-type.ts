@@ -18,6 +18,8 @@ export interface ValueType<V> {
   readonly size: number;
   read(dv: DataView, offset: number): V;
   write(dv: DataView, offset: number, v: V): void;
+  /** Optional fast path: read a value straight from a node's bytes (no DataView, no copy). */
+  readFrom?(d: Uint8Array, offset: number): V;
   inc?(v: V): void;
   dec?(v: V): void;
   equal?(a: V, b: V): boolean;

@@ -6,6 +6,7 @@ import { bitmapValidator, BITMAP_HEADER, ENTRIES_PER_BITMAP, nrBitmaps } from '.
 import type { IndexEntry } from './index-entry';
 import { indexEntryValue } from './index-entry-value';
 import { RefCounts } from './ref-counts';
+import { CountedSpaceMap } from './counted-space-map';
 import type { SpaceMap } from './space-map';
 import type { SpaceMapRoot } from './sm-root';
 
@@ -19,8 +20,7 @@ export const MAX_DATA_BLOCKS = 2 ** 40;
  * blocks, allocated through the transaction manager, so it commits before the
  * metadata space map.
  */
-export class DataSpaceMap implements SpaceMap {
-  readonly counts: RefCounts;
+export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
   private readonly indexTree: BTree<IndexEntry>;
   private readonly overflowTree: BTree<number>;
   private readonly tm: TransactionManager;
@@ -29,8 +29,8 @@ export class DataSpaceMap implements SpaceMap {
   private refCountRoot: number;
 
   private constructor(tm: TransactionManager, counts: RefCounts, blocknrs: number[], bitmapRoot: number, refCountRoot: number) {
+    super(counts);
     this.tm = tm;
-    this.counts = counts;
     this.blocknrs = blocknrs;
     this.bitmapRoot = bitmapRoot;
     this.refCountRoot = refCountRoot;
@@ -64,19 +64,9 @@ export class DataSpaceMap implements SpaceMap {
     if (sm.blocknrs.length !== want) {
       throw new ThinError('E_CORRUPT', `data space map index tree lists ${sm.blocknrs.length} bitmaps, but ${root.nrBlocks} blocks need ${want}`, { block: root.bitmapRoot, kind: 'data space map index' });
     }
-    for (const [b, c] of sm.overflowTree.entries(root.refCountRoot)) {
-      if (b < root.nrBlocks) counts.overflow.set(b, c);
-    }
-    counts.recount();
+    sm.loadOverflow(sm.overflowTree, root.refCountRoot);
     return sm;
   }
-
-  get nrBlocks(): number { return this.counts.nrBlocks; }
-  get nrAllocated(): number { return this.counts.nrAllocated; }
-  get nrFree(): number { return this.counts.nrBlocks - this.counts.nrAllocated; }
-  count(b: number): number { return this.counts.get(b); }
-  inc(b: number): void { this.counts.inc(b); }
-  dec(b: number): number { return this.counts.dec(b); }
 
   /** Allocate a data block; -1 when the pool is out of data space (a normal outcome, not an error). */
   tryAllocate(): number {

@@ -6,6 +6,7 @@ import { bitmapValidator, BITMAP_HEADER, ENTRIES_PER_BITMAP, nrBitmaps } from '.
 import type { IndexEntry } from './index-entry';
 import { indexBlockValidator, MAX_METADATA_BITMAPS, readIndexBlock, writeIndexBlock } from './metadata-index-block';
 import { RefCounts } from './ref-counts';
+import { CountedSpaceMap } from './counted-space-map';
 import type { SpaceMap } from './space-map';
 import type { SpaceMapRoot } from './sm-root';
 
@@ -21,8 +22,7 @@ export const MAX_METADATA_BLOCKS = MAX_METADATA_BITMAPS * ENTRIES_PER_BITMAP;
  * shadow can dirty another bitmap) until a round allocates nothing new, then writes
  * the bytes from the final counts (spec §6.6.1, "simpler equivalent").
  */
-export class MetadataSpaceMap implements SpaceMap, MetadataAllocator {
-  readonly counts: RefCounts;
+export class MetadataSpaceMap extends CountedSpaceMap implements SpaceMap, MetadataAllocator {
   private readonly tm: TransactionManager;
   private readonly overflowTree: BTree<number>;
   private entries: IndexEntry[];
@@ -30,8 +30,8 @@ export class MetadataSpaceMap implements SpaceMap, MetadataAllocator {
   private refCountRoot: number;
 
   private constructor(tm: TransactionManager, counts: RefCounts, entries: IndexEntry[], indexBlock: number, refCountRoot: number) {
+    super(counts);
     this.tm = tm;
-    this.counts = counts;
     this.entries = entries;
     this.indexBlock = indexBlock;
     this.refCountRoot = refCountRoot;
@@ -73,20 +73,10 @@ export class MetadataSpaceMap implements SpaceMap, MetadataAllocator {
       counts.loadPayload(j, bm.subarray(BITMAP_HEADER));
     });
     const sm = new MetadataSpaceMap(tm, counts, entries, root.bitmapRoot, root.refCountRoot);
-    for (const [b, c] of sm.overflowTree.entries(root.refCountRoot)) {
-      if (b < n) counts.overflow.set(b, c);
-    }
-    counts.recount();
+    sm.loadOverflow(sm.overflowTree, root.refCountRoot);
     tm.sm = sm;
     return sm;
   }
-
-  get nrBlocks(): number { return this.counts.nrBlocks; }
-  get nrAllocated(): number { return this.counts.nrAllocated; }
-  get nrFree(): number { return this.counts.nrBlocks - this.counts.nrAllocated; }
-  count(b: number): number { return this.counts.get(b); }
-  inc(b: number): void { this.counts.inc(b); }
-  dec(b: number): number { return this.counts.dec(b); }
 
   allocate(): number {
     const b = this.counts.allocate(1, this.counts.nrBlocks);

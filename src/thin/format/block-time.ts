@@ -18,6 +18,12 @@ export function readBlockTime(dv: DataView, off: number): BlockTime {
   return { block: hi * 256 + (lo >>> 24), time: lo & 0xffffff };
 }
 
+/** readBlockTime straight from bytes (the lookup hot path). */
+export function readBlockTimeFrom(d: Uint8Array, o: number): BlockTime {
+  const hi = (d[o + 4] | (d[o + 5] << 8) | (d[o + 6] << 16) | (d[o + 7] << 24)) >>> 0;
+  return { block: hi * 256 + d[o + 3], time: d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) };
+}
+
 export function writeBlockTime(dv: DataView, off: number, v: BlockTime): void {
   if (!(v.block >= 0 && v.block <= MAX_DATA_BLOCK) || !Number.isInteger(v.block)) {
     throw new ThinError('E_RANGE', `data block ${v.block} does not fit in a 40-bit mapping`, { value: v.block });

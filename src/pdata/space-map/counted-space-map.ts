@@ -1,0 +1,22 @@
+import type { BTree } from '../btree/btree';
+import type { RefCounts } from './ref-counts';
+
+/** What both space maps share: counts in memory (RefCounts) and how the overflow tree loads into them. */
+export abstract class CountedSpaceMap {
+  constructor(readonly counts: RefCounts) {}
+
+  get nrBlocks(): number { return this.counts.nrBlocks; }
+  get nrAllocated(): number { return this.counts.nrAllocated; }
+  get nrFree(): number { return this.counts.nrBlocks - this.counts.nrAllocated; }
+  count(b: number): number { return this.counts.get(b); }
+  inc(b: number): void { this.counts.inc(b); }
+  dec(b: number): number { return this.counts.dec(b); }
+
+  /** After the bitmaps are loaded: exact counts of 3+ from the overflow tree, then recount. */
+  protected loadOverflow(tree: BTree<number>, root: number): void {
+    for (const [b, c] of tree.entries(root)) {
+      if (b < this.counts.nrBlocks) this.counts.overflow.set(b, c);
+    }
+    this.counts.recount();
+  }
+}
