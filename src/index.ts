@@ -1,0 +1,35 @@
+/**
+ * thinsim's public library API. Everything a program needs to run a userspace
+ * dm-thin pool, read or write kernel-format metadata, and check it; the CLI is
+ * built only on what is exported here and below.
+ */
+export { ThinError, isThinError } from './errors';
+export type { ThinErrorCode, ThinErrorDetails } from './errors';
+export * as units from './units';
+
+// The pool engine (loop-lvm / direct-lvm, data path, snapshots, status).
+export { Pool, DEFAULT_DATA_SIZE, DEFAULT_METADATA_SIZE, DEFAULT_BLOCK_SECTORS } from './pool/pool';
+export type { CreateOptions, OpenOptions, PoolStatus, ThinStatus, PoolHealth } from './pool/pool';
+export type { PoolTable, PoolFeatures, PoolMode, DiscardMode } from './pool/table';
+export { importImage, exportImage } from './pool/image';
+export { dockerInfo, kernelFields, humanSize } from './pool/status-format';
+
+// Kernel-format metadata, offline tools.
+export { ThinMetadata, MAX_DEVICE_ID } from './thin/metadata';
+export type { DeviceDetails, BlockTime, Superblock } from './thin/metadata';
+export { checkMetadata } from './thin/check';
+export type { CheckReport, Finding } from './thin/check';
+export { dumpMetadata, mappingRuns } from './thin/dump';
+export { restoreFile, RestoreSink } from './thin/restore';
+export { lsDevices } from './thin/ls';
+export { deltaDevices } from './thin/delta';
+export { readXml, parseXml } from './thin/xml/reader';
+export { XmlWriter, JsonWriter, HumanReadableWriter } from './thin/xml/writer';
+
+// Devices.
+export { FileDevice } from './io/file-device';
+export { MemoryDevice } from './io/memory-device';
+export type { BlockDevice } from './io/block-device';
+
+// The demo.
+export { runDemo } from './experiments/demo';
