@@ -55,17 +55,22 @@ function referencedBlocks(tm: TransactionManager, meta: SpaceMapRoot, data: Spac
   return refs;
 }
 
-for (const seed of [1, 2, 3, 4, 5, 6]) {
-  test(`space maps match a Map model across commits and reopen (seed ${seed})`, () => {
+// Seeds 1-6: three bitmaps and growth. Seeds 7-10: a tiny data device, so the allocator
+// wraps around and meets blocks freed in the same transaction many times.
+for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
+  const tiny = seed > 6;
+  test(`space maps match a Map model across commits and reopen (seed ${seed}${tiny ? ', tiny data device' : ''})`, () => {
     const r = rng(seed);
     const dev = new MemoryDevice(1024 * 4096);
     let bm = new BlockManager(dev);
     let tm = new TransactionManager(bm, none);
     let msm = MetadataSpaceMap.format(tm, bm.nrBlocks);
-    let nrData = 2 * ENTRIES_PER_BITMAP + 777; // three bitmaps, the last partial
+    let nrData = tiny ? 150 : 2 * ENTRIES_PER_BITMAP + 777; // three bitmaps, the last partial
     let dsm = DataSpaceMap.format(tm, nrData);
     const model = new Map<number, number>();
     let committedNonZero = new Set<number>();
+    // The rule is "a block freed in this transaction is not reused before the commit".
+    let freedThisTxn = new Set<number>();
     const live = () => [...model.keys()];
 
     for (let commit = 0; commit < 25; commit++) {
@@ -73,9 +78,10 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
         const x = r();
         if (x < 0.35) {
           const b = dsm.tryAllocate();
-          if (b < 0) { assert.equal(model.size + committedNonZeroFreed(model, committedNonZero), nrData, 'allocate failed while blocks were free'); continue; }
+          if (b < 0) { assert.equal(model.size + notYetReusable(model, committedNonZero, freedThisTxn), nrData, 'allocate failed while blocks were free'); continue; }
           assert.ok(!model.has(b), `allocate returned block ${b}, which is in use`);
           assert.ok(!committedNonZero.has(b), `allocate returned block ${b}, which the last commit still counts`);
+          assert.ok(!freedThisTxn.has(b), `allocate returned block ${b}, freed earlier in this transaction`);
           model.set(b, 1);
         } else if (x < 0.7 && model.size > 0) {
           const ks = live();
@@ -88,8 +94,8 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
           const n = dsm.dec(b);
           const m = model.get(b)! - 1;
           assert.equal(n, m, `dec of ${b}`);
-          if (m === 0) model.delete(b); else model.set(b, m);
-        } else {
+          if (m === 0) { model.delete(b); freedThisTxn.add(b); } else model.set(b, m);
+        } else if (!tiny) {
           nrData += Math.floor(r() * ENTRIES_PER_BITMAP);
           dsm.extend(nrData);
         }
@@ -100,6 +106,7 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
       dsm.markCommitted();
       msm.markCommitted();
       committedNonZero = new Set(model.keys());
+      freedThisTxn = new Set();
 
       // Reopen from disk alone.
       bm = new BlockManager(dev);
@@ -125,9 +132,9 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
   });
 }
 
-/** Blocks free now but still counted by the last commit cannot be allocated yet. */
-function committedNonZeroFreed(model: Map<number, number>, committed: Set<number>): number {
+/** Blocks free now that cannot be allocated before the next commit. */
+function notYetReusable(model: Map<number, number>, committed: Set<number>, freed: Set<number>): number {
   let n = 0;
-  for (const b of committed) if (!model.has(b)) n++;
+  for (const b of new Set([...committed, ...freed])) if (!model.has(b)) n++;
   return n;
 }
