@@ -123,18 +123,38 @@ export function initNode(d: Uint8Array, flags: number, max: number, vsize: numbe
  * are out of order it still returns an i with key[i] <= k < key[i+1].
  */
 export function searchLe(d: Uint8Array, n: number, k: number): number {
-  let lo = -1;
-  let hi = n;
+  if (n === 0) return -1;
+  // Keys above 2^53 read as numbers >= 2^53, so they compare above every safe k here
+  // and only throw when read with keyAt.
+  const first = rawKeyAt(d, 0);
+  if (k < first) return -1;
+  const last = rawKeyAt(d, n - 1);
+  if (k >= last) return n - 1;
+  // Invariant: key[lo] <= k < key[hi]. Thin devices map mostly contiguous virtual blocks,
+  // so one interpolation probe usually lands on the key and saves the cache misses of a
+  // binary search over the whole 2 KiB key array; otherwise it still narrows the range.
+  let lo = 0;
+  let hi = n - 1;
+  const g = Math.floor(((k - first) / (last - first)) * (n - 1));
+  if (g > 0 && g < n - 1) {
+    const kg = rawKeyAt(d, g);
+    if (kg === k) return g;
+    if (kg < k) lo = g;
+    else hi = g;
+  }
   while (hi - lo > 1) {
     const mid = (lo + hi) >>> 1;
-    const o = NODE_HEADER_SIZE + 8 * mid;
-    const khi = (d[o + 4] | (d[o + 5] << 8) | (d[o + 6] << 16) | (d[o + 7] << 24)) >>> 0;
-    const klo = (d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0;
-    // Keys above 2^53 compare correctly here (hi word first) and only throw when read.
-    if (khi * TWO32 + klo <= k && khi <= MAX_SAFE_HI) lo = mid;
+    if (rawKeyAt(d, mid) <= k) lo = mid;
     else hi = mid;
   }
   return lo;
+}
+
+/** Key i as a number, without the 2^53 check (exact below it; only compared, never returned). */
+function rawKeyAt(d: Uint8Array, i: number): number {
+  const o = NODE_HEADER_SIZE + 8 * i;
+  return ((d[o + 4] | (d[o + 5] << 8) | (d[o + 6] << 16) | (d[o + 7] << 24)) >>> 0) * TWO32
+    + ((d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0);
 }
 
 /** Smallest index i < n with key[i] >= k, or n. */
