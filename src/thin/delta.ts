@@ -3,7 +3,7 @@
  * thin_delta's format (report/delta.ts). Streams both devices side by side.
  */
 import { ThinError } from '../errors';
-import { writeDelta } from './report/delta';
+import { diffRanges, DiffRange, writeDelta } from './report/delta';
 import type { OutputFn } from './xml/writer';
 import type { ThinMetadata } from './metadata';
 import { mappingRuns, superblockInfo } from './dump';
@@ -13,4 +13,12 @@ export function deltaDevices(md: ThinMetadata, snap1: number, snap2: number, out
     if (!md.hasDevice(d)) throw new ThinError('E_NO_DEVICE', `thin device ${d} does not exist in this pool; see "thinsim ls"`, { device: d });
   }
   writeDelta(superblockInfo(md), { devId: snap1, mappings: mappingRuns(md, snap1) }, { devId: snap2, mappings: mappingRuns(md, snap2) }, out, { verbose });
+}
+
+/** The same walk as data: every stretch with its kind and data blocks. */
+export function deltaRanges(md: ThinMetadata, snap1: number, snap2: number): DiffRange[] {
+  for (const d of [snap1, snap2]) {
+    if (!md.hasDevice(d)) throw new ThinError('E_NO_DEVICE', `thin device ${d} does not exist in this pool; see "thinsim ls"`, { device: d });
+  }
+  return [...diffRanges({ devId: snap1, mappings: mappingRuns(md, snap1) }, { devId: snap2, mappings: mappingRuns(md, snap2) })];
 }

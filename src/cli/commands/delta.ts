@@ -1,10 +1,10 @@
 import type { CommandModule } from 'yargs';
 import { ThinMetadata } from '../../thin/metadata';
-import { deltaDevices } from '../../thin/delta';
+import { deltaDevices, deltaRanges } from '../../thin/delta';
 import { openMetadataReadOnly } from '../pool-path';
-import { stdout } from '../output';
+import { printJson, stdout } from '../output';
 
-interface Args { pool: string; snap1: number; snap2: number; verbose?: boolean; 'metadata-snap'?: boolean }
+interface Args { pool: string; snap1: number; snap2: number; verbose?: boolean; 'metadata-snap'?: boolean; json?: boolean }
 
 export const deltaCommand: CommandModule<{}, Args> = {
   command: 'delta <pool>',
@@ -14,12 +14,14 @@ export const deltaCommand: CommandModule<{}, Args> = {
     .option('snap1', { type: 'number', demandOption: true, describe: 'the left device id' })
     .option('snap2', { type: 'number', demandOption: true, describe: 'the right device id' })
     .option('verbose', { type: 'boolean', describe: 'list every range with its data blocks' })
-    .option('metadata-snap', { alias: 'm', type: 'boolean', describe: 'read the held metadata snapshot' }),
+    .option('metadata-snap', { alias: 'm', type: 'boolean', describe: 'read the held metadata snapshot' })
+    .option('json', { type: 'boolean', describe: 'every stretch as JSON: kind, begin, leftData, rightData, length' }),
   handler: (a) => {
     const dev = openMetadataReadOnly(a.pool);
     try {
       const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
-      deltaDevices(md, a.snap1, a.snap2, stdout, a.verbose);
+      if (a.json) printJson({ left: a.snap1, right: a.snap2, dataBlockSize: md.dataBlockSize, ranges: deltaRanges(md, a.snap1, a.snap2) });
+      else deltaDevices(md, a.snap1, a.snap2, stdout, a.verbose);
     } finally {
       dev.close();
     }

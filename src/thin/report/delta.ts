@@ -54,7 +54,7 @@ export interface DeltaOptions {
   flushBytes?: number;
 }
 
-type Kind = 'left_only' | 'right_only' | 'different' | 'same';
+export type Kind = 'left_only' | 'right_only' | 'different' | 'same';
 
 interface Cursor {
   next(): boolean;
@@ -204,6 +204,27 @@ export function writeDelta(sb: SuperblockInfo, left: DeltaSide, right: DeltaSide
       : new VerboseEmitter(buf)
     : new SimpleEmitter(buf);
 
+  for (const x of diffRanges(left, right)) e.range(x.kind, x.begin, x.leftData, x.rightData, x.length);
+  e.complete();
+
+  buf.push(dialect === '1.x' ? '  </diff>\n</superblock>' : '  </diff>\n</superblock>\n');
+  buf.flush();
+}
+
+/** One stretch of the walk: `length` blocks from `begin` of one kind (data blocks 0 where a side is unmapped). */
+export interface DiffRange {
+  kind: Kind;
+  begin: number;
+  leftData: number;
+  rightData: number;
+  length: number;
+}
+
+/**
+ * Walk two devices' mappings together by origin block (rules 1-2 above), yielding
+ * every stretch unmerged, in origin order. writeDelta prints them; --json lists them.
+ */
+export function* diffRanges(left: DeltaSide, right: DeltaSide): Generator<DiffRange> {
   const l = coalesce(left.mappings);
   const r = coalesce(right.mappings);
   let lv = l.next();
@@ -212,27 +233,23 @@ export function writeDelta(sb: SuperblockInfo, left: DeltaSide, right: DeltaSide
     let delta: number;
     if (l.o < r.o) {
       delta = Math.min(l.len, r.o - l.o);
-      e.range('left_only', l.o, l.d, 0, delta);
+      yield { kind: 'left_only', begin: l.o, leftData: l.d, rightData: 0, length: delta };
       consume(l, delta);
     } else if (l.o > r.o) {
       delta = Math.min(r.len, l.o - r.o);
-      e.range('right_only', r.o, 0, r.d, delta);
+      yield { kind: 'right_only', begin: r.o, leftData: 0, rightData: r.d, length: delta };
       consume(r, delta);
     } else {
       delta = Math.min(l.len, r.len);
-      e.range(l.d === r.d ? 'same' : 'different', l.o, l.d, r.d, delta);
+      yield { kind: l.d === r.d ? 'same' : 'different', begin: l.o, leftData: l.d, rightData: r.d, length: delta };
       consume(l, delta);
       consume(r, delta);
     }
     if (l.len === 0) lv = l.next();
     if (r.len === 0) rv = r.next();
   }
-  for (; lv; lv = l.next()) e.range('left_only', l.o, l.d, 0, l.len);
-  for (; rv; rv = r.next()) e.range('right_only', r.o, 0, r.d, r.len);
-  e.complete();
-
-  buf.push(dialect === '1.x' ? '  </diff>\n</superblock>' : '  </diff>\n</superblock>\n');
-  buf.flush();
+  for (; lv; lv = l.next()) yield { kind: 'left_only', begin: l.o, leftData: l.d, rightData: 0, length: l.len };
+  for (; rv; rv = r.next()) yield { kind: 'right_only', begin: r.o, leftData: 0, rightData: r.d, length: r.len };
 }
 
 function consume(c: Cursor, delta: number): void {
