@@ -24,23 +24,11 @@ export { ZERO_METHOD } from './hot-path';
 export type { HotPath, ZeroMethod } from './hot-path';
 export { twin, crc32cSlice8 } from './twin';
 
-/** The addon's raw exports (native/src/exports.rs). */
-interface NativeAddon {
-  noop(): number;
-  bitmapGet(buf: Uint8Array, i: number): number;
-  bitmapSet(buf: Uint8Array, i: number, v: number): void;
-  bitmapFindFree(buf: Uint8Array, begin: number, end: number, cursor: number): number;
-  bitmapCount(buf: Uint8Array, begin: number, end: number, out: Float64Array): void;
-  crc32c(buf: Uint8Array, init?: number): number;
-  blockChecksum(block: Uint8Array, salt: number): number;
-  isZero(buf: Uint8Array): boolean;
-  copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): number;
-  copyRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): Promise<number>;
-  zeroRange(fd: number, off: number, len: number, punch: boolean): ZeroMethod;
-  alignedBuffer(size: number, align?: number): Buffer;
+/** The addon's raw exports (native/src/exports.rs): the HotPath calls, plus a test hook. */
+type NativeAddon = Omit<HotPath, 'native' | 'loadError'> & {
   /** Panics inside Rust; for tests proving a panic becomes a JS Error (code E_NATIVE). */
   _panicForTest(): never;
-}
+};
 
 /** True when THINSIM_NO_NATIVE=1 asks for the twins only. */
 export const nativeDisabledByEnv: boolean = process.env.THINSIM_NO_NATIVE === '1';

@@ -10,6 +10,7 @@ import { isThinError } from '../../src/errors';
 import type { MetadataSink, SuperblockInfo } from '../../src/thin/xml/types';
 import { HumanReadableWriter, JsonWriter, XmlWriter, type OutputFn } from '../../src/thin/xml/writer';
 import { genModel, replay, rng } from '../helpers/thin-model';
+import { SPEC_EXAMPLE_DEVICES } from '../helpers/spec-example';
 
 const SB: SuperblockInfo = { uuid: '', time: 1, transaction: 2, flags: 0, version: 1, dataBlockSize: 128, nrDataBlocks: 1024 };
 
@@ -38,19 +39,7 @@ function collect(make: (out: OutputFn) => MetadataSink, feed: (s: MetadataSink) 
 }
 
 const EXAMPLE_XML = `<superblock uuid="" time="1" transaction="2" flags="0" version="1" data_block_size="128" nr_data_blocks="1024">
-  <device dev_id="0" mapped_blocks="111" transaction="0" creation_time="0" snap_time="1">
-    <range_mapping origin_begin="0" data_begin="0" length="100" time="0"/>
-    <single_mapping origin_block="200" data_block="150" time="0"/>
-    <range_mapping origin_begin="300" data_begin="160" length="10" time="1"/>
-  </device>
-  <device dev_id="1" mapped_blocks="101" transaction="1" creation_time="1" snap_time="1">
-    <range_mapping origin_begin="0" data_begin="0" length="50" time="0"/>
-    <single_mapping origin_block="50" data_block="200" time="1"/>
-    <range_mapping origin_begin="51" data_begin="51" length="49" time="0"/>
-    <single_mapping origin_block="200" data_block="150" time="0"/>
-  </device>
-</superblock>
-`;
+` + SPEC_EXAMPLE_DEVICES;
 
 const EXAMPLE_HUMAN = `begin superblock: "", 1, 2, 0, 1, 128, 1024
 device: 0
