@@ -52,6 +52,12 @@ export class TransactionManager {
   readonly bm: BlockManager;
   sm: MetadataAllocator;
   private readonly dirty = new Map<number, Dirty>();
+  /**
+   * Bumped by every call that may change a block's place or count (new, shadow,
+   * inc, dec, flush, abort). A cached position in a tree (the btree's append hint)
+   * is only trusted while the epoch is unchanged.
+   */
+  epoch = 0;
 
   constructor(bm: BlockManager, sm: MetadataAllocator) {
     this.bm = bm;
@@ -78,6 +84,7 @@ export class TransactionManager {
 
   newBlock(v: Validator): WritableBlock {
     this.assertWritable();
+    this.epoch++;
     const b = this.sm.allocate();
     const data = new Uint8Array(BLOCK_SIZE);
     this.dirty.set(b, { data, v });
@@ -86,6 +93,7 @@ export class TransactionManager {
 
   shadow(b: number, v: Validator): ShadowResult {
     this.assertWritable();
+    this.epoch++;
     const count = this.sm.count(b);
     if (count === 0) {
       throw new ThinError('E_CORRUPT', `shadowing block ${b}, which the metadata space map says is free`, { block: b, kind: v.name });
@@ -100,11 +108,13 @@ export class TransactionManager {
   }
 
   inc(b: number): void {
+    this.epoch++;
     this.sm.inc(b);
   }
 
   /** Decrement `b`'s count; returns the new count. A fresh block dropping to 0 is discarded. */
   dec(b: number): number {
+    this.epoch++;
     const n = this.sm.dec(b);
     if (n === 0) this.dirty.delete(b);
     return n;
@@ -127,6 +137,7 @@ export class TransactionManager {
     }
     this.bm.sync();
     this.dirty.clear();
+    this.epoch++;
   }
 
   /**
@@ -143,6 +154,7 @@ export class TransactionManager {
 
   /** Throw away everything dirtied in this transaction (the caller reloads its space maps). */
   abort(): void {
+    this.epoch++;
     this.dirty.clear();
   }
 

@@ -255,13 +255,34 @@ export class BTree<V> implements SubtreeOwner {
   /** Whether the last `insert` added a new key (true) or overwrote an existing one (false). */
   lastInsertAdded = false;
 
+  /**
+   * Where the last insert appended: the rightmost-so-far leaf of `root`, fresh in this
+   * transaction, and the bound below which its keys must stay. Thin devices are
+   * provisioned mostly in ascending order, so the next key usually belongs right
+   * after it and needs no descent. Any other change to this tree drops the hint.
+   */
+  private hint: { root: number; leaf: Uint8Array; loc: number; hi: number; epoch: number } | undefined;
+
   /** Insert or overwrite `key`. Returns the new root; `lastInsertAdded` tells which it did. */
   insert(root: number, key: number, value: V): number {
     checkKey(key);
     // Pack first, so a value that does not fit throws before anything is shadowed.
     this.vt.write(this.wdv, 0, value);
+    const h = this.hint;
+    if (h !== undefined && h.root === root && key < h.hi && this.appendable(h, key)) {
+      const d = h.leaf;
+      const n = nrEntries(d);
+      setKey(d, n, key);
+      d.set(this.wbuf, valueOffset(d, n));
+      setNrEntries(d, n + 1);
+      this.lastInsertAdded = true;
+      return root;
+    }
+    this.hint = undefined;
     const top = this.shadowNode(root, 0);
     let d = top.data;
+    let loc = top.loc;
+    let hi = KEY_END;
     if (nrEntries(d) >= maxEntries(d)) this.splitBeneath(d, key);
     for (let depth = 0; !isLeaf(d); depth++) {
       let i = searchLe(d, nrEntries(d), key);
@@ -272,6 +293,10 @@ export class BTree<V> implements SubtreeOwner {
       }
       let child = this.shadowInto(d, i, depth + 1);
       if (nrEntries(child) >= maxEntries(child)) child = this.makeRoom(d, i, child, key, depth + 1);
+      // makeRoom may have moved entries between siblings: find the child's slot again.
+      const j = searchLe(d, nrEntries(d), key);
+      if (j + 1 < nrEntries(d)) hi = keyAt(d, j + 1);
+      loc = value64(d, j);
       d = child;
     }
     const n = nrEntries(d);
@@ -286,8 +311,25 @@ export class BTree<V> implements SubtreeOwner {
       openGap(d, i + 1);
       setKey(d, i + 1, key);
       d.set(this.wbuf, valueOffset(d, i + 1));
+      if (i + 1 === n) this.hint = { root: top.loc, leaf: d, loc, hi, epoch: this.tm.epoch };
     }
     return top.loc;
+  }
+
+  /**
+   * The hinted leaf can take `key` in place: it has room, `key` goes after its last
+   * key, nothing has changed through the transaction manager since the hint was
+   * taken, and neither it nor the root is shared or from an earlier transaction.
+   */
+  private appendable(h: { root: number; leaf: Uint8Array; loc: number; epoch: number }, key: number): boolean {
+    // Any change to any tree through the transaction manager since (another BTree over
+    // the same tree, a snapshot's inc, a commit) ends the hint.
+    if (h.epoch !== this.tm.epoch) return false;
+    const d = h.leaf;
+    const n = nrEntries(d);
+    return n > 0 && n < maxEntries(d) && key > keyAt(d, n - 1) &&
+      this.tm.isFresh(h.root) && this.tm.isFresh(h.loc) && this.tm.refCount(h.root) === 1 &&
+      this.tm.refCount(h.loc) === 1 && this.tm.read(h.loc, btreeNodeValidator) === d;
   }
 
   /**
@@ -298,6 +340,7 @@ export class BTree<V> implements SubtreeOwner {
    */
   modify(root: number, key: number, fn: (old: V) => V): number | undefined {
     checkKey(key);
+    this.hint = undefined;
     if (this.lookup(root, key) === undefined) return undefined;
     const top = this.shadowNode(root, 0);
     let d = top.data;
@@ -314,6 +357,7 @@ export class BTree<V> implements SubtreeOwner {
 
   /** Remove `key`; its value is released with vt.dec and returned. */
   remove(root: number, key: number): { root: number; value: V | undefined } {
+    this.hint = undefined;
     checkKey(key);
     if (this.lookup(root, key) === undefined) return { root, value: undefined };
     const r = this.removeSpan(root, key, key + 1, true);
@@ -322,6 +366,7 @@ export class BTree<V> implements SubtreeOwner {
 
   /** Remove every key in [from, to). */
   removeRange(root: number, from: number, to: number): { root: number; removed: number } {
+    this.hint = undefined;
     checkKey(from);
     if (to !== KEY_END) checkKey(to);
     let removed = 0;
@@ -343,6 +388,7 @@ export class BTree<V> implements SubtreeOwner {
    * children of internal nodes and the values of leaves (vt.dec), recursively.
    */
   del(root: number): void {
+    this.hint = undefined;
     this.delAt(root, 0);
   }
 

@@ -95,7 +95,9 @@ export class RefCounts {
   allocate(begin = 0, end = this.nrBlocks): number {
     if (end <= begin) return -1;
     const cur = this.cursor >= begin && this.cursor < end ? this.cursor : begin;
-    const b = hot.bitmapFindFree(this.busy, begin, end, cur);
+    // The block at the cursor is usually free (sequential allocation): test it in JS
+    // before paying for a native call.
+    const b = ((this.busy[cur >>> 2] >>> ((cur & 3) << 1)) & 3) === 0 ? cur : hot.bitmapFindFree(this.busy, begin, end, cur);
     if (b < 0) return -1;
     this.set(b, 1);
     this.cursor = b + 1 < end ? b + 1 : begin;
