@@ -317,19 +317,17 @@ export class BTree<V> implements SubtreeOwner {
   }
 
   /**
-   * The hinted leaf can take `key` in place: it has room, `key` goes after its last
-   * key, nothing has changed through the transaction manager since the hint was
-   * taken, and neither it nor the root is shared or from an earlier transaction.
+   * The hinted leaf can take `key` in place: it has room and `key` goes after its last
+   * key. When the hint was taken the root and the leaf were both writable (fresh in
+   * this transaction, count 1); an unchanged transaction-manager epoch proves nothing
+   * since has shadowed, shared, freed or committed anything (another BTree over the
+   * same tree, a snapshot's inc, a commit, an abort all bump it).
    */
-  private appendable(h: { root: number; leaf: Uint8Array; loc: number; epoch: number }, key: number): boolean {
-    // Any change to any tree through the transaction manager since (another BTree over
-    // the same tree, a snapshot's inc, a commit) ends the hint.
+  private appendable(h: { leaf: Uint8Array; epoch: number }, key: number): boolean {
     if (h.epoch !== this.tm.epoch) return false;
     const d = h.leaf;
     const n = nrEntries(d);
-    return n > 0 && n < maxEntries(d) && key > keyAt(d, n - 1) &&
-      this.tm.isFresh(h.root) && this.tm.isFresh(h.loc) && this.tm.refCount(h.root) === 1 &&
-      this.tm.refCount(h.loc) === 1 && this.tm.read(h.loc, btreeNodeValidator) === d;
+    return n > 0 && n < maxEntries(d) && key > keyAt(d, n - 1);
   }
 
   /**
