@@ -147,6 +147,30 @@ export class BlockManager {
     this.remember(b, data);
   }
 
+  /**
+   * Write consecutive blocks `start, start+1, ...` with one device write (commit
+   * writes runs of freshly allocated blocks; one syscall per run, not per block).
+   * Each block is stamped by its own validator first.
+   */
+  writeRun(start: number, blocks: Array<{ data: Uint8Array; v: Validator }>): void {
+    if (blocks.length === 1) { this.write(start, blocks[0].data, blocks[0].v); return; }
+    const end = start + blocks.length;
+    if (start < 0 || end > this.nrBlocks) {
+      throw new ThinError('E_CORRUPT', `write to blocks ${start}..${end - 1} outside the metadata device (${this.nrBlocks} blocks)`, { block: start });
+    }
+    const buf = new Uint8Array(blocks.length * BLOCK_SIZE);
+    blocks.forEach(({ data, v }, i) => {
+      v.prepare(data, start + i);
+      buf.set(data, i * BLOCK_SIZE);
+    });
+    this.dev.write(buf, start * BLOCK_SIZE);
+    this.writes += blocks.length;
+    blocks.forEach(({ data }, i) => {
+      this.cache.delete(start + i);
+      this.remember(start + i, data);
+    });
+  }
+
   /** Forget a cached copy (the block was freed or is about to be rewritten elsewhere). */
   forget(b: number): void {
     this.cache.delete(b);

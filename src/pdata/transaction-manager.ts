@@ -128,12 +128,15 @@ export class TransactionManager {
     return this.dirty.size;
   }
 
-  /** Write every dirty block (ascending, for sequential I/O) and sync. */
+  /** Write every dirty block (ascending; runs of consecutive blocks in one write each) and sync. */
   flushDirty(): void {
     const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
-    for (const b of blocks) {
-      const d = this.dirty.get(b)!;
-      this.bm.write(b, d.data, d.v);
+    const MAX_RUN = 256; // 1 MiB per write
+    for (let i = 0; i < blocks.length;) {
+      let j = i + 1;
+      while (j < blocks.length && blocks[j] === blocks[j - 1] + 1 && j - i < MAX_RUN) j++;
+      this.bm.writeRun(blocks[i], blocks.slice(i, j).map((b) => this.dirty.get(b)!));
+      i = j;
     }
     this.bm.sync();
     this.dirty.clear();
