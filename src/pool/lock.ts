@@ -69,8 +69,11 @@ function takeOverStale(file: string, deadPid: number | undefined): void {
     return;
   }
   try {
+    // Only a lock that still names the dead pid is removed. A lock that vanished (or
+    // cannot be read) is left alone: removing "nothing" could remove a lock linked by a
+    // live process a moment later.
     const now = readPid(file);
-    if (now === deadPid && (now === undefined || !alive(now))) {
+    if (now !== undefined && now === deadPid && !alive(now)) {
       try { fs.unlinkSync(file); } catch { /* already gone */ }
     }
   } finally {
