@@ -17,7 +17,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ThinError } from '../errors';
-import type { HotPath, ZeroMethod } from './hot-path';
+import type { HotPath } from './hot-path';
 import { twin } from './twin';
 
 export { ZERO_METHOD } from './hot-path';

@@ -28,5 +28,5 @@ export interface BlockDevice {
   readonly fd?: number;
 }
 
-export { FileDevice } from './file-device';
+export { FileDevice, blockDeviceSize } from './file-device';
 export { MemoryDevice } from './memory-device';

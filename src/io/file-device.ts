@@ -94,8 +94,8 @@ export class FileDevice implements BlockDevice {
   }
 }
 
-/** Size of a block device from sysfs (no ioctl from JS); falls back to seeking via read of /proc/partitions. */
-function blockDeviceSize(path: string): number {
+/** Size of a block device in bytes, from sysfs (there is no BLKGETSIZE64 ioctl from JS). */
+export function blockDeviceSize(path: string): number {
   const real = fs.realpathSync(path);
   const base = real.split('/').pop()!;
   try {

@@ -14,6 +14,7 @@ import * as fs from 'fs';
 import { promisify } from 'util';
 import { ioError, ThinError } from '../errors';
 import { hot, requireNative } from '../hot';
+import { blockDeviceSize } from '../io/file-device';
 
 const pread = promisify(fs.read);
 const pwrite = promisify(fs.write);
@@ -50,11 +51,7 @@ export class DataDevice {
   }
 
   size(): number {
-    if (this.isBlockDevice) {
-      const base = fs.realpathSync(this.path).split('/').pop()!;
-      return Number(fs.readFileSync(`/sys/class/block/${base}/size`, 'utf8').trim()) * 512;
-    }
-    return fs.fstatSync(this.fd).size;
+    return this.isBlockDevice ? blockDeviceSize(this.path) : fs.fstatSync(this.fd).size;
   }
 
   /** Read `buf.length` bytes at `offset`. Past the end of a sparse file reads zeros. */

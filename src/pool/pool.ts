@@ -32,7 +32,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ioError, isThinError, ThinError } from '../errors';
 import { hot } from '../hot';
-import { FileDevice } from '../io/file-device';
+import { blockDeviceSize, FileDevice } from '../io/file-device';
 import { checkMetadata, CheckReport } from '../thin/check';
 import { lsDevices } from '../thin/ls';
 import { ThinMetadata } from '../thin/metadata';
@@ -811,11 +811,7 @@ function key(id: number, vblock: number): string {
 
 function fileSize(p: string): number {
   const st = fs.statSync(p);
-  if (st.isBlockDevice()) {
-    const base = fs.realpathSync(p).split('/').pop()!;
-    return Number(fs.readFileSync(`/sys/class/block/${base}/size`, 'utf8').trim()) * 512;
-  }
-  return st.size;
+  return st.isBlockDevice() ? blockDeviceSize(p) : st.size;
 }
 
 /** Create (or check) a data/metadata file: sparse for loop-lvm, preallocated for direct-lvm. */

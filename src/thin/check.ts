@@ -30,7 +30,7 @@ import { readIndexEntry } from '../pdata/space-map/index-entry';
 import { indexBlockValidator, MAX_METADATA_BITMAPS, readIndexBlock } from '../pdata/space-map/metadata-index-block';
 import { RefCounts } from '../pdata/space-map/ref-counts';
 import type { SpaceMapRoot } from '../pdata/space-map/sm-root';
-import { checkDataBlockSize, METADATA_BLOCK_SIZE } from '../units';
+import { checkDataBlockSize } from '../units';
 import { MAX_TIME, readBlockTime } from './format/block-time';
 import { DEVICE_DETAILS_SIZE, deviceDetailsValue, DeviceDetails } from './format/device-details';
 import {
@@ -114,7 +114,6 @@ class Checker {
   private nrDataBlocks = 0;
   private sbTime = 0;
   private mappings = 0;
-  private devices = 0;
 
   constructor(dev: BlockDevice, opts: CheckOptions) {
     this.bm = new BlockManager(dev, { cacheBlocks: 1024 });
@@ -530,4 +529,3 @@ class Checker {
   }
 }
 
-export { METADATA_BLOCK_SIZE };

@@ -2,7 +2,7 @@ import { ThinError } from '../../errors';
 import { BTree } from '../btree/btree';
 import { u32Value } from '../btree/value-type';
 import type { TransactionManager } from '../transaction-manager';
-import { bitmapValidator, BITMAP_HEADER, ENTRIES_PER_BITMAP, nrBitmaps } from './bitmap-block';
+import { bitmapValidator, BITMAP_HEADER, nrBitmaps } from './bitmap-block';
 import type { IndexEntry } from './index-entry';
 import { indexEntryValue } from './index-entry-value';
 import { RefCounts } from './ref-counts';
