@@ -70,6 +70,10 @@ function rawKey(d: Uint8Array, i: number): number {
     + ((d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0);
 }
 
+function outsideParent(b: number, first: number, last: number, lo: number, hi: number): ThinError {
+  return corrupt(b, `keys [${first}, ${last}] lie outside the parent's range [${lo}, ${hi})`);
+}
+
 function corrupt(b: number, what: string): ThinError {
   return new ThinError('E_CORRUPT', `btree node (block ${b}): ${what}`, { block: b, kind: 'btree node' });
 }
@@ -122,19 +126,60 @@ export class BTree<V> implements SubtreeOwner {
     for (let depth = 0; ; depth++) {
       const d = this.node(b, depth);
       const n = getU32(d, 16);
-      // Keys within a node were checked in order when it was read; check that this
-      // node also lies inside the range its parent gave it.
-      if (depth > 0 && n > 0 && (rawKey(d, 0) < lo || rawKey(d, n - 1) >= hi)) {
-        throw corrupt(b, `keys [${rawKey(d, 0)}, ${rawKey(d, n - 1)}] lie outside the parent's range [${lo}, ${hi})`);
+      if (n === 0) return undefined; // an empty leaf (node() rejects empty internal nodes)
+      const leaf = getU32(d, 4) === LEAF_NODE;
+      // Keys within a node were checked in order when it was read; this node must also
+      // lie inside the range [lo, hi) its parent gave it. The first key shares a cache
+      // line with the header, so it is always checked.
+      const first = rawKey(d, 0);
+      if (first < lo) throw outsideParent(b, first, rawKey(d, n - 1), lo, hi);
+      // Fast path, below the root: the parent's range predicts where the key sits
+      // (thin devices map mostly contiguous virtual blocks), and one probe confirms it.
+      if (depth > 0 && key >= first) {
+        const span = hi < KEY_END ? hi - first : rawKey(d, n - 1) + 1 - first; // rightmost spine: no bound above
+        const g = Math.min(n - 1, Math.floor(((key - first) / span) * n));
+        const kg = rawKey(d, g);
+        if (leaf) {
+          if (kg === key) return this.readValue(d, g);
+        } else if (kg <= key) {
+          const kNext = g + 1 < n ? rawKey(d, g + 1) : hi;
+          if (key < kNext && kNext <= hi) {
+            lo = kg;
+            hi = kNext;
+            b = value64(d, g);
+            continue;
+          }
+        }
       }
-      const i = searchLe(d, n, key);
-      if (getU32(d, 4) === LEAF_NODE) {
-        return i >= 0 && rawKey(d, i) === key ? this.readValue(d, i) : undefined;
+      // Otherwise a full search, which also checks the node's last key against hi.
+      const last = rawKey(d, n - 1);
+      if (last >= hi) throw outsideParent(b, first, last, lo, hi);
+      if (key < first) return undefined;
+      // Find i with key[i] <= key < key[i + 1]: l/kl and h/kh bracket it.
+      let l = n - 1;
+      let kl = last;
+      let kh = hi;
+      if (key < last) {
+        l = 0;
+        kl = first;
+        let h = n - 1;
+        kh = last;
+        while (h - l > 1) {
+          const m = (l + h) >>> 1;
+          const km = rawKey(d, m);
+          if (km <= key) {
+            l = m;
+            kl = km;
+          } else {
+            h = m;
+            kh = km;
+          }
+        }
       }
-      if (i < 0) return undefined;
-      lo = rawKey(d, i);
-      if (i + 1 < n) hi = rawKey(d, i + 1);
-      b = value64(d, i);
+      if (leaf) return kl === key ? this.readValue(d, l) : undefined;
+      lo = kl;
+      hi = kh;
+      b = value64(d, l);
     }
   }
 
