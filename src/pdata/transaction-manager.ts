@@ -19,6 +19,9 @@
 import { ThinError } from '../errors';
 import { BlockManager, BLOCK_SIZE, Validator } from './block-manager';
 
+/** New blocks are cut from slabs of this many blocks (64 KiB). */
+const SLAB_BLOCKS = 16;
+
 /** What the transaction manager needs from the metadata space map. */
 export interface MetadataAllocator {
   count(b: number): number;
@@ -58,6 +61,8 @@ export class TransactionManager {
    * is only trusted while the epoch is unchanged.
    */
   epoch = 0;
+  private slab = new Uint8Array(0);
+  private slabUsed = SLAB_BLOCKS;
 
   constructor(bm: BlockManager, sm: MetadataAllocator) {
     this.bm = bm;
@@ -86,7 +91,7 @@ export class TransactionManager {
     this.assertWritable();
     this.epoch++;
     const b = this.sm.allocate();
-    const data = new Uint8Array(BLOCK_SIZE);
+    const data = this.zeroedBlock();
     this.dirty.set(b, { data, v });
     return { location: b, data };
   }
@@ -159,6 +164,22 @@ export class TransactionManager {
   abort(): void {
     this.epoch++;
     this.dirty.clear();
+  }
+
+  /**
+   * A zeroed 4 KiB buffer for a new block, cut from a slab of SLAB_BLOCKS: one
+   * allocation per slab instead of one per block (a fresh ArrayBuffer per block was
+   * ~8 % of a bulk insert). A slab stays alive while any of its blocks is cached, so
+   * the bound on memory is SLAB_BLOCKS times the cache in the worst case; blocks made
+   * together are mostly cached and evicted together.
+   */
+  private zeroedBlock(): Uint8Array {
+    if (this.slabUsed === SLAB_BLOCKS) {
+      this.slab = new Uint8Array(SLAB_BLOCKS * BLOCK_SIZE);
+      this.slabUsed = 0;
+    }
+    const at = this.slabUsed++ * BLOCK_SIZE;
+    return this.slab.subarray(at, at + BLOCK_SIZE);
   }
 
   private assertWritable(): void {

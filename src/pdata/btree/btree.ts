@@ -31,7 +31,7 @@ import { ThinError } from '../../errors';
 import type { TransactionManager } from '../transaction-manager';
 import {
   btreeNodeValidator, checkKey, copyEntries, deleteAt, deleteRange, getU32, initNode, INTERNAL_NODE,
-  INTERNAL_VALUE_SIZE, isLeaf, keyAt, LEAF_NODE, MAX_BTREE_DEPTH, maxEntries, maxEntriesFor, nodeFlags,
+  INTERNAL_VALUE_SIZE, isLeaf, keyAt, LEAF_NODE, MAX_BTREE_DEPTH, NODE_HEADER_SIZE, maxEntries, maxEntriesFor, nodeFlags,
   nrEntries, openGap, searchGe, searchLe, setKey, setNrEntries, setValue64, value64, valueOffset, valueSize,
 } from './node';
 import type { SubtreeOwner, ValueType } from './value-type';
@@ -286,6 +286,14 @@ export class BTree<V> implements SubtreeOwner {
     visit(root, 0);
   }
 
+  /** Copy the packed value (wbuf) to offset `o` of writable node `d`. */
+  private putValue(d: Uint8Array, o: number): void {
+    const w = this.wbuf;
+    // A byte loop beats TypedArray.set for the 8-byte values of the hot trees.
+    if (w.length <= 16) for (let j = 0; j < w.length; j++) d[o + j] = w[j];
+    else d.set(w, o);
+  }
+
   /** Read value `i` of leaf `d` (allocation-free for number values). */
   readValue(d: Uint8Array, i: number): V {
     const o = valueOffset(d, i);
@@ -301,32 +309,44 @@ export class BTree<V> implements SubtreeOwner {
   lastInsertAdded = false;
 
   /**
-   * Where the last insert appended: the rightmost-so-far leaf of `root`, fresh in this
-   * transaction, and the bound below which its keys must stay. Thin devices are
-   * provisioned mostly in ascending order, so the next key usually belongs right
-   * after it and needs no descent. Any other change to this tree drops the hint.
+   * Where the last insert appended: the rightmost-so-far leaf of `hintRoot`, fresh in
+   * this transaction, the bound below which its keys must stay, and its entry count,
+   * max_entries and last key. Thin devices are provisioned mostly in ascending order,
+   * so the next key usually belongs right after it and needs no descent.
+   * When the hint was taken the root and the leaf were both writable (fresh in this
+   * transaction, count 1); an unchanged transaction-manager epoch proves nothing since
+   * has shadowed, shared, freed or committed anything (another BTree over the same
+   * tree, a snapshot's inc, a commit, an abort all bump it), so only appends through
+   * the hint have changed the leaf. Any other change to this tree drops the hint.
    */
-  private hint: { root: number; leaf: Uint8Array; loc: number; hi: number; epoch: number } | undefined;
+  private hintLeaf: Uint8Array | undefined;
+  private hintRoot = -1;
+  private hintEpoch = -1;
+  private hintHi = 0;
+  private hintN = 0;
+  private hintMax = 0;
+  private hintLast = 0;
 
   /** Insert or overwrite `key`. Returns the new root; `lastInsertAdded` tells which it did. */
   insert(root: number, key: number, value: V): number {
     checkKey(key);
     // Pack first, so a value that does not fit throws before anything is shadowed.
     this.vt.write(this.wdv, 0, value);
-    const h = this.hint;
-    if (h !== undefined && h.root === root && key < h.hi && this.appendable(h, key)) {
-      const d = h.leaf;
-      const n = nrEntries(d);
-      setKey(d, n, key);
-      d.set(this.wbuf, valueOffset(d, n));
-      setNrEntries(d, n + 1);
+    const h = this.hintLeaf;
+    if (h !== undefined && root === this.hintRoot && this.hintEpoch === this.tm.epoch &&
+        key > this.hintLast && key < this.hintHi && this.hintN < this.hintMax) {
+      const n = this.hintN;
+      setKey(h, n, key);
+      this.putValue(h, NODE_HEADER_SIZE + 8 * this.hintMax + this.vt.size * n);
+      setNrEntries(h, n + 1);
+      this.hintN = n + 1;
+      this.hintLast = key;
       this.lastInsertAdded = true;
       return root;
     }
-    this.hint = undefined;
+    this.hintLeaf = undefined;
     const top = this.shadowNode(root, 0);
     let d = top.data;
-    let loc = top.loc;
     let hi = KEY_END;
     if (nrEntries(d) >= maxEntries(d)) this.splitBeneath(d, key);
     for (let depth = 0; !isLeaf(d); depth++) {
@@ -341,38 +361,31 @@ export class BTree<V> implements SubtreeOwner {
       // makeRoom may have moved entries between siblings: find the child's slot again.
       const j = searchLe(d, nrEntries(d), key);
       if (j + 1 < nrEntries(d)) hi = keyAt(d, j + 1);
-      loc = value64(d, j);
       d = child;
     }
     const n = nrEntries(d);
     const i = searchLe(d, n, key);
     if (i >= 0 && keyAt(d, i) === key) {
       const old = this.readValue(d, i);
-      d.set(this.wbuf, valueOffset(d, i));
+      this.putValue(d, valueOffset(d, i));
       this.lastInsertAdded = false;
       if (this.vt.dec && !(this.vt.equal && this.vt.equal(old, value))) this.vt.dec(old);
     } else {
       this.lastInsertAdded = true;
       openGap(d, i + 1);
       setKey(d, i + 1, key);
-      d.set(this.wbuf, valueOffset(d, i + 1));
-      if (i + 1 === n) this.hint = { root: top.loc, leaf: d, loc, hi, epoch: this.tm.epoch };
+      this.putValue(d, valueOffset(d, i + 1));
+      if (i + 1 === n) {
+        this.hintLeaf = d;
+        this.hintRoot = top.loc;
+        this.hintEpoch = this.tm.epoch;
+        this.hintHi = hi;
+        this.hintN = n + 1;
+        this.hintMax = maxEntries(d);
+        this.hintLast = key;
+      }
     }
     return top.loc;
-  }
-
-  /**
-   * The hinted leaf can take `key` in place: it has room and `key` goes after its last
-   * key. When the hint was taken the root and the leaf were both writable (fresh in
-   * this transaction, count 1); an unchanged transaction-manager epoch proves nothing
-   * since has shadowed, shared, freed or committed anything (another BTree over the
-   * same tree, a snapshot's inc, a commit, an abort all bump it).
-   */
-  private appendable(h: { leaf: Uint8Array; epoch: number }, key: number): boolean {
-    if (h.epoch !== this.tm.epoch) return false;
-    const d = h.leaf;
-    const n = nrEntries(d);
-    return n > 0 && n < maxEntries(d) && key > keyAt(d, n - 1);
   }
 
   /**
@@ -383,7 +396,7 @@ export class BTree<V> implements SubtreeOwner {
    */
   modify(root: number, key: number, fn: (old: V) => V): number | undefined {
     checkKey(key);
-    this.hint = undefined;
+    this.hintLeaf = undefined;
     if (this.lookup(root, key) === undefined) return undefined;
     const top = this.shadowNode(root, 0);
     let d = top.data;
@@ -394,13 +407,13 @@ export class BTree<V> implements SubtreeOwner {
     const i = searchLe(d, nrEntries(d), key);
     const nv = fn(this.readValue(d, i));
     this.vt.write(this.wdv, 0, nv);
-    d.set(this.wbuf, valueOffset(d, i));
+    this.putValue(d, valueOffset(d, i));
     return top.loc;
   }
 
   /** Remove `key`; its value is released with vt.dec and returned. */
   remove(root: number, key: number): { root: number; value: V | undefined } {
-    this.hint = undefined;
+    this.hintLeaf = undefined;
     checkKey(key);
     if (this.lookup(root, key) === undefined) return { root, value: undefined };
     const r = this.removeSpan(root, key, key + 1, true);
@@ -409,7 +422,7 @@ export class BTree<V> implements SubtreeOwner {
 
   /** Remove every key in [from, to). */
   removeRange(root: number, from: number, to: number): { root: number; removed: number } {
-    this.hint = undefined;
+    this.hintLeaf = undefined;
     checkKey(from);
     if (to !== KEY_END) checkKey(to);
     let removed = 0;
@@ -431,7 +444,7 @@ export class BTree<V> implements SubtreeOwner {
    * children of internal nodes and the values of leaves (vt.dec), recursively.
    */
   del(root: number): void {
-    this.hint = undefined;
+    this.hintLeaf = undefined;
     this.delAt(root, 0);
   }
 

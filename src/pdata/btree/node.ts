@@ -60,6 +60,11 @@ export function getU64(d: Uint8Array, o: number, what = 'u64 value'): number {
 }
 
 export function setU64(d: Uint8Array, o: number, v: number): void {
+  if (v < TWO32) {
+    setU32(d, o, v);
+    setU32(d, o + 4, 0);
+    return;
+  }
   setU32(d, o, v % TWO32);
   setU32(d, o + 4, Math.floor(v / TWO32));
 }

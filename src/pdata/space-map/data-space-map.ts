@@ -99,8 +99,7 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
       const c = this.counts.get(b);
       this.refCountRoot = c >= 3 ? this.overflowTree.insert(this.refCountRoot, b, c) : this.overflowTree.remove(this.refCountRoot, b).root;
     }
-    this.counts.dirtyBitmaps.clear();
-    this.counts.dirtyOverflow.clear();
+    this.counts.clearDirty();
     return { nrBlocks: this.counts.nrBlocks, nrAllocated: this.counts.nrAllocated, bitmapRoot: this.bitmapRoot, refCountRoot: this.refCountRoot };
   }
 

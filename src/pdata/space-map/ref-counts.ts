@@ -27,6 +27,8 @@ export class RefCounts {
   private allocated = 0;
   private cursor = 0;
   readonly dirtyBitmaps = new Set<number>();
+  /** The bitmap `set` last added to dirtyBitmaps, or -1; always in the set (clear it with clearDirty). */
+  private lastDirtyBitmap = -1;
   readonly dirtyOverflow = new Set<number>();
 
   constructor(nrBlocks: number) {
@@ -68,10 +70,15 @@ export class RefCounts {
     const shift = (b & 3) << 1;
     this.bits[byte] = (this.bits[byte] & ~(3 << shift)) | (enc << shift);
     if (count >= 3) this.overflow.set(b, count);
-    else this.overflow.delete(b);
+    else if (old >= 3) this.overflow.delete(b);
     if (old >= 3 || count >= 3) this.dirtyOverflow.add(b);
     if (count > 0) this.busy[byte] |= 2 << shift; // encoded count 1
-    this.dirtyBitmaps.add(Math.floor(b / ENTRIES_PER_BITMAP));
+    const j = Math.floor(b / ENTRIES_PER_BITMAP);
+    // Consecutive changes mostly fall in one bitmap: skip the Set for a repeat.
+    if (j !== this.lastDirtyBitmap) {
+      this.dirtyBitmaps.add(j);
+      this.lastDirtyBitmap = j;
+    }
   }
 
   inc(b: number, by = 1): number {
@@ -181,7 +188,13 @@ export class RefCounts {
       const nz = (x | (x >>> 1)) & 0x55;
       this.busy[i] = nz << 1;
     }
+    this.clearDirty();
+  }
+
+  /** Forget which bitmaps and overflow entries changed (they were written). */
+  clearDirty(): void {
     this.dirtyBitmaps.clear();
+    this.lastDirtyBitmap = -1;
     this.dirtyOverflow.clear();
   }
 
