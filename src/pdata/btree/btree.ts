@@ -133,9 +133,9 @@ export class BTree<V> implements SubtreeOwner {
       // line with the header, so it is always checked.
       const first = rawKey(d, 0);
       if (first < lo) throw outsideParent(b, first, rawKey(d, n - 1), lo, hi);
-      // Fast path, below the root: the parent's range predicts where the key sits
+      // Fast path: the parent's range (at the root, its own keys) predicts where the key sits
       // (thin devices map mostly contiguous virtual blocks), and one probe confirms it.
-      if (depth > 0 && key >= first) {
+      if (key >= first) {
         const span = hi < KEY_END ? hi - first : rawKey(d, n - 1) + 1 - first; // rightmost spine: no bound above
         const g = Math.min(n - 1, Math.floor(((key - first) / span) * n));
         const kg = rawKey(d, g);

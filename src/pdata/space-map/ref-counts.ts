@@ -73,6 +73,10 @@ export class RefCounts {
     else if (old >= 3) this.overflow.delete(b);
     if (old >= 3 || count >= 3) this.dirtyOverflow.add(b);
     if (count > 0) this.busy[byte] |= 2 << shift; // encoded count 1
+    this.markBitmapDirty(b);
+  }
+
+  private markBitmapDirty(b: number): void {
     const j = Math.floor(b / ENTRIES_PER_BITMAP);
     // Consecutive changes mostly fall in one bitmap: skip the Set for a repeat.
     if (j !== this.lastDirtyBitmap) {
@@ -106,7 +110,13 @@ export class RefCounts {
     // before paying for a native call.
     const b = ((this.busy[cur >>> 2] >>> ((cur & 3) << 1)) & 3) === 0 ? cur : hot.bitmapFindFree(this.busy, begin, end, cur);
     if (b < 0) return -1;
-    this.set(b, 1);
+    // Not busy means count 0 now: make it 1 without the general set().
+    const byte = b >>> 2;
+    const one = 2 << ((b & 3) << 1); // count 1, encoded high bit first
+    this.bits[byte] |= one;
+    this.busy[byte] |= one;
+    this.allocated++;
+    this.markBitmapDirty(b);
     this.cursor = b + 1 < end ? b + 1 : begin;
     return b;
   }
