@@ -22,6 +22,7 @@ import { ThinError } from '../errors';
 import type { BlockDevice } from '../io/block-device';
 import { BlockManager } from '../pdata/block-manager';
 import { BTree } from '../pdata/btree/btree';
+import { MultiLevelBTree } from '../pdata/btree/multi-level';
 import type { ValueType } from '../pdata/btree/value-type';
 import { DataSpaceMap } from '../pdata/space-map/data-space-map';
 import { MetadataSpaceMap } from '../pdata/space-map/metadata-space-map';
@@ -82,14 +83,12 @@ export class ThinMetadata {
   private devRoots = new Map<number, number>();
   /** Devices whose top-level path is unshared in this transaction (see prepareTopLevel). */
   private topPrepared = new Set<number>();
-  /** Bottom level: virtual block -> block_time, counting data references. */
+  /** The two-level mapping tree: device id -> subtree root; virtual block -> block_time. */
+  readonly mapping: MultiLevelBTree<BlockTime>;
+  /** Its bottom level, counting data references. */
   readonly mappingTree: BTree<BlockTime>;
   /** The bottom level's value type (data block references in the data space map). */
   readonly mappingValue: ValueType<BlockTime>;
-  /** Top level: device id -> subtree root; removing a value drops the subtree. */
-  readonly topTree: BTree<number>;
-  /** Same top level, for replacing a root that the bottom level already shadowed. */
-  private readonly topTreeNoDec: BTree<number>;
   readonly detailsTree: BTree<DeviceDetails>;
 
   private constructor(dev: BlockDevice, opts: OpenOptions) {
@@ -108,17 +107,8 @@ export class ThinMetadata {
       equal: (a, b) => a.block === b.block && a.time === b.time,
     };
     this.mappingValue = dataValue;
-    this.mappingTree = new BTree(this.tm, dataValue);
-    const subtree = (dec: boolean): ValueType<number> => ({
-      size: 8,
-      read: (dv, off) => dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 2 ** 32,
-      write: (dv, off, v) => { dv.setUint32(off, v % 2 ** 32, true); dv.setUint32(off + 4, Math.floor(v / 2 ** 32), true); },
-      inc: (root) => this.tm.inc(root),
-      dec: dec ? (root) => this.mappingTree.del(root) : undefined,
-      equal: (a, b) => a === b,
-    });
-    this.topTree = new BTree(this.tm, subtree(true));
-    this.topTreeNoDec = new BTree(this.tm, subtree(false));
+    this.mapping = new MultiLevelBTree(this.tm, 2, dataValue);
+    this.mappingTree = this.mapping.leafTree;
     this.detailsTree = new BTree(this.tm, deviceDetailsValue);
   }
 
@@ -135,7 +125,7 @@ export class ThinMetadata {
     const sb: Superblock = {
       flags: 0, blocknr: 0, uuid: new Uint8Array(16), magic: THIN_MAGIC, version: THIN_VERSION, time: 0, transactionId: 0,
       heldRoot: 0, dataSmRoot: undefined, metadataSmRoot: undefined,
-      dataMappingRoot: md.topTree.empty(), deviceDetailsRoot: md.detailsTree.empty(),
+      dataMappingRoot: md.mapping.empty(), deviceDetailsRoot: md.detailsTree.empty(),
       dataBlockSize: opts.dataBlockSize, metadataBlockSize: 8, metadataNrBlocks: md.metadataSm.nrBlocks,
       compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
     };
@@ -209,7 +199,7 @@ export class ThinMetadata {
   deviceRoot(dev: number): number {
     let r = this.devRoots.get(dev);
     if (r === undefined) {
-      r = this.topTree.lookup(this.sb.dataMappingRoot, dev);
+      r = this.mapping.subtree(this.sb.dataMappingRoot, [dev]);
       if (r === undefined) throw noDevice(dev);
       this.devRoots.set(dev, r);
     }
@@ -241,7 +231,7 @@ export class ThinMetadata {
     checkDeviceId(dev);
     if (this.details.has(dev)) throw deviceExists(dev);
     const root = this.mappingTree.empty();
-    this.sb.dataMappingRoot = this.topTree.insert(this.sb.dataMappingRoot, dev, root);
+    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
     this.devRoots.set(dev, root);
     this.setDetails(dev, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time });
   }
@@ -256,7 +246,7 @@ export class ThinMetadata {
     }
     const root = this.deviceRoot(origin);
     this.tm.inc(root);
-    this.sb.dataMappingRoot = this.topTree.insert(this.sb.dataMappingRoot, dev, root);
+    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
     this.devRoots.set(dev, root);
     this.sb.time++;
     this.setDetails(origin, { ...originDetails, snapshottedTime: this.sb.time });
@@ -266,8 +256,7 @@ export class ThinMetadata {
   deleteDevice(dev: number): void {
     this.assertWritable();
     if (!this.details.has(dev)) throw noDevice(dev);
-    const r = this.topTree.remove(this.sb.dataMappingRoot, dev);
-    this.sb.dataMappingRoot = r.root;
+    this.sb.dataMappingRoot = this.mapping.removeSubtree(this.sb.dataMappingRoot, [dev]).root;
     this.devRoots.delete(dev);
     this.details.delete(dev);
     this.changedDetails.delete(dev);
@@ -291,7 +280,7 @@ export class ThinMetadata {
     this.assertWritable();
     checkDeviceId(dev);
     if (this.details.has(dev)) throw deviceExists(dev);
-    this.sb.dataMappingRoot = this.topTree.insert(this.sb.dataMappingRoot, dev, root);
+    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
     this.devRoots.set(dev, root);
     this.setDetails(dev, details);
   }
@@ -393,7 +382,7 @@ export class ThinMetadata {
     if (!at) throw new ThinError('E_NO_METADATA_SNAP', 'no metadata snapshot is held', {});
     const snap = unpackSuperblock(this.tm.read(at, snapshotSuperblockValidator));
     this.sb.heldRoot = 0;
-    this.topTree.del(snap.dataMappingRoot);
+    this.mapping.del(snap.dataMappingRoot);
     this.detailsTree.del(snap.deviceDetailsRoot);
     this.tm.dec(at);
   }
@@ -489,7 +478,7 @@ export class ThinMetadata {
   private prepareTopLevel(dev: number): number {
     const root = this.deviceRoot(dev);
     if (!this.topPrepared.has(dev)) {
-      this.sb.dataMappingRoot = this.topTreeNoDec.insert(this.sb.dataMappingRoot, dev, root);
+      this.sb.dataMappingRoot = this.mapping.shadowPath(this.sb.dataMappingRoot, [dev])!.root;
       this.topPrepared.add(dev);
     }
     return root;
@@ -498,7 +487,7 @@ export class ThinMetadata {
   private replaceRoot(dev: number, oldRoot: number, root: number): void {
     if (root === oldRoot) return;
     // The bottom level already shadowed (and decremented) the old root.
-    this.sb.dataMappingRoot = this.topTreeNoDec.insert(this.sb.dataMappingRoot, dev, root);
+    this.sb.dataMappingRoot = this.mapping.relink(this.sb.dataMappingRoot, [dev], root);
     this.devRoots.set(dev, root);
   }
 

@@ -13,6 +13,9 @@
  * top root, writing each new lower root into its (already shadowed) upper leaf slot
  * with no extra inc/dec, exactly as the kernel's single spine does; so a lower tree
  * reached through a shared upper node is copied, never changed in place.
+ * Hot paths (dm-thin's mapping inserts) split that into `shadowPath` once, then many
+ * operations on `leafTree` against the subtree root, then `relink` if that root moved;
+ * the path stays writable for the rest of the transaction.
  * Cost: the sum over levels of a single-level operation.
  */
 import { ThinError } from '../../errors';
@@ -65,7 +68,7 @@ export class MultiLevelBTree<V> {
 
   /** Root of the tree at level prefix.length under the path `prefix`, if present. */
   subtree(root: number, prefix: readonly number[]): number | undefined {
-    if (prefix.length < 1 || prefix.length >= this.levels) throw new ThinError('E_INVALID', `subtree path must have 1..${this.levels - 1} keys, got ${prefix.length}`);
+    this.checkPrefix(prefix);
     let r: number | undefined = root;
     for (let l = 0; l < prefix.length && r !== undefined; l++) r = (this.trees[l] as BTree<number>).lookup(r, prefix[l]);
     return r;
@@ -86,8 +89,7 @@ export class MultiLevelBTree<V> {
    * to `subRoot`; a tree already there is released.
    */
   insertSubtree(root: number, prefix: readonly number[], subRoot: number): number {
-    if (prefix.length < 1 || prefix.length >= this.levels) throw new ThinError('E_INVALID', `subtree path must have 1..${this.levels - 1} keys, got ${prefix.length}`);
-    this.checkPath(prefix, prefix.length);
+    this.checkPrefix(prefix);
     return this.insertSubAt(0, root, prefix, subRoot);
   }
 
@@ -133,8 +135,7 @@ export class MultiLevelBTree<V> {
    * the subtree loses one reference (freed when it was the last).
    */
   removeSubtree(root: number, prefix: readonly number[]): { root: number; removed: boolean } {
-    if (prefix.length < 1 || prefix.length >= this.levels) throw new ThinError('E_INVALID', `subtree path must have 1..${this.levels - 1} keys, got ${prefix.length}`);
-    this.checkPath(prefix, prefix.length);
+    this.checkPrefix(prefix);
     if (this.subtree(root, prefix) === undefined) return { root, removed: false };
     const last = prefix.length - 1;
     const rec = (l: number, r: number): number => {
@@ -142,6 +143,36 @@ export class MultiLevelBTree<V> {
       return (this.trees[l] as BTree<number>).modify(r, prefix[l], (s) => rec(l + 1, s))!;
     };
     return { root: rec(0, root), removed: true };
+  }
+
+  /**
+   * Make the upper levels' path to the subtree at `prefix` writable, top-down, without
+   * touching the subtree itself, and return the new top root and the subtree's root
+   * (undefined when the path is absent; nothing is touched then). This is the first
+   * half of changing a lower tree in place: a shared upper node is copied first and
+   * passes its references on (incs of the subtree roots it holds), so the lower tree
+   * then sees its true sharing. The caller changes the subtree with `leafTree` (or
+   * `level(l)`) operations and hands the resulting root back with `relink`. A path
+   * already made writable in this transaction costs one lookup per level.
+   */
+  shadowPath(root: number, prefix: readonly number[]): { root: number; sub: number } | undefined {
+    this.checkPrefix(prefix);
+    let sub: number | undefined;
+    const newRoot = this.modifyPath(root, prefix, (s) => { sub = s; return s; });
+    return newRoot === undefined ? undefined : { root: newRoot, sub: sub! };
+  }
+
+  /**
+   * Second half of an in-place change below: store `sub` as the subtree root at
+   * `prefix`, with no inc or dec. The caller hands over its reference to `sub`, and the
+   * old root's reference was already consumed by the lower-level mutation that
+   * shadowed it. Throws E_CORRUPT when the path is absent.
+   */
+  relink(root: number, prefix: readonly number[], sub: number): number {
+    this.checkPrefix(prefix);
+    const newRoot = this.modifyPath(root, prefix, () => sub);
+    if (newRoot === undefined) throw new ThinError('E_CORRUPT', `relink: no subtree at path [${prefix.join(', ')}]`);
+    return newRoot;
   }
 
   /** Drop one reference to the whole structure. */
@@ -165,6 +196,20 @@ export class MultiLevelBTree<V> {
     const modified = t.modify(r, prefix[l], (sub) => this.insertSubAt(l + 1, sub, prefix, subRoot));
     if (modified !== undefined) return modified;
     return t.insert(r, prefix[l], this.insertSubAt(l + 1, this.trees[l + 1].empty(), prefix, subRoot));
+  }
+
+  /** Shadow down to the slot of `prefix` and replace its subtree root with `fn(old)` (no inc/dec). */
+  private modifyPath(root: number, prefix: readonly number[], fn: (sub: number) => number): number | undefined {
+    if (this.subtree(root, prefix) === undefined) return undefined;
+    const last = prefix.length - 1;
+    const rec = (l: number, r: number): number =>
+      (this.trees[l] as BTree<number>).modify(r, prefix[l], l === last ? fn : (s) => rec(l + 1, s))!;
+    return rec(0, root);
+  }
+
+  private checkPrefix(prefix: readonly number[]): void {
+    if (prefix.length < 1 || prefix.length >= this.levels) throw new ThinError('E_INVALID', `subtree path must have 1..${this.levels - 1} keys, got ${prefix.length}`);
+    this.checkPath(prefix, prefix.length);
   }
 
   private checkPath(keys: readonly number[], n: number): void {

@@ -4,7 +4,10 @@
  * a device's whole subtree (tm.inc + insertSubtree, as the kernel's create_snap does),
  * device deletion, commits and reopening. Metadata counts must equal the references
  * found (subtree roots count from each distinct upper leaf) and value counts must equal
- * the entries of distinct bottom leaves.
+ * the entries of distinct bottom leaves. Changes go through both shapes of the API:
+ * whole paths (`insert`, `remove`) and the split one dm-thin uses (`shadowPath`, then
+ * `leafTree` on the subtree root, then `relink`), also while a copy of the top root is
+ * held (a metadata snapshot), which must not change.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,10 +18,10 @@ import { assertMetaCounts, assertValueCounts, checkTrees, countingValue, fcOptio
 
 const KIND: TreeKind = { valueSize: 8, lower: { valueSize: 24, countedValues: true } };
 
-interface Op { t: 'ins' | 'rm' | 'range' | 'snap' | 'create' | 'delete' | 'look' | 'commit'; dev: number; dev2: number; k: number; v: number; span: number }
+interface Op { t: 'ins' | 'pins' | 'rm' | 'prm' | 'range' | 'snap' | 'create' | 'delete' | 'look' | 'hold' | 'commit'; dev: number; dev2: number; k: number; v: number; span: number }
 
 const opArb: fc.Arbitrary<Op> = fc.record({
-  t: fc.constantFrom<Op['t']>('ins', 'ins', 'ins', 'ins', 'ins', 'ins', 'rm', 'rm', 'range', 'snap', 'create', 'delete', 'look', 'look', 'commit'),
+  t: fc.constantFrom<Op['t']>('ins', 'ins', 'ins', 'pins', 'pins', 'pins', 'rm', 'prm', 'range', 'snap', 'create', 'delete', 'look', 'look', 'hold', 'commit'),
   dev: fc.integer({ min: 0, max: 7 }),
   dev2: fc.integer({ min: 0, max: 7 }),
   k: fc.integer({ min: 0, max: 1500 }),
@@ -35,15 +38,22 @@ test('two-level tree matches a model through snapshots, deletes and commits', ()
       let ml = new MultiLevelBTree(h.tm, 2, vt);
       let root = ml.empty();
       const model = new Map<number, Map<number, number>>();
-      const check = () => {
-        const res = checkTrees(h.tm, [{ root, kind: KIND }], { exactParentKeys: true });
-        assertMetaCounts(h.alloc, res.metaRefs);
-        assertValueCounts(counts, res.valueRefs);
-        assert.deepEqual([...ml.level(0).entries(root)].map(([d]) => d), [...model.keys()].sort((a, b) => a - b));
-        for (const [dev, m] of model) {
-          const sub = ml.subtree(root, [dev])!;
+      // A held copy of the top root and what it held then (toggled by 'hold').
+      let held: { root: number; model: Map<number, Map<number, number>> } | undefined;
+      const matches = (r: number, want: Map<number, Map<number, number>>) => {
+        assert.deepEqual([...ml.level(0).entries(r)].map(([d]) => d), [...want.keys()].sort((a, b) => a - b));
+        for (const [dev, m] of want) {
+          const sub = ml.subtree(r, [dev])!;
           assert.deepEqual([...ml.leafTree.entries(sub)], [...m.entries()].sort((a, b) => a[0] - b[0]));
         }
+      };
+      const check = () => {
+        const roots = [{ root, kind: KIND }, ...(held ? [{ root: held.root, kind: KIND }] : [])];
+        const res = checkTrees(h.tm, roots, { exactParentKeys: true });
+        assertMetaCounts(h.alloc, res.metaRefs);
+        assertValueCounts(counts, res.valueRefs);
+        matches(root, model);
+        if (held) matches(held.root, held.model);
       };
       for (const op of ops) {
         const m = model.get(op.dev);
@@ -52,6 +62,37 @@ test('two-level tree matches a model through snapshots, deletes and commits', ()
             if (m?.get(op.k) !== op.v) vt.inc!(op.v);
             root = ml.insert(root, [op.dev, op.k], op.v);
             if (m) m.set(op.k, op.v); else model.set(op.dev, new Map([[op.k, op.v]]));
+            break;
+          }
+          case 'pins': {
+            // dm-thin's shape: shadow the upper path, change the subtree, relink its root.
+            const p = ml.shadowPath(root, [op.dev]);
+            if (!m || !p) { assert.equal(p, undefined); break; }
+            root = p.root;
+            if (m.get(op.k) !== op.v) vt.inc!(op.v);
+            const sub = ml.leafTree.insert(p.sub, op.k, op.v);
+            if (sub !== p.sub) root = ml.relink(root, [op.dev], sub);
+            m.set(op.k, op.v);
+            break;
+          }
+          case 'prm': {
+            const p = ml.shadowPath(root, [op.dev]);
+            if (!m || !p) { assert.equal(p, undefined); break; }
+            root = p.root;
+            const r = ml.leafTree.remove(p.sub, op.k);
+            assert.equal(r.value, m.get(op.k));
+            if (r.root !== p.sub) root = ml.relink(root, [op.dev], r.root);
+            m.delete(op.k);
+            break;
+          }
+          case 'hold': {
+            if (held) {
+              ml.del(held.root);
+              held = undefined;
+            } else {
+              h.tm.inc(root);
+              held = { root, model: new Map([...model].map(([d, m2]) => [d, new Map(m2)])) };
+            }
             break;
           }
           case 'rm': {
@@ -103,6 +144,7 @@ test('two-level tree matches a model through snapshots, deletes and commits', ()
         }
       }
       check();
+      if (held) ml.del(held.root);
       ml.del(root);
       assertMetaCounts(h.alloc, new Map());
       assert.equal(counts.size, 0);
@@ -171,6 +213,10 @@ test('paths of the wrong length are refused', () => {
   misuse(() => ml.insert(root, [1, 2, 3], 1));
   misuse(() => ml.subtree(root, [1, 2]));
   misuse(() => ml.removeSubtree(root, []));
+  misuse(() => ml.shadowPath(root, [1, 2]));
+  misuse(() => ml.relink(root, [], 5));
+  assert.equal(ml.shadowPath(root, [1]), undefined);
+  assert.throws(() => ml.relink(root, [1], 5), (e: unknown) => isThinError(e, 'E_CORRUPT'));
   assert.equal(ml.lookup(root, [1, 2]), undefined);
   assert.deepEqual(ml.remove(root, [1, 2]), { root, value: undefined });
 });
