@@ -35,13 +35,7 @@ export function* mappingRuns(md: ThinMetadata, dev: number): Generator<MappingRu
 
 /** Replay `dev`'s mappings as runs into `emit` (already merged where contiguous). */
 export function replayMappings(md: ThinMetadata, dev: number, emit: (origin: number, data: number, length: number, time: number) => void): void {
-  let o = -1, d = 0, len = 0, t = 0;
-  for (const [v, m] of md.mappings(dev)) {
-    if (len > 0 && v === o + len && m.block === d + len && m.time === t) { len++; continue; }
-    if (len > 0) emit(o, d, len, t);
-    o = v; d = m.block; len = 1; t = m.time;
-  }
-  if (len > 0) emit(o, d, len, t);
+  for (const r of mappingRuns(md, dev)) emit(r.originBegin, r.dataBegin, r.length, r.time);
 }
 
 export interface DumpOptions {
