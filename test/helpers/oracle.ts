@@ -232,3 +232,12 @@ export function ok(r: ToolResult, what: string): ToolResult {
   if (r.status !== 0) throw new Error(`${what} exited ${r.status}: ${r.stderr.trim() || r.stdout.slice(0, 500)}`);
   return r;
 }
+
+/** Both oracles (1.x, 0.9.0), or undefined after skipping `t` with the reason one is missing. */
+export function bothTools(t: { skip(msg: string): void }): [Tools, Tools] | undefined {
+  const t1 = tools1x();
+  const t09 = tools09();
+  if (!t1) { t.skip(skipReason.tools1x); return undefined; }
+  if (!t09) { t.skip(skipReason.tools09); return undefined; }
+  return [t1, t09];
+}

@@ -23,7 +23,8 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { repoRoot } from './oracle';
+import type { TestContext } from 'node:test';
+import { repoRoot, withTmpdir, type TmpDir } from './oracle';
 import { isThinError, type ThinErrorCode } from '../../src/errors';
 import type { ThinMetadata } from '../../src/thin/metadata';
 import type { DeviceInfo, SuperblockInfo } from '../../src/thin/xml/types';
@@ -76,6 +77,15 @@ export class Rand {
 export function suiteSeeds(n: number, base: number): number[] {
   if (process.env.THINSIM_SEED) return [Number(process.env.THINSIM_SEED)];
   return Array.from({ length: Number(process.env.THINSIM_SEEDS ?? n) }, (_, i) => base + i);
+}
+
+/**
+ * One subtest per seed of `suiteSeeds(n, base)`, each with a fresh temporary directory
+ * that is removed afterwards, pass or fail. Subtests are named by seed; replay one with
+ * THINSIM_SEED=<seed>.
+ */
+export async function forSeedsInTmpdir(t: TestContext, n: number, base: number, body: (seed: number, dir: TmpDir) => void | Promise<void>): Promise<void> {
+  for (const seed of suiteSeeds(n, base)) await t.test(`seed ${seed}`, () => withTmpdir((dir) => body(seed, dir)));
 }
 
 // ------------------------------------------------------------------------------ the model

@@ -20,7 +20,7 @@ import { checkMetadata, type CheckReport } from '../../src/thin/check';
 import { isThinError } from '../../src/errors';
 import { tmpdir } from '../helpers/oracle';
 import {
-  assertDataCounts, assertMatches, expectThinError, PoolModel, Rand, suiteSeeds, Workload, type PoolState,
+  assertDataCounts, assertMatches, expectThinError, forSeedsInTmpdir, PoolModel, Rand, suiteSeeds, Workload, type PoolState,
 } from '../helpers/workload';
 import type { BlockDevice } from '../../src/io/block-device';
 
@@ -171,33 +171,26 @@ test('write-heavy workloads build multi-level mapping trees and snapshot chains'
 });
 
 test('random workloads on a FileDevice, reopening the file', async (t) => {
-  for (const seed of suiteSeeds(2, 7400)) {
-    await t.test(`seed ${seed}`, () => {
-      const dir = tmpdir();
-      try {
-        const r = new Rand(seed);
-        const file = dir.sparse('metadata', 8 * MiB);
-        let dev = new FileDevice(file);
-        const md = ThinMetadata.format(dev, { dataBlockSize: 128, nrDataBlocks: 40000 });
-        const w = new Workload(md, new PoolModel(128, 40000), r, (old) => {
-          old.close();
-          dev = new FileDevice(file);
-          return ThinMetadata.open(dev);
-        }, { weights: NO_META_SNAP, onCommit: (wl) => verify(wl, dev, `file seed ${seed}`) });
-        w.run(200);
-        w.commit();
-        w.md.close();
-        // A read-only open of the file sees the committed state.
-        dev = new FileDevice(file, { readOnly: true });
-        const ro = ThinMetadata.open(dev);
-        assertMatches(ro, w.model.live, `file seed ${seed} read-only reopen`);
-        expectThinError(() => ro.createThin(12345), 'E_READ_ONLY', 'read-only open refuses writes');
-        ro.close();
-      } finally {
-        dir.cleanup();
-      }
-    });
-  }
+  await forSeedsInTmpdir(t, 2, 7400, (seed, dir) => {
+    const r = new Rand(seed);
+    const file = dir.sparse('metadata', 8 * MiB);
+    let dev = new FileDevice(file);
+    const md = ThinMetadata.format(dev, { dataBlockSize: 128, nrDataBlocks: 40000 });
+    const w = new Workload(md, new PoolModel(128, 40000), r, (old) => {
+      old.close();
+      dev = new FileDevice(file);
+      return ThinMetadata.open(dev);
+    }, { weights: NO_META_SNAP, onCommit: (wl) => verify(wl, dev, `file seed ${seed}`) });
+    w.run(200);
+    w.commit();
+    w.md.close();
+    // A read-only open of the file sees the committed state.
+    dev = new FileDevice(file, { readOnly: true });
+    const ro = ThinMetadata.open(dev);
+    assertMatches(ro, w.model.live, `file seed ${seed} read-only reopen`);
+    expectThinError(() => ro.createThin(12345), 'E_READ_ONLY', 'read-only open refuses writes');
+    ro.close();
+  });
 });
 
 test('snapshots of snapshots: pool time, creation and snapshotted times follow the kernel', () => {

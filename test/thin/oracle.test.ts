@@ -21,10 +21,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { FileDevice } from '../../src/io/file-device';
 import { ThinMetadata } from '../../src/thin/metadata';
-import { ok, skipReason, tmpdir, tools09, tools1x, type TmpDir, type Tools } from '../helpers/oracle';
+import { bothTools, ok, tmpdir, type TmpDir, type Tools } from '../helpers/oracle';
 import { RecordingSink, type Model } from '../helpers/thin-model';
 import { parseXml } from '../../src/thin/xml/reader';
-import { PoolModel, Rand, suiteSeeds, thinsim, thinsimOk, Workload, type PoolState } from '../helpers/workload';
+import { forSeedsInTmpdir, PoolModel, Rand, thinsim, thinsimOk, Workload, type PoolState } from '../helpers/workload';
 
 const MiB = 1024 * 1024;
 const LS_FIELDS = 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS,TRANSACTION,CREATE_TIME,SNAP_TIME';
@@ -139,114 +139,86 @@ function randomPairs(r: Rand, ids: number[], n: number): [number, number][] {
   return out;
 }
 
-function tools(t: { skip(msg: string): void }): [Tools, Tools] | undefined {
-  const t1 = tools1x();
-  const t09 = tools09();
-  if (!t1) { t.skip(skipReason.tools1x); return undefined; }
-  if (!t09) { t.skip(skipReason.tools09); return undefined; }
-  return [t1, t09];
-}
 
 test('random workloads: thin_check, thin_dump, thin_restore, thin_ls and thin_delta agree', async (t) => {
-  const tt = tools(t);
+  const tt = bothTools(t);
   if (!tt) return;
   const [t1, t09] = tt;
-  for (const seed of suiteSeeds(5, 8100)) {
-    await t.test(`seed ${seed}`, () => {
-      const dir = tmpdir();
-      try {
-        const { file, model, pair, w } = build(dir, seed, seed % 2 ? 200 : 120);
-        const what = `seed ${seed} (THINSIM_SEED=${seed})`;
-        const bs = model.dataBlockSize;
-        const before = fs.readFileSync(file);
-        checkBoth(t1, t09, file, what);
-        checkDump(t1, t09, dir, file, model.live, bs, what);
-        checkLs(t1, t09, file, what);
-        const ids = model.deviceIds();
-        checkDelta(t1, t09, file, [pair, [pair[1], pair[0]], ...randomPairs(w.r, ids, 3)], what);
-        assert.ok(before.equals(fs.readFileSync(file)), `${what}: read-only commands leave the file untouched`);
-      } finally {
-        dir.cleanup();
-      }
-    });
-  }
+  await forSeedsInTmpdir(t, 5, 8100, (seed, dir) => {
+    const { file, model, pair, w } = build(dir, seed, seed % 2 ? 200 : 120);
+    const what = `seed ${seed} (THINSIM_SEED=${seed})`;
+    const bs = model.dataBlockSize;
+    const before = fs.readFileSync(file);
+    checkBoth(t1, t09, file, what);
+    checkDump(t1, t09, dir, file, model.live, bs, what);
+    checkLs(t1, t09, file, what);
+    const ids = model.deviceIds();
+    checkDelta(t1, t09, file, [pair, [pair[1], pair[0]], ...randomPairs(w.r, ids, 3)], what);
+    assert.ok(before.equals(fs.readFileSync(file)), `${what}: read-only commands leave the file untouched`);
+  });
 });
 
 test('a held metadata snapshot taken after the workload: thin_check -m, dump -m, ls -m, delta -m', async (t) => {
-  const tt = tools(t);
+  const tt = bothTools(t);
   if (!tt) return;
   const [t1, t09] = tt;
-  for (const seed of suiteSeeds(2, 8200)) {
-    await t.test(`seed ${seed}`, () => {
-      const dir = tmpdir();
-      try {
-        const { file, model, pair } = build(dir, seed, 120);
-        const what = `seed ${seed} (THINSIM_SEED=${seed})`;
-        const md = ThinMetadata.open(new FileDevice(file));
-        const at = md.reserveMetadataSnap();
-        model.reserveMetadataSnap();
-        md.close();
-        checkBoth(t1, t09, file, `${what}, snapshot held`);
-        checkBoth(t1, t09, file, `${what}, snapshot held`, ['-m']);
-        const ours = thinsimOk(['dump', '-m', file]);
-        assert.equal(ours, ok(t09.dump(file, ['-m']), 'thin_dump -m').stdout, `${what}: thinsim dump -m equals thin_dump -m`);
-        assert.deepStrictEqual(parseDump(ours), PoolModel.expectedDump(model.held!, { dataBlockSize: model.dataBlockSize, nrDataBlocks: 0 }), `${what}: dump -m shows the state at the reserve`);
-        assert.equal(ok(t09.dump(file, [`--metadata-snap=${at}`]), 'thin_dump --metadata-snap=N').stdout, ours);
-        checkDump(t1, t09, dir, file, model.live, model.dataBlockSize, `${what}, live dump with a snapshot held`);
-        checkLs(t1, t09, file, `${what}, ls -m`, ['-m']);
-        checkDelta(t1, t09, file, [pair], `${what}, delta with a snapshot held`);
-        checkDelta(t1, t09, file, [pair], `${what}, delta -m`, ['-m']);
-      } finally {
-        dir.cleanup();
-      }
-    });
-  }
+  await forSeedsInTmpdir(t, 2, 8200, (seed, dir) => {
+    const { file, model, pair } = build(dir, seed, 120);
+    const what = `seed ${seed} (THINSIM_SEED=${seed})`;
+    const md = ThinMetadata.open(new FileDevice(file));
+    const at = md.reserveMetadataSnap();
+    model.reserveMetadataSnap();
+    md.close();
+    checkBoth(t1, t09, file, `${what}, snapshot held`);
+    checkBoth(t1, t09, file, `${what}, snapshot held`, ['-m']);
+    const ours = thinsimOk(['dump', '-m', file]);
+    assert.equal(ours, ok(t09.dump(file, ['-m']), 'thin_dump -m').stdout, `${what}: thinsim dump -m equals thin_dump -m`);
+    assert.deepStrictEqual(parseDump(ours), PoolModel.expectedDump(model.held!, { dataBlockSize: model.dataBlockSize, nrDataBlocks: 0 }), `${what}: dump -m shows the state at the reserve`);
+    assert.equal(ok(t09.dump(file, [`--metadata-snap=${at}`]), 'thin_dump --metadata-snap=N').stdout, ours);
+    checkDump(t1, t09, dir, file, model.live, model.dataBlockSize, `${what}, live dump with a snapshot held`);
+    checkLs(t1, t09, file, `${what}, ls -m`, ['-m']);
+    checkDelta(t1, t09, file, [pair], `${what}, delta with a snapshot held`);
+    checkDelta(t1, t09, file, [pair], `${what}, delta -m`, ['-m']);
+  });
 });
 
 test('writes, snapshots and deletes while a metadata snapshot is held', async (t) => {
-  const tt = tools(t);
+  const tt = bothTools(t);
   if (!tt) return;
   const [t1, t09] = tt;
-  for (const seed of suiteSeeds(3, 8300)) {
-    await t.test(`seed ${seed}`, () => {
-      const dir = tmpdir();
-      try {
-        // Reserve part way, keep working, and end with the snapshot still held.
-        const { file, model, w } = build(dir, seed, 60);
-        let md = ThinMetadata.open(new FileDevice(file));
-        w.md = md;
-        md.reserveMetadataSnap();
-        model.reserveMetadataSnap();
-        w.run(60);
-        w.commit();
-        md = w.md;
-        const held = model.held !== undefined;
-        md.close();
-        const what = `seed ${seed} (THINSIM_SEED=${seed}), metadata snapshot ${held ? 'held' : 'released'}`;
-        checkBoth(t1, t09, file, what);
-        checkDump(t1, t09, dir, file, model.live, model.dataBlockSize, what);
-        if (held) {
-          const ours = thinsimOk(['dump', '-m', file]);
-          assert.equal(ours, ok(t09.dump(file, ['-m']), 'thin_dump -m').stdout, `${what}: dump -m`);
-          assert.deepStrictEqual(parseDump(ours), PoolModel.expectedDump(model.held!, { dataBlockSize: model.dataBlockSize, nrDataBlocks: 0 }), `${what}: dump -m shows the state at the reserve`);
-        }
-        // Release and commit: all of the snapshot's references go.
-        if (held) {
-          md = ThinMetadata.open(new FileDevice(file));
-          md.releaseMetadataSnap();
-          md.commit();
-          md.close();
-          checkBoth(t1, t09, file, `${what}, then released`);
-        }
-      } finally {
-        dir.cleanup();
-      }
-    });
-  }
+  await forSeedsInTmpdir(t, 3, 8300, (seed, dir) => {
+    // Reserve part way, keep working, and end with the snapshot still held.
+    const { file, model, w } = build(dir, seed, 60);
+    let md = ThinMetadata.open(new FileDevice(file));
+    w.md = md;
+    md.reserveMetadataSnap();
+    model.reserveMetadataSnap();
+    w.run(60);
+    w.commit();
+    md = w.md;
+    const held = model.held !== undefined;
+    md.close();
+    const what = `seed ${seed} (THINSIM_SEED=${seed}), metadata snapshot ${held ? 'held' : 'released'}`;
+    checkBoth(t1, t09, file, what);
+    checkDump(t1, t09, dir, file, model.live, model.dataBlockSize, what);
+    if (held) {
+      const ours = thinsimOk(['dump', '-m', file]);
+      assert.equal(ours, ok(t09.dump(file, ['-m']), 'thin_dump -m').stdout, `${what}: dump -m`);
+      assert.deepStrictEqual(parseDump(ours), PoolModel.expectedDump(model.held!, { dataBlockSize: model.dataBlockSize, nrDataBlocks: 0 }), `${what}: dump -m shows the state at the reserve`);
+    }
+    // Release and commit: all of the snapshot's references go.
+    if (held) {
+      md = ThinMetadata.open(new FileDevice(file));
+      md.releaseMetadataSnap();
+      md.commit();
+      md.close();
+      checkBoth(t1, t09, file, `${what}, then released`);
+    }
+  });
 });
 
 test('thinsim check agrees with thin_check 1.x on the metadata free block count', (t) => {
-  const tt = tools(t);
+  const tt = bothTools(t);
   if (!tt) return;
   const [t1] = tt;
   const dir = tmpdir();

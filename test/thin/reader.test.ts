@@ -22,9 +22,9 @@ import { checkMetadata, type Finding } from '../../src/thin/check';
 import { dumpMetadata } from '../../src/thin/dump';
 import { parseXml } from '../../src/thin/xml/reader';
 import { XmlWriter } from '../../src/thin/xml/writer';
-import { ok, skipReason, tmpdir, tools09, tools1x, type TmpDir, type Tools } from '../helpers/oracle';
+import { bothTools, ok, tmpdir, type TmpDir, type Tools } from '../helpers/oracle';
 import { genModel, RecordingSink, replay, type Model } from '../helpers/thin-model';
-import { suiteSeeds, thinsim } from '../helpers/workload';
+import { forSeedsInTmpdir, thinsim } from '../helpers/workload';
 
 const MiB = 1024 * 1024;
 
@@ -94,119 +94,91 @@ function restoreWith(t: Tools, dir: TmpDir, xml: string, name: string): string {
   return meta;
 }
 
-function tools(t: { skip(msg: string): void }): [Tools, Tools] | undefined {
-  const t1 = tools1x();
-  const t09 = tools09();
-  if (!t1) { t.skip(skipReason.tools1x); return undefined; }
-  if (!t09) { t.skip(skipReason.tools09); return undefined; }
-  return [t1, t09];
-}
 
 const quirksSeen: string[] = [];
 
 test('metadata written by thin_restore 0.9.0 and 1.x reads back like thin_dump', async (t) => {
-  const tt = tools(t);
+  const tt = bothTools(t);
   if (!tt) return;
   const [t1, t09] = tt;
-  for (const seed of suiteSeeds(8, 9100)) {
-    await t.test(`seed ${seed}`, () => {
-      const dir = tmpdir();
-      try {
-        const model = saneModel(seed);
-        const xml = xmlOf(model);
-        for (const t of [t09, t1]) {
-          const what = `seed ${seed} (THINSIM_SEED=${seed}), thin_restore ${t.version}`;
-          const meta = restoreWith(t, dir, xml, `r${t.flavour}`);
-          const theirs = ok(t09.dump(meta), 'thin_dump 0.9.0').stdout;
-          const ours = ourDump(meta);
-          assert.equal(ours, theirs, `${what}: our dump equals thin_dump 0.9.0`);
-          const want = { ...model, sb: { ...model.sb, version: t.flavour === '1.x' ? 2 : model.sb.version } };
-          assert.deepStrictEqual(parseModel(ours), want, `${what}: our dump is the restored model`);
-          const rep = checkMetadata(new FileDevice(meta, { readOnly: true }));
-          const { other, quirk } = errorsBesidesQuirk(rep.findings);
-          assert.deepEqual(other.map((f) => `${f.message} [${f.path}]`), [], `${what}: checkMetadata`);
-          if (t.flavour === '1.x') assert.equal(quirk.length, 0, `${what}: 1.x restores have exact nr_allocated`);
-          else if (quirk.length) quirksSeen.push(`seed ${seed}: "${quirk[0].message}" (path "${quirk[0].path}", block ${quirk[0].block})`);
-          // The CLI says the same: 0 for 1.x files; for 0.9.0 files exit 1 only because of the quirk.
-          const cli = thinsim(['check', meta]);
-          assert.equal(cli.status, quirk.length ? 1 : 0, `${what}: thinsim check exit status\n${cli.stderr}`);
-          if (quirk.length) assert.match(cli.stderr, /error: nr_allocated is \d+, but \d+ blocks have a non-zero count/);
-          assert.doesNotMatch(cli.stderr, /internal error|\n\s+at /, 'no stack trace');
-        }
-      } finally {
-        dir.cleanup();
-      }
-    });
-  }
+  await forSeedsInTmpdir(t, 8, 9100, (seed, dir) => {
+    const model = saneModel(seed);
+    const xml = xmlOf(model);
+    for (const t of [t09, t1]) {
+      const what = `seed ${seed} (THINSIM_SEED=${seed}), thin_restore ${t.version}`;
+      const meta = restoreWith(t, dir, xml, `r${t.flavour}`);
+      const theirs = ok(t09.dump(meta), 'thin_dump 0.9.0').stdout;
+      const ours = ourDump(meta);
+      assert.equal(ours, theirs, `${what}: our dump equals thin_dump 0.9.0`);
+      const want = { ...model, sb: { ...model.sb, version: t.flavour === '1.x' ? 2 : model.sb.version } };
+      assert.deepStrictEqual(parseModel(ours), want, `${what}: our dump is the restored model`);
+      const rep = checkMetadata(new FileDevice(meta, { readOnly: true }));
+      const { other, quirk } = errorsBesidesQuirk(rep.findings);
+      assert.deepEqual(other.map((f) => `${f.message} [${f.path}]`), [], `${what}: checkMetadata`);
+      if (t.flavour === '1.x') assert.equal(quirk.length, 0, `${what}: 1.x restores have exact nr_allocated`);
+      else if (quirk.length) quirksSeen.push(`seed ${seed}: "${quirk[0].message}" (path "${quirk[0].path}", block ${quirk[0].block})`);
+      // The CLI says the same: 0 for 1.x files; for 0.9.0 files exit 1 only because of the quirk.
+      const cli = thinsim(['check', meta]);
+      assert.equal(cli.status, quirk.length ? 1 : 0, `${what}: thinsim check exit status\n${cli.stderr}`);
+      if (quirk.length) assert.match(cli.stderr, /error: nr_allocated is \d+, but \d+ blocks have a non-zero count/);
+      assert.doesNotMatch(cli.stderr, /internal error|\n\s+at /, 'no stack trace');
+    }
+  });
   if (quirksSeen.length) t.diagnostic(`thin_restore 0.9.0 nr_allocated quirk reported by checkMetadata as: ${quirksSeen[0]} (${quirksSeen.length} seeds)`);
 });
 
 test('unusual field values from thin_restore read back like thin_dump (times past the pool time, huge ids)', async (t) => {
-  const tt = tools(t);
+  const tt = bothTools(t);
   if (!tt) return;
   const [t1, t09] = tt;
-  for (const seed of suiteSeeds(6, 9200)) {
-    await t.test(`seed ${seed}`, () => {
-      const dir = tmpdir();
-      try {
-        const model = genModel(seed);
-        const xml = xmlOf(model);
-        for (const t of [t09, t1]) {
-          const meta = restoreWith(t, dir, xml, `w${t.flavour}`);
-          assert.equal(ourDump(meta), ok(t09.dump(meta), 'thin_dump').stdout, `seed ${seed}, thin_restore ${t.version}: dump`);
-          // The checker may object to device times after the pool time, but it must not crash.
-          const rep = checkMetadata(new FileDevice(meta, { readOnly: true }));
-          const { other } = errorsBesidesQuirk(rep.findings);
-          for (const f of other) assert.match(f.message, /after the pool time/, `seed ${seed}: only time findings expected, got ${f.message}`);
-        }
-      } finally {
-        dir.cleanup();
-      }
-    });
-  }
+  await forSeedsInTmpdir(t, 6, 9200, (seed, dir) => {
+    const model = genModel(seed);
+    const xml = xmlOf(model);
+    for (const t of [t09, t1]) {
+      const meta = restoreWith(t, dir, xml, `w${t.flavour}`);
+      assert.equal(ourDump(meta), ok(t09.dump(meta), 'thin_dump').stdout, `seed ${seed}, thin_restore ${t.version}: dump`);
+      // The checker may object to device times after the pool time, but it must not crash.
+      const rep = checkMetadata(new FileDevice(meta, { readOnly: true }));
+      const { other } = errorsBesidesQuirk(rep.findings);
+      for (const f of other) assert.match(f.message, /after the pool time/, `seed ${seed}: only time findings expected, got ${f.message}`);
+    }
+  });
 });
 
 test('thinsim restore of random XML: thin_check passes and thin_dump gives the XML back', async (t) => {
-  const tt = tools(t);
+  const tt = bothTools(t);
   if (!tt) return;
   const [t1, t09] = tt;
-  for (const seed of suiteSeeds(8, 9300)) {
-    await t.test(`seed ${seed}`, () => {
-      const dir = tmpdir();
-      try {
-        const model = seed % 3 === 0 ? genModel(seed) : saneModel(seed);
-        const inputVersion = model.sb.version;
-        const canonical = xmlOf({ ...model, sb: { ...model.sb, version: 2, flags: 0 } });
-        const input = xmlOf(model).replace('uuid=""', seed % 2 ? 'uuid="some-uuid-string"' : 'uuid=""');
-        const xmlFile = dir.file('in.xml');
-        fs.writeFileSync(xmlFile, input);
-        const what = `seed ${seed} (THINSIM_SEED=${seed}), input version ${inputVersion}`;
-        // Into an existing sparse file, and into a path that does not exist yet.
-        const existing = dir.sparse('existing.bin', (4 + (seed % 3) * 6) * MiB);
-        // A missing path named "metadata" is created as a file (other missing paths become pool directories).
-        const fresh = dir.file('metadata');
-        for (const [meta, extra] of [[existing, []], [fresh, ['--metadata-size', '8M']]] as const) {
-          const r = thinsim(['restore', meta, '-i', xmlFile, '-q', ...extra]);
-          assert.equal(r.status, 0, `${what}: thinsim restore ${meta}: ${r.stderr}`);
-          for (const tool of hasIntraDeviceDup(model) ? [t09] : [t1, t09]) {
-            const c = tool.check(meta);
-            assert.equal(c.status, 0, `${what}: thin_check ${tool.version} on thinsim restore output:\n${c.stderr}`);
-          }
-          assert.equal(ok(t09.dump(meta), 'thin_dump').stdout, canonical, `${what}: thin_dump of thinsim restore equals the input (canonical)`);
-          const rep = checkMetadata(new FileDevice(meta, { readOnly: true }));
-          const errs = rep.findings.filter((f) => f.severity === 'error' && !/after the pool time/.test(f.message));
-          assert.deepEqual(errs.map((f) => f.message), [], `${what}: checkMetadata`);
-        }
-        assert.equal(fs.statSync(fresh).size, 8 * MiB, 'a new file gets --metadata-size');
-      } finally {
-        dir.cleanup();
+  await forSeedsInTmpdir(t, 8, 9300, (seed, dir) => {
+    const model = seed % 3 === 0 ? genModel(seed) : saneModel(seed);
+    const inputVersion = model.sb.version;
+    const canonical = xmlOf({ ...model, sb: { ...model.sb, version: 2, flags: 0 } });
+    const input = xmlOf(model).replace('uuid=""', seed % 2 ? 'uuid="some-uuid-string"' : 'uuid=""');
+    const xmlFile = dir.file('in.xml');
+    fs.writeFileSync(xmlFile, input);
+    const what = `seed ${seed} (THINSIM_SEED=${seed}), input version ${inputVersion}`;
+    // Into an existing sparse file, and into a path that does not exist yet.
+    const existing = dir.sparse('existing.bin', (4 + (seed % 3) * 6) * MiB);
+    // A missing path named "metadata" is created as a file (other missing paths become pool directories).
+    const fresh = dir.file('metadata');
+    for (const [meta, extra] of [[existing, []], [fresh, ['--metadata-size', '8M']]] as const) {
+      const r = thinsim(['restore', meta, '-i', xmlFile, '-q', ...extra]);
+      assert.equal(r.status, 0, `${what}: thinsim restore ${meta}: ${r.stderr}`);
+      for (const tool of hasIntraDeviceDup(model) ? [t09] : [t1, t09]) {
+        const c = tool.check(meta);
+        assert.equal(c.status, 0, `${what}: thin_check ${tool.version} on thinsim restore output:\n${c.stderr}`);
       }
-    });
-  }
+      assert.equal(ok(t09.dump(meta), 'thin_dump').stdout, canonical, `${what}: thin_dump of thinsim restore equals the input (canonical)`);
+      const rep = checkMetadata(new FileDevice(meta, { readOnly: true }));
+      const errs = rep.findings.filter((f) => f.severity === 'error' && !/after the pool time/.test(f.message));
+      assert.deepEqual(errs.map((f) => f.message), [], `${what}: checkMetadata`);
+    }
+    assert.equal(fs.statSync(fresh).size, 8 * MiB, 'a new file gets --metadata-size');
+  });
 });
 
 test('thin_dump 1.x output (<def>/<ref> shared runs) restores to the same pool', async (t) => {
-  const tt = tools(t);
+  const tt = bothTools(t);
   if (!tt) return;
   const [t1, t09] = tt;
   const dir = tmpdir();
