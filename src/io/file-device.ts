@@ -31,6 +31,11 @@ export class FileDevice implements BlockDevice {
     }
     const st = fs.fstatSync(this.fd);
     this.isBlockDev = st.isBlockDevice();
+    // root may open a read-only block device for writing; every write would then fail.
+    if (this.isBlockDev && !this.readOnly && blockDeviceReadOnly(path)) {
+      fs.closeSync(this.fd);
+      throw new ThinError('E_READ_ONLY', `${path} is a read-only block device; it can be inspected (check, dump, ls, delta) but not written`, { file: path });
+    }
     this.cachedSize = this.isBlockDev ? blockDeviceSize(path) : st.size;
   }
 
@@ -94,14 +99,26 @@ export class FileDevice implements BlockDevice {
   }
 }
 
-/** Size of a block device in bytes, from sysfs (there is no BLKGETSIZE64 ioctl from JS). */
+/** A block device's sysfs attribute file (there are no BLKGETSIZE64 / BLKROGET ioctls from JS). */
+function sysfsAttr(path: string, attr: string): string {
+  const base = fs.realpathSync(path).split('/').pop()!;
+  return fs.readFileSync(`/sys/class/block/${base}/${attr}`, 'utf8').trim();
+}
+
+/** Size of a block device in bytes, from sysfs. */
 export function blockDeviceSize(path: string): number {
-  const real = fs.realpathSync(path);
-  const base = real.split('/').pop()!;
   try {
-    const sectors = Number(fs.readFileSync(`/sys/class/block/${base}/size`, 'utf8').trim());
-    return sectors * 512;
+    return Number(sysfsAttr(path, 'size')) * 512;
   } catch (e) {
     throw ioError('find the size of block device', path, e);
+  }
+}
+
+/** True when sysfs says the block device is read-only (false when it cannot tell). */
+export function blockDeviceReadOnly(path: string): boolean {
+  try {
+    return sysfsAttr(path, 'ro') === '1';
+  } catch {
+    return false;
   }
 }
