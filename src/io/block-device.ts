@@ -19,6 +19,8 @@ export interface BlockDevice {
   /** Fill `buf` from `offset`; throws E_IO on short read. */
   read(buf: Uint8Array, offset: number): void;
   write(buf: Uint8Array, offset: number): void;
+  /** Write `bufs` back to back from `offset` (one gathered write where the OS allows). */
+  writev(bufs: readonly Uint8Array[], offset: number): void;
   /** Make all earlier writes durable (fdatasync). */
   sync(): void;
   /** Grow (never shrink) the device to `bytes`, where the backing store allows it. */

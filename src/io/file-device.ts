@@ -72,6 +72,26 @@ export class FileDevice implements BlockDevice {
     }
   }
 
+  writev(bufs: readonly Uint8Array[], offset: number): void {
+    if (this.readOnly) throw new ThinError('E_READ_ONLY', `${this.name} is open read-only`, { file: this.name });
+    let rest = bufs.filter((b) => b.length > 0);
+    let pos = offset;
+    while (rest.length > 0) {
+      let n: number;
+      try {
+        n = fs.writevSync(this.fd, rest as Uint8Array[], pos);
+      } catch (e) {
+        throw ioError('write', this.name, e);
+      }
+      pos += n;
+      // A short write (or more buffers than IOV_MAX) leaves a tail: go on from there.
+      let i = 0;
+      while (i < rest.length && n >= rest[i].length) n -= rest[i++].length;
+      rest = rest.slice(i);
+      if (n > 0) rest[0] = rest[0].subarray(n);
+    }
+  }
+
   sync(): void {
     if (this.readOnly) return;
     try {

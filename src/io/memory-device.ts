@@ -63,6 +63,18 @@ export class MemoryDevice implements BlockDevice {
     this.unsynced.push({ offset, data: Uint8Array.from(buf) });
   }
 
+  /** One call for fault injection; each buffer is its own unsynced write for crash images. */
+  writev(bufs: readonly Uint8Array[], offset: number): void {
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    const all = new Uint8Array(total);
+    let at = 0;
+    for (const b of bufs) { all.set(b, at); at += b.length; }
+    this.write(all, offset);
+    this.unsynced.pop();
+    at = offset;
+    for (const b of bufs) { this.unsynced.push({ offset: at, data: Uint8Array.from(b) }); at += b.length; }
+  }
+
   sync(): void {
     this.syncs++;
     for (const w of this.unsynced) this.durable.set(w.data, w.offset);

@@ -158,12 +158,11 @@ export class BlockManager {
     if (start < 0 || end > this.nrBlocks) {
       throw new ThinError('E_CORRUPT', `write to blocks ${start}..${end - 1} outside the metadata device (${this.nrBlocks} blocks)`, { block: start });
     }
-    const buf = new Uint8Array(blocks.length * BLOCK_SIZE);
-    blocks.forEach(({ data, v }, i) => {
+    const bufs = blocks.map(({ data, v }, i) => {
       v.prepare(data, start + i);
-      buf.set(data, i * BLOCK_SIZE);
+      return data;
     });
-    this.dev.write(buf, start * BLOCK_SIZE);
+    this.dev.writev(bufs, start * BLOCK_SIZE);
     this.writes += blocks.length;
     blocks.forEach(({ data }, i) => {
       this.cache.delete(start + i);

@@ -77,12 +77,12 @@ export class ThinMetadata {
   /** Called when a data block's count drops to 0 (discard passdown). */
   onDataBlockFreed: ((block: number) => void) | undefined;
 
-  private details = new Map<number, DeviceDetails>();
+  /** Every device: its details (in memory until commit) and cached mapping state. */
+  private devs = new Map<number, DevState>();
+  /** Devices whose details changed in this transaction (their `changed` flag is set). */
   private changedDetails = new Set<number>();
   private deletedDetails = new Set<number>();
-  private devRoots = new Map<number, number>();
-  /** Devices whose top-level path is unshared in this transaction (see prepareTopLevel). */
-  private topPrepared = new Set<number>();
+  private readonly scratch: BlockTime = { block: 0, time: 0 };
   /** The two-level mapping tree: device id -> subtree root; virtual block -> block_time. */
   readonly mapping: MultiLevelBTree<BlockTime>;
   /** Its bottom level, counting data references. */
@@ -181,29 +181,21 @@ export class ThinMetadata {
 
   /** Device ids in ascending order. */
   devices(): number[] {
-    return [...this.details.keys()].sort((a, b) => a - b);
+    return [...this.devs.keys()].sort((a, b) => a - b);
   }
 
   hasDevice(dev: number): boolean {
-    return this.details.has(dev);
+    return this.devs.has(dev);
   }
 
   /** Details of `dev`; E_NO_DEVICE if it does not exist. */
   deviceDetails(dev: number): DeviceDetails {
-    const d = this.details.get(dev);
-    if (!d) throw noDevice(dev);
-    return { ...d };
+    return { ...this.dev(dev).details };
   }
 
   /** Root of `dev`'s mapping subtree. */
   deviceRoot(dev: number): number {
-    let r = this.devRoots.get(dev);
-    if (r === undefined) {
-      r = this.mapping.subtree(this.sb.dataMappingRoot, [dev]);
-      if (r === undefined) throw noDevice(dev);
-      this.devRoots.set(dev, r);
-    }
-    return r;
+    return this.rootOf(dev, this.dev(dev));
   }
 
   lookup(dev: number, vblock: number): BlockTime | undefined {
@@ -229,17 +221,16 @@ export class ThinMetadata {
   createThin(dev: number): void {
     this.assertWritable();
     checkDeviceId(dev);
-    if (this.details.has(dev)) throw deviceExists(dev);
+    if (this.devs.has(dev)) throw deviceExists(dev);
     const root = this.mappingTree.empty();
     this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
-    this.devRoots.set(dev, root);
-    this.setDetails(dev, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time });
+    this.setDetails(dev, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
   }
 
   createSnap(dev: number, origin: number): void {
     this.assertWritable();
     checkDeviceId(dev);
-    if (this.details.has(dev)) throw deviceExists(dev);
+    if (this.devs.has(dev)) throw deviceExists(dev);
     const originDetails = this.deviceDetails(origin);
     if (this.sb.time >= MAX_TIME) {
       throw new ThinError('E_RANGE', `pool time ${this.sb.time} has reached the 24-bit limit; no more snapshots can be taken`, { device: dev });
@@ -247,18 +238,16 @@ export class ThinMetadata {
     const root = this.deviceRoot(origin);
     this.tm.inc(root);
     this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
-    this.devRoots.set(dev, root);
     this.sb.time++;
     this.setDetails(origin, { ...originDetails, snapshottedTime: this.sb.time });
-    this.setDetails(dev, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time });
+    this.setDetails(dev, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
   }
 
   deleteDevice(dev: number): void {
     this.assertWritable();
-    if (!this.details.has(dev)) throw noDevice(dev);
+    if (!this.devs.has(dev)) throw noDevice(dev);
     this.sb.dataMappingRoot = this.mapping.removeSubtree(this.sb.dataMappingRoot, [dev]).root;
-    this.devRoots.delete(dev);
-    this.details.delete(dev);
+    this.devs.delete(dev);
     this.changedDetails.delete(dev);
     this.deletedDetails.add(dev);
   }
@@ -279,10 +268,9 @@ export class ThinMetadata {
   adoptDevice(dev: number, root: number, details: DeviceDetails): void {
     this.assertWritable();
     checkDeviceId(dev);
-    if (this.details.has(dev)) throw deviceExists(dev);
+    if (this.devs.has(dev)) throw deviceExists(dev);
     this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
-    this.devRoots.set(dev, root);
-    this.setDetails(dev, details);
+    this.setDetails(dev, details, root);
   }
 
   /** Set the pool time (restore); mappings made from now on carry it. */
@@ -314,47 +302,41 @@ export class ThinMetadata {
    */
   insertMapping(dev: number, vblock: number, block: number): void {
     this.assertWritable();
-    const details = this.details.get(dev);
-    if (!details) throw noDevice(dev);
+    const st = this.dev(dev);
     if (!(block >= 0 && block < this.nrDataBlocks)) {
       throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: dev, block });
     }
-    const oldRoot = this.prepareTopLevel(dev);
-    const root = this.mappingTree.insert(oldRoot, vblock, { block, time: this.sb.time });
-    this.replaceRoot(dev, oldRoot, root);
-    if (this.mappingTree.lastInsertAdded) {
-      // Details live in memory until commit; update in place (no object per mapping).
-      details.mappedBlocks++;
-      this.changedDetails.add(dev);
-    }
+    const oldRoot = this.prepareTopLevel(dev, st);
+    // One reused value object: insert packs it at once and keeps no reference to it.
+    const bt = this.scratch;
+    bt.block = block;
+    bt.time = this.sb.time;
+    const root = this.mappingTree.insert(oldRoot, vblock, bt);
+    if (root !== oldRoot) this.relinkRoot(dev, st, root);
+    // Details live in memory until commit; update in place (no object per mapping).
+    if (this.mappingTree.lastInsertAdded) this.countMapped(dev, st, 1);
   }
 
   /** Unmap `vblock` of `dev`; returns the old mapping, or undefined if none. */
   removeMapping(dev: number, vblock: number): BlockTime | undefined {
     this.assertWritable();
-    const details = this.details.get(dev);
-    if (!details) throw noDevice(dev);
-    if (this.mappingTree.lookup(this.deviceRoot(dev), vblock) === undefined) return undefined;
-    const oldRoot = this.prepareTopLevel(dev);
+    const st = this.dev(dev);
+    if (this.mappingTree.lookup(this.rootOf(dev, st), vblock) === undefined) return undefined;
+    const oldRoot = this.prepareTopLevel(dev, st);
     const r = this.mappingTree.remove(oldRoot, vblock);
-    this.replaceRoot(dev, oldRoot, r.root);
-    details.mappedBlocks--;
-    this.changedDetails.add(dev);
+    if (r.root !== oldRoot) this.relinkRoot(dev, st, r.root);
+    this.countMapped(dev, st, -1);
     return r.value;
   }
 
   /** Unmap every block of `dev` in [from, to); returns how many were mapped. */
   removeRange(dev: number, from: number, to: number): number {
     this.assertWritable();
-    const details = this.details.get(dev);
-    if (!details) throw noDevice(dev);
-    const oldRoot = this.prepareTopLevel(dev);
+    const st = this.dev(dev);
+    const oldRoot = this.prepareTopLevel(dev, st);
     const r = this.mappingTree.removeRange(oldRoot, from, to);
-    this.replaceRoot(dev, oldRoot, r.root);
-    if (r.removed) {
-      details.mappedBlocks -= r.removed;
-      this.changedDetails.add(dev);
-    }
+    if (r.root !== oldRoot) this.relinkRoot(dev, st, r.root);
+    if (r.removed) this.countMapped(dev, st, -r.removed);
     return r.removed;
   }
 
@@ -414,10 +396,10 @@ export class ThinMetadata {
   commit(): void {
     this.assertWritable();
     for (const dev of [...this.deletedDetails].sort((a, b) => a - b)) {
-      if (!this.details.has(dev)) this.sb.deviceDetailsRoot = this.detailsTree.remove(this.sb.deviceDetailsRoot, dev).root;
+      if (!this.devs.has(dev)) this.sb.deviceDetailsRoot = this.detailsTree.remove(this.sb.deviceDetailsRoot, dev).root;
     }
     for (const dev of [...this.changedDetails].sort((a, b) => a - b)) {
-      this.sb.deviceDetailsRoot = this.detailsTree.insert(this.sb.deviceDetailsRoot, dev, this.details.get(dev)!);
+      this.sb.deviceDetailsRoot = this.detailsTree.insert(this.sb.deviceDetailsRoot, dev, this.devs.get(dev)!.details);
     }
     this.sb.dataSmRoot = this.requireDataSm().commit();
     this.sb.metadataSmRoot = this.requireMetadataSm().commit();
@@ -426,7 +408,10 @@ export class ThinMetadata {
     this.metadataSm!.markCommitted();
     this.changedDetails.clear();
     this.deletedDetails.clear();
-    this.topPrepared.clear();
+    for (const st of this.devs.values()) {
+      st.changed = false;
+      st.prepared = false;
+    }
     this.committed = { ...this.sb };
   }
 
@@ -435,8 +420,6 @@ export class ThinMetadata {
     this.tm.abort();
     this.bm.dropCache();
     this.sb = { ...this.committed };
-    this.devRoots.clear();
-    this.topPrepared.clear();
     this.changedDetails.clear();
     this.deletedDetails.clear();
     this.loadSpaceMaps();
@@ -468,6 +451,23 @@ export class ThinMetadata {
 
   // ---------------------------------------------------------------- internals
 
+  /** The state of `dev`; E_NO_DEVICE if it does not exist. */
+  private dev(dev: number): DevState {
+    const st = this.devs.get(dev);
+    if (st === undefined) throw noDevice(dev);
+    return st;
+  }
+
+  /** Root of `dev`'s mapping subtree, looked up in the top level once and then cached. */
+  private rootOf(dev: number, st: DevState): number {
+    if (st.root === undefined) {
+      const r = this.mapping.subtree(this.sb.dataMappingRoot, [dev]);
+      if (r === undefined) throw new ThinError('E_CORRUPT', `thin device ${dev} has details but no mapping tree`, { device: dev });
+      st.root = r;
+    }
+    return st.root;
+  }
+
   /**
    * Shadow the top-level path to `dev` before touching its subtree, as the kernel's
    * multi-level btree does (top-down). When a held metadata snapshot shares the
@@ -475,24 +475,39 @@ export class ThinMetadata {
    * the bottom level then sees its root as shared and increments the data blocks of
    * any leaf it copies. Done once per device per transaction. Returns the root.
    */
-  private prepareTopLevel(dev: number): number {
-    const root = this.deviceRoot(dev);
-    if (!this.topPrepared.has(dev)) {
+  private prepareTopLevel(dev: number, st: DevState): number {
+    const root = this.rootOf(dev, st);
+    if (!st.prepared) {
       this.sb.dataMappingRoot = this.mapping.shadowPath(this.sb.dataMappingRoot, [dev])!.root;
-      this.topPrepared.add(dev);
+      st.prepared = true;
     }
     return root;
   }
 
-  private replaceRoot(dev: number, oldRoot: number, root: number): void {
-    if (root === oldRoot) return;
-    // The bottom level already shadowed (and decremented) the old root.
+  /** Link `dev`'s new subtree root; the bottom level already shadowed (and decremented) the old one. */
+  private relinkRoot(dev: number, st: DevState, root: number): void {
     this.sb.dataMappingRoot = this.mapping.relink(this.sb.dataMappingRoot, [dev], root);
-    this.devRoots.set(dev, root);
+    st.root = root;
   }
 
-  private setDetails(dev: number, d: DeviceDetails): void {
-    this.details.set(dev, d);
+  private countMapped(dev: number, st: DevState, by: number): void {
+    st.details.mappedBlocks += by;
+    if (!st.changed) {
+      st.changed = true;
+      this.changedDetails.add(dev);
+    }
+  }
+
+  /** New details for `dev` (a new device when `root` is given: its subtree root). */
+  private setDetails(dev: number, d: DeviceDetails, root?: number): void {
+    const st = this.devs.get(dev);
+    if (st !== undefined) {
+      st.details = d;
+      if (root !== undefined) st.root = root;
+    } else {
+      this.devs.set(dev, { details: d, root, prepared: false, changed: false });
+    }
+    this.devs.get(dev)!.changed = true;
     this.changedDetails.add(dev);
   }
 
@@ -508,8 +523,8 @@ export class ThinMetadata {
   }
 
   private loadDetails(): void {
-    this.details.clear();
-    for (const [dev, d] of this.detailsTree.entries(this.sb.deviceDetailsRoot)) this.details.set(dev, d);
+    this.devs.clear();
+    for (const [dev, d] of this.detailsTree.entries(this.sb.deviceDetailsRoot)) this.devs.set(dev, { details: d, root: undefined, prepared: false, changed: false });
   }
 
   private requireDataSm(): DataSpaceMap {
@@ -525,6 +540,18 @@ export class ThinMetadata {
   private assertWritable(): void {
     if (this.readOnly) throw new ThinError('E_READ_ONLY', `metadata ${this.bm.dev.name} is open read-only`, { file: this.bm.dev.name });
   }
+}
+
+/** What ThinMetadata keeps per device between commits. */
+interface DevState {
+  /** Details as of now (written to the details tree at commit when `changed`). */
+  details: DeviceDetails;
+  /** Root of the device's mapping subtree, once looked up (or made). */
+  root: number | undefined;
+  /** The top-level path to the subtree was shadowed in this transaction. */
+  prepared: boolean;
+  /** The details differ from the committed ones (the device is in changedDetails). */
+  changed: boolean;
 }
 
 function checkSuperblock(sb: Superblock, name: string, readOnly: boolean): void {
