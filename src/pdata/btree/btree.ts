@@ -112,7 +112,7 @@ export class BTree<V> implements SubtreeOwner {
   /** A new empty tree: one LEAF with no entries. The caller owns its reference. */
   empty(): number {
     const b = this.tm.newBlock(btreeNodeValidator);
-    initNode(b.data, LEAF_NODE, this.leafMaxEntries, this.vt.size);
+    initNode(b.data, LEAF_NODE, this.leafMaxEntries, this.vt.size, true);
     return b.location;
   }
 
@@ -320,6 +320,8 @@ export class BTree<V> implements SubtreeOwner {
    * the hint have changed the leaf. Any other change to this tree drops the hint.
    */
   private hintLeaf: Uint8Array | undefined;
+  /** A DataView over hintLeaf, so appends pack their value in place. */
+  private hintDv: DataView | undefined;
   private hintRoot = -1;
   private hintEpoch = -1;
   private hintHi = 0;
@@ -330,14 +332,20 @@ export class BTree<V> implements SubtreeOwner {
   /** Insert or overwrite `key`. Returns the new root; `lastInsertAdded` tells which it did. */
   insert(root: number, key: number, value: V): number {
     checkKey(key);
-    // Pack first, so a value that does not fit throws before anything is shadowed.
-    this.vt.write(this.wdv, 0, value);
     const h = this.hintLeaf;
     if (h !== undefined && root === this.hintRoot && this.hintEpoch === this.tm.epoch &&
         key > this.hintLast && key < this.hintHi && this.hintN < this.hintMax) {
       const n = this.hintN;
+      // Pack straight into the free slot past nr_entries; a value that does not fit
+      // throws with the slot zeroed again and nothing else touched.
+      const vo = NODE_HEADER_SIZE + 8 * this.hintMax + this.vt.size * n;
+      try {
+        this.vt.write(this.hintDv!, vo, value);
+      } catch (e) {
+        h.fill(0, vo, vo + this.vt.size);
+        throw e;
+      }
       setKey(h, n, key);
-      this.putValue(h, NODE_HEADER_SIZE + 8 * this.hintMax + this.vt.size * n);
       setNrEntries(h, n + 1);
       this.hintN = n + 1;
       this.hintLast = key;
@@ -345,6 +353,8 @@ export class BTree<V> implements SubtreeOwner {
       return root;
     }
     this.hintLeaf = undefined;
+    // Pack first, so a value that does not fit throws before anything is shadowed.
+    this.vt.write(this.wdv, 0, value);
     const top = this.shadowNode(root, 0);
     let d = top.data;
     let hi = KEY_END;
@@ -377,6 +387,7 @@ export class BTree<V> implements SubtreeOwner {
       this.putValue(d, valueOffset(d, i + 1));
       if (i + 1 === n) {
         this.hintLeaf = d;
+        this.hintDv = new DataView(d.buffer, d.byteOffset, d.byteLength);
         this.hintRoot = top.loc;
         this.hintEpoch = this.tm.epoch;
         this.hintHi = hi;
@@ -495,7 +506,7 @@ export class BTree<V> implements SubtreeOwner {
 
   private newNode(flags: number, max: number, vs: number): { loc: number; data: Uint8Array } {
     const b = this.tm.newBlock(btreeNodeValidator);
-    initNode(b.data, flags, max, vs);
+    initNode(b.data, flags, max, vs, true);
     return { loc: b.location, data: b.data };
   }
 

@@ -115,9 +115,12 @@ export function setValue64(d: Uint8Array, i: number, v: number): void {
   setU64(d, valueOffset(d, i), v);
 }
 
-/** Zero `d` and write a fresh header (blocknr and checksum are stamped on write). */
-export function initNode(d: Uint8Array, flags: number, max: number, vsize: number): void {
-  d.fill(0);
+/**
+ * Zero `d` and write a fresh header (blocknr and checksum are stamped on write).
+ * `zeroed`: `d` is known to be all zeros already (a new block from the transaction manager).
+ */
+export function initNode(d: Uint8Array, flags: number, max: number, vsize: number, zeroed = false): void {
+  if (!zeroed) d.fill(0);
   setU32(d, FLAGS, flags);
   setU32(d, MAX_ENTRIES, max);
   setU32(d, VALUE_SIZE, vsize);

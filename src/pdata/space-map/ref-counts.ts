@@ -27,8 +27,8 @@ export class RefCounts {
   private allocated = 0;
   private cursor = 0;
   readonly dirtyBitmaps = new Set<number>();
-  /** The bitmap `set` last added to dirtyBitmaps, or -1; always in the set (clear it with clearDirty). */
-  private lastDirtyBitmap = -1;
+  /** First block of the bitmap last added to dirtyBitmaps, or -inf; always in the set (clear it with clearDirty). */
+  private lastDirtyBegin = -Infinity;
   readonly dirtyOverflow = new Set<number>();
 
   constructor(nrBlocks: number) {
@@ -77,12 +77,11 @@ export class RefCounts {
   }
 
   private markBitmapDirty(b: number): void {
+    // Consecutive changes mostly fall in one bitmap: skip the division and the Set then.
+    if (b >= this.lastDirtyBegin && b < this.lastDirtyBegin + ENTRIES_PER_BITMAP) return;
     const j = Math.floor(b / ENTRIES_PER_BITMAP);
-    // Consecutive changes mostly fall in one bitmap: skip the Set for a repeat.
-    if (j !== this.lastDirtyBitmap) {
-      this.dirtyBitmaps.add(j);
-      this.lastDirtyBitmap = j;
-    }
+    this.dirtyBitmaps.add(j);
+    this.lastDirtyBegin = j * ENTRIES_PER_BITMAP;
   }
 
   inc(b: number, by = 1): number {
@@ -204,7 +203,7 @@ export class RefCounts {
   /** Forget which bitmaps and overflow entries changed (they were written). */
   clearDirty(): void {
     this.dirtyBitmaps.clear();
-    this.lastDirtyBitmap = -1;
+    this.lastDirtyBegin = -Infinity;
     this.dirtyOverflow.clear();
   }
 

@@ -1,10 +1,10 @@
 /** Edge cases of the BTree API: empty trees, argument checking, ranges, early stops. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isThinError } from '../../../src/errors';
+import { isThinError, ThinError } from '../../../src/errors';
 import { BTree, KEY_END } from '../../../src/pdata/btree/btree';
-import { isLeaf, nrEntries } from '../../../src/pdata/btree/node';
-import { u64Value } from '../../../src/pdata/btree/value-type';
+import { btreeNodeValidator, isLeaf, nrEntries } from '../../../src/pdata/btree/node';
+import { u64Value, type ValueType } from '../../../src/pdata/btree/value-type';
 import { assertMetaCounts, checkTrees, Harness } from './tree-check';
 
 test('an empty tree', () => {
@@ -46,6 +46,30 @@ test('keys must be whole numbers from 0 to 2^53-1', () => {
   assert.equal(t.lookup(r2, 2 ** 53 - 1), 7);
   assert.equal(t.highestKey(r2), 2 ** 53 - 1);
   assert.deepEqual(t.removeRange(r2, 0, KEY_END).removed, 1);
+});
+
+test('a value refused on the append path leaves the leaf as it was, free slot included', () => {
+  // A 16-byte value whose write stores its first half before it checks the second, like
+  // a struct of several fields: the refusal must not leave bytes behind past nr_entries.
+  const pair: ValueType<[number, number]> = {
+    size: 16,
+    read: (dv, o) => [dv.getUint32(o, true), dv.getUint32(o + 8, true)],
+    write: (dv, o, v) => {
+      dv.setUint32(o, v[0], true);
+      if (v[1] > 0xffff) throw new ThinError('E_RANGE', `second field ${v[1]} is too big`);
+      dv.setUint32(o + 8, v[1], true);
+    },
+  };
+  const h = new Harness(64);
+  const t = new BTree(h.tm, pair);
+  let r = t.empty();
+  for (let k = 0; k < 10; k++) r = t.insert(r, k, [k, k]);
+  const leaf = Uint8Array.from(h.tm.read(r, btreeNodeValidator));
+  assert.throws(() => t.insert(r, 10, [7, 0x10000]), (e: unknown) => isThinError(e, 'E_RANGE'));
+  assert.deepEqual(h.tm.read(r, btreeNodeValidator), leaf, 'the leaf bytes, free slots included, are unchanged');
+  assert.equal(t.lookup(r, 10), undefined);
+  r = t.insert(r, 10, [7, 8]);
+  assert.deepEqual([...t.entries(r, 9)], [[9, [9, 9]], [10, [7, 8]]]);
 });
 
 test('ranges, iteration bounds, early stops and modify', () => {
