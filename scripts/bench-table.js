@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+/**
+ * Print bench/results/summary.json (the last `npm run bench`) as the README's markdown table.
+ * Ratios are subject/baseline throughput; rows whose target is about time or space are shown
+ * the way round the issue words them ("0.5x the time", "<= 3x the time").
+ * Usage: node scripts/bench-table.js [summary.json]
+ */
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+
+const file = process.argv[2] ?? path.join(__dirname, '..', 'bench', 'results', 'summary.json');
+const summary = JSON.parse(fs.readFileSync(file, 'utf8'));
+
+function fmt(x, digits) {
+  return Number(x.toFixed(digits)).toString();
+}
+
+/** [ratio cell, target cell] for one row. */
+function cells(r) {
+  if (r.ratio === null || r.ratio === undefined) return ['not run', r.target === undefined ? '—' : 'not run'];
+  const c = r.case;
+  if (c.startsWith('insert ') || c.startsWith('create_snap')) {
+    // Time: ours / theirs is 1 / (throughput ratio).
+    return [`${(1 / r.ratio).toFixed(2)}x the time`, r.target ? `≤ ${fmt(1 / r.target, 1)}x the time` : '—'];
+  }
+  if (c.startsWith('metadata blocks')) {
+    return [`${(1 / r.ratio).toFixed(2)}x the blocks`, r.target ? `≤ ${fmt(1 / r.target, 1)}x the blocks` : '—'];
+  }
+  if (c.startsWith('lookup')) {
+    return [`${fmt(r.ratio, 3)}x (${fmt(r.subjectOps / 1e6, 2)} M lookups/s)`, '≥ 1 M lookups/s'];
+  }
+  const iops = /(\d+) IOPS incl\. flush/.exec(r.note ?? '');
+  if (iops) return [`${fmt(r.ratio, 3)}x (${iops[1]} IOPS incl. flush)`, 'report only'];
+  return [`${fmt(r.ratio, 3)}x`, r.target === undefined ? '—' : `≥ ${fmt(r.target, 2)}x`];
+}
+
+const lines = [
+  `<!-- ${summary.date}, Node ${summary.node}, ${summary.cpus} x ${summary.cpu} -->`,
+  '| suite | case | measured against | ratio | target |',
+  '| --- | --- | --- | --- | --- |',
+];
+for (const r of summary.rows) {
+  const [ratio, target] = cells(r);
+  lines.push(`| ${r.suite} | ${r.case} | ${r.subject} / ${r.baseline} | ${ratio} | ${target} |`);
+}
+console.log(lines.join('\n'));
