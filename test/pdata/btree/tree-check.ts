@@ -219,7 +219,18 @@ export function rawHeader(d: Uint8Array): { flags: number; nr: number; max: numb
   return { flags: getU32(d, 4), nr: getU32(d, 16), max: getU32(d, 20), vs: getU32(d, 24) };
 }
 
-/** fast-check options: fixed seed; THINSIM_FC_NO_SHRINK=1 reports the first failure as is. */
+/**
+ * fast-check options: a fixed seed, so CI runs are repeatable. For a longer soak,
+ * THINSIM_FC_SEED_OFFSET=k shifts every seed and THINSIM_FC_RUNS=x multiplies the runs;
+ * THINSIM_FC_NO_SHRINK=1 reports the first failure as is.
+ */
 export function fcOptions(seed: number, numRuns: number): { seed: number; numRuns: number; endOnFailure: boolean; includeErrorInReport: boolean } {
-  return { seed, numRuns, endOnFailure: process.env.THINSIM_FC_NO_SHRINK === '1', includeErrorInReport: true };
+  const offset = Number(process.env.THINSIM_FC_SEED_OFFSET ?? 0);
+  const times = Number(process.env.THINSIM_FC_RUNS ?? 1);
+  return {
+    seed: seed + (Number.isInteger(offset) ? offset : 0),
+    numRuns: Math.max(1, Math.round(numRuns * (times > 0 ? times : 1))),
+    endOnFailure: process.env.THINSIM_FC_NO_SHRINK === '1',
+    includeErrorInReport: true,
+  };
 }
