@@ -387,20 +387,40 @@ export function parseDump(xml: string): Dumped {
     dataBlockSize: Number(sb.data_block_size), devices: new Map(),
   };
   let cur: DumpedDevice | undefined;
-  for (const m of xml.matchAll(/<(device|single_mapping|range_mapping)([^>]*)\/?>/g)) {
+  // thin_dump 1.x prints subtrees shared by several devices once, as <def name="..."> before
+  // the devices, which then hold <ref name="..."/> where that subtree's mappings belong.
+  const defs = new Map<string, Map<number, number>>();
+  let def: Map<number, number> | undefined;
+  for (const m of xml.matchAll(/<(device|def|\/def|ref|single_mapping|range_mapping)([^>]*)\/?>/g)) {
     const a = attrs(m[2]);
+    const into = () => {
+      const map = def ?? cur?.map;
+      assert.ok(map, `thin_dump printed <${m[1]}> outside a <device> or <def>`);
+      return map;
+    };
     if (m[1] === 'device') {
       cur = {
         id: Number(a.dev_id), mappedBlocks: Number(a.mapped_blocks), transaction: Number(a.transaction),
         creationTime: Number(a.creation_time), snapTime: Number(a.snap_time), map: new Map(),
       };
       out.devices.set(cur.id, cur);
+    } else if (m[1] === 'def') {
+      def = new Map();
+      defs.set(a.name, def);
+    } else if (m[1] === '/def') {
+      def = undefined;
+    } else if (m[1] === 'ref') {
+      const shared = defs.get(a.name);
+      assert.ok(shared, `thin_dump printed <ref name="${a.name}"/> before its <def>`);
+      const map = into();
+      for (const [o, d] of shared) map.set(o, d);
     } else if (m[1] === 'single_mapping') {
-      cur!.map.set(Number(a.origin_block), Number(a.data_block));
+      into().set(Number(a.origin_block), Number(a.data_block));
     } else {
+      const map = into();
       const o = Number(a.origin_begin);
       const d = Number(a.data_begin);
-      for (let i = 0; i < Number(a.length); i++) cur!.map.set(o + i, d + i);
+      for (let i = 0; i < Number(a.length); i++) map.set(o + i, d + i);
     }
   }
   return out;

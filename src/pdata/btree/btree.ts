@@ -25,7 +25,11 @@
  *   lower parent key, as kernel removals leave). Sequential appends leave full nodes.
  * - Corruption (bad checksum or header, wrong value size, a cycle, more than
  *   MAX_BTREE_DEPTH levels, keys out of order on a lookup path) throws E_CHECKSUM or
- *   E_CORRUPT naming the block; never an infinite loop.
+ *   E_CORRUPT naming the block; never an infinite loop. Every node on a lookup path
+ *   must start at or above its parent's key for it; a lookup that ends without its key
+ *   has also checked that last node's keys against the parent's upper bound. A lookup
+ *   that finds its key returns it even from a node misplaced under its parent (the
+ *   checker reports such a node).
  */
 import { ThinError } from '../../errors';
 import type { TransactionManager } from '../transaction-manager';
@@ -134,7 +138,9 @@ export class BTree<V> implements SubtreeOwner {
       const first = rawKey(d, 0);
       if (first < lo) throw outsideParent(b, first, rawKey(d, n - 1), lo, hi);
       // Fast path: the parent's range (at the root, its own keys) predicts where the key sits
-      // (thin devices map mostly contiguous virtual blocks), and one probe confirms it.
+      // (thin devices map mostly contiguous virtual blocks), and one probe confirms it. A
+      // leaf that holds the key answers at once; a probe that does not settle it falls
+      // through to the full search, which also checks the node's last key against hi.
       if (key >= first) {
         const span = hi < KEY_END ? hi - first : rawKey(d, n - 1) + 1 - first; // rightmost spine: no bound above
         const g = Math.min(n - 1, Math.floor(((key - first) / span) * n));
@@ -151,7 +157,6 @@ export class BTree<V> implements SubtreeOwner {
           }
         }
       }
-      // Otherwise a full search, which also checks the node's last key against hi.
       const last = rawKey(d, n - 1);
       if (last >= hi) throw outsideParent(b, first, last, lo, hi);
       if (key < first) return undefined;
