@@ -41,6 +41,8 @@ export function replayMappings(md: ThinMetadata, dev: number, emit: (origin: num
 export interface DumpOptions {
   /** Only these devices (default: all). */
   devices?: number[];
+  /** Devices only, without their mappings (thin_dump --skip-mappings). */
+  skipMappings?: boolean;
 }
 
 export function dumpMetadata(md: ThinMetadata, sink: MetadataSink, opts: DumpOptions = {}): void {
@@ -50,7 +52,7 @@ export function dumpMetadata(md: ThinMetadata, sink: MetadataSink, opts: DumpOpt
     if (wanted && !wanted.has(dev)) continue;
     const d = md.deviceDetails(dev);
     sink.device({ devId: dev, mappedBlocks: d.mappedBlocks, transaction: d.transactionId, creationTime: d.creationTime, snapTime: d.snapshottedTime });
-    replayMappings(md, dev, (o, db, len, t) => sink.mapping(o, db, len, t));
+    if (!opts.skipMappings) replayMappings(md, dev, (o, db, len, t) => sink.mapping(o, db, len, t));
     sink.endDevice();
   }
   sink.endSuperblock();

@@ -176,6 +176,9 @@ test('restore, check, dump, ls and delta round trip (spec §10.4 example)', (t) 
       assert.equal(thinsim(['delta', meta, ...args]).stdout, ok(t09.delta(meta, args), 'thin_delta').stdout, `delta ${v.join(' ')}`);
     }
     assert.equal(ok(t09.dump(meta), 'thin_dump').stdout, want);
+    for (const args of [['--skip-mappings'], ['--dev-id', '1'], ['--dev-id', '0', '--skip-mappings'], ['-f', 'human_readable', '--skip-mappings']]) {
+      assert.equal(thinsim(['dump', meta, ...args]).stdout, ok(t09.dump(meta, args), `thin_dump ${args.join(' ')}`).stdout, `dump ${args.join(' ')}`);
+    }
   } else {
     t.diagnostic('thin-provisioning-tools 0.9.0 not installed: comparison with thin_ls/thin_delta skipped');
   }

@@ -6,7 +6,7 @@ import { HumanReadableWriter, JsonWriter, XmlWriter } from '../../thin/xml/write
 import { openMetadataReadOnly } from '../pool-path';
 import { writeFd } from '../output';
 
-interface Args { pool: string; 'metadata-snap'?: boolean; format: string; output?: string; dev?: number[] }
+interface Args { pool: string; 'metadata-snap'?: boolean; format: string; output?: string; dev?: number[]; 'skip-mappings'?: boolean }
 
 export const dumpCommand: CommandModule<{}, Args> = {
   command: 'dump <pool>',
@@ -16,7 +16,8 @@ export const dumpCommand: CommandModule<{}, Args> = {
     .option('metadata-snap', { alias: 'm', type: 'boolean', describe: 'dump the held metadata snapshot' })
     .option('format', { alias: 'f', choices: ['xml', 'json', 'human_readable'], default: 'xml' })
     .option('output', { alias: 'o', type: 'string', describe: 'write to a file instead of stdout' })
-    .option('dev', { type: 'number', array: true, describe: 'only these device ids' }),
+    .option('dev', { alias: 'dev-id', type: 'number', array: true, describe: 'only these device ids' })
+    .option('skip-mappings', { type: 'boolean', describe: 'devices only, without their mappings' }),
   handler: (a) => {
     const dev = openMetadataReadOnly(a.pool);
     const fd = a.output ? fs.openSync(a.output, 'w') : 1;
@@ -24,7 +25,7 @@ export const dumpCommand: CommandModule<{}, Args> = {
       const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
       const out = (s: string) => writeFd(fd, s);
       const sink = a.format === 'json' ? new JsonWriter(out) : a.format === 'human_readable' ? new HumanReadableWriter(out) : new XmlWriter(out);
-      dumpMetadata(md, sink, { devices: a.dev });
+      dumpMetadata(md, sink, { devices: a.dev, skipMappings: a['skip-mappings'] });
     } finally {
       dev.close();
       if (fd !== 1) fs.closeSync(fd);
