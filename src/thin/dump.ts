@@ -3,8 +3,13 @@
  * metadata stream (see xml/types.ts) into a sink: the XML, JSON or
  * human-readable writers, or anything else. Streams: one leaf at a time.
  */
+import { keyAt, nrEntries, valueOffset } from '../pdata/btree/node';
+import { blockTimeBlock, blockTimeTime } from './format/block-time';
 import type { MappingRun, MetadataSink, SuperblockInfo } from './xml/types';
 import type { ThinMetadata } from './metadata';
+
+/** Bytes per block_time value in a mapping leaf. */
+const BLOCK_TIME_SIZE = 8;
 
 /** The superblock as thin_dump prints it (uuid always "", as 0.9.0 does). */
 export function superblockInfo(md: ThinMetadata): SuperblockInfo {
@@ -22,13 +27,26 @@ export function superblockInfo(md: ThinMetadata): SuperblockInfo {
   };
 }
 
-/** `dev`'s mappings as maximal runs (origin+1, data+1, same time), in origin order. */
+/**
+ * `dev`'s mappings as maximal runs (origin+1, data+1, same time), in origin order.
+ * Reads the leaves' bytes directly: no object per mapping, one per run.
+ */
 export function* mappingRuns(md: ThinMetadata, dev: number): Generator<MappingRun> {
   let o = -1, d = 0, len = 0, t = 0;
-  for (const [v, m] of md.mappings(dev)) {
-    if (len > 0 && v === o + len && m.block === d + len && m.time === t) { len++; continue; }
-    if (len > 0) yield { originBegin: o, dataBegin: d, length: len, time: t };
-    o = v; d = m.block; len = 1; t = m.time;
+  const done: MappingRun[] = [];
+  for (const leaf of md.mappingTree.leafBlocks(md.deviceRoot(dev))) {
+    const n = nrEntries(leaf);
+    for (let i = 0, off = valueOffset(leaf, 0); i < n; i++, off += BLOCK_TIME_SIZE) {
+      const v = keyAt(leaf, i);
+      const b = blockTimeBlock(leaf, off);
+      const tm = blockTimeTime(leaf, off);
+      if (len > 0 && v === o + len && b === d + len && tm === t) { len++; continue; }
+      if (len > 0) done.push({ originBegin: o, dataBegin: d, length: len, time: t });
+      o = v; d = b; len = 1; t = tm;
+    }
+    // Runs finished in this leaf; the one still open may go on in the next.
+    for (let i = 0; i < done.length; i++) yield done[i];
+    done.length = 0;
   }
   if (len > 0) yield { originBegin: o, dataBegin: d, length: len, time: t };
 }

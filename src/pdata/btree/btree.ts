@@ -247,6 +247,17 @@ export class BTree<V> implements SubtreeOwner {
     }
   }
 
+  /**
+   * The non-empty leaves in key order, as raw blocks (parse with `node.ts`): a pull
+   * version of `visitLeaves`, so two trees can be walked in step. A leaf must not be
+   * kept past the next step, and the tree must not change while this runs.
+   */
+  *leafBlocks(root: number): Generator<Uint8Array> {
+    const f = this.findGe(root, 0);
+    if (!f) return;
+    for (let d: Uint8Array | undefined = f.d; d !== undefined; d = this.nextLeaf(f.stack)) yield d;
+  }
+
   /** Number of entries (walks every leaf). */
   count(root: number): number {
     let c = 0;

@@ -20,8 +20,17 @@ export function readBlockTime(dv: DataView, off: number): BlockTime {
 
 /** readBlockTime straight from bytes (the lookup hot path). */
 export function readBlockTimeFrom(d: Uint8Array, o: number): BlockTime {
-  const hi = (d[o + 4] | (d[o + 5] << 8) | (d[o + 6] << 16) | (d[o + 7] << 24)) >>> 0;
-  return { block: hi * 256 + d[o + 3], time: d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) };
+  return { block: blockTimeBlock(d, o), time: blockTimeTime(d, o) };
+}
+
+/** The data block of the block_time at byte `o` of a node, without an object. */
+export function blockTimeBlock(d: Uint8Array, o: number): number {
+  return ((d[o + 4] | (d[o + 5] << 8) | (d[o + 6] << 16) | (d[o + 7] << 24)) >>> 0) * 256 + d[o + 3];
+}
+
+/** The time of the block_time at byte `o` of a node, without an object. */
+export function blockTimeTime(d: Uint8Array, o: number): number {
+  return d[o] | (d[o + 1] << 8) | (d[o + 2] << 16);
 }
 
 export function writeBlockTime(dv: DataView, off: number, v: BlockTime): void {
