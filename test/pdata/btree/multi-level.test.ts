@@ -153,12 +153,19 @@ test('two-level tree matches a model through snapshots, deletes and commits', ()
   );
 });
 
-test('a write to a snapshot copies the shared subtree path only', () => {
-  const h = new Harness(2048);
+/** A two-level tree of counted 24-byte values over a fresh harness. */
+function twoLevel(blocks: number) {
+  const h = new Harness(blocks);
   const counts = new Map<number, number>();
   const vt = countingValue(24, counts);
   const ml = new MultiLevelBTree(h.tm, 2, vt);
-  let root = ml.empty();
+  return { h, counts, vt, ml, root: ml.empty() };
+}
+
+test('a write to a snapshot copies the shared subtree path only', () => {
+  const t = twoLevel(2048);
+  const { h, counts, vt, ml } = t;
+  let root = t.root;
   for (let k = 0; k < 1000; k++) { vt.inc!(k % 9); root = ml.insert(root, [1, k], k % 9); }
   h.commit();
   const origin = ml.subtree(root, [1])!;
@@ -180,11 +187,9 @@ test('a write to a snapshot copies the shared subtree path only', () => {
 
 test('a held copy of the top root (metadata snapshot) is not disturbed by later writes', () => {
   // Like reserve_metadata_snap: commit, then inc the top root; the live tree moves on.
-  const h = new Harness(2048);
-  const counts = new Map<number, number>();
-  const vt = countingValue(24, counts);
-  const ml = new MultiLevelBTree(h.tm, 2, vt);
-  let root = ml.empty();
+  const t = twoLevel(2048);
+  const { h, counts, vt, ml } = t;
+  let root = t.root;
   for (let d = 0; d < 3; d++) for (let k = 0; k < 600; k++) { vt.inc!(k % 5); root = ml.insert(root, [d, k], k % 5); }
   h.commit();
   const held = root;
