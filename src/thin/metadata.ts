@@ -500,14 +500,15 @@ export class ThinMetadata {
 
   /** New details for `dev` (a new device when `root` is given: its subtree root). */
   private setDetails(dev: number, d: DeviceDetails, root?: number): void {
-    const st = this.devs.get(dev);
-    if (st !== undefined) {
+    let st = this.devs.get(dev);
+    if (st === undefined) {
+      st = { details: d, root, prepared: false, changed: false };
+      this.devs.set(dev, st);
+    } else {
       st.details = d;
       if (root !== undefined) st.root = root;
-    } else {
-      this.devs.set(dev, { details: d, root, prepared: false, changed: false });
     }
-    this.devs.get(dev)!.changed = true;
+    st.changed = true;
     this.changedDetails.add(dev);
   }
 
