@@ -33,6 +33,12 @@
  * waited-for child from /proc/self/stat, 10 ms ticks) and shown in the notes, since it is far
  * less disturbed by other load on the machine. Everything is saved to
  * bench/results/metadata.json. THINSIM_BENCH_MAPPINGS overrides N for quick runs.
+ *
+ * Report rows, no target: `thinsim ls` and `thinsim dump` (the CLI, a process each, as the
+ * tools are) against thin_ls and thin_dump on one pool with sharing (device 0: N sequential
+ * mappings; a snapshot of it with every 7th block rewritten; then N/3 more scattered
+ * mappings on device 0), best of ROUNDS, each output captured whole. Our output is compared
+ * with thin_ls / thin_dump 0.9.0's, byte for byte, and the note says whether it matched.
  */
 
 import { spawnSync } from 'node:child_process';
@@ -347,6 +353,77 @@ function lookupBench(md: ThinMetadata): LookupResult {
   };
 }
 
+// ---------------------------------------------------------------- ls and dump (report only)
+
+/** The pool the reader rows read: sharing between two devices, runs and single mappings. */
+function sharedPool(file: string): number {
+  sparseFile(file);
+  const md = ThinMetadata.format(new FileDevice(file), { dataBlockSize: DATA_BLOCK_SIZE, nrDataBlocks: 2 * N });
+  md.createThin(0);
+  for (let v = 0; v < N; v++) md.insertMapping(0, v, md.allocateDataBlock());
+  md.commit();
+  md.createSnap(1, 0);
+  for (let v = 0; v < N; v += 7) md.insertMapping(1, v, md.allocateDataBlock());
+  md.commit();
+  let mappings = 2 * N;
+  for (let v = 0; v < N; v += 3, mappings++) md.insertMapping(0, N + 2 * v + 5, md.allocateDataBlock());
+  md.commit();
+  md.close();
+  return mappings;
+}
+
+/** Time a child process run (output captured whole, as a caller would); throw if it failed. */
+function timed(run: () => { status: number | null; stdout: string; stderr: string }, what: string): { time: Timing; stdout: string } {
+  const stop = stopwatch(true);
+  const r = run();
+  const time = stop();
+  if (r.status !== 0) throw new Error(`${what} failed (${r.status}): ${r.stderr.trim()}`);
+  return { time, stdout: r.stdout };
+}
+
+function readersBench(dir: string, bases: Baseline[], rows: BenchRow[]): Record<string, unknown> {
+  const file = path.join(dir, 'shared-pool.bin');
+  const mappings = sharedPool(file);
+  const cli = path.join(__dirname, '..', '..', 'bin', 'thinsim.js');
+  const out: Record<string, unknown> = { mappings };
+  const t09 = bases[0].tools;
+  for (const verb of ['ls', 'dump'] as const) {
+    const ours: Timing[] = [];
+    const theirs: Timing[][] = bases.map(() => []);
+    let same: boolean | undefined;
+    for (let r = 0; r < ROUNDS; r++) {
+      const o = timed(() => spawnSync(process.execPath, [cli, verb, file], { encoding: 'utf8', maxBuffer: 1 << 30 }), `thinsim ${verb}`);
+      ours.push(o.time);
+      bases.forEach((b, i) => {
+        if (!b.tools) return;
+        const tools = b.tools;
+        const t = timed(() => tools.run(`thin_${verb}`, [file]), `thin_${verb} ${tools.version}`);
+        theirs[i].push(t.time);
+        if (r === 0 && tools === t09) same = t.stdout === o.stdout;
+      });
+    }
+    const best0 = best(ours);
+    out[verb] = { thinsim: ours, baselines: bases.map((b, i) => ({ baseline: b.label, rounds: theirs[i] })), sameAs09: same };
+    bases.forEach((b, i) => {
+      const tb = best(theirs[i]);
+      rows.push({
+        suite: SUITE,
+        case: `${verb} of a pool with ${count(mappings)} mappings and a snapshot`,
+        subject: `thinsim ${verb} (CLI)`,
+        baseline: b.label.replace('thin_restore', `thin_${verb}`),
+        subjectOps: mappings / best0.wall,
+        baselineOps: mappings / tb.wall,
+        ratio: tb.wall / best0.wall,
+        note: b.tools
+          ? `${fmtPair(best0, tb)}; process start included; output ${same === undefined ? 'not compared' : same ? 'byte-identical to 0.9.0' : 'DIFFERS from 0.9.0'}`
+          : `not run: ${b.skip}`,
+      });
+    });
+  }
+  fs.rmSync(file, { force: true });
+  return out;
+}
+
 // ---------------------------------------------------------------- the suite
 
 interface Baseline {
@@ -371,7 +448,8 @@ function best(ts: Timing[]): Timing {
 }
 
 function fmtPair(ours: Timing, theirs: Timing): string {
-  return `wall ${ours.wall.toFixed(2)} s vs ${theirs.wall.toFixed(2)} s; cpu ${ours.cpu.toFixed(2)} s vs ${theirs.cpu.toFixed(2)} s = ${(ours.cpu / theirs.cpu).toFixed(2)}x`;
+  const cpuRatio = theirs.cpu > 0 ? `${(ours.cpu / theirs.cpu).toFixed(2)}x` : 'theirs under one clock tick';
+  return `wall ${ours.wall.toFixed(2)} s vs ${theirs.wall.toFixed(2)} s; cpu ${ours.cpu.toFixed(2)} s vs ${theirs.cpu.toFixed(2)} s = ${cpuRatio}`;
 }
 
 export async function runMetadataBench(): Promise<BenchRow[]> {
@@ -534,6 +612,7 @@ export async function runMetadataBench(): Promise<BenchRow[]> {
     }
     json.insert = insert;
     json.metadataBlocks = space;
+    json.readers = readersBench(dir, bases, rows);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -20,7 +20,7 @@ function fmt(x, digits) {
 function cells(r) {
   if (r.ratio === null || r.ratio === undefined) return ['not run', r.target === undefined ? '—' : 'not run'];
   const c = r.case;
-  if (c.startsWith('insert ') || c.startsWith('create_snap')) {
+  if (c.startsWith('insert ') || c.startsWith('create_snap') || c.startsWith('ls ') || c.startsWith('dump ')) {
     // Time: ours / theirs is 1 / (throughput ratio).
     return [`${(1 / r.ratio).toFixed(2)}x the time`, r.target ? `≤ ${fmt(1 / r.target, 1)}x the time` : '—'];
   }
