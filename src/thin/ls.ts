@@ -2,9 +2,10 @@
  * thin_ls numbers for every device: mapped, exclusive and shared blocks under
  * thin_ls's rule (a mapping is exclusive when no other mapping anywhere in the pool
  * points at its data block; see report/ls.ts), plus the details fields.
- * Two passes over all mappings; memory is 2 bits per data block.
+ * Two passes over all mappings; memory is 2 bits per data block. `lsRows` skips them
+ * when no requested column needs the sharing counts (thin_ls's default columns do not).
  */
-import { LsDevice, SharingCounter } from './report/ls';
+import { LsDevice, LsField, LsRow, needsSharing, SharingCounter } from './report/ls';
 import type { ThinMetadata } from './metadata';
 import { replayMappings } from './dump';
 
@@ -12,18 +13,23 @@ export function lsDevices(md: ThinMetadata, devices = md.devices()): LsDevice[] 
   const counter = new SharingCounter(Math.max(md.nrDataBlocks, highestDataBlock(md) + 1));
   for (const dev of md.devices()) replayMappings(md, dev, (_o, d, len) => counter.inc(d, len));
   return devices.map((dev) => {
-    const det = md.deviceDetails(dev);
     let exclusive = 0;
     replayMappings(md, dev, (_o, d, len) => { exclusive += counter.exclusiveIn(d, len); });
-    return {
-      devId: dev,
-      mappedBlocks: det.mappedBlocks,
-      exclusiveBlocks: exclusive,
-      transaction: det.transactionId,
-      creationTime: det.creationTime,
-      snapTime: det.snapshottedTime,
-    };
+    return { ...detailsRow(md, dev), exclusiveBlocks: exclusive };
   });
+}
+
+/**
+ * The rows thin_ls prints for `fields`: the sharing counts (two passes over every
+ * mapping) only when a column needs them, as thin_ls does; otherwise just the details.
+ */
+export function lsRows(md: ThinMetadata, fields: readonly LsField[]): LsRow[] {
+  return needsSharing(fields) ? lsDevices(md) : md.devices().map((dev) => detailsRow(md, dev));
+}
+
+function detailsRow(md: ThinMetadata, dev: number): LsRow {
+  const det = md.deviceDetails(dev);
+  return { devId: dev, mappedBlocks: det.mappedBlocks, transaction: det.transactionId, creationTime: det.creationTime, snapTime: det.snapshottedTime };
 }
 
 /** Highest data block any mapping uses (a metadata snapshot view has no data sm size). */

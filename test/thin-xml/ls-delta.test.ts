@@ -10,7 +10,8 @@ import { ok, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers
 import type { Mapping, Model, ModelDevice } from '../helpers/thin-model';
 import { exclusiveCounts } from '../helpers/thin-model';
 import { formatDelta } from '../../src/thin/report/delta';
-import { formatDiskUnit, formatLs, LS_FIELDS, SharingCounter } from '../../src/thin/report/ls';
+import { DEFAULT_LS_FIELDS, formatDiskUnit, formatLs, LS_FIELDS, needsSharing, SharingCounter } from '../../src/thin/report/ls';
+import { isThinError } from '../../src/errors';
 import { XmlWriter } from '../../src/thin/xml/writer';
 import { lsRows, render, restore } from './oracle-common';
 
@@ -167,4 +168,16 @@ test('thin_delta: the example of spec 10.4, as printed by 0.9.0', () => {
 </superblock>
 `,
   );
+});
+
+test('rows without sharing counts serve every column that needs none, and refuse the others', () => {
+  assert.equal(needsSharing(DEFAULT_LS_FIELDS), false, "thin_ls's default columns need no pass over the mappings");
+  const noSharing = LS_FIELDS.filter((f) => !needsSharing([f]));
+  assert.deepEqual(noSharing, ['DEV', 'MAPPED_BLOCKS', 'MAPPED_SECTORS', 'MAPPED_BYTES', 'MAPPED', 'TRANSACTION', 'CREATE_TIME', 'SNAP_TIME']);
+  const row = { devId: 3, mappedBlocks: 10, transaction: 1, creationTime: 0, snapTime: 2 };
+  const opts = { fields: noSharing, dataBlockSize: 128 };
+  assert.equal(formatLs([row], opts), formatLs([{ ...row, exclusiveBlocks: 4 }], opts));
+  for (const f of LS_FIELDS.filter((x) => needsSharing([x]))) {
+    assert.throws(() => formatLs([row], { fields: [f], dataBlockSize: 128 }), (e: unknown) => isThinError(e, 'E_INVALID'), f);
+  }
 });

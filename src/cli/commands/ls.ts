@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { ThinMetadata } from '../../thin/metadata';
-import { lsDevices } from '../../thin/ls';
+import { lsDevices, lsRows } from '../../thin/ls';
 import { DEFAULT_LS_FIELDS, formatLs, parseLsFields } from '../../thin/report/ls';
 import { openMetadataReadOnly } from '../pool-path';
 import { printJson, stdout } from '../output';
@@ -21,9 +21,8 @@ export const lsCommand: CommandModule<{}, Args> = {
     const dev = openMetadataReadOnly(a.pool);
     try {
       const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
-      const devices = lsDevices(md);
-      if (a.json) printJson(devices.map((d) => ({ ...d, sharedBlocks: d.mappedBlocks - d.exclusiveBlocks, dataBlockSize: md.dataBlockSize })));
-      else stdout(formatLs(devices, { fields, headers: a.headers, dataBlockSize: md.dataBlockSize }));
+      if (a.json) printJson(lsDevices(md).map((d) => ({ ...d, sharedBlocks: d.mappedBlocks - d.exclusiveBlocks, dataBlockSize: md.dataBlockSize })));
+      else stdout(formatLs(lsRows(md, fields), { fields, headers: a.headers, dataBlockSize: md.dataBlockSize }));
     } finally {
       dev.close();
     }

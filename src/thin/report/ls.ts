@@ -70,6 +70,14 @@ export interface LsDevice {
   snapTime: number;
 }
 
+/** A row without sharing counts: enough for columns that need none (see needsSharing). */
+export type LsRow = Omit<LsDevice, 'exclusiveBlocks'> & { exclusiveBlocks?: number };
+
+/** Do any of `fields` need the EXCLUSIVE/SHARED counts (a pass over every mapping)? */
+export function needsSharing(fields: readonly LsField[]): boolean {
+  return fields.some((f) => f.startsWith('EXCLUSIVE') || f.startsWith('SHARED'));
+}
+
 export interface LsOptions {
   /** Columns in order; default DEFAULT_LS_FIELDS. */
   fields?: readonly LsField[];
@@ -118,9 +126,12 @@ export function formatDiskUnit(bytes: bigint | number, dialect: LsDialect = '0.9
   return `${n}${(dialect === '1.x' ? UNITS_1X : UNITS_09)[i]}`;
 }
 
-function cell(f: LsField, d: LsDevice, bs: bigint, dialect: LsDialect): string {
+function cell(f: LsField, d: LsRow, bs: bigint, dialect: LsDialect): string {
   const mapped = BigInt(d.mappedBlocks);
-  const excl = BigInt(d.exclusiveBlocks);
+  if (d.exclusiveBlocks === undefined && needsSharing([f])) {
+    throw new ThinError('E_INVALID', `thin_ls column ${f} needs sharing counts, which were not computed`);
+  }
+  const excl = BigInt(d.exclusiveBlocks ?? 0);
   const shared = mapped - excl;
   switch (f) {
     case 'DEV': return String(d.devId);
@@ -143,7 +154,7 @@ function cell(f: LsField, d: LsDevice, bs: bigint, dialect: LsDialect): string {
 }
 
 /** Render thin_ls's table for `devices` (in the order given; the tool lists ascending dev ids). */
-export function formatLs(devices: Iterable<LsDevice>, opts: LsOptions): string {
+export function formatLs(devices: Iterable<LsRow>, opts: LsOptions): string {
   const fields = opts.fields ?? DEFAULT_LS_FIELDS;
   const dialect = opts.dialect ?? '0.9';
   const bs = BigInt(opts.dataBlockSize);
