@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { checkMetadata } from '../../thin/check';
 import { openMetadataReadOnly } from '../pool-path';
 import { printJson, stderr, stdout } from '../output';
 
@@ -13,7 +12,8 @@ export const checkCommand: CommandModule<{}, Args> = {
     .option('metadata-snap', { alias: 'm', type: 'boolean', describe: 'also require and report on the held metadata snapshot' })
     .option('json', { type: 'boolean', describe: 'print the report as JSON' })
     .option('quiet', { alias: 'q', type: 'boolean', describe: 'print nothing; only the exit status' }),
-  handler: (a) => {
+  handler: async (a) => {
+    const { checkMetadata } = await import('../../thin/check'); // loaded by the verb that needs it
     const dev = openMetadataReadOnly(a.pool);
     let report;
     try {

@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { runDemo } from '../../experiments/demo';
 import { stdout } from '../output';
 
 export const demoCommand: CommandModule<{}, { dir?: string; keep?: boolean }> = {
@@ -8,6 +7,7 @@ export const demoCommand: CommandModule<{}, { dir?: string; keep?: boolean }> = 
   builder: (y) => y.option('dir', { type: 'string', describe: 'where to build the pool (default: a temp dir, removed afterwards)' })
     .option('keep', { type: 'boolean', describe: 'keep the temp pool for inspection' }),
   handler: async (a) => {
+    const { runDemo } = await import('../../experiments/demo'); // loaded by the verb that needs it
     const r = await runDemo({ dir: a.dir, keep: a.keep, log: (l) => stdout(l + '\n') });
     process.exitCode = r.ok ? 0 : 1;
   },

@@ -1,11 +1,15 @@
 import type { Argv, CommandModule } from 'yargs';
-import { Pool } from '../../pool/pool';
+import type { Pool } from '../../pool/pool';
 import { dockerInfo, kernelFields } from '../../pool/status-format';
 import { parseBlockSize, parseSize } from '../../units';
 import { printJson, stderr, stdout } from '../output';
 
+/** The engine, loaded by the verbs that use it (the metadata verbs start faster without it). */
+const loadPool = () => import('../../pool/pool');
+
 /** Open read-write, run, close (which commits). Low-water warnings go to stderr. */
 export async function withPool<T>(dir: string, fn: (p: Pool) => Promise<T>): Promise<T> {
+  const { Pool } = await loadPool();
   const p = Pool.open(dir, { commitInterval: 0 });
   p.on('low-water-mark', (e: { free: number; lowWaterMark: number }) => stderr(`warning: pool ${dir} crossed its low-water mark: ${e.free} free data blocks (mark ${e.lowWaterMark})\n`));
   try {
@@ -16,6 +20,7 @@ export async function withPool<T>(dir: string, fn: (p: Pool) => Promise<T>): Pro
 }
 
 export async function withPoolReadOnly<T>(dir: string, fn: (p: Pool) => T | Promise<T>): Promise<T> {
+  const { Pool } = await loadPool();
   const p = Pool.open(dir, { readOnly: true, commitInterval: 0 });
   try {
     return await fn(p);
@@ -47,6 +52,7 @@ const create: CommandModule<{}, any> = {
     .option('read-only', { type: 'boolean', describe: 'the read_only feature: the pool never changes after creation' })
     .option('json', { type: 'boolean' }),
   handler: async (a) => {
+    const { Pool } = await loadPool();
     const p = Pool.create(a.dir, {
       dataSize: a['data-size'] !== undefined ? parseSize(a['data-size'], '--data-size') : undefined,
       metadataSize: a['metadata-size'] !== undefined ? parseSize(a['metadata-size'], '--metadata-size') : undefined,

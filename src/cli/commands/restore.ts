@@ -1,7 +1,6 @@
 import * as fs from 'fs';
 import type { CommandModule } from 'yargs';
 import { ThinError } from '../../errors';
-import { restoreFile } from '../../thin/restore';
 import { parseSize } from '../../units';
 import { restoreTarget } from '../pool-path';
 import { printJson, stderr } from '../output';
@@ -18,6 +17,7 @@ export const restoreCommand: CommandModule<{}, Args> = {
     .option('json', { type: 'boolean', describe: 'print the result as JSON' })
     .option('quiet', { alias: 'q', type: 'boolean', describe: 'print nothing on success' }),
   handler: async (a) => {
+    const { restoreFile } = await import('../../thin/restore'); // loaded by the verb that needs it
     const metadataSize = parseSize(a['metadata-size'], '--metadata-size');
     if (a.input !== '-' && !fs.existsSync(a.input)) {
       throw new ThinError('E_NOT_FOUND', `input ${a.input} does not exist`, { file: a.input });

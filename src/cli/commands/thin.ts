@@ -1,7 +1,6 @@
 import * as fs from 'fs';
 import type { Argv, CommandModule } from 'yargs';
 import { ThinError } from '../../errors';
-import { exportImage, importImage } from '../../pool/image';
 import { parseSize } from '../../units';
 import { printJson, stdout, writeFd } from '../output';
 import { withPool, withPoolReadOnly } from './pool';
@@ -84,6 +83,7 @@ const imp: CommandModule<{}, any> = {
   describe: 'Copy a raw image into a thin device; all-zero chunks stay unmapped',
   builder: (y: Argv) => dirId(y).positional('image', { type: 'string', demandOption: true }).option('json', { type: 'boolean' }),
   handler: (a) => withPool(a.dir, async (p) => {
+    const { importImage } = await import('../../pool/image');
     const r = await importImage(p, a.id, a.image);
     if (a.json) printJson(r);
     else stdout(`imported ${r.bytes} bytes: ${r.written} chunks written, ${r.skippedZero} all-zero chunks left unmapped\n`);
@@ -95,6 +95,7 @@ const exp: CommandModule<{}, any> = {
   describe: 'Copy a thin device to a sparse raw file (only mapped, non-zero chunks are written)',
   builder: (y: Argv) => dirId(y).positional('file', { type: 'string', demandOption: true }).option('json', { type: 'boolean' }),
   handler: (a) => withPoolReadOnly(a.dir, async (p) => {
+    const { exportImage } = await import('../../pool/image');
     const r = await exportImage(p, a.id, a.file);
     if (a.json) printJson(r);
     else stdout(`exported ${r.bytes} bytes: ${r.written} of ${r.mappedChunks} mapped chunks written\n`);
