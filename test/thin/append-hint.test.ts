@@ -19,6 +19,11 @@ function keys(md: ThinMetadata, dev: number): number[] {
   return [...md.mappings(dev)].map(([v]) => v);
 }
 
+/** Map virtual blocks [from, to) of device 0 in ascending order, each to a fresh data block. */
+function mapAscending(md: ThinMetadata, from: number, to: number): void {
+  for (let v = from; v < to; v++) md.insertMapping(0, v, md.allocateDataBlock());
+}
+
 function range(a: number, b: number): number[] {
   return Array.from({ length: b - a }, (_, i) => a + i);
 }
@@ -31,9 +36,9 @@ function clean(dev: MemoryDevice): void {
 test('a snapshot taken between ascending inserts keeps its own mappings', () => {
   const { dev, md } = fresh();
   md.createThin(0);
-  for (let v = 0; v < 300; v++) md.insertMapping(0, v, md.allocateDataBlock());
+  mapAscending(md, 0, 300);
   md.createSnap(1, 0); // same transaction: the origin's fresh leaves become shared
-  for (let v = 300; v < 700; v++) md.insertMapping(0, v, md.allocateDataBlock());
+  mapAscending(md, 300, 700);
   assert.deepEqual(keys(md, 1), range(0, 300));
   assert.deepEqual(keys(md, 0), range(0, 700));
   md.commit();
@@ -58,14 +63,14 @@ test('interleaved ascending inserts into two devices stay separate', () => {
 test('appends continue correctly across commit and abort', () => {
   const { dev, md } = fresh();
   md.createThin(0);
-  for (let v = 0; v < 500; v++) md.insertMapping(0, v, md.allocateDataBlock());
+  mapAscending(md, 0, 500);
   md.commit();
-  for (let v = 500; v < 800; v++) md.insertMapping(0, v, md.allocateDataBlock());
+  mapAscending(md, 500, 800);
   md.abort();
   assert.deepEqual(keys(md, 0), range(0, 500));
-  for (let v = 500; v < 1500; v++) md.insertMapping(0, v, md.allocateDataBlock());
+  mapAscending(md, 500, 1500);
   md.removeMapping(0, 1200);
-  for (let v = 1500; v < 1600; v++) md.insertMapping(0, v, md.allocateDataBlock());
+  mapAscending(md, 1500, 1600);
   md.commit();
   assert.deepEqual(keys(md, 0), range(0, 1600).filter((v) => v !== 1200));
   assert.equal(md.deviceDetails(0).mappedBlocks, 1599);
@@ -75,9 +80,9 @@ test('appends continue correctly across commit and abort', () => {
 test('a held metadata snapshot is not written through by appends', () => {
   const { dev, md } = fresh();
   md.createThin(0);
-  for (let v = 0; v < 100; v++) md.insertMapping(0, v, md.allocateDataBlock());
+  mapAscending(md, 0, 100);
   md.reserveMetadataSnap();
-  for (let v = 100; v < 400; v++) md.insertMapping(0, v, md.allocateDataBlock());
+  mapAscending(md, 100, 400);
   md.commit();
   const snap = ThinMetadata.open(dev, { metadataSnap: true });
   assert.deepEqual(keys(snap, 0), range(0, 100));
