@@ -50,29 +50,27 @@ export class MemoryDevice implements BlockDevice {
   }
 
   write(buf: Uint8Array, offset: number): void {
+    this.writev([buf], offset);
+  }
+
+  /** One call for fault injection; each buffer is its own unsynced write for crash images. */
+  writev(bufs: readonly Uint8Array[], offset: number): void {
     if (this.readOnly) throw new ThinError('E_READ_ONLY', `${this.name} is read-only`);
     if (this.faults.failWriteAt !== undefined && --this.faults.failWriteAt <= 0) {
       this.faults.failWriteAt = undefined;
       throw new ThinError('E_IO', `injected write error on ${this.name} at offset ${offset}`, { offset });
     }
-    if (offset + buf.length > this.bytes.length) {
-      throw new ThinError('E_IO', `write past the end of ${this.name}: ${buf.length} bytes at offset ${offset}, size ${this.bytes.length}`, { offset });
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    if (offset + total > this.bytes.length) {
+      throw new ThinError('E_IO', `write past the end of ${this.name}: ${total} bytes at offset ${offset}, size ${this.bytes.length}`, { offset });
     }
     this.writes++;
-    this.bytes.set(buf, offset);
-    this.unsynced.push({ offset, data: Uint8Array.from(buf) });
-  }
-
-  /** One call for fault injection; each buffer is its own unsynced write for crash images. */
-  writev(bufs: readonly Uint8Array[], offset: number): void {
-    const total = bufs.reduce((n, b) => n + b.length, 0);
-    const all = new Uint8Array(total);
-    let at = 0;
-    for (const b of bufs) { all.set(b, at); at += b.length; }
-    this.write(all, offset);
-    this.unsynced.pop();
-    at = offset;
-    for (const b of bufs) { this.unsynced.push({ offset: at, data: Uint8Array.from(b) }); at += b.length; }
+    let at = offset;
+    for (const b of bufs) {
+      this.bytes.set(b, at);
+      this.unsynced.push({ offset: at, data: Uint8Array.from(b) });
+      at += b.length;
+    }
   }
 
   sync(): void {

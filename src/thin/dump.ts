@@ -4,12 +4,9 @@
  * human-readable writers, or anything else. Streams: one leaf at a time.
  */
 import { keyAt, nrEntries, valueOffset } from '../pdata/btree/node';
-import { blockTimeBlock, blockTimeTime } from './format/block-time';
+import { BLOCK_TIME_SIZE, blockTimeBlock, blockTimeTime } from './format/block-time';
 import type { MappingRun, MetadataSink, SuperblockInfo } from './xml/types';
 import type { ThinMetadata } from './metadata';
-
-/** Bytes per block_time value in a mapping leaf. */
-const BLOCK_TIME_SIZE = 8;
 
 /** The superblock as thin_dump prints it (uuid always "", as 0.9.0 does). */
 export function superblockInfo(md: ThinMetadata): SuperblockInfo {

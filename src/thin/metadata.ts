@@ -28,7 +28,7 @@ import { DataSpaceMap } from '../pdata/space-map/data-space-map';
 import { MetadataSpaceMap } from '../pdata/space-map/metadata-space-map';
 import { TransactionManager, MetadataAllocator } from '../pdata/transaction-manager';
 import { checkDataBlockSize, METADATA_BLOCK_SIZE } from '../units';
-import { BlockTime, MAX_TIME, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
+import { BLOCK_TIME_SIZE, BlockTime, MAX_TIME, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
 import { DeviceDetails, deviceDetailsValue } from './format/device-details';
 import {
   isUnformatted, packSuperblock, snapshotSuperblockValidator, Superblock, superblockValidator,
@@ -96,7 +96,7 @@ export class ThinMetadata {
     this.tm = new TransactionManager(this.bm, noAllocator);
     this.readOnly = dev.readOnly || !!opts.metadataSnap;
     const dataValue: ValueType<BlockTime> = {
-      size: 8,
+      size: BLOCK_TIME_SIZE,
       read: readBlockTime,
       readFrom: readBlockTimeFrom,
       write: writeBlockTime,

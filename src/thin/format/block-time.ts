@@ -4,6 +4,8 @@
  */
 import { ThinError } from '../../errors';
 
+/** Bytes of one block_time value in a mapping leaf. */
+export const BLOCK_TIME_SIZE = 8;
 export const MAX_TIME = 0xffffff;
 export const MAX_DATA_BLOCK = 2 ** 40 - 1;
 
