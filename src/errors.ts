@@ -11,7 +11,13 @@
 export type ThinErrorCode =
   /** A metadata block failed validation (checksum, blocknr, magic, node header). */
   | 'E_CHECKSUM'
+  /** The metadata on disk is damaged (a structure that cannot be what the format allows). */
   | 'E_CORRUPT'
+  /**
+   * thinsim broke one of its own invariants (a bug, not damage on disk): the
+   * operation stopped before it could commit anything wrong.
+   */
+  | 'E_INVARIANT'
   /** Bad argument from a caller or a user (size string, id out of range, ...). */
   | 'E_INVALID'
   /** A numeric value does not fit where it must go (e.g. > 2^53 in a number). */

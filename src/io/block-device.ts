@@ -3,6 +3,9 @@
  *
  * Contract: a BlockDevice reads and writes whole buffers at byte offsets,
  * synchronously; `sync()` returns once everything written before it is durable.
+ * `writevAsync` and `syncAsync` do the same off the event loop (a commit must not
+ * stall other clients of the pool); their order against other calls is the
+ * caller's to keep.
  * A read that reaches past the end of the device throws E_IO (metadata must never
  * be silently zero-filled). Offsets and sizes are safe integers.
  * Implementations: FileDevice (a regular file or block device, optionally
@@ -23,6 +26,13 @@ export interface BlockDevice {
   writev(bufs: readonly Uint8Array[], offset: number): void;
   /** Make all earlier writes durable (fdatasync). */
   sync(): void;
+  /**
+   * `writev` without blocking the event loop. The caller keeps `bufs` unchanged until
+   * the promise settles; a failure rejects with the same ThinError `writev` throws.
+   */
+  writevAsync(bufs: readonly Uint8Array[], offset: number): Promise<void>;
+  /** `sync` without blocking the event loop (an fdatasync on the thread pool). */
+  syncAsync(): Promise<void>;
   /** Grow (never shrink) the device to `bytes`, where the backing store allows it. */
   grow(bytes: number): void;
   close(): void;

@@ -61,7 +61,7 @@ export class FileDevice implements BlockDevice {
   }
 
   write(buf: Uint8Array, offset: number): void {
-    if (this.readOnly) throw new ThinError('E_READ_ONLY', `${this.name} is open read-only`, { file: this.name });
+    this.assertWritable();
     let done = 0;
     while (done < buf.length) {
       try {
@@ -73,7 +73,7 @@ export class FileDevice implements BlockDevice {
   }
 
   writev(bufs: readonly Uint8Array[], offset: number): void {
-    if (this.readOnly) throw new ThinError('E_READ_ONLY', `${this.name} is open read-only`, { file: this.name });
+    this.assertWritable();
     let rest = bufs.filter((b) => b.length > 0);
     let pos = offset;
     while (rest.length > 0) {
@@ -84,11 +84,20 @@ export class FileDevice implements BlockDevice {
         throw ioError('write', this.name, e);
       }
       pos += n;
-      // A short write (or more buffers than IOV_MAX) leaves a tail: go on from there.
-      let i = 0;
-      while (i < rest.length && n >= rest[i].length) n -= rest[i++].length;
-      rest = rest.slice(i);
-      if (n > 0) rest[0] = rest[0].subarray(n);
+      rest = afterShortWrite(rest, n);
+    }
+  }
+
+  async writevAsync(bufs: readonly Uint8Array[], offset: number): Promise<void> {
+    this.assertWritable();
+    let rest = bufs.filter((b) => b.length > 0);
+    let pos = offset;
+    while (rest.length > 0) {
+      const n = await new Promise<number>((resolve, reject) => {
+        fs.writev(this.fd, rest as Uint8Array[], pos, (err, written) => (err ? reject(ioError('write', this.name, err)) : resolve(written)));
+      });
+      pos += n;
+      rest = afterShortWrite(rest, n);
     }
   }
 
@@ -99,6 +108,17 @@ export class FileDevice implements BlockDevice {
     } catch (e) {
       throw ioError('sync', this.name, e);
     }
+  }
+
+  syncAsync(): Promise<void> {
+    if (this.readOnly) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      fs.fdatasync(this.fd, (err) => (err ? reject(ioError('sync', this.name, err)) : resolve()));
+    });
+  }
+
+  private assertWritable(): void {
+    if (this.readOnly) throw new ThinError('E_READ_ONLY', `${this.name} is open read-only`, { file: this.name });
   }
 
   grow(bytes: number): void {
@@ -117,6 +137,15 @@ export class FileDevice implements BlockDevice {
   close(): void {
     try { fs.closeSync(this.fd); } catch { /* already closed */ }
   }
+}
+
+/** What is left of `bufs` after a (short) gathered write of `n` bytes (or more buffers than IOV_MAX). */
+function afterShortWrite(bufs: Uint8Array[], n: number): Uint8Array[] {
+  let i = 0;
+  while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
+  const rest = bufs.slice(i);
+  if (n > 0) rest[0] = rest[0].subarray(n);
+  return rest;
 }
 
 /** A block device's sysfs attribute file (there are no BLKGETSIZE64 / BLKROGET ioctls from JS). */

@@ -73,6 +73,17 @@ export class MemoryDevice implements BlockDevice {
     }
   }
 
+  /** Settles on a later turn of the event loop, as a real device's would. */
+  async writevAsync(bufs: readonly Uint8Array[], offset: number): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.writev(bufs, offset);
+  }
+
+  async syncAsync(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.sync();
+  }
+
   sync(): void {
     this.syncs++;
     for (const w of this.unsynced) this.durable.set(w.data, w.offset);

@@ -557,6 +557,28 @@ export class Pool extends EventEmitter {
     }
   }
 
+  /**
+   * Which bytes of [offset, offset+length) of thin device `id` are provisioned:
+   * runs of whole chunks (clipped to the range), in order, covering the range
+   * exactly. Unprovisioned runs read as zeros. What NBD's base:allocation reports.
+   */
+  blockStatus(id: number, offset: number, length: number): Array<{ offset: number; length: number; mapped: boolean }> {
+    this.requireDevice(id);
+    const pieces = this.pieces(id, offset, length);
+    const out: Array<{ offset: number; length: number; mapped: boolean }> = [];
+    if (pieces.length === 0) return out;
+    const first = pieces[0].vblock;
+    const mapped = new Uint8Array(pieces.length);
+    for (const [vblock] of this.md.mappings(id, first, first + pieces.length)) mapped[vblock - first] = 1;
+    for (let i = 0; i < pieces.length; i++) {
+      const m = mapped[i] === 1;
+      const last = out[out.length - 1];
+      if (last && last.mapped === m) last.length += pieces[i].len;
+      else out.push({ offset: offset + pieces[i].at, length: pieces[i].len, mapped: m });
+    }
+    return out;
+  }
+
   thinStatus(id: number): ThinStatus {
     const d = this.md.deviceDetails(id);
     const bs = this.table.dataBlockSize;
