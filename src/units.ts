@@ -2,16 +2,16 @@
  * Units: sizes as users write them (64K, 10G, 512s), 512-byte sectors, 4 KiB metadata
  * blocks and data blocks, with checked conversions.
  *
- * Contract: byte counts are JavaScript numbers and must stay exact integers, so every
- * conversion checks that its result is a safe integer (< 2^53) and throws E_RANGE
- * otherwise; callers that need the full 64-bit on-disk range use the bigint helpers.
- * Suffixes are binary (K = 1024), as in LVM and dmsetup; a bare number is bytes.
+ * Contract: byte counts are JavaScript numbers and must stay exact integers, so a
+ * parsed size that is not a safe integer (< 2^53) is E_RANGE, and one that is not a
+ * size at all is E_INVALID naming the input. Suffixes are binary (K = 1024), as in
+ * LVM and dmsetup; a bare number is bytes. 64-bit on-disk fields are pdata's
+ * (one checked u64 codec there).
  */
 import { ThinError } from './errors';
 
 export const SECTOR_SIZE = 512;
 export const METADATA_BLOCK_SIZE = 4096;
-export const SECTORS_PER_METADATA_BLOCK = 8;
 /** dm-thin data block size limits, in sectors (64 KiB .. 1 GiB, multiple of 64 KiB). */
 export const DATA_BLOCK_SIZE_MIN_SECTORS = 128;
 export const DATA_BLOCK_SIZE_MAX_SECTORS = 2097152;
@@ -25,28 +25,11 @@ const SUFFIX: Record<string, number> = {
 };
 
 /** Throw E_RANGE unless n is a non-negative safe integer. Returns n. */
-export function checkedInt(n: number, what: string): number {
+function checkedInt(n: number, what: string): number {
   if (!Number.isSafeInteger(n) || n < 0) {
     throw new ThinError('E_RANGE', `${what} must be a whole number from 0 to 2^53-1, got ${n}`, { value: n });
   }
   return n;
-}
-
-/** Multiply two non-negative integers, throwing E_RANGE if the product is not exact. */
-export function checkedMul(a: number, b: number, what: string): number {
-  const p = a * b;
-  if (!Number.isSafeInteger(p)) {
-    throw new ThinError('E_RANGE', `${what} overflows: ${a} x ${b} is beyond 2^53`, { a, b });
-  }
-  return p;
-}
-
-/** Convert a bigint (e.g. a 64-bit on-disk field) to a number, or throw E_RANGE. */
-export function bigToNumber(v: bigint, what: string): number {
-  if (v < 0n || v > BigInt(MAX_SAFE)) {
-    throw new ThinError('E_RANGE', `${what} is ${v}, beyond what thinsim handles exactly (2^53-1)`, { value: v.toString() });
-  }
-  return Number(v);
 }
 
 /**
@@ -67,28 +50,6 @@ export function parseSize(input: string | number, what = 'size'): number {
   return checkedInt(bytes, what);
 }
 
-/** Format bytes the way LVM/docker info do: "107.4 GB"-style decimal, or binary "100 GiB". */
-export function formatBytes(bytes: number, style: 'binary' | 'decimal' = 'binary'): string {
-  const base = style === 'binary' ? 1024 : 1000;
-  const units = style === 'binary' ? ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] : ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= base && i < units.length - 1) { v /= base; i++; }
-  const s = i === 0 ? String(v) : v.toFixed(v >= 100 ? 1 : v >= 10 ? 2 : 3).replace(/\.?0+$/, '');
-  return `${s} ${units[i]}`;
-}
-
-export function bytesToSectors(bytes: number, what = 'size'): number {
-  if (bytes % SECTOR_SIZE !== 0) {
-    throw new ThinError('E_INVALID', `${what} ${bytes} is not a multiple of the 512-byte sector`, { value: bytes });
-  }
-  return bytes / SECTOR_SIZE;
-}
-
-export function sectorsToBytes(sectors: number, what = 'sectors'): number {
-  return checkedMul(sectors, SECTOR_SIZE, what);
-}
-
 /** Validate a data block size in sectors against the kernel's rule (128..2097152, multiple of 128). */
 export function checkDataBlockSize(sectors: number): number {
   if (!Number.isInteger(sectors) || sectors < DATA_BLOCK_SIZE_MIN_SECTORS || sectors > DATA_BLOCK_SIZE_MAX_SECTORS || sectors % DATA_BLOCK_SIZE_MIN_SECTORS !== 0) {
@@ -104,9 +65,4 @@ export function parseBlockSize(input: string | number): number {
     throw new ThinError('E_INVALID', `block size ${input} is not a multiple of 512 bytes; use e.g. 64K, 128K, 1M`, { value: input });
   }
   return checkDataBlockSize(bytes / SECTOR_SIZE);
-}
-
-/** Number of whole blocks of `blockBytes` in `bytes` (floor), checked. */
-export function blocksIn(bytes: number, blockBytes: number): number {
-  return Math.floor(checkedInt(bytes, 'size') / blockBytes);
 }

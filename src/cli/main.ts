@@ -28,7 +28,8 @@ export function exitCodeFor(e: unknown): number {
 
 export function reportError(e: unknown): void {
   if (e instanceof ThinError) {
-    process.stderr.write(`thinsim: ${e.message} [${e.code}]\n`);
+    const bug = e.code === 'E_INVARIANT' ? ' (a bug in thinsim, not damage to your pool: nothing wrong was committed; please report it)' : '';
+    process.stderr.write(`thinsim: ${e.message} [${e.code}]${bug}\n`);
   } else {
     process.stderr.write(`thinsim: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
   }

@@ -83,7 +83,7 @@ export async function runDemo(opts: DemoOptions): Promise<{ dir: string; ok: boo
 
   log(`7. docker info, Storage Driver: devicemapper`);
   for (const [k, v] of dockerInfo(pool.status())) log(`   ${k}: ${v}`);
-  log(`   dmsetup status: 0 ${pool.md.nrDataBlocks * pool.table.dataBlockSize} thin-pool ${pool.status().line}`);
+  log(`   dmsetup status: 0 ${pool.status().totalDataBlocks * pool.table.dataBlockSize} thin-pool ${pool.status().line}`);
   await pool.close();
 
   log(`8. Full metadata check (reference counts recomputed from every mapping)`);

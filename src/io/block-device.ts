@@ -39,6 +39,3 @@ export interface BlockDevice {
   /** OS file descriptor, when there is one (used by the native chunk copier). */
   readonly fd?: number;
 }
-
-export { FileDevice, blockDeviceSize } from './file-device';
-export { MemoryDevice } from './memory-device';

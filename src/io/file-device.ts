@@ -10,13 +10,19 @@ export interface FileDeviceOptions {
   create?: boolean;
 }
 
-/** A regular file or block device. Block devices report their size via lseek-like stat of the device. */
+/**
+ * A regular file or block device. The size is read once at open (a regular file's
+ * from fstat, a block device's from sysfs) and then follows grow(): thinsim is the
+ * only writer that changes it. The read and write loops here (sync and async) are
+ * the only ones in io; DataDevice builds on them.
+ */
 export class FileDevice implements BlockDevice {
   readonly name: string;
   readonly readOnly: boolean;
   readonly fd: number;
-  private readonly isBlockDev: boolean;
+  readonly isBlockDevice: boolean;
   private cachedSize: number;
+  private closed = false;
 
   constructor(path: string, opts: FileDeviceOptions = {}) {
     this.name = path;
@@ -30,18 +36,32 @@ export class FileDevice implements BlockDevice {
       throw ioError(this.readOnly ? 'open (read-only)' : 'open', path, e);
     }
     const st = fs.fstatSync(this.fd);
-    this.isBlockDev = st.isBlockDevice();
+    this.isBlockDevice = st.isBlockDevice();
     // root may open a read-only block device for writing; every write would then fail.
-    if (this.isBlockDev && !this.readOnly && blockDeviceReadOnly(path)) {
+    if (this.isBlockDevice && !this.readOnly && blockDeviceReadOnly(path)) {
       fs.closeSync(this.fd);
       throw new ThinError('E_READ_ONLY', `${path} is a read-only block device; it can be inspected (check, dump, ls, delta) but not written`, { file: path });
     }
-    this.cachedSize = this.isBlockDev ? blockDeviceSize(path) : st.size;
+    this.cachedSize = this.isBlockDevice ? blockDeviceSize(path) : st.size;
   }
 
-  /** Size as of open or the last grow(): thinsim is the only writer that changes it. */
   size(): number {
     return this.cachedSize;
+  }
+
+  /**
+   * Fill `buf` from `offset` without blocking the event loop. Past the end of the
+   * file reads as zeros (a sparse data file that was never written that far).
+   */
+  async readAsync(buf: Uint8Array, offset: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      const n = await new Promise<number>((resolve, reject) => {
+        fs.read(this.fd, buf, done, buf.length - done, offset + done, (err, got) => (err ? reject(ioError('read', this.name, err)) : resolve(got)));
+      });
+      if (n === 0) { buf.fill(0, done); return; }
+      done += n;
+    }
   }
 
   read(buf: Uint8Array, offset: number): void {
@@ -123,8 +143,8 @@ export class FileDevice implements BlockDevice {
 
   grow(bytes: number): void {
     if (bytes <= this.size()) return;
-    if (this.isBlockDev) {
-      throw new ThinError('E_UNSUPPORTED', `${this.name} is a block device of ${this.cachedSize} bytes; it cannot grow to ${bytes}`, { file: this.name });
+    if (this.isBlockDevice) {
+      throw new ThinError('E_UNSUPPORTED', `${this.name} is a block device of ${this.cachedSize} bytes; it cannot grow to ${bytes} (grow the device itself first)`, { file: this.name });
     }
     try {
       fs.ftruncateSync(this.fd, bytes);
@@ -135,6 +155,8 @@ export class FileDevice implements BlockDevice {
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     try { fs.closeSync(this.fd); } catch { /* already closed */ }
   }
 }

@@ -39,7 +39,7 @@ export async function importImage(pool: Pool, id: number, file: string, onProgre
       res.chunks++;
       if (hot.isZero(buf)) {
         res.skippedZero++;
-        if (len === cb && pool.md.lookup(id, off / cb)) inflight.push(pool.discard(id, off, len));
+        if (len === cb && pool.lookup(id, off / cb)) inflight.push(pool.discard(id, off, len));
       } else {
         res.written++;
         inflight.push(pool.write(id, off, buf));
@@ -67,7 +67,10 @@ export async function exportImage(pool: Pool, id: number, file: string): Promise
     fs.ftruncateSync(fd, size);
     const res: ExportResult = { bytes: size, mappedChunks: 0, written: 0 };
     const vblocks: number[] = [];
-    for (const [v] of pool.md.mappings(id)) if (v * cb < size) vblocks.push(v);
+    for (const run of pool.blockStatus(id, 0, size)) {
+      if (!run.mapped) continue;
+      for (let v = run.offset / cb; v * cb < run.offset + run.length; v++) vblocks.push(v);
+    }
     for (const v of vblocks) {
       res.mappedChunks++;
       const len = Math.min(cb, size - v * cb);

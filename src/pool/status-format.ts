@@ -3,7 +3,7 @@
  * (dmsetup status), and the devicemapper section of `docker info`, whose sizes are
  * go-units HumanSize: decimal units, 4 significant digits ("107.4GB", "65.54kB").
  */
-import type { PoolStatus } from './pool';
+import type { PoolStatus } from './status';
 
 export function humanSize(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB'];

@@ -41,6 +41,15 @@ export const MIN_METADATA_BLOCKS = 16;
 
 export type { BlockTime, DeviceDetails, Superblock };
 
+export interface SpaceUsage {
+  dataBlocks: number;
+  dataUsed: number;
+  dataFree: number;
+  metadataBlocks: number;
+  metadataUsed: number;
+  metadataFree: number;
+}
+
 export interface OpenOptions {
   /** Blocks of metadata to cache (default 16384 = 64 MiB). */
   cacheBlocks?: number;
@@ -178,6 +187,21 @@ export class ThinMetadata {
   get transactionId(): number { return this.sb.transactionId; }
   get heldRoot(): number { return this.sb.heldRoot; }
   get needsCheck(): boolean { return (this.sb.flags & SUPERBLOCK_FLAG_NEEDS_CHECK) !== 0; }
+
+  /** Data and metadata space in blocks (free data blocks include those freed in the open transaction). */
+  spaceUsage(): SpaceUsage {
+    const d = this.requireDataSm();
+    const m = this.requireMetadataSm();
+    return {
+      dataBlocks: d.nrBlocks, dataUsed: d.nrAllocated, dataFree: d.nrFree,
+      metadataBlocks: m.nrBlocks, metadataUsed: m.nrAllocated, metadataFree: m.nrBlocks - m.nrAllocated,
+    };
+  }
+
+  /** The superblock as of the last commit (or open). */
+  committedSuperblock(): Readonly<Superblock> {
+    return this.committed;
+  }
 
   /** Device ids in ascending order. */
   devices(): number[] {
@@ -380,6 +404,17 @@ export class ThinMetadata {
     sm.extend(nrBlocks);
   }
 
+  /** Grow the metadata device to `bytes` and its space map with it (never shrink). */
+  growMetadata(bytes: number): void {
+    this.assertWritable();
+    const blocks = Math.floor(bytes / METADATA_BLOCK_SIZE);
+    if (blocks < this.bm.nrBlocks) {
+      throw new ThinError('E_UNSUPPORTED', `cannot shrink the metadata device from ${this.bm.nrBlocks * METADATA_BLOCK_SIZE} to ${bytes} bytes`, { from: this.bm.nrBlocks, to: blocks });
+    }
+    this.bm.dev.grow(blocks * METADATA_BLOCK_SIZE);
+    this.resizeMetadata();
+  }
+
   /** Grow the metadata space map to the device's current size (the caller grew the device). */
   resizeMetadata(): void {
     this.assertWritable();
@@ -413,6 +448,11 @@ export class ThinMetadata {
       st.prepared = false;
     }
     this.committed = { ...this.sb };
+  }
+
+  /** commit(), for callers that must not block (the pool). */
+  async commitAsync(): Promise<void> {
+    this.commit();
   }
 
   /** Drop the open transaction and reload the committed state from disk. */

@@ -198,7 +198,7 @@ for (const seed of suiteSeeds(1, 8000)) {
             for (let v = 0; v * cb < size; v++) {
               const bytes = got.subarray(v * cb, (v + 1) * cb);
               if (dirty.has(`${id}:${v}`)) {
-                model.adopt(id, v, pool.md.lookup(id, v) ? Buffer.from(bytes) : undefined);
+                model.adopt(id, v, pool.lookup(id, v) ? Buffer.from(bytes) : undefined);
                 stats.dirty++;
               } else {
                 assertMatches(bytes, model.read(id, v * cb, cb), `${label}device ${id} chunk ${v} (acknowledged)`, v * cb);

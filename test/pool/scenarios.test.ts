@@ -296,7 +296,7 @@ test('a discard of a shared block is not passed down: the snapshot keeps it and 
   await snap(s, 2, 1);
   await s.pool.flush();
   const dataFile = s.pool.status().dataFile;
-  const blocks = Array.from({ length: 16 }, (_, v) => s.pool.md.lookup(2, v)!.block);
+  const blocks = Array.from({ length: 16 }, (_, v) => s.pool.lookup(2, v)!.block);
   const hostBefore = dataBlocksOnHost(dataFile);
   await discard(s, 1, 0, 16 * s.cb);
   await s.pool.flush();

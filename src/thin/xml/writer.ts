@@ -249,11 +249,3 @@ export class JsonWriter extends RunMergingSink {
     this.buf.push(this.devices > 0 ? '\n ]}\n' : ']}\n');
   }
 }
-
-/** Convenience: render a whole stream held as an event-replay function to a string. */
-export function renderToString(make: (out: OutputFn) => MetadataSink, replay: (sink: MetadataSink) => void): string {
-  const parts: string[] = [];
-  const sink = make((c) => parts.push(c));
-  replay(sink);
-  return parts.join('');
-}

@@ -10,7 +10,7 @@
  *   are served in arrival order, so neither side starves.
  */
 
-type Release = () => void;
+export type Release = () => void;
 
 export class KeyedMutex<K> {
   private readonly tails = new Map<K, Promise<void>>();
@@ -58,16 +58,6 @@ export class Gate {
     }
     let done = false;
     return () => { if (!done) { done = true; this.exclusive = false; this.pump(); } };
-  }
-
-  async withShared<T>(fn: () => Promise<T>): Promise<T> {
-    const r = await this.acquireShared();
-    try { return await fn(); } finally { r(); }
-  }
-
-  async withExclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const r = await this.acquireExclusive();
-    try { return await fn(); } finally { r(); }
   }
 
   get busy(): boolean {

@@ -1,0 +1,125 @@
+/**
+ * A pool's data device: chunk I/O on a sparse file (loop-lvm, buffered through the
+ * page cache) or on a preallocated file or block device opened with O_DIRECT
+ * (direct-lvm).
+ *
+ * Contract: every call is asynchronous and runs on the libuv thread pool (or the
+ * addon's async copy), so the event loop stays free. Offsets are byte offsets on
+ * the device. Past the end of a sparse file reads as zeros. In direct mode all I/O
+ * goes through 4 KiB-aligned buffers from the addon; an unaligned request is
+ * widened to 4 KiB boundaries and read-modify-written, so callers must serialise
+ * overlapping requests (the pool's chunk locks do). `sync()` makes every completed
+ * write durable. The open, size, grow and read/write loops are FileDevice's.
+ */
+import { ioError } from '../errors';
+import { hot, requireNative } from '../hot';
+import { FileDevice } from './file-device';
+
+const ALIGN = 4096;
+
+export interface DataDeviceOptions {
+  direct?: boolean;
+  readOnly?: boolean;
+}
+
+export class DataDevice {
+  readonly direct: boolean;
+  private readonly file: FileDevice;
+
+  constructor(path: string, opts: DataDeviceOptions = {}) {
+    this.direct = !!opts.direct;
+    if (this.direct) requireNative('direct-lvm needs aligned buffers for O_DIRECT');
+    this.file = new FileDevice(path, { direct: this.direct, readOnly: opts.readOnly });
+  }
+
+  get path(): string { return this.file.name; }
+  get fd(): number { return this.file.fd; }
+  get isBlockDevice(): boolean { return this.file.isBlockDevice; }
+
+  size(): number {
+    return this.file.size();
+  }
+
+  async read(buf: Uint8Array, offset: number): Promise<void> {
+    if (this.direct) return this.directRead(buf, offset);
+    await this.file.readAsync(buf, offset);
+  }
+
+  async write(buf: Uint8Array, offset: number): Promise<void> {
+    if (this.direct) return this.directWrite(buf, offset);
+    await this.file.writevAsync([buf], offset);
+  }
+
+  /** Copy `len` bytes within the device (a chunk copy when breaking sharing). */
+  async copy(src: number, dst: number, len: number): Promise<void> {
+    if (this.direct) {
+      const b = hot.alignedBuffer(len);
+      await this.file.readAsync(b, src);
+      await this.file.writevAsync([b], dst);
+      return;
+    }
+    let done = 0;
+    while (done < len) {
+      let n: number;
+      try {
+        n = await hot.copyRangeAsync(this.fd, src + done, this.fd, dst + done, len - done);
+      } catch (e) {
+        throw ioError('copy a chunk on', this.path, e);
+      }
+      if (n === 0) {
+        // Source ends inside a sparse file: the rest reads as zeros.
+        await this.zero(dst + done, len - done, false);
+        return;
+      }
+      done += n;
+    }
+  }
+
+  /**
+   * Zero a range: with `punch`, deallocate it (a discard passed down, giving space
+   * back to the host filesystem); otherwise zero it in place.
+   */
+  async zero(offset: number, len: number, punch: boolean): Promise<void> {
+    if (len === 0) return;
+    if (this.direct && (offset % ALIGN || len % ALIGN)) {
+      return this.directWrite(new Uint8Array(len), offset);
+    }
+    try {
+      hot.zeroRange(this.fd, offset, len, punch);
+    } catch (e) {
+      if (!this.direct) throw ioError('zero a range of', this.path, e);
+      // Block devices without fallocate: write zeros through an aligned buffer.
+      await this.file.writevAsync([hot.alignedBuffer(len)], offset);
+    }
+  }
+
+  sync(): Promise<void> {
+    return this.file.syncAsync();
+  }
+
+  grow(bytes: number): void {
+    this.file.grow(bytes);
+  }
+
+  close(): void {
+    this.file.close();
+  }
+
+  /** JS cannot see a caller's buffer address, so direct reads always go through an aligned bounce buffer. */
+  private async directRead(buf: Uint8Array, offset: number): Promise<void> {
+    const start = offset - (offset % ALIGN);
+    const end = Math.ceil((offset + buf.length) / ALIGN) * ALIGN;
+    const b = hot.alignedBuffer(end - start);
+    await this.file.readAsync(b, start);
+    buf.set(b.subarray(offset - start, offset - start + buf.length));
+  }
+
+  private async directWrite(buf: Uint8Array, offset: number): Promise<void> {
+    const start = offset - (offset % ALIGN);
+    const end = Math.ceil((offset + buf.length) / ALIGN) * ALIGN;
+    const b = hot.alignedBuffer(end - start);
+    if (start !== offset || end !== offset + buf.length) await this.file.readAsync(b, start);
+    b.set(buf, offset - start);
+    await this.file.writevAsync([b], start);
+  }
+}
