@@ -69,8 +69,7 @@ export class DataPath {
         }
         if (run) reads.push(this.s.data.read(out.subarray(run.at, run.at + run.len), run.dev));
         // Settle every read before the chunks are unlocked, even when one fails.
-        const failed = (await Promise.allSettled(reads)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-        if (failed) throw failed.reason;
+        await settleAll(reads);
       } finally {
         for (const unlock of unlocks) unlock();
       }
@@ -171,7 +170,17 @@ export class DataPath {
         const dst = b * cb;
         if (off === 0 && buf.length === cb) {
           await data.write(buf, dst);
+        } else if (m && !data.direct) {
+          // Break sharing: the bytes around the write are copied and the write lands
+          // beside them at the same time (disjoint ranges of the new block), so the
+          // latency is one trip through the thread pool, not two in a row.
+          await settleAll([
+            off > 0 ? data.copy(m.block * cb, dst, off) : undefined,
+            data.write(buf, dst + off),
+            off + buf.length < cb ? data.copy(m.block * cb + off + buf.length, dst + off + buf.length, cb - off - buf.length) : undefined,
+          ]);
         } else if (m) {
+          // O_DIRECT widens an unaligned write to 4 KiB and reads around it: copy first.
           await data.copy(m.block * cb, dst, cb);
           await data.write(buf, dst + off);
         } else if (!this.s.table.features.skipBlockZeroing) {
@@ -297,4 +306,10 @@ export class DataPath {
 
 function key(id: number, vblock: number): string {
   return `${id}:${vblock}`;
+}
+
+/** Wait for every I/O to settle (none may still be writing into a block we release), then throw the first failure. */
+async function settleAll(ios: Array<Promise<void> | undefined>): Promise<void> {
+  const failed = (await Promise.allSettled(ios)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
