@@ -1,7 +1,8 @@
 /**
- * thinsim's public library API. Everything a program needs to run a userspace
- * dm-thin pool, read or write kernel-format metadata, and check it; the CLI is
- * built only on what is exported here and below.
+ * thinsim's public library API: everything a program needs to run a userspace
+ * dm-thin pool, read or write kernel-format metadata, and check it. The CLI imports
+ * the same modules directly (docs/architecture.md gives the layers); what is not
+ * exported here is internal and may change.
  */
 export { ThinError, isThinError } from './errors';
 export type { ThinErrorCode, ThinErrorDetails } from './errors';
@@ -9,7 +10,7 @@ export * as units from './units';
 
 // The pool engine (loop-lvm / direct-lvm, data path, snapshots, status).
 export { Pool, DEFAULT_DATA_SIZE, DEFAULT_METADATA_SIZE, DEFAULT_BLOCK_SECTORS } from './pool/pool';
-export type { CreateOptions, OpenOptions, PoolStatus, ThinStatus, PoolHealth } from './pool/pool';
+export type { CreateOptions, OpenOptions, PoolStatus, ThinStatus, PoolHealth, BlockStatusRun } from './pool/pool';
 export type { PoolTable, PoolFeatures, PoolMode, DiscardMode } from './pool/table';
 export { importImage, exportImage } from './pool/image';
 export { dockerInfo, kernelFields, humanSize } from './pool/status-format';
@@ -29,6 +30,7 @@ export { XmlWriter, JsonWriter, HumanReadableWriter } from './thin/xml/writer';
 // Devices.
 export { FileDevice } from './io/file-device';
 export { MemoryDevice } from './io/memory-device';
+export { DataDevice } from './io/data-device';
 export type { BlockDevice } from './io/block-device';
 
 // The demo.
