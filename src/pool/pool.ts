@@ -29,7 +29,9 @@ import { ThinError } from '../errors';
 import { DataDevice } from '../io/data-device';
 import { FileDevice } from '../io/file-device';
 import { checkMetadata, CheckReport } from '../thin/check';
+import { deltaRanges } from '../thin/delta';
 import { lsDevices } from '../thin/ls';
+import type { DiffRange } from '../thin/report/delta';
 import { ThinMetadata } from '../thin/metadata';
 import type { LsDevice } from '../thin/report/ls';
 import { checkDataBlockSize, SECTOR_SIZE } from '../units';
@@ -41,7 +43,7 @@ import { PoolHealth, PoolState } from './state';
 import { poolStatus, PoolStatus, thinStatus, ThinStatus } from './status';
 import { defaultFeatures, DiscardMode, loadTable, PoolMode, PoolTable, resolveDev, saveTable, TABLE_FILE } from './table';
 
-export type { PoolHealth, PoolStatus, ThinStatus, BlockStatusRun };
+export type { PoolHealth, PoolStatus, ThinStatus, BlockStatusRun, DiffRange };
 
 export interface CreateOptions {
   /** Bytes (default 100 GiB, Docker's loop-lvm default). */
@@ -313,6 +315,15 @@ export class Pool extends EventEmitter {
   /** thin_ls's numbers for every device (mapped, exclusive, shared blocks; times). */
   sharing(): LsDevice[] {
     return lsDevices(this.state.md);
+  }
+
+  /**
+   * How two thin devices differ, as thin_delta reports it: ranges of virtual blocks
+   * (in chunks) that only one side maps, that both map to different data blocks, or
+   * to the same ones. What a layer diff is made of.
+   */
+  delta(a: number, b: number): DiffRange[] {
+    return deltaRanges(this.state.md, a, b);
   }
 
   /** A full check of the committed metadata of the pool in `dir` (read-only; works while it is open). */
