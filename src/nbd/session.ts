@@ -66,6 +66,9 @@ const ALLOCATION_CONTEXT_ID = 1;
 /** Per-request overhead counted against maxInflightBytes (headers, bookkeeping). */
 const REQUEST_OVERHEAD = 64;
 
+/** Failed requests logged per connection. */
+const ERRORS_LOGGED = 20;
+
 class Violation extends Error {}
 
 export class Session {
@@ -82,6 +85,7 @@ export class Session {
   private wakeLoop: (() => void) | undefined;
   private waitingForHeader = false;
   private draining = false;
+  private errorsLogged = 0;
   /** Sends not yet handed to the kernel; released when the socket closes. */
   private readonly sending = new Set<() => void>();
 
@@ -90,6 +94,7 @@ export class Session {
     socket.on('error', () => undefined); // reported through the reader; never an unhandled 'error'
     socket.on('close', () => {
       for (const done of [...this.sending]) done();
+      this.poke();
     });
     socket.setNoDelay?.(true);
     this.done = this.run();
@@ -273,8 +278,9 @@ export class Session {
     };
     const lim = this.ctx.limits;
     for (;;) {
-      await this.until(() => this.draining || (this.inflight < lim.maxInflightRequests && this.inflightBytes < lim.maxInflightBytes));
-      if (this.draining) return;
+      await this.until(() => this.draining || this.socket.destroyed || (this.inflight < lim.maxInflightRequests && this.inflightBytes < lim.maxInflightBytes));
+      // Requests still buffered from a client that is gone could never be answered.
+      if (this.draining || this.socket.destroyed) return;
       let header: Buffer;
       this.waitingForHeader = true;
       try {
@@ -317,7 +323,7 @@ export class Session {
     if (!reserved) this.inflightBytes += cost;
     const work = (async () => {
       const outcome = validate(req, target) ?? await execute(req, payload, target);
-      if (outcome.error !== 0) this.ctx.log(`${this.label}: ${commandName(req.type)} ${req.offset}+${req.length}: error ${outcome.error}: ${outcome.message ?? ''}`);
+      if (outcome.error !== 0) this.logError(`${commandName(req.type)} ${req.offset}+${req.length}: error ${outcome.error}: ${outcome.message ?? ''}`);
       await this.send(this.reply(req, outcome, target));
     })();
     this.running.add(work);
@@ -345,6 +351,13 @@ export class Session {
   }
 
   // ---------------------------------------------------------------- plumbing
+
+  /** Failed requests are logged, but a client cannot flood the log: the first few per connection. */
+  private logError(message: string): void {
+    this.errorsLogged++;
+    if (this.errorsLogged <= ERRORS_LOGGED) this.ctx.log(`${this.label}: ${message}`);
+    if (this.errorsLogged === ERRORS_LOGGED) this.ctx.log(`${this.label}: further failed requests on this connection are not logged`);
+  }
 
   /** Write buffers as one unit; resolves when the kernel has them (or the socket is gone). */
   private send(bufs: Buffer[]): Promise<void> {

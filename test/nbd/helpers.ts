@@ -60,13 +60,14 @@ export interface Served {
 }
 
 /** Start `thinsim serve POOL --socket <dir>/nbd.sock ...extra` and wait for its URI line. */
-export async function serve(pool: string, socketDir: string, extra: string[] = []): Promise<Served> {
-  const socket = path.join(socketDir, `nbd-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
+export async function serve(pool: string, socketDir: string, extra: string[] = [], socketPath?: string): Promise<Served> {
+  const socket = socketPath ?? path.join(socketDir, `nbd-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
   const child = spawn(process.execPath, [path.join(repoRoot(), 'bin', 'thinsim.js'), 'serve', pool, '--socket', socket, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  // 'close', not 'exit': stderr is complete by then.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('close', (code, signal) => r({ code, signal })));
   const printed = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`thinsim serve printed nothing in 20 s; stderr:\n${err}`)), 20_000);
     child.stdout!.setEncoding('utf8').on('data', (c: string) => {
@@ -176,7 +177,10 @@ export class Wire {
       if (this.closed) throw new Error(`server closed the connection (wanted ${n} bytes, have ${this.buf.length})`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out waiting for ${n} bytes (have ${this.buf.length})`);
-      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, left); });
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, left);
+        this.waiters.push(() => { clearTimeout(timer); r(); });
+      });
     }
     const out = this.buf.subarray(0, n);
     this.buf = this.buf.subarray(n);
@@ -188,7 +192,12 @@ export class Wire {
   /** Resolves true when the server closes the connection within `ms`. */
   async closedWithin(ms: number): Promise<boolean> {
     const deadline = Date.now() + ms;
-    while (!this.closed && Date.now() < deadline) await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 50); });
+    while (!this.closed && Date.now() < deadline) {
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, 50);
+        this.waiters.push(() => { clearTimeout(timer); r(); });
+      });
+    }
     return this.closed;
   }
   end(): void {

@@ -29,10 +29,8 @@ export const serveCommand: CommandModule<{}, any> = {
       listen: a.listen, socket: a.socket, readOnly: a['read-only'], maxConnections: a['max-connections'],
       exports: (a.export as string[] | undefined)?.map(parseExport), log, open: { commitInterval: 1000 },
     });
-    stdout(`${server.uri()}\n`);
-    const names = server.exports.list().map((e) => `${e.name}=${e.id}`);
-    log(`serving ${names.length ? names.join(', ') : 'no exports yet'} of ${a.pool}${a['read-only'] ? ' read-only' : ''}; SIGINT or SIGTERM stops`);
-    await new Promise<void>((resolve, reject) => {
+    // Signals are handled from before the URI is printed: whoever saw it may stop us.
+    const stopped = new Promise<void>((resolve, reject) => {
       let signals = 0;
       const stop = (sig: string) => {
         if (signals++ > 0) {
@@ -46,6 +44,10 @@ export const serveCommand: CommandModule<{}, any> = {
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
     });
+    stdout(`${server.uri()}\n`);
+    const names = server.exports.list().map((e) => `${e.name}=${e.id}`);
+    log(`serving ${names.length ? names.join(', ') : 'no exports yet'} of ${a.pool}${a['read-only'] ? ' read-only' : ''}; SIGINT or SIGTERM stops`);
+    await stopped;
     log('stopped; pool closed');
   },
 };
