@@ -182,3 +182,26 @@ test('qemu-img map keeps the holes of a sparse thin import', async (t) => {
     assert.equal((await s.stop()).code, 0);
   }
 });
+
+test('TCP on loopback: --listen 127.0.0.1:0 prints an nbd:// URI that nbdinfo and nbdcopy use', async (t) => {
+  if (!have('nbdinfo') || !have('nbdcopy')) return t.skip('nbdinfo/nbdcopy not installed');
+  const d = tmpdir('thinsim-nbd-');
+  t.after(() => d.cleanup());
+  const pool = makePool(d.file('pool'), { 5: '8M', 6: '4M' });
+  const s = await serve(pool, d.path, ['--listen', '127.0.0.1:0', '--export', 'disk=5', '--export', 'other=6']);
+  try {
+    assert.match(s.printed, /^nbd:\/\/127\.0\.0\.1:\d+\/disk$/, s.printed);
+    assert.doesNotMatch(s.stderr(), /warning/, 'no warning on loopback');
+    assert.equal((await runOk('nbdinfo', ['--size', s.printed])).trim(), String(8 * MiB));
+    const list = JSON.parse(await runOk('nbdinfo', ['--list', '--json', s.printed]));
+    assert.deepEqual(list.exports.map((e: { 'export-name': string }) => e['export-name']), ['disk', 'other']);
+    const src = d.file('src.raw');
+    makeImage(src, 4 * MiB, 41, [[12345, MiB]]);
+    await runOk('nbdcopy', [src, s.uri('other')]);
+    const back = d.file('back.raw');
+    await runOk('nbdcopy', [s.uri('other'), back]);
+    await runOk('cmp', [src, back]);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});

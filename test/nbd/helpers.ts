@@ -59,10 +59,15 @@ export interface Served {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
 
-/** Start `thinsim serve POOL --socket <dir>/nbd.sock ...extra` and wait for its URI line. */
+/**
+ * Start `thinsim serve POOL --socket <dir>/nbd.sock ...extra` (or, when `extra` has --listen,
+ * on TCP) and wait for its URI line.
+ */
 export async function serve(pool: string, socketDir: string, extra: string[] = [], socketPath?: string): Promise<Served> {
   const socket = socketPath ?? path.join(socketDir, `nbd-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
-  const child = spawn(process.execPath, [path.join(repoRoot(), 'bin', 'thinsim.js'), 'serve', pool, '--socket', socket, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tcp = extra.includes('--listen');
+  const where = tcp ? [] : ['--socket', socket];
+  const child = spawn(process.execPath, [path.join(repoRoot(), 'bin', 'thinsim.js'), 'serve', pool, ...where, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
@@ -80,7 +85,7 @@ export async function serve(pool: string, socketDir: string, extra: string[] = [
   let stopped: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> | undefined;
   return {
     socket, child, printed,
-    uri: (name) => `nbd+unix:///${name}?socket=${socket}`,
+    uri: (name) => (tcp ? printed.replace(/\/[^/]*$/, `/${name}`) : `nbd+unix:///${name}?socket=${socket}`),
     stderr: () => err,
     stop: () => {
       stopped ??= (async () => {

@@ -17,7 +17,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { Pool } from '../../src/pool/pool';
-import { NbdServer } from '../../src/nbd/server';
+import { isLoopback, NbdServer, parseListen, preferredBlockSize } from '../../src/nbd/server';
 import { tmpdir } from '../helpers/oracle';
 import {
   call, connect, hello, MiB, optionBytes, randomBytes, readOptReply, readReply, requestBytes, Wire,
@@ -227,4 +227,21 @@ test('meta contexts: LIST, SET for one export does not carry over to GO on anoth
   w.write(requestBytes(BLOCK_STATUS, 0, 1n, 0, 4096));
   assert.equal((await readReply(w)).error, 22, 'contexts selected for export 1 do not apply to export 2');
   w.end();
+});
+
+test('listen addresses, the loopback check and the preferred block size', () => {
+  assert.deepEqual(parseListen('127.0.0.1:10809'), { host: '127.0.0.1', port: 10809 });
+  assert.deepEqual(parseListen('localhost'), { host: 'localhost', port: 10809 });
+  assert.deepEqual(parseListen(':0'), { host: '127.0.0.1', port: 0 });
+  assert.deepEqual(parseListen('4000'), { host: '127.0.0.1', port: 4000 });
+  assert.deepEqual(parseListen('[::1]:7'), { host: '::1', port: 7 });
+  assert.throws(() => parseListen('::1'), /brackets/);
+  assert.throws(() => parseListen('127.0.0.1:70000'), /port/);
+  assert.throws(() => parseListen('127.0.0.1:x'), /port/);
+  for (const h of ['127.0.0.1', '127.1.2.3', '::1', 'localhost', '::ffff:127.0.0.1']) assert.ok(isLoopback(h), h);
+  for (const h of ['0.0.0.0', '10.0.0.1', '::', '192.168.1.1', 'example.com', '128.0.0.1']) assert.ok(!isLoopback(h), h);
+  // A power of two (NBD requires it) that divides the chunk, at most 32 MiB.
+  assert.equal(preferredBlockSize(64 * 1024), 64 * 1024);
+  assert.equal(preferredBlockSize(192 * 1024), 64 * 1024);
+  assert.equal(preferredBlockSize(1024 * 1024 * 1024), 32 * 1024 * 1024);
 });
