@@ -101,9 +101,12 @@ export class NbdServer {
     const self = new NbdServer(pool, server, endpoint, exports, { ...opts, log, maxConnections });
     server.on('error', (e) => log(`listener error: ${e.message}`));
     server.on('connection', (socket) => self.accept(socket, limits, maxConnections));
-    pool.on('low-water-mark', (e: { free: number; lowWaterMark: number }) => log(`warning: the pool crossed its low-water mark: ${e.free} free data blocks (mark ${e.lowWaterMark})`));
+    pool.on('low-water-mark', self.onLowWater);
     return self;
   }
+
+  private readonly onLowWater = (e: { free: number; lowWaterMark: number }) =>
+    this.opts.log(`warning: the pool crossed its low-water mark: ${e.free} free data blocks (mark ${e.lowWaterMark})`);
 
   /** The URI a client uses for export `name` (default: the first export). */
   uri(name?: string): string {
@@ -143,6 +146,7 @@ export class NbdServer {
     }
     clearTimeout(timer);
     await listenerClosed;
+    this.pool.off('low-water-mark', this.onLowWater);
     try {
       if (this.opts.closePool) await this.pool.close();
       else await this.pool.flush();

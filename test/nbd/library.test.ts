@@ -245,3 +245,18 @@ test('listen addresses, the loopback check and the preferred block size', () => 
   assert.equal(preferredBlockSize(192 * 1024), 64 * 1024);
   assert.equal(preferredBlockSize(1024 * 1024 * 1024), 32 * 1024 * 1024);
 });
+
+test('a non-loopback address is warned about (192.0.2.1 is TEST-NET: nothing is ever bound there)', async (t) => {
+  const d = tmpdir('thinsim-nbd-lib-');
+  t.after(() => d.cleanup());
+  const pool = Pool.create(d.file('pool'), { dataSize: 16 * CHUNK, metadataSize: 16 * MiB });
+  t.after(() => pool.close());
+  const lines: string[] = [];
+  await assert.rejects(NbdServer.start(pool, { listen: '192.0.2.1:0', log: (m) => lines.push(m) }), /cannot listen on 192\.0\.2\.1:0/);
+  assert.ok(lines.some((l) => /warning: listening on 192\.0\.2\.1, which is not a loopback address/.test(l)), lines.join('\n'));
+  const quiet: string[] = [];
+  const s = await NbdServer.start(pool, { listen: '127.0.0.1:0', log: (m) => quiet.push(m) });
+  assert.match(s.uri(), /^nbd:\/\/127\.0\.0\.1:\d+\/$/);
+  await s.shutdown();
+  assert.deepEqual(quiet, [], 'no warning on loopback');
+});
