@@ -7,6 +7,7 @@ import { lsCommand } from './ls';
 import { poolCommand } from './pool';
 import { thinCommand } from './thin';
 import { restoreCommand } from './restore';
+import { serveCommand } from './serve';
 
 /** Every verb, in the order `thinsim --help` lists them. */
-export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, serveCommand];

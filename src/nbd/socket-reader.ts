@@ -1,0 +1,145 @@
+/**
+ * Exact-length reads from a socket, with backpressure.
+ *
+ * Contract:
+ * - `read(n)` resolves with exactly n bytes, in order; `skip(n)` consumes n bytes
+ *   without keeping them. One read or skip at a time (the session is sequential).
+ * - At most `highWater` bytes (or what the pending read needs, if more) are buffered:
+ *   beyond that the socket is paused, so a client that sends faster than the session
+ *   consumes is held back by TCP flow control, and memory stays bounded.
+ * - A read fails with ReaderClosed when the peer closed (or the socket failed) before
+ *   n bytes arrived, or when `cancel()` is called while it waits. It never hangs on a
+ *   closed socket.
+ */
+import type { Socket } from 'net';
+
+export class ReaderClosed extends Error {
+  constructor(message: string, readonly partial: boolean) {
+    super(message);
+    this.name = 'ReaderClosed';
+  }
+}
+
+export class SocketReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private want = 0;
+  private wake: (() => void) | undefined;
+  private closedReason: string | undefined;
+  private cancelled: string | undefined;
+  private paused = false;
+
+  constructor(private readonly socket: Socket, private readonly highWater = 256 * 1024) {
+    socket.on('data', (c: Buffer) => {
+      this.chunks.push(c);
+      this.buffered += c.length;
+      if (this.buffered >= Math.max(this.highWater, this.want)) this.pause();
+      this.poke();
+    });
+    socket.on('end', () => this.close('the client closed the connection'));
+    socket.on('close', () => this.close('the connection closed'));
+    socket.on('error', (e) => this.close(`connection error: ${e.message}`));
+  }
+
+  /** Bytes received and not yet consumed. */
+  get pending(): number {
+    return this.buffered;
+  }
+
+  async read(n: number): Promise<Buffer> {
+    if (n === 0) return Buffer.alloc(0);
+    await this.fill(n, n);
+    return this.take(n);
+  }
+
+  async skip(n: number): Promise<void> {
+    let left = n;
+    while (left > 0) {
+      await this.fill(1, left);
+      const k = Math.min(left, this.buffered);
+      this.drop(k);
+      left -= k;
+    }
+  }
+
+  /** Make every read that has to wait for the socket fail from now on. */
+  cancel(reason: string): void {
+    this.cancelled = reason;
+    this.poke();
+  }
+
+  /** Wait until at least `min` bytes are buffered; `want` is how much the caller will consume. */
+  private async fill(min: number, want: number): Promise<void> {
+    while (this.buffered < min) {
+      const gone = this.cancelled ?? this.closedReason;
+      if (gone !== undefined) throw new ReaderClosed(gone, this.buffered > 0);
+      this.want = want;
+      this.resume();
+      await new Promise<void>((r) => { this.wake = r; });
+    }
+    this.want = 0;
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let at = 0;
+      while (at < n) {
+        const c = this.chunks[0];
+        const k = Math.min(c.length, n - at);
+        c.copy(out, at, 0, k);
+        at += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.buffered -= n;
+    if (this.buffered < this.highWater) this.resume();
+    return out;
+  }
+
+  private drop(n: number): void {
+    let left = n;
+    while (left > 0) {
+      const c = this.chunks[0];
+      if (c.length <= left) {
+        this.chunks.shift();
+        left -= c.length;
+      } else {
+        this.chunks[0] = c.subarray(left);
+        left = 0;
+      }
+    }
+    this.buffered -= n;
+    if (this.buffered < this.highWater) this.resume();
+  }
+
+  private close(reason: string): void {
+    this.closedReason ??= reason;
+    this.poke();
+  }
+
+  private poke(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  private resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.socket.resume();
+  }
+}
