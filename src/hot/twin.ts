@@ -5,26 +5,22 @@
  * test/hot/contract.test.ts on random inputs. The twin is the fallback when the addon is
  * disabled (THINSIM_NO_NATIVE=1) or missing, and the baseline the benchmarks divide by,
  * so it is written the plain, reasonable way (lookup tables, no tricks that depend on
- * alignment), not deliberately slow. Validation order and error classes mirror
- * native/src/exports.rs argument by argument.
+ * alignment), not deliberately slow. Validation order mirrors native/src/exports.rs
+ * argument by argument, and errors are the same ThinErrors (./errors.ts).
  */
 
 import * as fs from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
 import { types } from 'node:util';
 import type { HotPath, ZeroMethod } from './hot-path';
+import { fromFsError, invalidArgument } from './errors';
 
 // ---------------------------------------------------------------------------
-// Validation (mirrors native/src/napi.rs Args::*)
+// Validation (mirrors native/src/napi/args.rs Args::*). A wrong type and a bad value are
+// both caller misuse (E_INVALID); the two names only keep each check readable.
 
-type CodedError = Error & { code: string };
-
-function typeError(msg: string): CodedError {
-  return Object.assign(new TypeError(msg), { code: 'E_INVALID' });
-}
-function rangeError(msg: string): CodedError {
-  return Object.assign(new RangeError(msg), { code: 'E_INVALID' });
-}
+const typeError = invalidArgument;
+const rangeError = invalidArgument;
 
 function bytesArg(x: unknown, name: string): Uint8Array {
   // util.types also recognises Uint8Arrays from other realms, as the addon does.
@@ -270,20 +266,24 @@ function copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, l
   if (n === 0) return 0;
   const buf = (bounce ??= Buffer.allocUnsafe(BOUNCE_SIZE));
   let done = 0;
-  while (done < n) {
-    const got = fs.readSync(fi, buf, 0, Math.min(n - done, buf.length), oi + done);
-    if (got === 0) break; // EOF of the source: stop, never zero-fill
-    writeAllSync(fo, buf, got, oo + done);
-    done += got;
+  try {
+    while (done < n) {
+      const got = fs.readSync(fi, buf, 0, Math.min(n - done, buf.length), oi + done);
+      if (got === 0) break; // EOF of the source: stop, never zero-fill
+      writeAllSync(fo, buf, got, oo + done);
+      done += got;
+    }
+  } catch (e) {
+    throw fromFsError(e);
   }
   return done;
 }
 
 function readAsync(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, len, pos, (err, n) => (err ? reject(fromFsError(err)) : resolve(n))));
 }
 function writeAsync(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(fromFsError(err)) : resolve(n))));
 }
 
 function copyRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): Promise<number> {
@@ -312,15 +312,19 @@ function zeroRange(fd: number, off: number, len: number, punch: boolean): ZeroMe
   checkSpan(o, n, 'off');
   if (n === 0) return 0;
   let end = o + n;
-  if (punch) {
-    // A punch never changes the size; match that for regular files (block devices report size 0).
-    const st = fs.fstatSync(f);
-    if (st.isFile()) end = Math.min(end, st.size);
-  }
-  for (let pos = o; pos < end; ) {
-    const k = Math.min(end - pos, ZEROS.length);
-    writeAllSync(f, ZEROS, k, pos);
-    pos += k;
+  try {
+    if (punch) {
+      // A punch never changes the size; match that for regular files (block devices report size 0).
+      const st = fs.fstatSync(f);
+      if (st.isFile()) end = Math.min(end, st.size);
+    }
+    for (let pos = o; pos < end; ) {
+      const k = Math.min(end - pos, ZEROS.length);
+      writeAllSync(f, ZEROS, k, pos);
+      pos += k;
+    }
+  } catch (e) {
+    throw fromFsError(e);
   }
   return 3;
 }
