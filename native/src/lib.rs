@@ -6,9 +6,9 @@
 //! at load time, and a test executable has no such symbols to link against.
 
 // Every unsafe operation sits in its own `unsafe {}` block with a `// SAFETY:` comment,
-// also inside `unsafe fn`s (`cargo clippy` checks the comments).
+// also inside `unsafe fn`s (`npm run lint:native`, i.e. cargo clippy, checks the comments).
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod bitmap;
 pub mod chunk;
