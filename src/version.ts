@@ -1,6 +1,7 @@
-/** The package version, read once from package.json (two levels above dist/src). */
+/** The package version, read once from package.json (two levels above dist/src), and the line `thinsim --version` prints. */
 import * as fs from 'fs';
 import * as path from 'path';
+import { describeHotPath } from './hot';
 
 function readVersion(): string {
   for (const rel of ['../package.json', '../../package.json']) {
@@ -12,3 +13,8 @@ function readVersion(): string {
 }
 
 export const VERSION = readVersion();
+
+/** `thinsim 0.1.0 (native addon: native/thinsim.node)`, or `(TypeScript twins: <why>)`. */
+export function versionLine(): string {
+  return `thinsim ${VERSION} (${describeHotPath()})`;
+}

@@ -6,7 +6,7 @@
 import yargs from 'yargs';
 import { ThinError } from '../errors';
 import { commands } from './commands';
-import { VERSION } from '../version';
+import { versionLine } from '../version';
 
 /** Exit statuses: 0 ok, 1 a finding (check) or a failed operation, 2 bad usage/input. */
 export const EXIT_FAILURE = 1;
@@ -39,7 +39,7 @@ export async function main(argv: string[]): Promise<void> {
   let y = yargs(argv)
     .scriptName('thinsim')
     .usage('$0 <command> [options]\n\nA userspace dm-thin pool: kernel-format metadata, copy-on-write snapshots, image layers.')
-    .version(VERSION)
+    .version(versionLine())
     .strict()
     .demandCommand(1, 'Name a command; see thinsim --help.')
     .recommendCommands()

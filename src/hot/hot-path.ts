@@ -4,12 +4,14 @@
  *
  * Shared contract of every implementation:
  * - Offsets, lengths and indices are JS numbers that must be non-negative safe integers.
- * - Arguments are validated left to right. A wrong JS type throws a TypeError, a right
- *   type with a bad value (negative, fractional, out of range) a RangeError; both carry
- *   `code: 'E_INVALID'`. Expected outcomes ("no free entry", "source ended") are return
- *   values, never exceptions.
- * - A failed syscall throws (or, for async calls, rejects with) an Error whose `code` is
- *   the errno name ('EBADF', 'ENOSPC', ...) and whose `syscall` names the call.
+ * - Every error is a ThinError (./errors.ts). Arguments are validated left to right; a
+ *   wrong JS type or a bad value (negative, fractional, out of range) throws E_INVALID.
+ *   Expected outcomes ("no free entry", "source ended") are return values, never
+ *   exceptions.
+ * - A failed syscall throws (or, for async calls, rejects with) a ThinError whose code
+ *   follows the errno (ENOSPC -> ENOSPC, ENOENT -> E_NOT_FOUND, others -> E_IO) and whose
+ *   `details.errno` is the errno name ('EBADF', 'ENOSPC', ...), `details.syscall` the call.
+ *   A fault inside the addon itself (a panic) is E_NATIVE.
  * - Buffers are caller-owned and may be unaligned slices of a larger ArrayBuffer; nothing
  *   is retained after a call returns.
  */
@@ -40,7 +42,7 @@ export interface HotPath {
   // i>>2; bit 2*(i&3) is the HIGH bit of the count, bit 2*(i&3)+1 the LOW bit.
   // A bitmap of n bytes holds 4n entries.
 
-  /** Count (0..3) of entry i. RangeError if i >= 4 * buf.length. O(1). */
+  /** Count (0..3) of entry i. E_INVALID if i >= 4 * buf.length. O(1). */
   bitmapGet(buf: Uint8Array, i: number): number;
   /** Set entry i to v (integer 0..3). O(1). */
   bitmapSet(buf: Uint8Array, i: number, v: number): void;
@@ -65,7 +67,7 @@ export interface HotPath {
    * crc32c(b, crc32c(a)) === crc32c(a ++ b).
    */
   crc32c(buf: Uint8Array, init?: number): number;
-  /** dm-thin metadata block checksum: crc32c(block[4..]) ^ salt, unsigned. RangeError if block.length < 4. */
+  /** dm-thin metadata block checksum: crc32c(block[4..]) ^ salt, unsigned. E_INVALID if block.length < 4. */
   blockChecksum(block: Uint8Array, salt: number): number;
 
   /** Whether every byte of buf is zero (true for an empty buf). */

@@ -5,70 +5,63 @@
  * test/hot/contract.test.ts on random inputs. The twin is the fallback when the addon is
  * disabled (THINSIM_NO_NATIVE=1) or missing, and the baseline the benchmarks divide by,
  * so it is written the plain, reasonable way (lookup tables, no tricks that depend on
- * alignment), not deliberately slow. Validation order and error classes mirror
- * native/src/exports.rs argument by argument.
+ * alignment), not deliberately slow. Validation order mirrors native/src/exports.rs
+ * argument by argument, and errors are the same ThinErrors (./errors.ts).
  */
 
 import * as fs from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
 import { types } from 'node:util';
 import type { HotPath, ZeroMethod } from './hot-path';
+import { fromFsError, invalidArgument } from './errors';
 
 // ---------------------------------------------------------------------------
-// Validation (mirrors native/src/napi.rs Args::*)
-
-type CodedError = Error & { code: string };
-
-function typeError(msg: string): CodedError {
-  return Object.assign(new TypeError(msg), { code: 'E_INVALID' });
-}
-function rangeError(msg: string): CodedError {
-  return Object.assign(new RangeError(msg), { code: 'E_INVALID' });
-}
+// Validation (mirrors native/src/napi/args.rs Args::*): a wrong type and a bad value are
+// both caller misuse, ThinError E_INVALID.
 
 function bytesArg(x: unknown, name: string): Uint8Array {
   // util.types also recognises Uint8Arrays from other realms, as the addon does.
-  if (!types.isUint8Array(x)) throw typeError(`${name} must be a Uint8Array`);
+  if (!types.isUint8Array(x)) throw invalidArgument(`${name} must be a Uint8Array`);
   return x;
 }
 
 function numberArg(x: unknown, name: string): number {
-  if (typeof x !== 'number') throw typeError(`${name} must be a number`);
+  if (typeof x !== 'number') throw invalidArgument(`${name} must be a number`);
   return x;
 }
 
 /** Non-negative safe integer. */
 function indexArg(x: unknown, name: string): number {
   const v = numberArg(x, name);
-  if (!Number.isSafeInteger(v) || v < 0) throw rangeError(`${name} must be a non-negative safe integer, got ${v}`);
+  if (!Number.isSafeInteger(v) || v < 0) throw invalidArgument(`${name} must be a non-negative safe integer, got ${v}`);
   return v;
 }
 
 function fdArg(x: unknown, name: string): number {
   const v = numberArg(x, name);
-  if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) throw rangeError(`${name} must be a file descriptor (integer 0..2^31-1), got ${v}`);
+  if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) throw invalidArgument(`${name} must be a file descriptor (integer 0..2^31-1), got ${v}`);
   return v;
 }
 
 function u32Arg(x: unknown, name: string): number {
   const v = numberArg(x, name);
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw rangeError(`${name} must be an integer in 0..2^32-1, got ${v}`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw invalidArgument(`${name} must be an integer in 0..2^32-1, got ${v}`);
   return v;
 }
 
 function checkRange(len: number, begin: number, end: number): void {
   const entries = len * 4;
-  if (end > entries) throw rangeError(`end ${end} is past the bitmap's ${entries} entries`);
-  if (begin > end) throw rangeError(`begin ${begin} is greater than end ${end}`);
+  if (end > entries) throw invalidArgument(`end ${end} is past the bitmap's ${entries} entries`);
+  if (begin > end) throw invalidArgument(`begin ${begin} is greater than end ${end}`);
 }
 
 function checkEntry(len: number, i: number): void {
   const entries = len * 4;
-  if (i >= entries) throw rangeError(`entry ${i} is past the bitmap's ${entries} entries`);
+  if (i >= entries) throw invalidArgument(`entry ${i} is past the bitmap's ${entries} entries`);
 }
 
 function checkSpan(off: number, len: number, what: string): void {
-  if (off + len > Number.MAX_SAFE_INTEGER) throw rangeError(`${what} + len exceeds 2^53-1`);
+  if (off + len > Number.MAX_SAFE_INTEGER) throw invalidArgument(`${what} + len exceeds 2^53-1`);
 }
 
 // ---------------------------------------------------------------------------
@@ -128,7 +121,7 @@ function bitmapSet(buf: Uint8Array, i: number, v: number): void {
   const idx = indexArg(i, 'i');
   const val = indexArg(v, 'v');
   checkEntry(b.length, idx);
-  if (val > 3) throw rangeError(`v must be a count 0..3, got ${val}`);
+  if (val > 3) throw invalidArgument(`v must be a count 0..3, got ${val}`);
   const byte = Math.floor(idx / 4);
   const shift = 2 * (idx % 4);
   // The count's high bit goes to the lower bit position: the dm-thin quirk.
@@ -151,9 +144,9 @@ function bitmapCount(buf: Uint8Array, begin: number, end: number, out: Float64Ar
   const b = bytesArg(buf, 'buf');
   const lo = indexArg(begin, 'begin');
   const hi = indexArg(end, 'end');
-  if (!types.isFloat64Array(out)) throw typeError('out must be a Float64Array');
+  if (!types.isFloat64Array(out)) throw invalidArgument('out must be a Float64Array');
   checkRange(b.length, lo, hi);
-  if (out.length < 4) throw rangeError(`out must have at least 4 elements, got ${out.length}`);
+  if (out.length < 4) throw invalidArgument(`out must have at least 4 elements, got ${out.length}`);
   const counts = [0, 0, 0, 0];
   let i = lo;
   while (i < hi && i % 4 !== 0) counts[getEntry(b, i++)]++;
@@ -210,7 +203,7 @@ function crc32c(buf: Uint8Array, init?: number): number {
 function blockChecksum(block: Uint8Array, salt: number): number {
   const b = bytesArg(block, 'block');
   const s = u32Arg(salt, 'salt');
-  if (b.length < 4) throw rangeError(`block must be at least 4 bytes, got ${b.length}`);
+  if (b.length < 4) throw invalidArgument(`block must be at least 4 bytes, got ${b.length}`);
   return (crcBytes(0xffffffff, b, 4, b.length) ^ s) >>> 0;
 }
 
@@ -270,20 +263,24 @@ function copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, l
   if (n === 0) return 0;
   const buf = (bounce ??= Buffer.allocUnsafe(BOUNCE_SIZE));
   let done = 0;
-  while (done < n) {
-    const got = fs.readSync(fi, buf, 0, Math.min(n - done, buf.length), oi + done);
-    if (got === 0) break; // EOF of the source: stop, never zero-fill
-    writeAllSync(fo, buf, got, oo + done);
-    done += got;
+  try {
+    while (done < n) {
+      const got = fs.readSync(fi, buf, 0, Math.min(n - done, buf.length), oi + done);
+      if (got === 0) break; // EOF of the source: stop, never zero-fill
+      writeAllSync(fo, buf, got, oo + done);
+      done += got;
+    }
+  } catch (e) {
+    throw fromFsError(e);
   }
   return done;
 }
 
 function readAsync(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, len, pos, (err, n) => (err ? reject(fromFsError(err)) : resolve(n))));
 }
 function writeAsync(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(fromFsError(err)) : resolve(n))));
 }
 
 function copyRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): Promise<number> {
@@ -308,19 +305,23 @@ function zeroRange(fd: number, off: number, len: number, punch: boolean): ZeroMe
   const f = fdArg(fd, 'fd');
   const o = indexArg(off, 'off');
   const n = indexArg(len, 'len');
-  if (typeof punch !== 'boolean') throw typeError('punch must be a boolean');
+  if (typeof punch !== 'boolean') throw invalidArgument('punch must be a boolean');
   checkSpan(o, n, 'off');
   if (n === 0) return 0;
   let end = o + n;
-  if (punch) {
-    // A punch never changes the size; match that for regular files (block devices report size 0).
-    const st = fs.fstatSync(f);
-    if (st.isFile()) end = Math.min(end, st.size);
-  }
-  for (let pos = o; pos < end; ) {
-    const k = Math.min(end - pos, ZEROS.length);
-    writeAllSync(f, ZEROS, k, pos);
-    pos += k;
+  try {
+    if (punch) {
+      // A punch never changes the size; match that for regular files (block devices report size 0).
+      const st = fs.fstatSync(f);
+      if (st.isFile()) end = Math.min(end, st.size);
+    }
+    for (let pos = o; pos < end; ) {
+      const k = Math.min(end - pos, ZEROS.length);
+      writeAllSync(f, ZEROS, k, pos);
+      pos += k;
+    }
+  } catch (e) {
+    throw fromFsError(e);
   }
   return 3;
 }
@@ -333,8 +334,8 @@ const MAX_ALIGN = 1 << 20;
 function alignedBuffer(size: number, align?: number): Buffer {
   const s = indexArg(size, 'size');
   const a = align === undefined ? 4096 : indexArg(align, 'align');
-  if (a === 0 || a > MAX_ALIGN || (a & (a - 1)) !== 0) throw rangeError(`align must be a power of two in 1..${MAX_ALIGN}, got ${a}`);
-  if (s > bufferConstants.MAX_LENGTH) throw rangeError(`cannot create a Buffer of ${s} bytes`);
+  if (a === 0 || a > MAX_ALIGN || (a & (a - 1)) !== 0) throw invalidArgument(`align must be a power of two in 1..${MAX_ALIGN}, got ${a}`);
+  if (s > bufferConstants.MAX_LENGTH) throw invalidArgument(`cannot create a Buffer of ${s} bytes`);
   // JS cannot choose (or see) the address: this buffer is NOT guaranteed to be aligned.
   return Buffer.alloc(s);
 }

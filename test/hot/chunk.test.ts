@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { eachImpl } from './impls';
 import { nativeImpl, ZERO_METHOD } from '../../src/hot';
+import { isThinError } from '../../src/errors';
 
 function withDir(fn: (dir: string) => void | Promise<void>): () => Promise<void> {
   return async () => {
@@ -122,27 +123,28 @@ test('copyRangeAsync: same bytes as copyRange, concurrent copies, rejections', (
             assert.ok(got.equals(want), `chunk ${k}`);
           }
         }
-        // Argument errors are synchronous; I/O errors reject with the errno code.
-        assert.throws(() => impl.copyRangeAsync(fin, -1, fout, 0, 1), RangeError);
-        await assert.rejects(impl.copyRangeAsync(1_000_000, 0, fout, 0, 10), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
+        // Argument errors are synchronous; I/O errors reject with the errno in details.
+        assert.throws(() => impl.copyRangeAsync(fin, -1, fout, 0, 1), (e) => isThinError(e, 'E_INVALID'));
+        await assert.rejects(impl.copyRangeAsync(1_000_000, 0, fout, 0, 10), (e) => isThinError(e, 'E_IO') && e.details.errno === 'EBADF');
       } finally {
         fs.closeSync(fin);
         fs.closeSync(fout);
       }
     })()));
 
-test('syscall errors carry the errno name as code', (t) =>
+test('syscall errors are ThinError E_IO carrying the errno name and the syscall', (t) =>
   eachImpl(t, (impl) =>
     withDir((dir) => {
       fs.writeFileSync(path.join(dir, 'a'), pattern(100));
       const ro = fs.openSync(path.join(dir, 'a'), 'r');
       const closed = 1_000_000; // above any fd limit here, so never open
       try {
-        const isEbadf = (e: NodeJS.ErrnoException): boolean => e.code === 'EBADF' && typeof e.syscall === 'string' && e.message.length > 0;
+        const isEbadf = (e: unknown): boolean =>
+          isThinError(e, 'E_IO') && e.details.errno === 'EBADF' && typeof e.details.syscall === 'string' && e.message.length > 0;
         assert.throws(() => impl.copyRange(closed, 0, ro, 0, 10), isEbadf);
         assert.throws(() => impl.copyRange(ro, 0, ro, 50, 10), isEbadf, 'destination opened read-only');
-        assert.throws(() => impl.zeroRange(closed, 0, 10, false), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
-        assert.throws(() => impl.zeroRange(ro, 0, 10, true), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
+        assert.throws(() => impl.zeroRange(closed, 0, 10, false), isEbadf);
+        assert.throws(() => impl.zeroRange(ro, 0, 10, true), isEbadf);
       } finally {
         fs.closeSync(ro);
       }

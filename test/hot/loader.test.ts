@@ -1,16 +1,18 @@
 /**
- * Loader and misuse: the addon is really in use unless THINSIM_NO_NATIVE=1; wrong
- * argument types and values throw TypeError/RangeError (code E_INVALID) from both
- * implementations; a Rust panic becomes a JS Error and the process keeps running.
+ * Loader and misuse: the addon is really in use unless THINSIM_NO_NATIVE=1, and the loader
+ * says so (addonState, describeHotPath, requireNative's message); wrong argument types and
+ * values throw ThinError E_INVALID from both implementations; a Rust panic becomes a
+ * ThinError E_NATIVE and the process keeps running.
  */
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { eachImpl } from './impls';
-import { hot, nativeImpl, nativeDisabledByEnv, nativeTestHooks, loadError, requireNative, twin, type HotPath } from '../../src/hot';
-import { isThinError } from '../../src/errors';
+import { addonState, describeHotPath, hot, nativeImpl, nativeDisabledByEnv, nativeTestHooks, loadError, requireNative, twin, type HotPath } from '../../src/hot';
+import { isThinError, ThinError } from '../../src/errors';
 
 test('the native addon is loaded unless THINSIM_NO_NATIVE=1', () => {
   if (nativeDisabledByEnv) {
@@ -26,6 +28,17 @@ test('the native addon is loaded unless THINSIM_NO_NATIVE=1', () => {
   assert.equal(twin.native, false);
 });
 
+test('addonState and describeHotPath name the path in use', () => {
+  if (nativeDisabledByEnv) {
+    assert.equal(addonState.kind, 'disabled');
+    assert.equal(describeHotPath(), 'TypeScript twins: THINSIM_NO_NATIVE=1');
+  } else {
+    assert.equal(addonState.kind, 'loaded');
+    assert.ok(addonState.kind === 'loaded' && fs.existsSync(addonState.file), 'the file it names exists');
+    assert.equal(describeHotPath(), 'native addon: native/thinsim.node');
+  }
+});
+
 test('THINSIM_NO_NATIVE=1 in a child process selects the twins silently', () => {
   const entry = path.resolve(__dirname, '../../src/hot/index.js');
   const script = `const h=require(${JSON.stringify(entry)}); process.stdout.write(JSON.stringify({native:h.hot.native, err:h.hot.loadError, impl: h.nativeImpl===undefined}))`;
@@ -38,17 +51,21 @@ test('THINSIM_NO_NATIVE=1 in a child process selects the twins silently', () => 
   assert.match(out.err, /THINSIM_NO_NATIVE/);
 });
 
-test('requireNative: the addon, or ThinError E_NATIVE', () => {
+test('requireNative: the addon, or ThinError E_NATIVE saying what to change', () => {
   if (nativeImpl) {
     assert.equal(requireNative('O_DIRECT'), nativeImpl);
   } else {
-    assert.throws(() => requireNative('O_DIRECT'), (e) => isThinError(e, 'E_NATIVE') && /O_DIRECT/.test(e.message));
+    assert.throws(
+      () => requireNative('O_DIRECT'),
+      (e) => isThinError(e, 'E_NATIVE') && /^O_DIRECT: this needs thinsim's native addon/.test(e.message) && /unset that variable/.test(e.message),
+    );
   }
 });
 
-const isInvalid = (cls: typeof TypeError | typeof RangeError) => (e: unknown) => e instanceof cls && (e as { code?: string }).code === 'E_INVALID';
+/** Misuse is a ThinError E_INVALID with a message naming the problem, never a raw JS error. */
+const isInvalid = (e: unknown) => e instanceof ThinError && e.code === 'E_INVALID' && e.message.length > 0;
 
-/** Calls with a wrong JS type somewhere; each must throw TypeError. */
+/** Calls with a wrong JS type somewhere. */
 const TYPE_ERRORS: Array<[string, (h: HotPath) => unknown]> = [
   ['bitmapGet(string)', (h) => h.bitmapGet('abc' as unknown as Uint8Array, 0)],
   ['bitmapGet(Uint16Array)', (h) => h.bitmapGet(new Uint16Array(4) as unknown as Uint8Array, 0)],
@@ -67,7 +84,7 @@ const TYPE_ERRORS: Array<[string, (h: HotPath) => unknown]> = [
   ['alignedBuffer("4096")', (h) => h.alignedBuffer('4096' as unknown as number)],
 ];
 
-/** Calls with the right types but bad values; each must throw RangeError. */
+/** Calls with the right types but bad values. */
 const RANGE_ERRORS: Array<[string, (h: HotPath) => unknown]> = [
   ['bitmapGet index past end', (h) => h.bitmapGet(Buffer.alloc(2), 8)],
   ['bitmapGet negative', (h) => h.bitmapGet(Buffer.alloc(2), -1)],
@@ -89,25 +106,25 @@ const RANGE_ERRORS: Array<[string, (h: HotPath) => unknown]> = [
   ['alignedBuffer align 2^21', (h) => h.alignedBuffer(10, 2 ** 21)],
 ];
 
-test('wrong argument types throw TypeError (code E_INVALID) and the process survives', (t) =>
+test('wrong argument types throw ThinError E_INVALID and the process survives', (t) =>
   eachImpl(t, (impl) => {
-    for (const [name, call] of TYPE_ERRORS) assert.throws(() => call(impl), isInvalid(TypeError), name);
+    for (const [name, call] of TYPE_ERRORS) assert.throws(() => call(impl), isInvalid, name);
     assert.equal(impl.noop(), 0, 'still callable afterwards');
   }));
 
-test('bad argument values throw RangeError (code E_INVALID)', (t) =>
+test('bad argument values throw ThinError E_INVALID', (t) =>
   eachImpl(t, (impl) => {
-    for (const [name, call] of RANGE_ERRORS) assert.throws(() => call(impl), isInvalid(RangeError), name);
+    for (const [name, call] of RANGE_ERRORS) assert.throws(() => call(impl), isInvalid, name);
   }));
 
-test('a Rust panic becomes an Error with code E_NATIVE and the process lives on', (t) => {
+test('a Rust panic becomes a ThinError E_NATIVE and the process lives on', (t) => {
   const hooks = nativeTestHooks;
   if (hooks === undefined) {
     t.skip('native addon not in use');
     return;
   }
   for (let k = 0; k < 3; k++) {
-    assert.throws(() => hooks.panic(), (e: unknown) => e instanceof Error && (e as { code?: string }).code === 'E_NATIVE' && /panic/.test((e as Error).message));
+    assert.throws(() => hooks.panic(), (e: unknown) => isThinError(e, 'E_NATIVE') && /panic/.test(e.message));
   }
   assert.equal(hot.crc32c(Buffer.from('123456789')) ^ 0xffffffff, 0xe3069283 | 0);
 });
