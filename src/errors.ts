@@ -33,6 +33,8 @@ export type ThinErrorCode =
   /** Metadata snapshot already held / not held. */
   | 'E_METADATA_SNAP_EXISTS'
   | 'E_NO_METADATA_SNAP'
+  /** The pool is closing or closed: the request was not started (NBD: ESHUTDOWN). */
+  | 'E_CLOSED'
   /** Another process holds the pool open read-write. */
   | 'E_POOL_BUSY'
   /** The pool (or its metadata) is read-only / needs_check. */

@@ -175,6 +175,8 @@ export function failure(e: unknown, what: string): Outcome {
         return fail(Errno.ENOSPC, message);
       case 'E_READ_ONLY':
         return fail(Errno.EPERM, message);
+      case 'E_CLOSED':
+        return fail(Errno.ESHUTDOWN, message);
       case 'E_INVALID':
       case 'E_RANGE':
         return fail(Errno.EINVAL, message);

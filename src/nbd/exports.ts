@@ -67,7 +67,7 @@ export class ExportTable {
   }
 
   private resolve(s: ExportSpec): Export | undefined {
-    if (!this.pool.devices().includes(s.id)) return undefined;
+    if (!this.pool.hasDevice(s.id)) return undefined;
     const size = this.pool.deviceSize(s.id);
     return {
       name: s.name, id: s.id, size, readOnly: this.readOnly || this.pool.readOnly,

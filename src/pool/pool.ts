@@ -188,13 +188,16 @@ export class Pool extends EventEmitter {
     if (s.closed || this.closing) return;
     this.closing = true;
     if (this.timer) clearInterval(this.timer);
+    // Writes queued for space cannot get any once closing (no resize can come): fail them
+    // now rather than after no_space_timeout. Nothing they wrote was acknowledged.
+    s.failWaiters(new ThinError('E_CLOSED', `pool ${this.dir} is closing; a write waiting for data space was not done`));
     // Every request already issued finishes (or fails) before the files close.
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     try {
       if (!this.readOnly && s.mode !== 'ro') await this.commit();
     } finally {
       s.closed = true;
-      s.failWaiters(new ThinError('E_IO', 'pool closed'));
+      s.failWaiters(new ThinError('E_CLOSED', `pool ${this.dir} is closed`));
       s.md.close();
       s.data.close();
       this.lock?.release();
@@ -222,6 +225,10 @@ export class Pool extends EventEmitter {
 
   devices(): number[] {
     return this.state.md.devices();
+  }
+
+  hasDevice(id: number): boolean {
+    return this.state.md.hasDevice(id);
   }
 
   /** A thin device's size in bytes (from the table; defaults to the data device size). */
@@ -339,7 +346,7 @@ export class Pool extends EventEmitter {
 
   /** Start a data-path request: refused once closing; tracked so close() can wait for it. */
   private request<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.closing || this.state.closed) return Promise.reject(new ThinError('E_INVALID', `pool ${this.dir} is closing; the request was not started`));
+    if (this.closing || this.state.closed) return Promise.reject(new ThinError('E_CLOSED', `pool ${this.dir} is closing; the request was not started`));
     const p = rejectOnThrow(fn);
     this.inflight.add(p);
     const done = () => { this.inflight.delete(p); };

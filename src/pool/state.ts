@@ -87,7 +87,7 @@ export class PoolState {
   }
 
   assertOpenForWrite(): void {
-    if (this.closed) throw new ThinError('E_INVALID', `pool ${this.dir} is closed`);
+    if (this.closed) throw new ThinError('E_CLOSED', `pool ${this.dir} is closed`);
     if (this.readOnly) throw new ThinError('E_READ_ONLY', `pool ${this.dir} is open read-only`);
     if (this.health === 'ro') throw new ThinError('E_READ_ONLY', `pool ${this.dir} is read-only (needs_check is set); run "thinsim check" and repair`);
   }

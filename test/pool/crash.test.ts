@@ -63,12 +63,16 @@ async function runAndKill(dir: string, journal: string, seed: number, mode: 'dat
   child.stderr!.on('data', (b) => { stderr += b; });
   const exited = new Promise<{ code: number | null; signal: string | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
   if (!early) {
-    const opened = new Promise<void>((res) => child.stdout!.on('data', (b) => { if (String(b).includes('open')) res(); }));
+    // The kill window starts once the child has opened the pool and (data mode) acknowledged
+    // its first flush, so a loaded machine (a slow start) still leaves flushes to check.
+    let out = '';
+    const ready = (o: string) => o.includes('open') && (mode !== 'data' || o.includes('flushed'));
+    const flushed = new Promise<void>((res) => child.stdout!.on('data', (b) => { out += b; if (ready(out)) res(); }));
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((res) => { timer = setTimeout(() => res('timeout'), 30_000); });
-    const ready = await Promise.race([exited, opened, timeout]);
+    const timeout = new Promise<'timeout'>((res) => { timer = setTimeout(() => res('timeout'), 60_000); });
+    const started = await Promise.race([exited, flushed, timeout]);
     clearTimeout(timer);
-    assert.equal(ready, undefined, `run ${run}: the child did not open the pool: ${JSON.stringify(ready)} ${stderr}`);
+    assert.equal(started, undefined, `run ${run}: the child did not open the pool${mode === 'data' ? ' and flush' : ''}: ${JSON.stringify(started)} ${stderr}`);
   } else {
     child.stdout!.resume();
   }
@@ -106,7 +110,7 @@ for (const seed of suiteSeeds(1, 8000)) {
         const early = run % 6 === 5;
         const life = early ? r.int(400) : 100 + r.int(300);
         const pid = await runAndKill(dir, journal, seed * 1000 + run, 'data', early, life, run);
-        const label = `run ${run} (killed ${life} ms ${early ? 'after the spawn' : 'after the open'}): `;
+        const label = `run ${run} (killed ${life} ms ${early ? 'after the spawn' : 'after its first flush'}): `;
 
         // 1. The metadata exactly as the crash left it.
         metadataOracles(t, meta, label);
