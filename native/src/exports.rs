@@ -81,6 +81,7 @@ callbacks! {
     c"isZero" => is_zero / 1,
     c"copyRange" => copy_range / 5,
     c"copyRangeAsync" => copy_range_async / 5,
+    c"patchCopyAsync" => patch_copy_async / 6,
     c"zeroRange" => zero_range / 4,
     c"alignedBuffer" => aligned_buffer / 2,
     c"_panicForTest" => panic_for_test / 0,
@@ -272,6 +273,38 @@ fn copy_range_async(a: &Args<5>) -> NResult<napi_value> {
     a.env.spawn_promise(
         "thinsim.copyRange",
         move || c.run(),
+        |env, n| env.double(n as f64),
+    )
+}
+
+/// `patchCopyAsync(fd, src, dst, len, patch, patchOff)`: see `chunk::patch_copy`.
+fn patch_copy_async(a: &Args<6>) -> NResult<napi_value> {
+    let fd = a.fd(0, "fd")?;
+    let src = a.index(1, "src")?;
+    let dst = a.index(2, "dst")?;
+    let len = a.index(3, "len")?;
+    let bytes = a.bytes(4, "patch")?;
+    let patch_off = a.index(5, "patchOff")?;
+    check_span(src, len, "src")?;
+    check_span(dst, len, "dst")?;
+    if patch_off + bytes.len as u64 > len {
+        return Err(Failure::Invalid(format!(
+            "patchOff {patch_off} + patch length {} is past len {len}",
+            bytes.len
+        )));
+    }
+    if src < dst + len && dst < src + len {
+        return Err(Failure::Invalid(format!(
+            "source {src}+{len} and destination {dst}+{len} overlap"
+        )));
+    }
+    // The patch is copied here (a few KiB): the caller's buffer may change or be freed
+    // before the thread pool gets to it.
+    // SAFETY: within the callback that produced `bytes`; no mutable slice of it exists.
+    let patch = unsafe { bytes.as_slice() }.to_vec();
+    a.env.spawn_promise(
+        "thinsim.patchCopy",
+        move || Ok(chunk::patch_copy(fd, src, dst, len, &patch, patch_off)?),
         |env, n| env.double(n as f64),
     )
 }

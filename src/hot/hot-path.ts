@@ -87,6 +87,15 @@ export interface HotPath {
   /** copyRange on the libuv thread pool. Argument errors throw synchronously; I/O errors reject. */
   copyRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): Promise<number>;
   /**
+   * Break a shared chunk in one trip through the thread pool: copy [0, len) from `src`
+   * to `dst` of the same file, except [patchOff, patchOff+patch.length), which gets
+   * `patch`. Source bytes past the source's EOF read as zeros. The source and
+   * destination ranges must not overlap, and patchOff+patch.length <= len (else a
+   * synchronous E_INVALID). The patch is copied before the call returns, so the caller
+   * may reuse it at once. Resolves with len; I/O errors reject.
+   */
+  patchCopyAsync(fd: number, src: number, dst: number, len: number, patch: Uint8Array, patchOff: number): Promise<number>;
+  /**
    * Make [off, off+len) read as zeros; returns which method ran (ZERO_METHOD).
    * punch=true never changes the file size (PUNCH_HOLE|KEEP_SIZE; the write fallback stops
    * at EOF of a regular file). punch=false may grow the file like a write (ZERO_RANGE, or

@@ -43,6 +43,7 @@ const HOT_CALLS = [
   'isZero',
   'copyRange',
   'copyRangeAsync',
+  'patchCopyAsync',
   'zeroRange',
   'alignedBuffer',
 ] as const satisfies readonly (keyof HotPath)[];
@@ -156,6 +157,7 @@ export const nativeImpl: HotPath | undefined =
     isZero: loaded.addon.isZero,
     copyRange: loaded.addon.copyRange,
     copyRangeAsync: loaded.addon.copyRangeAsync,
+    patchCopyAsync: loaded.addon.patchCopyAsync,
     zeroRange: loaded.addon.zeroRange,
     alignedBuffer: loaded.addon.alignedBuffer,
   });

@@ -301,6 +301,34 @@ function copyRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: numb
   })();
 }
 
+function patchCopyAsync(fd: number, src: number, dst: number, len: number, patch: Uint8Array, patchOff: number): Promise<number> {
+  const f = fdArg(fd, 'fd');
+  const s = indexArg(src, 'src');
+  const d = indexArg(dst, 'dst');
+  const n = indexArg(len, 'len');
+  const p = Buffer.from(bytesArg(patch, 'patch'));
+  const po = indexArg(patchOff, 'patchOff');
+  checkSpan(s, n, 'src');
+  checkSpan(d, n, 'dst');
+  if (po + p.length > n) throw invalidArgument(`patchOff ${po} + patch length ${p.length} is past len ${n}`);
+  if (s < d + n && d < s + n) throw invalidArgument(`source ${s}+${n} and destination ${d}+${n} overlap`);
+  return (async () => {
+    const after = po + p.length;
+    for (const [from, to] of [[0, po], [after, n]]) {
+      if (to <= from) continue;
+      const got = await copyRangeAsync(f, s + from, f, d + from, to - from);
+      if (got < to - from) await writeAllAsync(f, Buffer.alloc(to - from - got), d + from + got);
+    }
+    await writeAllAsync(f, p, d + po);
+    return n;
+  })();
+}
+
+async function writeAllAsync(fd: number, buf: Buffer, pos: number): Promise<void> {
+  let w = 0;
+  while (w < buf.length) w += await writeAsync(fd, buf, w, buf.length - w, pos + w);
+}
+
 function zeroRange(fd: number, off: number, len: number, punch: boolean): ZeroMethod {
   const f = fdArg(fd, 'fd');
   const o = indexArg(off, 'off');
@@ -353,6 +381,7 @@ export const twin: HotPath = Object.freeze({
   isZero,
   copyRange,
   copyRangeAsync,
+  patchCopyAsync,
   zeroRange,
   alignedBuffer,
 });

@@ -76,6 +76,24 @@ export class DataDevice {
   }
 
   /**
+   * Copy a chunk of `len` bytes from `src` to `dst` with `patch` laid over it at
+   * `patchOff`: a sharing break in one trip through the thread pool (buffered devices
+   * only; O_DIRECT needs aligned buffers, so there copy first, then write).
+   */
+  async patchCopy(src: number, dst: number, len: number, patch: Uint8Array, patchOff: number): Promise<void> {
+    if (this.direct) {
+      await this.copy(src, dst, len);
+      await this.write(patch, dst + patchOff);
+      return;
+    }
+    try {
+      await hot.patchCopyAsync(this.fd, src, dst, len, patch, patchOff);
+    } catch (e) {
+      throw ioError('copy a chunk on', this.path, e);
+    }
+  }
+
+  /**
    * Zero a range: with `punch`, deallocate it (a discard passed down, giving space
    * back to the host filesystem); otherwise zero it in place.
    */

@@ -170,19 +170,9 @@ export class DataPath {
         const dst = b * cb;
         if (off === 0 && buf.length === cb) {
           await data.write(buf, dst);
-        } else if (m && !data.direct) {
-          // Break sharing: the bytes around the write are copied and the write lands
-          // beside them at the same time (disjoint ranges of the new block), so the
-          // latency is one trip through the thread pool, not two in a row.
-          await settleAll([
-            off > 0 ? data.copy(m.block * cb, dst, off) : undefined,
-            data.write(buf, dst + off),
-            off + buf.length < cb ? data.copy(m.block * cb + off + buf.length, dst + off + buf.length, cb - off - buf.length) : undefined,
-          ]);
         } else if (m) {
-          // O_DIRECT widens an unaligned write to 4 KiB and reads around it: copy first.
-          await data.copy(m.block * cb, dst, cb);
-          await data.write(buf, dst + off);
+          // Break sharing: the old chunk's bytes with the write laid over them.
+          await data.patchCopy(m.block * cb, dst, cb, buf, off);
         } else if (!this.s.table.features.skipBlockZeroing) {
           const chunk = new Uint8Array(cb);
           chunk.set(buf, off);

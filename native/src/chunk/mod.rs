@@ -173,6 +173,35 @@ pub fn zero_range(_fd: i32, _off: u64, _len: u64, _punch: bool) -> Result<ZeroMe
     })
 }
 
+/// Copy `[0, len)` from `src` to `dst` within one file, except `[patch_off, patch_off +
+/// patch.len())`, which gets `patch`: what breaking a shared chunk needs, as one call so
+/// it costs one trip through the thread pool. The three ranges of `dst` are disjoint, so
+/// the order of the writes does not matter. Source bytes past the source's EOF read as
+/// zeros (as a sparse file's hole past its end would). Returns `len`.
+#[cfg(unix)]
+pub fn patch_copy(fd: i32, src: u64, dst: u64, len: u64, patch: &[u8], patch_off: u64) -> Result<u64, ChunkError> {
+    let plen = patch.len() as u64;
+    debug_assert!(patch_off + plen <= len);
+    let after = patch_off + plen;
+    for (from, to) in [(0, patch_off), (after, len)] {
+        if to > from {
+            let n = copy_range(fd, src + from, fd, dst + from, to - from)?;
+            if n < to - from {
+                sys::write_zeros(fd, dst + from + n, dst + to)?;
+            }
+        }
+    }
+    sys::pwrite_all(fd, patch, dst + patch_off)?;
+    Ok(len)
+}
+
+#[cfg(not(unix))]
+pub fn patch_copy(_fd: i32, _src: u64, _dst: u64, _len: u64, _patch: &[u8], _patch_off: u64) -> Result<u64, ChunkError> {
+    Err(ChunkError::Unsupported {
+        operation: "copying a chunk with a patch",
+    })
+}
+
 /// The portable half of `zero_range`: write zeros (for a punch, not past EOF of a regular file).
 #[cfg(unix)]
 fn zero_by_writing(fd: i32, off: u64, len: u64, punch: bool) -> Result<ZeroMethod, ChunkError> {
