@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { kernelFixture, ok, skipReason, tools09, tools1x, type Tools } from '../helpers/oracle';
-import { rng, type Model, type ModelDevice } from '../helpers/thin-model';
+import { Rand } from '../../support/random';
+import { type DumpDevice, type DumpModel } from '../helpers/thin-model';
 import { XmlWriter } from '../../src/thin/xml/writer';
 import { formatDelta } from '../../src/thin/report/delta';
 import { formatLs, LS_FIELDS } from '../../src/thin/report/ls';
@@ -38,20 +39,20 @@ function heldRoot(file: string): number {
   }
 }
 
-function side(d: ModelDevice) {
+function side(d: DumpDevice) {
   return { devId: d.info.devId, mappings: d.mappings.map((m) => ({ originBegin: m.origin, dataBegin: m.data, length: 1 })) };
 }
 
-function checkReports(tools: Tools, meta: string, model: Model, snap: number, quick: boolean): void {
+function checkReports(tools: Tools, meta: string, model: DumpModel, snap: number, quick: boolean): void {
   const fields = [...LS_FIELDS];
   const ls = ok(tools.ls(meta, ['-o', fields.join(',')]), `${tools.flavour} thin_ls`).stdout;
   assert.equal(ls, formatLs(lsRows(model), { fields, dataBlockSize: model.sb.dataBlockSize, dialect: tools.flavour }), `${tools.flavour} thin_ls`);
 
   const devs = model.devices;
   if (devs.length === 0) return;
-  const r = rng(devs.length);
+  const r = new Rand(devs.length);
   const pairs: [number, number][] = [[0, devs.length - 1]];
-  for (let k = 0; k < (quick ? 2 : 6); k++) pairs.push([r(devs.length), r(devs.length)]);
+  for (let k = 0; k < (quick ? 2 : 6); k++) pairs.push([r.int(devs.length), r.int(devs.length)]);
   const sb = { ...model.sb, ...(snap ? { metadataSnap: snap } : {}) };
   for (const [a, b] of pairs) {
     for (const verbose of [false, true]) {

@@ -22,8 +22,9 @@ import { MemoryDevice } from '../../src/io/memory-device';
 import { ThinMetadata } from '../../src/thin/metadata';
 import { checkMetadata, type Finding } from '../../src/thin/check';
 import { saltedValidator } from '../../src/pdata/block-manager';
-import { ok, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers/oracle';
-import { pdataTools, PoolModel, Rand, runAsync, thinsim, thinsimAsync, Workload } from '../helpers/workload';
+import { Rand } from '../../support/random';
+import { ok, pdataTools, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers/oracle';
+import { PoolModel, runAsync, thinsim, thinsimAsync, Workload } from '../helpers/workload';
 
 const BS = 4096;
 const MiB = 1024 * 1024;

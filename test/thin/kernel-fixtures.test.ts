@@ -17,8 +17,9 @@ import { ThinMetadata } from '../../src/thin/metadata';
 import { checkMetadata } from '../../src/thin/check';
 import { parseXml } from '../../src/thin/xml/reader';
 import { kernelFixture, ok, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers/oracle';
-import { RecordingSink, type Model } from '../helpers/thin-model';
-import { PoolModel, Rand, thinsim, thinsimOk, Workload } from '../helpers/workload';
+import { Rand } from '../../support/random';
+import { RecordingSink, type DumpModel } from '../helpers/thin-model';
+import { PoolModel, thinsim, thinsimOk, Workload } from '../helpers/workload';
 
 const CLEAN = [
   'tmeta', 'tmeta_with_metadata_snap', 'tmeta_with_shared_internals_and_leaves', 'tmeta_with_shared_internal_root',
@@ -26,7 +27,7 @@ const CLEAN = [
 ];
 const DAMAGED = ['tmeta_device_id_reuse_with_corrupted_thins', 'tmeta_with_corrupted_metadata_snap', 'corrupted_tmeta_with_metadata_snap'];
 
-function parseDump(xml: string): Model {
+function parseDump(xml: string): DumpModel {
   const rec = new RecordingSink();
   parseXml(xml, rec);
   return rec.model();
