@@ -50,7 +50,6 @@ import { ThinMetadata } from '../src/thin/metadata';
 import { restoreFile } from '../src/thin/restore';
 import { XmlWriter } from '../src/thin/xml/writer';
 import { tools09, tools1x, toolsReason, type Tools } from '../support/oracle-tools';
-import { Rand } from '../support/random';
 import { RESULTS_DIR, type BenchRow, type BenchSuite } from './bench-suite';
 
 const SUITE = 'metadata';
@@ -283,11 +282,14 @@ async function restoreOurs(xml: string, file: string): Promise<Timing> {
 
 // ---------------------------------------------------------------- lookups
 
-/** `count` random keys in [0, N) from a fixed seed, the same for subject and baseline. */
+/** N random keys in [0, N) from a fixed LCG, the same for subject and baseline. */
 function randomKeys(count: number): Uint32Array {
   const keys = new Uint32Array(count);
-  const r = new Rand(12345);
-  for (let i = 0; i < count; i++) keys[i] = r.int(N);
+  let s = 12345;
+  for (let i = 0; i < count; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    keys[i] = s % N;
+  }
   return keys;
 }
 
