@@ -4,6 +4,7 @@
  *  - genModel: a random pool whose mappings look like a real pool's (runs, snapshots sharing
  *    data blocks with their origin, overwrites with fresh blocks, random times);
  *  - RecordingSink: what a MetadataSink is fed (our XML reader, our dump), turned back into one;
+ *    parseModel: thin_dump XML read by our reader (src/thin/xml/reader) into one;
  *  - parseToolDump: the XML a real thin_dump printed, read by this file's own small parser,
  *    independent of src/thin/xml/reader, so the tool's output can be the oracle.
  * replay() feeds one to any MetadataSink.
@@ -15,6 +16,7 @@
 
 import assert from 'node:assert/strict';
 import { Rand } from '../../support/random';
+import { parseXml, type ReadXmlOptions } from '../../src/thin/xml/reader';
 import type { DeviceInfo, MetadataSink, SuperblockInfo } from '../../src/thin/xml/types';
 
 export interface Mapping {
@@ -217,6 +219,13 @@ export class RecordingSink implements MetadataSink {
     if (!this.ended) throw new Error('stream not finished');
     return { sb: this.sb!, devices: this.devices };
   }
+}
+
+/** thin_dump XML read by our reader (the code under test) into a DumpModel. */
+export function parseModel(xml: string, opts: ReadXmlOptions = {}): DumpModel {
+  const rec = new RecordingSink();
+  parseXml(xml, rec, opts);
+  return rec.model();
 }
 
 /** Per-device exclusive counts by thin_ls's rule (a data block used by exactly one mapping). */

@@ -83,6 +83,15 @@ async function fill(s: Setup, id: number, seed: number, from = 0, to = s.model.s
   for (let off = from; off < to; off += s.cb) await write(s, id, off, pattern(seed + off, Math.min(s.cb, to - off)));
 }
 
+/** A pool whose device 1 (8 MiB) is filled from `seed`, and device 2, a snapshot of it. */
+async function originAndSnapshot(t: TestContext, seed: number): Promise<Setup> {
+  const s = await makePool(t);
+  await thin(s, 1, 8 * MiB);
+  await fill(s, 1, seed);
+  await snap(s, 2, 1);
+  return s;
+}
+
 function dataBlocksOnHost(file: string): number {
   return fs.statSync(file).blocks;
 }
@@ -128,10 +137,7 @@ for (const seed of suiteSeeds(2, 2000)) {
   test(`break_sharing: overwriting the origin leaves the snapshot's bytes (seed ${seed})`, async (t) => {
     await seeded(t, seed, async () => {
       const r = new Rand(seed);
-      const s = await makePool(t);
-      await thin(s, 1, 8 * MiB);
-      await fill(s, 1, seed);
-      await snap(s, 2, 1);
+      const s = await originAndSnapshot(t, seed);
       const before = s.pool.status().usedDataBlocks;
       assert.equal(before, 128, 'a snapshot shares every block');
       for (let i = 0; i < 60; i++) {
@@ -151,10 +157,7 @@ for (const side of ['origin', 'snapshot'] as const) {
     test(`pattern_stomp on the ${side}: stomped chunks change on one side only (seed ${seed})`, async (t) => {
       await seeded(t, seed, async () => {
         const r = new Rand(seed);
-        const s = await makePool(t);
-        await thin(s, 1, 8 * MiB);
-        await fill(s, 1, seed);
-        await snap(s, 2, 1);
+        const s = await originAndSnapshot(t, seed);
         const target = side === 'origin' ? 1 : 2;
         for (let i = 0; i < 40; i++) {
           const chunk = r.int(128);
@@ -324,10 +327,7 @@ for (const seed of suiteSeeds(1, 3100)) {
   test(`discards on the origin do not affect the snapshot (seed ${seed})`, async (t) => {
     await seeded(t, seed, async () => {
       const r = new Rand(seed);
-      const s = await makePool(t);
-      await thin(s, 1, 8 * MiB);
-      await fill(s, 1, seed);
-      await snap(s, 2, 1);
+      const s = await originAndSnapshot(t, seed);
       for (let i = 0; i < 30; i++) {
         const [off, len] = range(r, 8 * MiB, r.chance(0.2) ? 70 * s.cb : 4 * s.cb);
         await discard(s, 1, off, len);

@@ -15,11 +15,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { kernelFixture, ok, skipReason, tools09, tools1x, type Tools } from '../helpers/oracle';
 import { Rand } from '../../support/random';
-import { parseToolDump, type DumpDevice, type DumpModel } from '../helpers/thin-model';
+import { parseModel, parseToolDump, type DumpDevice, type DumpModel } from '../helpers/thin-model';
 import { XmlWriter } from '../../src/thin/xml/writer';
 import { formatDelta } from '../../src/thin/report/delta';
 import { formatLs, LS_FIELDS } from '../../src/thin/report/ls';
-import { lsRows, parseModel, render } from './oracle-common';
+import { lsRows, render } from './oracle-common';
 
 const CLEAN = [
   'tmeta',

@@ -2,12 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ok, skipReason, tmpdir, tools09 } from '../helpers/oracle';
-import { genModel, type DumpModel } from '../helpers/thin-model';
+import { genModel, parseModel, type DumpModel } from '../helpers/thin-model';
 import { HumanReadableWriter, XmlWriter } from '../../src/thin/xml/writer';
 import { formatDelta } from '../../src/thin/report/delta';
 import { formatLs } from '../../src/thin/report/ls';
 import { suiteSeeds } from '../helpers/seeds';
-import { checkDelta, checkLs, parseModel, render, restore } from './oracle-common';
+import { checkDelta, checkLs, render, restore } from './oracle-common';
 
 test('thin-provisioning-tools 0.9.0 as oracle for random models', async (t) => {
   const t09 = tools09();

@@ -2,10 +2,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ok, skipPart, skipReason, tmpdir, tools09, tools1x } from '../helpers/oracle';
-import { genModel, type DumpModel } from '../helpers/thin-model';
+import { genModel, parseModel, type DumpModel } from '../helpers/thin-model';
 import { XmlWriter } from '../../src/thin/xml/writer';
 import { suiteSeeds } from '../helpers/seeds';
-import { checkDelta, checkLs, parseModel, render, restore } from './oracle-common';
+import { checkDelta, checkLs, render, restore } from './oracle-common';
 
 test('thin-provisioning-tools 1.x as oracle for random models', async (t) => {
   const t1 = tools1x();

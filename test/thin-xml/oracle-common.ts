@@ -13,8 +13,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { ok, type TmpDir, type Tools } from '../helpers/oracle';
 import { Rand } from '../../support/random';
-import { exclusiveCounts, replay, RecordingSink, type DumpModel } from '../helpers/thin-model';
-import { parseXml, type ReadXmlOptions } from '../../src/thin/xml/reader';
+import { exclusiveCounts, replay, type DumpModel } from '../helpers/thin-model';
 import { formatDelta } from '../../src/thin/report/delta';
 import { formatLs, LS_FIELDS, type LsDialect, type LsField } from '../../src/thin/report/ls';
 import type { MetadataSink } from '../../src/thin/xml/types';
@@ -24,12 +23,6 @@ export function render(make: (out: OutputFn) => MetadataSink, model: DumpModel, 
   let s = '';
   replay(model, make((c) => (s += c)), new Rand(seed ^ 0x5bd1e995));
   return s;
-}
-
-export function parseModel(xml: string, opts: ReadXmlOptions = {}): DumpModel {
-  const rec = new RecordingSink();
-  parseXml(xml, rec, opts);
-  return rec.model();
 }
 
 /** Restore the model's XML with `tools` into a fresh 16 MiB file. */

@@ -15,10 +15,9 @@ import * as fs from 'node:fs';
 import { FileDevice } from '../../src/io/file-device';
 import { ThinMetadata } from '../../src/thin/metadata';
 import { checkMetadata } from '../../src/thin/check';
-import { parseXml } from '../../src/thin/xml/reader';
 import { kernelFixture, ok, skipPart, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers/oracle';
 import { Rand } from '../../support/random';
-import { RecordingSink, type DumpModel } from '../helpers/thin-model';
+import { parseToolDump } from '../helpers/thin-model';
 import { PoolModel, thinsim, thinsimOk, Workload } from '../helpers/workload';
 
 const CLEAN = [
@@ -26,12 +25,6 @@ const CLEAN = [
   'tmeta_with_empty_roots', 'tmeta_with_deleted_snapshot', 'tmeta_device_id_reuse',
 ];
 const DAMAGED = ['tmeta_device_id_reuse_with_corrupted_thins', 'tmeta_with_corrupted_metadata_snap', 'corrupted_tmeta_with_metadata_snap'];
-
-function parseDump(xml: string): DumpModel {
-  const rec = new RecordingSink();
-  parseXml(xml, rec);
-  return rec.model();
-}
 
 function errors(file: string, metadataSnap = false): string[] {
   const dev = new FileDevice(file, { readOnly: true });
@@ -133,7 +126,7 @@ function writerScenario(t: { skip(m: string): void; diagnostic(m: string): void 
   try {
     const file = dir.file('tmeta.bin');
     fs.copyFileSync(src, file);
-    const original = parseDump(ok(t09.dump(file), 'thin_dump').stdout);
+    const original = parseToolDump(ok(t09.dump(file), 'thin_dump').stdout);
     const model = PoolModel.fromDump(original);
     let dev = new FileDevice(file);
     const md = ThinMetadata.open(dev);
@@ -178,33 +171,25 @@ function writerScenario(t: { skip(m: string): void; diagnostic(m: string): void 
     assert.deepEqual(errors(file), [], `${name}: checkMetadata after writing`);
     const want = PoolModel.expectedDump(model.live, { dataBlockSize: original.sb.dataBlockSize, flags: original.sb.flags, version: original.sb.version });
     const theirs = ok(t09.dump(file), 'thin_dump').stdout;
-    assert.deepStrictEqual(parseDump(theirs), want, `${name}: thin_dump after writing equals the model`);
+    assert.deepStrictEqual(parseToolDump(theirs), want, `${name}: thin_dump after writing equals the model`);
     assert.equal(thinsimOk(['dump', file]), theirs, `${name}: thinsim dump equals thin_dump after writing`);
   } finally {
     dir.cleanup();
   }
 }
 
-test('writer on kernel metadata: tmeta', (t) => {
-  const t1 = tools1x();
-  const t09 = tools09();
-  if (!t1) return t.skip(skipReason.tools1x);
-  if (!t09) return t.skip(skipReason.tools09);
-  writerScenario(t, 'tmeta', t1, t09);
-});
+const WRITER_CASES = [
+  ['writer on kernel metadata: tmeta', 'tmeta', false],
+  ['writer on kernel metadata with a held metadata snapshot: tmeta_with_metadata_snap', 'tmeta_with_metadata_snap', false],
+  ['writer on kernel metadata: discards (removeRange, removeMapping) in shared kernel trees', 'tmeta', true],
+] as const;
 
-test('writer on kernel metadata with a held metadata snapshot: tmeta_with_metadata_snap', (t) => {
-  const t1 = tools1x();
-  const t09 = tools09();
-  if (!t1) return t.skip(skipReason.tools1x);
-  if (!t09) return t.skip(skipReason.tools09);
-  writerScenario(t, 'tmeta_with_metadata_snap', t1, t09);
-});
-
-test('writer on kernel metadata: discards (removeRange, removeMapping) in shared kernel trees', (t) => {
-  const t1 = tools1x();
-  const t09 = tools09();
-  if (!t1) return t.skip(skipReason.tools1x);
-  if (!t09) return t.skip(skipReason.tools09);
-  writerScenario(t, 'tmeta', t1, t09, true);
-});
+for (const [title, name, removals] of WRITER_CASES) {
+  test(title, (t) => {
+    const t1 = tools1x();
+    const t09 = tools09();
+    if (!t1) return t.skip(skipReason.tools1x);
+    if (!t09) return t.skip(skipReason.tools09);
+    writerScenario(t, name, t1, t09, removals);
+  });
+}

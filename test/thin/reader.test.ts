@@ -20,10 +20,9 @@ import { FileDevice } from '../../src/io/file-device';
 import { ThinMetadata } from '../../src/thin/metadata';
 import { checkMetadata, type Finding } from '../../src/thin/check';
 import { dumpMetadata } from '../../src/thin/dump';
-import { parseXml } from '../../src/thin/xml/reader';
 import { XmlWriter } from '../../src/thin/xml/writer';
 import { bothTools, ok, tmpdir, type TmpDir, type Tools } from '../helpers/oracle';
-import { genModel, RecordingSink, replay, type DumpModel } from '../helpers/thin-model';
+import { genModel, parseModel, replay, type DumpModel } from '../helpers/thin-model';
 import { forSeedsInTmpdir } from '../helpers/seeds';
 import { thinsim } from '../helpers/workload';
 
@@ -54,12 +53,6 @@ function xmlOf(m: DumpModel): string {
   let s = '';
   replay(m, new XmlWriter((c) => (s += c)));
   return s;
-}
-
-function parseModel(xml: string): DumpModel {
-  const rec = new RecordingSink();
-  parseXml(xml, rec);
-  return rec.model();
 }
 
 /** Our dump of a metadata file, in-process (read-only open). */
