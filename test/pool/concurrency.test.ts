@@ -270,8 +270,9 @@ test('commits issued during in-flight provisioning never capture a leaked or unw
     const d = thinDump(t, copy);
     if (!d || !final) continue;
     for (const id of dumpIds(d)) {
+      const atEnd: Map<number, number> = blockMap(final, id)!;
       for (const [v, blk] of blockMap(d, id)!) {
-        assert.equal(blk, blockMap(final, id)!.get(v), `${path.basename(copy)}: device ${id} chunk ${v} maps block ${blk}, not the block it ends up with`);
+        assert.equal(blk, atEnd.get(v), `${path.basename(copy)}: device ${id} chunk ${v} maps block ${blk}, not the block it ends up with`);
       }
     }
   }
