@@ -49,7 +49,7 @@ import { FileDevice } from '../src/io/file-device';
 import { ThinMetadata } from '../src/thin/metadata';
 import { restoreFile } from '../src/thin/restore';
 import { XmlWriter } from '../src/thin/xml/writer';
-import { skipReason, tools09, tools1x, type Tools } from '../test/helpers/oracle';
+import { tools09, tools1x, toolsReason, type Tools } from '../support/oracle-tools';
 import { RESULTS_DIR, type BenchRow, type BenchSuite } from './bench-suite';
 
 const SUITE = 'metadata';
@@ -437,8 +437,8 @@ function baselines(): Baseline[] {
   const t09 = tools09();
   const t1 = tools1x();
   return [
-    { label: `thin_restore ${t09?.version ?? '0.9'}`, version: t09?.version ?? '', tools: t09, skip: t09 ? '' : skipReason.tools09 },
-    { label: `thin_restore ${t1?.version ?? '1.x'}`, version: t1?.version ?? '', tools: t1, skip: t1 ? '' : skipReason.tools1x },
+    { label: `thin_restore ${t09?.version ?? '0.9'}`, version: t09?.version ?? '', tools: t09, skip: t09 ? '' : toolsReason.tools09 },
+    { label: `thin_restore ${t1?.version ?? '1.x'}`, version: t1?.version ?? '', tools: t1, skip: t1 ? '' : toolsReason.tools1x },
   ];
 }
 

@@ -34,6 +34,7 @@ import { performance } from 'node:perf_hooks';
 import { FileDevice } from '../src/io/file-device';
 import { Pool } from '../src/pool/pool';
 import { ThinMetadata } from '../src/thin/metadata';
+import { Rand, pattern } from '../support/random';
 import { RESULTS_DIR, type BenchRow, type BenchSuite } from './bench-suite';
 
 const SUITE = 'pool';
@@ -64,34 +65,6 @@ const SNAPS = 9;
 const details: Record<string, unknown> = {};
 
 // ------------------------------------------------------------------ helpers
-
-/** Deterministic PRNG (mulberry32) so both sides see the same offsets on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-function shuffle<T>(a: T[], rand: () => number): T[] {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
-
-/** Non-zero, non-repeating-looking bytes (nothing on either side can skip or compress zeros). */
-function pattern(len: number, seed: number): Buffer {
-  const b = Buffer.alloc(len);
-  const r = rng(seed);
-  for (let i = 0; i < len; i += 4) b.writeUInt32LE((r() * 2 ** 32) >>> 0, i);
-  return b;
-}
 
 /** Run `count` operations with at most `depth` in flight, issued in index order. */
 async function queue(count: number, depth: number, op: (i: number) => Promise<unknown>): Promise<void> {
@@ -199,7 +172,7 @@ async function interleaved(
 
 async function seqWrite(root: string): Promise<BenchRow[]> {
   const n = SEQ_BYTES / CHUNK;
-  const buf = pattern(CHUNK, 1);
+  const buf = pattern(1, CHUNK);
   const rows: BenchRow[] = [];
   const raw: Record<string, unknown> = {};
   for (const depth of [1, 8]) {
@@ -260,7 +233,7 @@ async function mappedFixture(root: string, extraData: number): Promise<Mapped> {
   sparseFile(file, SEQ_BYTES);
   const fh = await fsp.open(file, 'r+');
   for (let i = 0; i < SEQ_BYTES / CHUNK; i++) {
-    const b = pattern(CHUNK, 1000 + i);
+    const b = pattern(1000 + i, CHUNK);
     await pool.write(dev, i * CHUNK, b);
     await fh.write(b, 0, CHUNK, i * CHUNK);
   }
@@ -319,7 +292,7 @@ async function seqRead(m: Mapped): Promise<BenchRow[]> {
 // ------------------------------------------------------------------ 5. random reads at snapshot depth
 
 async function depthReads(root: string, m: Mapped): Promise<BenchRow[]> {
-  const rand = rng(5);
+  const rand = new Rand(5);
   const blocks = SEQ_BYTES / 4096;
   // A chain: each snapshot of the previous, each with a few 4 KiB writes of its own.
   const first = 1001;
@@ -328,14 +301,14 @@ async function depthReads(root: string, m: Mapped): Promise<BenchRow[]> {
   for (let d = 1; d <= CHAIN_DEPTH; d++) {
     const id = first + d - 1;
     await m.pool.createSnap(id, prev);
-    for (let w = 0; w < 4; w++) await m.pool.write(id, Math.floor(rand() * blocks) * 4096, pattern(4096, 7000 + d * 4 + w));
+    for (let w = 0; w < 4; w++) await m.pool.write(id, rand.int(blocks) * 4096, pattern(7000 + d * 4 + w, 4096));
     prev = id;
   }
   await m.pool.flush();
   const buildSeconds = (performance.now() - tBuild) / 1000;
   const shallow = first;
   const deep = prev;
-  const offsets = Array.from({ length: DEPTH_READS }, () => Math.floor(rand() * blocks) * 4096);
+  const offsets = Array.from({ length: DEPTH_READS }, () => rand.int(blocks) * 4096);
   // Warm both devices' metadata paths.
   for (const id of [shallow, deep]) for (let i = 0; i < offsets.length; i += 8) await m.pool.read(id, offsets[i], 4096);
   const rows: BenchRow[] = [];
@@ -392,7 +365,7 @@ function qcowContrast(root: string): BenchRow | undefined {
   const layer = fs.readFileSync(template);
   const at = layer.indexOf(name(0));
   if (at < 0 || layer.indexOf(name(0), at + 1) >= 0) throw new Error('qcow2 contrast: backing file name not found once in the template header');
-  const rand = rng(9);
+  const rand = new Rand(9);
   const writes: string[] = [];
   const written = new Set<number>();
   for (let d = 1; d <= CHAIN_DEPTH; d++) {
@@ -403,7 +376,7 @@ function qcowContrast(root: string): BenchRow | undefined {
     // O(depth^2)); the rest of each written cluster then reads as zeros: fine for timing.
     writes.push('-c', `open json:${JSON.stringify({ driver: 'qcow2', file: { driver: 'file', filename: img(d) }, backing: null })}`);
     for (let w = 0; w < 4; w++) {
-      const off = Math.floor(rand() * (size / 4096)) * 4096;
+      const off = rand.int(size / 4096) * 4096;
       written.add(Math.floor(off / CHUNK));
       writes.push('-c', `write -P ${d & 0xff} ${off} 4096`);
     }
@@ -416,7 +389,7 @@ function qcowContrast(root: string): BenchRow | undefined {
   while (written.has(untouched)) untouched++;
   const check = io(img(CHAIN_DEPTH), [`read -P 0x5a ${untouched * CHUNK} 4096`]);
   if (/fail/i.test(check)) throw new Error(`qcow2 contrast: the chain does not reach the base: ${check}`);
-  const reads = Array.from({ length: 2000 }, () => `read ${Math.floor(rand() * (size / 4096)) * 4096} 4096`);
+  const reads = Array.from({ length: 2000 }, () => `read ${rand.int(size / 4096) * 4096} 4096`);
   // qemu-io's start-up (opening the chain) differs with depth: time it per image and subtract.
   const run = (file: string, cmds: string[]): number => {
     const a = performance.now();
@@ -449,14 +422,14 @@ function qcowContrast(root: string): BenchRow | undefined {
 // ------------------------------------------------------------------ 2. sharing breaks on a snapshot
 
 async function cowWrites(m: Mapped): Promise<BenchRow[]> {
-  const rand = rng(2);
+  const rand = new Rand(2);
   const chunks = SEQ_BYTES / CHUNK;
   const count = Math.min(COW_WRITES, chunks);
   // One 4 KiB write in each of `count` distinct chunks, in random order.
-  const offsets = shuffle(Array.from({ length: chunks }, (_, i) => i), rand)
+  const offsets = rand.shuffle(Array.from({ length: chunks }, (_, i) => i))
     .slice(0, count)
-    .map((c) => c * CHUNK + Math.floor(rand() * (CHUNK / 4096)) * 4096);
-  const buf = pattern(4096, 3);
+    .map((c) => c * CHUNK + rand.int(CHUNK / 4096) * 4096);
+  const buf = pattern(3, 4096);
   const fh = await fsp.open(m.file, 'r+');
   const rows: BenchRow[] = [];
   const raw: Record<string, unknown> = {};

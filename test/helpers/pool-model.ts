@@ -16,43 +16,26 @@
  *
  * verifyPool() then reads every device back through the Pool and compares (content, mapped
  * sectors per device, used data blocks), closes the pool and runs the oracles on the metadata
- * file: our checkMetadata, thin_check 1.x and 0.9.0 (a missing tool is a visible diagnostic,
- * never a silent pass), and thin_dump 1.x, whose mappings must be the model's chunk sets
- * (sharing included) with the bytes read straight from the data file at block * chunk.
+ * file: our checkMetadata, thin_check 1.x and 0.9.0 (a missing tool is a skipped subtest with
+ * the reason, never a silent pass), and thin_dump (1.x, else 0.9.0), whose mappings must be the
+ * model's chunk sets (sharing included) with the bytes read straight from the data file at
+ * block * chunk.
+ *
+ * (thin-model.ts models a thin_dump document, DumpModel; workload.ts models the metadata of a
+ * pool as it changes, PoolState. This file models what the devices read: bytes.)
  */
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import type { TestContext } from 'node:test';
 import { FileDevice } from '../../src/io/file-device';
 import type { Pool } from '../../src/pool/pool';
 import { checkMetadata, type CheckReport } from '../../src/thin/check';
-import { skipReason, tools09, tools1x, type Tools } from './oracle';
-
-export { Rand, suiteSeeds } from './workload';
+import { skipPart, skipReason, tmpdir, tools09, tools1x, type Tools } from './oracle';
+import { blockMap, dumpIds, parseToolDump, type DumpDevice, type DumpModel } from './thin-model';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
-
-// ------------------------------------------------------------------------------ patterns
-
-/** Deterministic pseudo-random bytes for `seed` (mulberry32 words), fast enough for MiBs. */
-export function pattern(seed: number, len: number): Buffer {
-  const out = Buffer.allocUnsafe(len);
-  let a = (seed ^ 0x9e3779b9) >>> 0;
-  let i = 0;
-  for (; i + 4 <= len; i += 4) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out.writeUInt32LE((t ^ (t >>> 14)) >>> 0, i);
-  }
-  for (; i < len; i++) out[i] = (seed + i * 31 + 1) & 0xff || 1;
-  return out;
-}
 
 // ------------------------------------------------------------------------------ the model
 
@@ -64,7 +47,8 @@ export interface ModelChunk {
   refs: number;
 }
 
-export interface ModelDevice {
+/** One thin device's content: its size and its mapped chunks. */
+export interface ContentDevice {
   size: number;
   chunks: Map<number, ModelChunk>;
 }
@@ -82,7 +66,7 @@ export interface Expected {
 }
 
 export class ContentModel {
-  readonly devices = new Map<number, ModelDevice>();
+  readonly devices = new Map<number, ContentDevice>();
   readonly zero: boolean;
   readonly discardMode: 'passdown' | 'nopassdown' | 'ignore';
 
@@ -237,7 +221,7 @@ export class ContentModel {
     }
   }
 
-  private dev(id: number): ModelDevice {
+  private dev(id: number): ContentDevice {
     const d = this.devices.get(id);
     if (!d) throw new Error(`model: no device ${id}`);
     return d;
@@ -262,7 +246,7 @@ export class ContentModel {
 // ------------------------------------------------------------------------------ comparing
 
 /** Throw naming the first byte where `actual` differs from `exp` (only defined bytes count). */
-export function assertMatches(actual: Uint8Array, exp: Expected, what: string, base = 0): void {
+export function assertBytesMatch(actual: Uint8Array, exp: Expected, what: string, base = 0): void {
   assert.equal(actual.length, exp.data.length, `${what}: length`);
   if (!exp.defined) {
     if (Buffer.compare(Buffer.from(actual.buffer, actual.byteOffset, actual.length), exp.data) === 0) return;
@@ -288,7 +272,7 @@ export async function checkContent(pool: Pool, model: ContentModel, opts: { ids?
     for (let off = 0; off < size; off += step) {
       const len = Math.min(step, size - off);
       const got = await pool.read(id, off, len);
-      assertMatches(got, model.read(id, off, len), `${label}device ${id}`, off);
+      assertBytesMatch(got, model.read(id, off, len), `${label}device ${id}`, off);
     }
     const sectorsPerChunk = model.chunkBytes / 512;
     assert.equal(pool.thinStatus(id).mappedSectors, model.mapped(id).length * sectorsPerChunk, `${label}device ${id} mapped sectors (thinStatus)`);
@@ -318,17 +302,6 @@ export async function verifyPool(t: TestContext, pool: Pool, model: ContentModel
 
 // ------------------------------------------------------------------------------ oracles
 
-const noted = new WeakMap<object, Set<string>>();
-
-function noteSkip(t: TestContext | undefined, key: string, reason: string): void {
-  if (!t) return;
-  let s = noted.get(t);
-  if (!s) noted.set(t, (s = new Set()));
-  if (s.has(key)) return;
-  s.add(key);
-  t.diagnostic(`SKIPPED ${key}: ${reason}`);
-}
-
 /** Our checkMetadata must report ok (printing the findings otherwise). */
 export function ourCheck(metadataFile: string, label = ''): CheckReport {
   const dev = new FileDevice(metadataFile, { readOnly: true });
@@ -342,11 +315,11 @@ export function ourCheck(metadataFile: string, label = ''): CheckReport {
 }
 
 /** checkMetadata, thin_check 1.x and thin_check 0.9.0 on a metadata file (not open read-write). */
-export function metadataOracles(t: TestContext | undefined, metadataFile: string, label = ''): void {
+export function metadataOracles(t: TestContext, metadataFile: string, label = ''): void {
   ourCheck(metadataFile, label);
   for (const [name, tools, reason] of [['thin_check 1.x', tools1x(), () => skipReason.tools1x], ['thin_check 0.9.0', tools09(), () => skipReason.tools09]] as const) {
     if (!tools) {
-      noteSkip(t, name, reason());
+      skipPart(t, name, reason());
       continue;
     }
     const r = tools.check(metadataFile);
@@ -354,88 +327,16 @@ export function metadataOracles(t: TestContext | undefined, metadataFile: string
   }
 }
 
-export interface DumpedDevice {
-  id: number;
-  mappedBlocks: number;
-  transaction: number;
-  creationTime: number;
-  snapTime: number;
-  /** vblock -> data block */
-  map: Map<number, number>;
-}
-
-export interface Dumped {
-  transaction: number;
-  time: number;
-  nrDataBlocks: number;
-  dataBlockSize: number;
-  devices: Map<number, DumpedDevice>;
-}
-
-/** Parse thin_dump XML (either version) into devices and mappings. */
-export function parseDump(xml: string): Dumped {
-  const attrs = (s: string) => {
-    const o: Record<string, string> = {};
-    for (const m of s.matchAll(/(\w+)="([^"]*)"/g)) o[m[1]] = m[2];
-    return o;
-  };
-  const sbm = /<superblock([^>]*)>/.exec(xml);
-  assert.ok(sbm, `thin_dump printed no superblock: ${xml.slice(0, 200)}`);
-  const sb = attrs(sbm[1]);
-  const out: Dumped = {
-    transaction: Number(sb.transaction), time: Number(sb.time), nrDataBlocks: Number(sb.nr_data_blocks),
-    dataBlockSize: Number(sb.data_block_size), devices: new Map(),
-  };
-  let cur: DumpedDevice | undefined;
-  // thin_dump 1.x prints subtrees shared by several devices once, as <def name="..."> before
-  // the devices, which then hold <ref name="..."/> where that subtree's mappings belong.
-  const defs = new Map<string, Map<number, number>>();
-  let def: Map<number, number> | undefined;
-  for (const m of xml.matchAll(/<(device|def|\/def|ref|single_mapping|range_mapping)([^>]*)\/?>/g)) {
-    const a = attrs(m[2]);
-    const into = () => {
-      const map = def ?? cur?.map;
-      assert.ok(map, `thin_dump printed <${m[1]}> outside a <device> or <def>`);
-      return map;
-    };
-    if (m[1] === 'device') {
-      cur = {
-        id: Number(a.dev_id), mappedBlocks: Number(a.mapped_blocks), transaction: Number(a.transaction),
-        creationTime: Number(a.creation_time), snapTime: Number(a.snap_time), map: new Map(),
-      };
-      out.devices.set(cur.id, cur);
-    } else if (m[1] === 'def') {
-      def = new Map();
-      defs.set(a.name, def);
-    } else if (m[1] === '/def') {
-      def = undefined;
-    } else if (m[1] === 'ref') {
-      const shared = defs.get(a.name);
-      assert.ok(shared, `thin_dump printed <ref name="${a.name}"/> before its <def>`);
-      const map = into();
-      for (const [o, d] of shared) map.set(o, d);
-    } else if (m[1] === 'single_mapping') {
-      into().set(Number(a.origin_block), Number(a.data_block));
-    } else {
-      const map = into();
-      const o = Number(a.origin_begin);
-      const d = Number(a.data_begin);
-      for (let i = 0; i < Number(a.length); i++) map.set(o + i, d + i);
-    }
-  }
-  return out;
-}
-
-/** thin_dump (1.x, else 0.9.0) of a metadata file, parsed; undefined (noted) when no tool. */
-export function thinDump(t: TestContext | undefined, metadataFile: string, args: string[] = []): Dumped | undefined {
+/** thin_dump (1.x, else 0.9.0) of a metadata file, read by parseToolDump; undefined (a skipped part of `t`) when no tool. */
+export function thinDump(t: TestContext, metadataFile: string, args: string[] = []): DumpModel | undefined {
   const tools: Tools | undefined = tools1x() ?? tools09();
   if (!tools) {
-    noteSkip(t, 'thin_dump', `${skipReason.tools1x}; ${skipReason.tools09}`);
+    skipPart(t, 'thin_dump', `${skipReason.tools1x}; ${skipReason.tools09}`);
     return undefined;
   }
   const r = tools.dump(metadataFile, args);
   assert.equal(r.status, 0, `thin_dump ${args.join(' ')} (${tools.version}) exited ${r.status}: ${r.stderr.trim()}`);
-  return parseDump(r.stdout);
+  return parseToolDump(r.stdout);
 }
 
 /**
@@ -443,20 +344,21 @@ export function thinDump(t: TestContext | undefined, metadataFile: string, args:
  * per ModelChunk (shared exactly where the model shares), and the data file holding the
  * model's bytes at block * chunk.
  */
-export function dumpMatchesModel(t: TestContext | undefined, metadataFile: string, dataFile: string, model: ContentModel): void {
+export function dumpMatchesModel(t: TestContext, metadataFile: string, dataFile: string, model: ContentModel): void {
   const d = thinDump(t, metadataFile);
   if (!d) return;
-  assert.deepEqual([...d.devices.keys()].sort((a, b) => a - b), model.ids(), 'thin_dump device ids');
+  assert.deepEqual(dumpIds(d), model.ids(), 'thin_dump device ids');
   const blockOf = new Map<ModelChunk, number>();
   const chunkOf = new Map<number, ModelChunk>();
   const fd = fs.openSync(dataFile, 'r');
   const buf = Buffer.alloc(model.chunkBytes);
   try {
     for (const id of model.ids()) {
-      const dev: DumpedDevice = d.devices.get(id)!;
-      assert.deepEqual([...dev.map.keys()].sort((a, b) => a - b), model.mapped(id), `thin_dump: mapped chunks of device ${id}`);
-      assert.equal(dev.mappedBlocks, dev.map.size, `thin_dump: mapped_blocks of device ${id}`);
-      for (const [v, b] of dev.map) {
+      const dev: DumpDevice = d.devices.find((x) => x.info.devId === id)!;
+      const map: Map<number, number> = blockMap(d, id)!;
+      assert.deepEqual([...map.keys()].sort((a, b) => a - b), model.mapped(id), `thin_dump: mapped chunks of device ${id}`);
+      assert.equal(dev.info.mappedBlocks, map.size, `thin_dump: mapped_blocks of device ${id}`);
+      for (const [v, b] of map) {
         const c = model.chunk(id, v)!;
         const known = blockOf.get(c);
         if (known === undefined) {
@@ -466,7 +368,7 @@ export function dumpMatchesModel(t: TestContext | undefined, metadataFile: strin
           chunkOf.set(b, c);
           const n = fs.readSync(fd, buf, 0, buf.length, b * model.chunkBytes);
           buf.fill(0, n);
-          assertMatches(buf, { data: c.data, defined: c.defined }, `data file block ${b} (device ${id} chunk ${v})`);
+          assertBytesMatch(buf, { data: c.data, defined: c.defined }, `data file block ${b} (device ${id} chunk ${v})`);
         } else {
           assert.equal(b, known, `thin_dump: device ${id} chunk ${v} should share data block ${known}`);
         }
@@ -481,21 +383,9 @@ export function dumpMatchesModel(t: TestContext | undefined, metadataFile: strin
 
 /** A fresh temporary directory removed when the test ends. */
 export function tempDir(t: TestContext, prefix = 'thinsim-pool-'): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** Run a seeded body; on failure the error names the seed and how to replay it. */
-export async function seeded<T>(t: TestContext, seed: number, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    const msg = `seed ${seed} (replay: THINSIM_SEED=${seed})`;
-    t.diagnostic(msg);
-    if (e instanceof Error) e.message = `${e.message}\n  [${msg}]`;
-    throw e;
-  }
+  const dir = tmpdir(prefix);
+  t.after(() => dir.cleanup());
+  return dir.path;
 }
 
 /**

@@ -1,12 +1,22 @@
 /**
- * Random pool-content models for oracle tests: a superblock and devices whose mappings look
- * like a real pool's (runs, snapshots sharing data blocks with their origin, overwrites with
- * fresh blocks, random times), plus replay into any MetadataSink and a recording sink that
- * turns events back into a model.
+ * The model of a thin_dump document (DumpModel: a superblock and its devices, each with its
+ * details and single mappings, sorted) for oracle tests, and three ways to get one:
+ *  - genModel: a random pool whose mappings look like a real pool's (runs, snapshots sharing
+ *    data blocks with their origin, overwrites with fresh blocks, random times);
+ *  - RecordingSink: what a MetadataSink is fed (our XML reader, our dump), turned back into one;
+ *    parseModel: thin_dump XML read by our reader (src/thin/xml/reader) into one;
+ *  - parseToolDump: the XML a real thin_dump printed, read by this file's own small parser,
+ *    independent of src/thin/xml/reader, so the tool's output can be the oracle.
+ * replay() feeds one to any MetadataSink.
  *
- * Models are plain data (single mappings, sorted) so tests compare them with deepStrictEqual.
+ * Models are plain data so tests compare them with deepStrictEqual. (workload.ts models what
+ * pool metadata holds while it changes, PoolState; pool-model.ts models device content, bytes.
+ * PoolModel.expectedDump turns a PoolState into a DumpModel.)
  */
 
+import assert from 'node:assert/strict';
+import { Rand } from '../../support/random';
+import { parseXml, type ReadXmlOptions } from '../../src/thin/xml/reader';
 import type { DeviceInfo, MetadataSink, SuperblockInfo } from '../../src/thin/xml/types';
 
 export interface Mapping {
@@ -15,29 +25,17 @@ export interface Mapping {
   time: number;
 }
 
-export interface ModelDevice {
+/** One <device> of a dump: its details record and its mappings. */
+export interface DumpDevice {
   info: DeviceInfo;
   /** Sorted by origin, no duplicates. */
   mappings: Mapping[];
 }
 
-export interface Model {
+/** What thin_dump prints for a pool (or for its metadata snapshot, with -m). */
+export interface DumpModel {
   sb: SuperblockInfo;
-  devices: ModelDevice[];
-}
-
-/** Small fast seeded PRNG (mulberry32). */
-export function rng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  /** Integer in [0, n). */
-  return (n: number) => Math.floor(next() * n);
+  devices: DumpDevice[];
 }
 
 export interface GenOptions {
@@ -53,8 +51,9 @@ export interface GenOptions {
 }
 
 /** Generate a random model from `seed`. */
-export function genModel(seed: number, opts: GenOptions = {}): Model {
-  const r = rng(seed);
+export function genModel(seed: number, opts: GenOptions = {}): DumpModel {
+  const rand = new Rand(seed);
+  const r = (n: number) => rand.int(n);
   const chance = (p: number) => r(1_000_000) < p * 1_000_000;
   const maxDevices = opts.maxDevices ?? 5;
   const maxMappings = opts.maxMappings ?? 400;
@@ -132,7 +131,7 @@ export function genModel(seed: number, opts: GenOptions = {}): Model {
     made.push(m);
   }
 
-  const devices: ModelDevice[] = made.map((m, i) => {
+  const devices: DumpDevice[] = made.map((m, i) => {
     const mappings = [...m.values()].sort((a, b) => a.origin - b.origin);
     return {
       info: {
@@ -159,10 +158,10 @@ function allocNext(m: Map<number, Mapping>, o: number, alloc: () => number | und
 }
 
 /**
- * Feed a model to a sink. With `split` (a PRNG), consecutive mappings are grouped into runs of
- * random size where they are contiguous, so writers must merge across calls.
+ * Feed a model to a sink. With `split`, consecutive mappings are grouped into runs of random
+ * size where they are contiguous, so writers must merge across calls.
  */
-export function replay(model: Model, sink: MetadataSink, split?: (n: number) => number): void {
+export function replay(model: DumpModel, sink: MetadataSink, split?: Rand): void {
   sink.superblock(model.sb);
   for (const dev of model.devices) {
     sink.device(dev.info);
@@ -170,7 +169,7 @@ export function replay(model: Model, sink: MetadataSink, split?: (n: number) => 
     let i = 0;
     while (i < ms.length) {
       let len = 1;
-      const want = split ? 1 + split(8) : 1;
+      const want = split ? 1 + split.int(8) : 1;
       while (
         len < want &&
         i + len < ms.length &&
@@ -188,12 +187,12 @@ export function replay(model: Model, sink: MetadataSink, split?: (n: number) => 
   sink.endSuperblock();
 }
 
-/** A sink that rebuilds a Model (single mappings) and checks the call order. */
+/** A sink that rebuilds a DumpModel (single mappings) and checks the call order. */
 export class RecordingSink implements MetadataSink {
   sb: SuperblockInfo | undefined;
-  devices: ModelDevice[] = [];
+  devices: DumpDevice[] = [];
   ended = false;
-  private cur: ModelDevice | undefined;
+  private cur: DumpDevice | undefined;
 
   superblock(sb: SuperblockInfo): void {
     if (this.sb) throw new Error('superblock() twice');
@@ -216,17 +215,103 @@ export class RecordingSink implements MetadataSink {
     if (this.cur || !this.sb) throw new Error('endSuperblock() out of place');
     this.ended = true;
   }
-  model(): Model {
+  model(): DumpModel {
     if (!this.ended) throw new Error('stream not finished');
     return { sb: this.sb!, devices: this.devices };
   }
 }
 
+/** thin_dump XML read by our reader (the code under test) into a DumpModel. */
+export function parseModel(xml: string, opts: ReadXmlOptions = {}): DumpModel {
+  const rec = new RecordingSink();
+  parseXml(xml, rec, opts);
+  return rec.model();
+}
+
 /** Per-device exclusive counts by thin_ls's rule (a data block used by exactly one mapping). */
-export function exclusiveCounts(model: Model): Map<number, number> {
+export function exclusiveCounts(model: DumpModel): Map<number, number> {
   const uses = new Map<number, number>();
   for (const d of model.devices) for (const m of d.mappings) uses.set(m.data, (uses.get(m.data) ?? 0) + 1);
   const out = new Map<number, number>();
   for (const d of model.devices) out.set(d.info.devId, d.mappings.filter((m) => uses.get(m.data) === 1).length);
   return out;
+}
+
+/**
+ * Read thin_dump XML (0.9.0 flat, or 1.x with <def>/<ref>) into a DumpModel with this file's
+ * own parser, a plain reading of the tools' fixed output format independent of
+ * src/thin/xml/reader, for tests whose oracle is the tool's output. Attributes the tool omits
+ * take the format's defaults (flags 0, version 2).
+ */
+export function parseToolDump(xml: string): DumpModel {
+  const attrs = (s: string) => {
+    const o: Record<string, string> = {};
+    for (const m of s.matchAll(/(\w+)="([^"]*)"/g)) o[m[1]] = m[2];
+    return o;
+  };
+  const num = (o: Record<string, string>, k: string, dflt?: number): number => {
+    if (o[k] === undefined && dflt !== undefined) return dflt;
+    assert.match(o[k] ?? '', /^\d+$/, `thin_dump printed ${k}="${o[k]}"`);
+    return Number(o[k]);
+  };
+  const sbm = /<superblock([^>]*)>/.exec(xml);
+  assert.ok(sbm, `thin_dump printed no superblock: ${xml.slice(0, 200)}`);
+  const a = attrs(sbm[1]);
+  const sb: SuperblockInfo = {
+    uuid: a.uuid ?? '', time: num(a, 'time'), transaction: num(a, 'transaction'), flags: num(a, 'flags', 0),
+    version: num(a, 'version', 2), dataBlockSize: num(a, 'data_block_size'), nrDataBlocks: num(a, 'nr_data_blocks'),
+  };
+  const devices: DumpDevice[] = [];
+  let cur: Mapping[] | undefined;
+  // thin_dump 1.x prints subtrees shared by several devices once, as <def name="..."> before
+  // the devices, which then hold <ref name="..."/> where that subtree's mappings belong.
+  const defs = new Map<string, Mapping[]>();
+  for (const m of xml.matchAll(/<(\/?)(device|def|ref|single_mapping|range_mapping)\b([^>]*)>/g)) {
+    const [, close, el] = m;
+    const at = attrs(m[3]);
+    if (close) {
+      cur = undefined;
+      continue;
+    }
+    const into = (): Mapping[] => {
+      assert.ok(cur, `thin_dump printed <${el}> outside a <device> or <def>`);
+      return cur;
+    };
+    if (el === 'device') {
+      cur = [];
+      const info = {
+        devId: num(at, 'dev_id'), mappedBlocks: num(at, 'mapped_blocks'), transaction: num(at, 'transaction'),
+        creationTime: num(at, 'creation_time'), snapTime: num(at, 'snap_time'),
+      };
+      devices.push({ info, mappings: cur });
+    } else if (el === 'def') {
+      cur = [];
+      defs.set(at.name, cur);
+    } else if (el === 'ref') {
+      const shared = defs.get(at.name);
+      assert.ok(shared, `thin_dump printed <ref name="${at.name}"/> before its <def>`);
+      into().push(...shared);
+    } else if (el === 'single_mapping') {
+      into().push({ origin: num(at, 'origin_block'), data: num(at, 'data_block'), time: num(at, 'time') });
+    } else {
+      const list = into();
+      const o = num(at, 'origin_begin');
+      const d = num(at, 'data_begin');
+      const t = num(at, 'time');
+      for (let i = 0; i < num(at, 'length'); i++) list.push({ origin: o + i, data: d + i, time: t });
+    }
+  }
+  for (const d of devices) d.mappings.sort((x, y) => x.origin - y.origin);
+  return { sb, devices };
+}
+
+/** The ids of a dump's devices, ascending. */
+export function dumpIds(d: DumpModel): number[] {
+  return d.devices.map((x) => x.info.devId).sort((a, b) => a - b);
+}
+
+/** Device `id` of a dump as virtual block -> data block; undefined when the dump has no such device. */
+export function blockMap(d: DumpModel, id: number): Map<number, number> | undefined {
+  const dev = d.devices.find((x) => x.info.devId === id);
+  return dev && new Map(dev.mappings.map((m) => [m.origin, m.data]));
 }

@@ -1,7 +1,8 @@
 /**
  * Random pool workloads for the thin-layer suites: an in-memory model of what dm-thin pool
  * metadata must hold (spec §5.2, §7.2, §8), and a driver that applies the same random
- * operations to a ThinMetadata and to the model.
+ * operations to a ThinMetadata and to the model. (thin-model.ts models a thin_dump document,
+ * DumpModel; pool-model.ts models device content, bytes.)
  *
  * The model is deliberately naive: per device a Map vblock -> {block, time} plus the details
  * record, the pool time and transaction id, the committed copy (abort/reopen roll back to it)
@@ -23,70 +24,12 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import type { TestContext } from 'node:test';
-import { repoRoot, withTmpdir, type TmpDir } from './oracle';
+import { Rand } from '../../support/random';
+import { repoRoot } from './oracle';
 import { isThinError, type ThinErrorCode } from '../../src/errors';
 import type { ThinMetadata } from '../../src/thin/metadata';
 import type { DeviceInfo, SuperblockInfo } from '../../src/thin/xml/types';
-import type { Model as DumpModel, ModelDevice as DumpDevice } from './thin-model';
-
-// ------------------------------------------------------------------------------ randomness
-
-/** Seeded PRNG (mulberry32) with the helpers the workloads need. */
-export class Rand {
-  private a: number;
-  constructor(readonly seed: number) {
-    this.a = seed >>> 0;
-  }
-  next(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = this.a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  /** Integer in [lo, hi]. */
-  range(lo: number, hi: number): number {
-    return lo + this.int(hi - lo + 1);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)];
-  }
-  /** Pick a key by weight. */
-  weighted<K extends string>(w: Partial<Record<K, number>>): K {
-    const entries = Object.entries(w).filter(([, v]) => (v as number) > 0) as [K, number][];
-    let total = 0;
-    for (const [, v] of entries) total += v;
-    let x = this.next() * total;
-    for (const [k, v] of entries) {
-      x -= v;
-      if (x < 0) return k;
-    }
-    return entries[entries.length - 1][0];
-  }
-}
-
-/** Seeds for a suite: `n` fixed ones by default; THINSIM_SEED=s runs one, THINSIM_SEEDS=n runs n. */
-export function suiteSeeds(n: number, base: number): number[] {
-  if (process.env.THINSIM_SEED) return [Number(process.env.THINSIM_SEED)];
-  return Array.from({ length: Number(process.env.THINSIM_SEEDS ?? n) }, (_, i) => base + i);
-}
-
-/**
- * One subtest per seed of `suiteSeeds(n, base)`, each with a fresh temporary directory
- * that is removed afterwards, pass or fail. Subtests are named by seed; replay one with
- * THINSIM_SEED=<seed>.
- */
-export async function forSeedsInTmpdir(t: TestContext, n: number, base: number, body: (seed: number, dir: TmpDir) => void | Promise<void>): Promise<void> {
-  for (const seed of suiteSeeds(n, base)) await t.test(`seed ${seed}`, () => withTmpdir((dir) => body(seed, dir)));
-}
+import type { DumpDevice, DumpModel } from './thin-model';
 
 // ------------------------------------------------------------------------------ the model
 
@@ -101,7 +44,8 @@ export interface ModelDetails {
   snapshottedTime: number;
 }
 
-export interface ModelDevice {
+/** One thin device as the metadata holds it: its mapping tree and its details record. */
+export interface DeviceState {
   map: Map<number, BT>;
   details: ModelDetails;
 }
@@ -111,11 +55,11 @@ export interface PoolState {
   time: number;
   transactionId: number;
   nrDataBlocks: number;
-  devices: Map<number, ModelDevice>;
+  devices: Map<number, DeviceState>;
 }
 
 export function cloneState(s: PoolState): PoolState {
-  const devices = new Map<number, ModelDevice>();
+  const devices = new Map<number, DeviceState>();
   for (const [id, d] of s.devices) devices.set(id, { map: new Map(d.map), details: { ...d.details } });
   return { time: s.time, transactionId: s.transactionId, nrDataBlocks: s.nrDataBlocks, devices };
 }
@@ -166,13 +110,13 @@ export class PoolModel {
   get time(): number { return this.live.time; }
   get transactionId(): number { return this.live.transactionId; }
   get nrDataBlocks(): number { return this.live.nrDataBlocks; }
-  get devices(): Map<number, ModelDevice> { return this.live.devices; }
+  get devices(): Map<number, DeviceState> { return this.live.devices; }
 
   deviceIds(): number[] {
     return [...this.live.devices.keys()].sort((a, b) => a - b);
   }
 
-  dev(id: number): ModelDevice {
+  dev(id: number): DeviceState {
     const d = this.live.devices.get(id);
     if (!d) throw new Error(`model: no device ${id}`);
     return d;
@@ -324,7 +268,7 @@ export class PoolModel {
 // ------------------------------------------------------------------------------ checks
 
 /** Require that `md` (live view) holds exactly `state`. */
-export function assertMatches(md: ThinMetadata, state: PoolState, where: string, r?: Rand): void {
+export function assertMetadataMatches(md: ThinMetadata, state: PoolState, where: string, r?: Rand): void {
   assert.deepEqual(md.devices(), [...state.devices.keys()].sort((a, b) => a - b), `${where}: device ids`);
   assert.equal(md.time, state.time, `${where}: pool time`);
   assert.equal(md.transactionId, state.transactionId, `${where}: transaction id`);
@@ -703,11 +647,6 @@ export function thinsimOk(args: readonly string[]): string {
 /** Like thinsim(), without blocking: several CLI runs can overlap. */
 export function thinsimAsync(args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<CliResult> {
   return runAsync(process.execPath, [path.join(repoRoot(), 'bin', 'thinsim.js'), ...args], opts);
-}
-
-/** Path of thin-provisioning-tools 1.x's multi-call binary (as test/helpers/oracle.ts finds it). */
-export function pdataTools(): string {
-  return process.env.THINSIM_TPT1 ?? path.join(repoRoot(), '.tools', 'tpt', 'usr', 'sbin', 'pdata_tools');
 }
 
 /** Run any program without blocking, with a timeout; never rejects. */

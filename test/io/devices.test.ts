@@ -14,7 +14,7 @@ import { FileDevice } from '../../src/io/file-device';
 import { MemoryDevice } from '../../src/io/memory-device';
 import type { BlockDevice } from '../../src/io/block-device';
 import { tmpdir } from '../helpers/oracle';
-import { Rand } from '../helpers/workload';
+import { Rand } from '../../support/random';
 
 const SIZE = 1 << 20;
 

@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { tmpdir } from '../helpers/oracle';
-import { Rand } from '../helpers/workload';
+import { Rand } from '../../support/random';
 import { thinsimOk } from '../helpers/workload';
 import { call, connect, dataRuns, dumpRuns, have, makePool, MiB, randomBytes, runOk, serve } from './helpers';
 

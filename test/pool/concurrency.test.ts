@@ -12,10 +12,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Pool, type CreateOptions, type OpenOptions } from '../../src/pool/pool';
+import { Rand, pattern } from '../../support/random';
 import {
-  ContentModel, MiB, Rand, assertMatches, checkContent, metadataOracles, oracleAvailability, ourCheck, pattern, seeded, suiteSeeds,
-  tempDir, thinDump, verifyPool,
+  ContentModel, MiB, assertBytesMatch, checkContent, metadataOracles, oracleAvailability, ourCheck, tempDir, thinDump, verifyPool,
 } from '../helpers/pool-model';
+import { blockMap, dumpIds } from '../helpers/thin-model';
+import { seeded, suiteSeeds } from '../helpers/seeds';
 
 interface Setup {
   dir: string;
@@ -52,7 +54,7 @@ class Burst {
   read(id: number, off: number, len: number): void {
     const want = this.s.model.read(id, off, len);
     const n = this.reads++;
-    this.pending.push(this.s.pool.read(id, off, len).then((got) => assertMatches(got, want, `read #${n} of device ${id} at ${off}+${len}`, off)));
+    this.pending.push(this.s.pool.read(id, off, len).then((got) => assertBytesMatch(got, want, `read #${n} of device ${id} at ${off}+${len}`, off)));
   }
 
   snap(id: number, origin: number): void {
@@ -197,9 +199,9 @@ test('two first writes to one unmapped chunk allocate one block (and one shared 
   await verifyPool(t, s.pool, s.model);
   const d = thinDump(t, meta);
   if (d) {
-    assert.equal(d.devices.get(1)!.map.size, 50);
-    assert.equal(d.devices.get(2)!.map.size, 50);
-    assert.equal(new Set([...d.devices.get(1)!.map.values(), ...d.devices.get(2)!.map.values()]).size, 100, 'thin_dump: 100 distinct data blocks');
+    assert.equal(blockMap(d, 1)!.size, 50);
+    assert.equal(blockMap(d, 2)!.size, 50);
+    assert.equal(new Set([...blockMap(d, 1)!.values(), ...blockMap(d, 2)!.values()]).size, 100, 'thin_dump: 100 distinct data blocks');
   }
 });
 
@@ -267,9 +269,10 @@ test('commits issued during in-flight provisioning never capture a leaked or unw
     else ourCheck(copy, `${path.basename(copy)}: `);
     const d = thinDump(t, copy);
     if (!d || !final) continue;
-    for (const [id, dev] of d.devices) {
-      for (const [v, blk] of dev.map) {
-        assert.equal(blk, final.devices.get(id)!.map.get(v), `${path.basename(copy)}: device ${id} chunk ${v} maps block ${blk}, not the block it ends up with`);
+    for (const id of dumpIds(d)) {
+      const atEnd: Map<number, number> = blockMap(final, id)!;
+      for (const [v, blk] of blockMap(d, id)!) {
+        assert.equal(blk, atEnd.get(v), `${path.basename(copy)}: device ${id} chunk ${v} maps block ${blk}, not the block it ends up with`);
       }
     }
   }

@@ -17,7 +17,9 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Pool } from '../../src/pool/pool';
-import { ContentModel, MiB, Rand, assertMatches, metadataOracles, oracleAvailability, ourCheck, pattern, seeded, suiteSeeds, tempDir } from '../helpers/pool-model';
+import { Rand, pattern } from '../../support/random';
+import { ContentModel, MiB, assertBytesMatch, metadataOracles, oracleAvailability, ourCheck, tempDir } from '../helpers/pool-model';
+import { seeded, suiteSeeds } from '../helpers/seeds';
 
 const CHILD = path.resolve(__dirname, 'fixtures', 'crash-writer.js');
 const RUNS = Number(process.env.THINSIM_CRASH_RUNS ?? 24);
@@ -205,7 +207,7 @@ for (const seed of suiteSeeds(1, 8000)) {
                 model.adopt(id, v, pool.lookup(id, v) ? Buffer.from(bytes) : undefined);
                 stats.dirty++;
               } else {
-                assertMatches(bytes, model.read(id, v * cb, cb), `${label}device ${id} chunk ${v} (acknowledged)`, v * cb);
+                assertBytesMatch(bytes, model.read(id, v * cb, cb), `${label}device ${id} chunk ${v} (acknowledged)`, v * cb);
                 stats.verified++;
               }
             }

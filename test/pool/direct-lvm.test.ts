@@ -15,7 +15,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { hot, loadError } from '../../src/hot';
 import { Pool, type CreateOptions } from '../../src/pool/pool';
-import { ContentModel, KiB, MiB, Rand, checkContent, oracleAvailability, pattern, seeded, suiteSeeds, tempDir, verifyPool } from '../helpers/pool-model';
+import { Rand, pattern } from '../../support/random';
+import { ContentModel, KiB, MiB, checkContent, oracleAvailability, tempDir, verifyPool } from '../helpers/pool-model';
+import { seeded, suiteSeeds } from '../helpers/seeds';
 
 function directSkip(): string | false {
   if (!hot.native) return `direct-lvm needs the native addon for O_DIRECT aligned buffers: ${loadError}`;

@@ -14,10 +14,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hot } from '../../src/hot';
 import { Pool, type CreateOptions, type OpenOptions } from '../../src/pool/pool';
+import { Rand, pattern } from '../../support/random';
 import {
-  ContentModel, KiB, MiB, Rand, assertMatches, checkContent, dumpMatchesModel, metadataOracles, oracleAvailability,
-  pattern, rejection, seeded, suiteSeeds, tempDir, thinDump, verifyPool,
+  ContentModel, KiB, MiB, assertBytesMatch, checkContent, dumpMatchesModel, metadataOracles, oracleAvailability,
+  rejection, tempDir, thinDump, verifyPool,
 } from '../helpers/pool-model';
+import { seeded, suiteSeeds } from '../helpers/seeds';
+import { blockMap, dumpIds } from '../helpers/thin-model';
 
 const POOL_JS = path.resolve(__dirname, '../../src/pool/pool.js');
 
@@ -80,6 +83,15 @@ async function fill(s: Setup, id: number, seed: number, from = 0, to = s.model.s
   for (let off = from; off < to; off += s.cb) await write(s, id, off, pattern(seed + off, Math.min(s.cb, to - off)));
 }
 
+/** A pool whose device 1 (8 MiB) is filled from `seed`, and device 2, a snapshot of it. */
+async function originAndSnapshot(t: TestContext, seed: number): Promise<Setup> {
+  const s = await makePool(t);
+  await thin(s, 1, 8 * MiB);
+  await fill(s, 1, seed);
+  await snap(s, 2, 1);
+  return s;
+}
+
 function dataBlocksOnHost(file: string): number {
   return fs.statSync(file).blocks;
 }
@@ -125,10 +137,7 @@ for (const seed of suiteSeeds(2, 2000)) {
   test(`break_sharing: overwriting the origin leaves the snapshot's bytes (seed ${seed})`, async (t) => {
     await seeded(t, seed, async () => {
       const r = new Rand(seed);
-      const s = await makePool(t);
-      await thin(s, 1, 8 * MiB);
-      await fill(s, 1, seed);
-      await snap(s, 2, 1);
+      const s = await originAndSnapshot(t, seed);
       const before = s.pool.status().usedDataBlocks;
       assert.equal(before, 128, 'a snapshot shares every block');
       for (let i = 0; i < 60; i++) {
@@ -148,10 +157,7 @@ for (const side of ['origin', 'snapshot'] as const) {
     test(`pattern_stomp on the ${side}: stomped chunks change on one side only (seed ${seed})`, async (t) => {
       await seeded(t, seed, async () => {
         const r = new Rand(seed);
-        const s = await makePool(t);
-        await thin(s, 1, 8 * MiB);
-        await fill(s, 1, seed);
-        await snap(s, 2, 1);
+        const s = await originAndSnapshot(t, seed);
         const target = side === 'origin' ? 1 : 2;
         for (let i = 0; i < 40; i++) {
           const chunk = r.int(128);
@@ -309,7 +315,7 @@ test('a discard of a shared block is not passed down: the snapshot keeps it and 
     for (let v = 0; v < 16; v++) {
       const buf = Buffer.alloc(s.cb);
       fs.readSync(fd, buf, 0, s.cb, blocks[v] * s.cb);
-      assertMatches(buf, s.model.read(2, v * s.cb, s.cb), `data file block ${blocks[v]} (snapshot chunk ${v})`);
+      assertBytesMatch(buf, s.model.read(2, v * s.cb, s.cb), `data file block ${blocks[v]} (snapshot chunk ${v})`);
     }
   } finally {
     fs.closeSync(fd);
@@ -321,10 +327,7 @@ for (const seed of suiteSeeds(1, 3100)) {
   test(`discards on the origin do not affect the snapshot (seed ${seed})`, async (t) => {
     await seeded(t, seed, async () => {
       const r = new Rand(seed);
-      const s = await makePool(t);
-      await thin(s, 1, 8 * MiB);
-      await fill(s, 1, seed);
-      await snap(s, 2, 1);
+      const s = await originAndSnapshot(t, seed);
       for (let i = 0; i < 30; i++) {
         const [off, len] = range(r, 8 * MiB, r.chance(0.2) ? 70 * s.cb : 4 * s.cb);
         await discard(s, 1, off, len);
@@ -391,7 +394,7 @@ test('resize: growing the data device adds blocks; shrinking is refused with a c
   const meta = st.metadataFile;
   await verifyPool(t, s.pool, s.model);
   const d = thinDump(t, meta);
-  if (d) assert.equal(d.nrDataBlocks, 128, 'thin_dump nr_data_blocks after the resize');
+  if (d) assert.equal(d.sb.nrDataBlocks, 128, 'thin_dump nr_data_blocks after the resize');
 });
 
 test('out of data space with error_if_no_space: ENOSPC at once; provisioned chunks stay writable', async (t) => {
@@ -492,7 +495,7 @@ test('set_transaction_id checks its first argument: a mismatch changes nothing',
   const meta = s.pool.status().metadataFile;
   await verifyPool(t, s.pool, s.model);
   const d = thinDump(t, meta);
-  if (d) assert.equal(d.transaction, 7, 'thin_dump transaction');
+  if (d) assert.equal(d.sb.transaction, 7, 'thin_dump transaction');
   const reopened = Pool.open(path.dirname(meta), { readOnly: true });
   try {
     assert.equal(reopened.status().transactionId, 7);
@@ -572,9 +575,9 @@ for (const seed of suiteSeeds(1, 5000)) {
       const d = thinDump(t, meta, ['-m']);
       if (d) {
         // The reserve raced with in-flight writes to device 2; they are either in the snapshot or not.
-        assert.deepEqual([...d.devices.keys()].sort((a, b) => a - b), atReserve.ids(), 'thin_dump -m device ids');
+        assert.deepEqual(dumpIds(d), atReserve.ids(), 'thin_dump -m device ids');
         for (const id of atReserve.ids()) {
-          const got = [...d.devices.get(id)!.map.keys()].sort((a, b) => a - b);
+          const got = [...blockMap(d, id)!.keys()].sort((a, b) => a - b);
           if (id === 2) {
             const want = new Set(atReserve.mapped(2));
             for (const v of got) assert.ok(want.has(v), `thin_dump -m: device 2 chunk ${v} was not mapped at the reserve`);
@@ -585,7 +588,7 @@ for (const seed of suiteSeeds(1, 5000)) {
         }
       }
       const live = thinDump(t, meta);
-      if (live) assert.deepEqual([...live.devices.keys()].sort((a, b) => a - b), s.model.ids(), 'thin_dump (live) device ids');
+      if (live) assert.deepEqual(dumpIds(live), s.model.ids(), 'thin_dump (live) device ids');
 
       await s.pool.releaseMetadataSnap();
       assert.equal(s.pool.status().heldRoot, 0);

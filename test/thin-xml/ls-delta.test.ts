@@ -4,10 +4,10 @@
  * restore handles every case; 1.x reads them).
  */
 
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { ok, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers/oracle';
-import type { Mapping, Model, ModelDevice } from '../helpers/thin-model';
+import { ok, skipPart, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers/oracle';
+import type { DumpDevice, DumpModel, Mapping } from '../helpers/thin-model';
 import { exclusiveCounts } from '../helpers/thin-model';
 import { formatDelta } from '../../src/thin/report/delta';
 import { DEFAULT_LS_FIELDS, formatDiskUnit, formatLs, LS_FIELDS, needsSharing, SharingCounter } from '../../src/thin/report/ls';
@@ -16,19 +16,19 @@ import { XmlWriter } from '../../src/thin/xml/writer';
 import { lsRows, render, restore } from './oracle-common';
 
 /** Device from [origin, data, length, time?] runs. */
-function dev(devId: number, runs: [number, number, number, number?][]): ModelDevice {
+function dev(devId: number, runs: [number, number, number, number?][]): DumpDevice {
   const mappings: Mapping[] = [];
   for (const [o, d, len, t = 0] of runs) for (let i = 0; i < len; i++) mappings.push({ origin: o + i, data: d + i, time: t });
   mappings.sort((a, b) => a.origin - b.origin);
   return { info: { devId, mappedBlocks: mappings.length, transaction: devId, creationTime: 0, snapTime: 0 }, mappings };
 }
 
-function pool(devices: ModelDevice[], dataBlockSize = 128, nrDataBlocks = 100000): Model {
+function pool(devices: DumpDevice[], dataBlockSize = 128, nrDataBlocks = 100000): DumpModel {
   return { sb: { uuid: '', time: 3, transaction: 7, flags: 0, version: 2, dataBlockSize, nrDataBlocks }, devices };
 }
 
 /** Restore with 0.9.0 (handles every case), then run `check` with each available tool. */
-function withPool(t: { skip(m: string): void }, model: Model, check: (tools: Tools, meta: string) => void): void {
+function withPool(t: TestContext, model: DumpModel, check: (tools: Tools, meta: string) => void): void {
   const t09 = tools09();
   if (!t09) {
     t.skip(skipReason.tools09);
@@ -40,6 +40,7 @@ function withPool(t: { skip(m: string): void }, model: Model, check: (tools: Too
     check(t09, meta);
     const t1 = tools1x();
     if (t1) check(t1, meta);
+    else skipPart(t, 'the same checks against thin-provisioning-tools 1.x', skipReason.tools1x);
   } finally {
     dir.cleanup();
   }
@@ -119,7 +120,7 @@ test('thin_delta: grouping rules on hand-built devices', (t) => {
         const R = model.devices[b];
         const args = ['--snap1', String(L.info.devId), '--snap2', String(R.info.devId), ...(verbose ? ['--verbose'] : [])];
         const got = ok(tools.delta(meta, args), 'thin_delta').stdout;
-        const side = (d: ModelDevice) => ({ devId: d.info.devId, mappings: d.mappings.map((m) => ({ originBegin: m.origin, dataBegin: m.data, length: 1 })) });
+        const side = (d: DumpDevice) => ({ devId: d.info.devId, mappings: d.mappings.map((m) => ({ originBegin: m.origin, dataBegin: m.data, length: 1 })) });
         assert.equal(formatDelta(model.sb, side(L), side(R), { verbose, dialect: tools.flavour }), got, `${tools.flavour} ${args.join(' ')}`);
       }
     }
@@ -133,7 +134,7 @@ test('thin_delta: the example of spec 10.4, as printed by 0.9.0', () => {
   ], 128, 1024);
   model.sb.time = 1;
   model.sb.transaction = 2;
-  const side = (d: ModelDevice) => ({ devId: d.info.devId, mappings: d.mappings.map((m) => ({ originBegin: m.origin, dataBegin: m.data, length: 1 })) });
+  const side = (d: DumpDevice) => ({ devId: d.info.devId, mappings: d.mappings.map((m) => ({ originBegin: m.origin, dataBegin: m.data, length: 1 })) });
   assert.equal(
     formatDelta(model.sb, side(model.devices[0]), side(model.devices[1])),
     `<superblock uuid="" time="1" transaction="2" data_block_size="128" nr_data_blocks="1024">

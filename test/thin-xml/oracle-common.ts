@@ -6,35 +6,23 @@
  *  - our reader turns the tools' dumps (0.9.0 flat, 1.x with <def>/<ref>) back into the model;
  *  - human_readable, thin_ls (every field, with and without headers) and thin_delta (plain and
  *    --verbose, random device pairs) print exactly what the tools print.
- * Set THINSIM_SEEDS=n to run more models, THINSIM_SEED=s to run one.
+ * Set THINSIM_SEEDS=n to run more models, THINSIM_SEED=s to run one (seeds from 1000).
  */
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { ok, type TmpDir, type Tools } from '../helpers/oracle';
-import { exclusiveCounts, replay, rng, RecordingSink, type Model } from '../helpers/thin-model';
-import { parseXml, type ReadXmlOptions } from '../../src/thin/xml/reader';
+import { Rand } from '../../support/random';
+import { exclusiveCounts, replay, type DumpModel } from '../helpers/thin-model';
 import { formatDelta } from '../../src/thin/report/delta';
 import { formatLs, LS_FIELDS, type LsDialect, type LsField } from '../../src/thin/report/ls';
 import type { MetadataSink } from '../../src/thin/xml/types';
 import type { OutputFn } from '../../src/thin/xml/writer';
 
-/** Seeds of the random models; `n` by default, THINSIM_SEEDS / THINSIM_SEED override. */
-export function seeds(n: number): number[] {
-  if (process.env.THINSIM_SEED) return [Number(process.env.THINSIM_SEED)];
-  return Array.from({ length: Number(process.env.THINSIM_SEEDS ?? n) }, (_, i) => 1000 + i);
-}
-
-export function render(make: (out: OutputFn) => MetadataSink, model: Model, seed: number): string {
+export function render(make: (out: OutputFn) => MetadataSink, model: DumpModel, seed: number): string {
   let s = '';
-  replay(model, make((c) => (s += c)), rng(seed ^ 0x5bd1e995));
+  replay(model, make((c) => (s += c)), new Rand(seed ^ 0x5bd1e995));
   return s;
-}
-
-export function parseModel(xml: string, opts: ReadXmlOptions = {}): Model {
-  const rec = new RecordingSink();
-  parseXml(xml, rec, opts);
-  return rec.model();
 }
 
 /** Restore the model's XML with `tools` into a fresh 16 MiB file. */
@@ -46,12 +34,12 @@ export function restore(tools: Tools, dir: TmpDir, xml: string, name: string): s
   return meta;
 }
 
-export function lsRows(model: Model) {
+export function lsRows(model: DumpModel) {
   const excl = exclusiveCounts(model);
   return model.devices.map((d) => ({ ...d.info, exclusiveBlocks: excl.get(d.info.devId)! }));
 }
 
-export function checkLs(tools: Tools, meta: string, model: Model, dialect: LsDialect, quick = false): void {
+export function checkLs(tools: Tools, meta: string, model: DumpModel, dialect: LsDialect, quick = false): void {
   const rows = lsRows(model);
   const bs = model.sb.dataBlockSize;
   let cases: { args: string[]; fields?: LsField[]; headers: boolean }[] = [
@@ -70,11 +58,11 @@ export function checkLs(tools: Tools, meta: string, model: Model, dialect: LsDia
   }
 }
 
-export function checkDelta(tools: Tools, meta: string, model: Model, seed: number): void {
-  const r = rng(seed ^ 0x1234567);
+export function checkDelta(tools: Tools, meta: string, model: DumpModel, seed: number): void {
+  const r = new Rand(seed ^ 0x1234567);
   const devs = model.devices;
   const pairs: [number, number][] = [];
-  for (let k = 0; k < 4; k++) pairs.push([r(devs.length), r(devs.length)]);
+  for (let k = 0; k < 4; k++) pairs.push([r.int(devs.length), r.int(devs.length)]);
   for (const [a, b] of pairs) {
     for (const verbose of [false, true]) {
       const left = devs[a];

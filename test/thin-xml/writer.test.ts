@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { isThinError } from '../../src/errors';
 import type { MetadataSink, SuperblockInfo } from '../../src/thin/xml/types';
 import { HumanReadableWriter, JsonWriter, XmlWriter, type OutputFn } from '../../src/thin/xml/writer';
-import { genModel, replay, rng } from '../helpers/thin-model';
+import { Rand } from '../../support/random';
+import { genModel, replay } from '../helpers/thin-model';
 import { SPEC_EXAMPLE_DEVICES } from '../helpers/spec-example';
 
 const SB: SuperblockInfo = { uuid: '', time: 1, transaction: 2, flags: 0, version: 1, dataBlockSize: 128, nrDataBlocks: 1024 };
@@ -126,7 +127,7 @@ test('buffering: output arrives in pieces of at least flushBytes, and nothing is
       mapping: (o, d, l, t) => w.mapping(o, d, l, t),
       endDevice: () => w.endDevice(),
       endSuperblock: () => w.endSuperblock(),
-    }, rng(3));
+    }, new Rand(3));
     assert.equal(chunks.join(''), whole);
     for (const c of chunks.slice(0, -1)) assert.ok(c.length >= flushBytes);
   }
@@ -182,7 +183,7 @@ test('JSON: documented shape, runs merged, valid for empty pools and devices', (
 
   // A random model round-trips through JSON with the same runs the XML writer prints.
   const model = genModel(5);
-  const j = JSON.parse(collect((o) => new JsonWriter(o), (s) => replay(model, s, rng(1))).text);
+  const j = JSON.parse(collect((o) => new JsonWriter(o), (s) => replay(model, s, new Rand(1))).text);
   const singles = j.devices.map((d: { mappings: { origin_begin: number; data_begin: number; length: number; time: number }[] }) =>
     d.mappings.flatMap((m) => Array.from({ length: m.length }, (_, i) => ({ origin: m.origin_begin + i, data: m.data_begin + i, time: m.time }))),
   );

@@ -19,9 +19,9 @@ import { ThinMetadata } from '../../src/thin/metadata';
 import { checkMetadata, type CheckReport } from '../../src/thin/check';
 import { isThinError } from '../../src/errors';
 import { tmpdir } from '../helpers/oracle';
-import {
-  assertDataCounts, assertMatches, expectThinError, forSeedsInTmpdir, PoolModel, Rand, suiteSeeds, Workload, type PoolState,
-} from '../helpers/workload';
+import { Rand } from '../../support/random';
+import { forSeedsInTmpdir, suiteSeeds } from '../helpers/seeds';
+import { assertDataCounts, assertMetadataMatches, expectThinError, PoolModel, Workload, type PoolState } from '../helpers/workload';
 import type { BlockDevice } from '../../src/io/block-device';
 
 const MiB = 1024 * 1024;
@@ -34,7 +34,7 @@ function errors(rep: CheckReport): string[] {
 function verify(w: Workload, dev: BlockDevice, where: string): void {
   const md = w.md;
   const ctx = `${where} (commit ${w.commits})\n${w.trace()}`;
-  assertMatches(md, w.model.live, ctx, w.r);
+  assertMetadataMatches(md, w.model.live, ctx, w.r);
   assertDataCounts(md, w.model, ctx);
   assert.equal(md.heldRoot !== 0, w.model.held !== undefined, `${ctx}: held_root set iff a metadata snapshot is held`);
   const rep = checkMetadata(dev);
@@ -51,7 +51,7 @@ function verify(w: Workload, dev: BlockDevice, where: string): void {
 function verifyHeld(dev: BlockDevice, held: PoolState, ctx: string): void {
   const snap = ThinMetadata.open(dev, { metadataSnap: true });
   assert.equal(snap.readOnly, true);
-  assertMatches(snap, held, `${ctx}: metadata snapshot view`);
+  assertMetadataMatches(snap, held, `${ctx}: metadata snapshot view`);
   expectThinError(() => snap.createThin(999), 'E_READ_ONLY', 'writing through a metadata snapshot view');
   const rep = checkMetadata(dev, { metadataSnap: true });
   assert.deepEqual(errors(rep), [], `${ctx}: checkMetadata -m`);
@@ -122,7 +122,7 @@ test('writing to a device while a metadata snapshot is held keeps the snapshot i
       model.reserveMetadataSnap();
       change(md, model, w);
       w.commit();
-      assertMatches(md, model.live, name);
+      assertMetadataMatches(md, model.live, name);
       assertDataCounts(md, model, name);
       assert.deepEqual(errors(checkMetadata(dev)), [], `${name}: checkMetadata`);
       verifyHeld(dev, model.held!, name);
@@ -187,7 +187,7 @@ test('random workloads on a FileDevice, reopening the file', async (t) => {
     // A read-only open of the file sees the committed state.
     dev = new FileDevice(file, { readOnly: true });
     const ro = ThinMetadata.open(dev);
-    assertMatches(ro, w.model.live, `file seed ${seed} read-only reopen`);
+    assertMetadataMatches(ro, w.model.live, `file seed ${seed} read-only reopen`);
     expectThinError(() => ro.createThin(12345), 'E_READ_ONLY', 'read-only open refuses writes');
     ro.close();
   });
@@ -222,7 +222,7 @@ test('snapshots of snapshots: pool time, creation and snapshotted times follow t
   md.createSnap(200, 5);
   model.createSnap(200, 5);
   w.commit();
-  assertMatches(md, model.live, 'snapshot chain');
+  assertMetadataMatches(md, model.live, 'snapshot chain');
   const d5 = md.deviceDetails(5);
   const d200 = md.deviceDetails(200);
   assert.equal(d200.creationTime, md.time, "snapshot's creation_time is the new pool time");
@@ -238,7 +238,7 @@ test('snapshots of snapshots: pool time, creation and snapshotted times follow t
     model.deleteDevice(id);
   }
   w.commit();
-  assertMatches(md, model.live, 'after deleting chain members');
+  assertMetadataMatches(md, model.live, 'after deleting chain members');
   assertDataCounts(md, model, 'after deleting chain members');
   assert.deepEqual(errors(checkMetadata(dev)), []);
 });
@@ -264,7 +264,7 @@ test('hundreds of devices: details and top-level trees with internal nodes', () 
     for (let k = 0; k < 3; k++) w.write(id, r.int(1000));
   }
   w.commit();
-  assertMatches(md, model.live, '400 devices');
+  assertMetadataMatches(md, model.live, '400 devices');
   assert.deepEqual(errors(checkMetadata(dev)), []);
   for (const id of ids.filter((_, i) => i % 3 === 1)) {
     md.deleteDevice(id);
@@ -272,7 +272,7 @@ test('hundreds of devices: details and top-level trees with internal nodes', () 
   }
   w.commit();
   const again = ThinMetadata.open(MemoryDevice.from(dev.image()));
-  assertMatches(again, model.live, '400 devices, a third deleted, reopened');
+  assertMetadataMatches(again, model.live, '400 devices, a third deleted, reopened');
   assertDataCounts(again, model, 'after deletes');
   assert.deepEqual(errors(checkMetadata(dev)), []);
 });
@@ -308,7 +308,7 @@ test('removals that empty or merge whole leaves keep the trees and counts exact'
         if (how === 'range') assert.equal(md.removeRange(target, from, to), model.removeRange(target, from, to));
         else for (let v = from; v < to; v++) assert.deepEqual(md.removeMapping(target, v), model.remove(target, v));
         w.commit();
-        assertMatches(md, model.live, name);
+        assertMetadataMatches(md, model.live, name);
         assertDataCounts(md, model, name);
         assert.deepEqual(errors(checkMetadata(dev)), [], `${name}: checkMetadata`);
       });
@@ -341,7 +341,7 @@ test('abort and reopen without commit roll back to the last commit', () => {
   assert.equal(md.dirty, true);
   w.abort();
   assert.equal(md.dirty, false, 'nothing pending after abort');
-  assertMatches(md, model.live, 'after abort');
+  assertMetadataMatches(md, model.live, 'after abort');
   assertDataCounts(md, model, 'after abort');
   assert.equal(md.nrDataBlocks, 5000, 'abort undoes a data resize');
   // The committed superblock is untouched on disk and the blocks it references are intact.
@@ -349,7 +349,7 @@ test('abort and reopen without commit roll back to the last commit', () => {
   // The pool keeps working after abort.
   for (let v = 1000; v < 1100; v++) w.write(1, v);
   w.commit();
-  assertMatches(md, model.live, 'after abort + more writes');
+  assertMetadataMatches(md, model.live, 'after abort + more writes');
   assert.deepEqual(errors(checkMetadata(dev)), []);
 });
 
@@ -371,7 +371,7 @@ test('a power cut at any point leaves the last commit intact', async (t) => {
           const img = dev.crashImage(seed * 100 + round * 10 + k);
           const crashed = MemoryDevice.from(img, 'crashed');
           const re = ThinMetadata.open(crashed);
-          assertMatches(re, committed, `seed ${seed} round ${round}: after a crash\n${w.trace()}`);
+          assertMetadataMatches(re, committed, `seed ${seed} round ${round}: after a crash\n${w.trace()}`);
           assert.deepEqual(errors(checkMetadata(crashed)), [], `seed ${seed} round ${round}: check after a crash`);
         }
         // Finish the transaction (the pending allocations are mapped by now).
@@ -407,7 +407,7 @@ test('a write error during commit leaves the previous commit on disk', () => {
     dev.faults = {};
     for (const img of [dev.crashImage(failAt), dev.image()]) {
       const re = ThinMetadata.open(MemoryDevice.from(img));
-      if (threw) assertMatches(re, model.committed, `write failure at write ${failAt}`);
+      if (threw) assertMetadataMatches(re, model.committed, `write failure at write ${failAt}`);
       assert.deepEqual(errors(checkMetadata(MemoryDevice.from(img))), [], `check after a write failure at write ${failAt}`);
     }
   }
@@ -455,7 +455,7 @@ test('out of data space: allocateDataBlock returns -1 only when every block is i
   model.insert(0, 5000, b);
   md.commit();
   model.commit();
-  assertMatches(md, model.live, 'after ENOSPC and growth');
+  assertMetadataMatches(md, model.live, 'after ENOSPC and growth');
   assertDataCounts(md, model, 'after ENOSPC and growth');
   assert.deepEqual(errors(checkMetadata(dev)), []);
   expectThinError(() => md.resizeData(N), 'E_UNSUPPORTED', 'shrinking the data device');
@@ -480,7 +480,7 @@ test('growing the metadata and data devices across bitmap boundaries', (t) => {
   md.resizeMetadata();
   for (let v = 0; v < 2000; v++) w.write(3, 100000 + v);
   w.commit();
-  assertMatches(md, model.live, 'after growth');
+  assertMetadataMatches(md, model.live, 'after growth');
   assertDataCounts(md, model, 'after growth');
   const rep = checkMetadata(dev);
   assert.deepEqual(errors(rep), []);
@@ -490,7 +490,7 @@ test('growing the metadata and data devices across bitmap boundaries', (t) => {
   const re = ThinMetadata.open(dev);
   assert.equal(re.nrDataBlocks, 40000);
   assert.equal(re.metadataSm!.nrBlocks, 17000);
-  assertMatches(re, model.live, 'reopened after growth');
+  assertMetadataMatches(re, model.live, 'reopened after growth');
   re.close();
   assert.equal(fs.statSync(file).size, 17000 * 4096);
 });

@@ -22,14 +22,16 @@ import * as fs from 'node:fs';
 import { FileDevice } from '../../src/io/file-device';
 import { ThinMetadata } from '../../src/thin/metadata';
 import { bothTools, ok, tmpdir, type TmpDir, type Tools } from '../helpers/oracle';
-import { RecordingSink, type Model } from '../helpers/thin-model';
+import { RecordingSink, type DumpModel } from '../helpers/thin-model';
 import { parseXml } from '../../src/thin/xml/reader';
-import { forSeedsInTmpdir, PoolModel, Rand, thinsim, thinsimOk, Workload, type PoolState } from '../helpers/workload';
+import { Rand } from '../../support/random';
+import { forSeedsInTmpdir } from '../helpers/seeds';
+import { PoolModel, thinsim, thinsimOk, Workload, type PoolState } from '../helpers/workload';
 
 const MiB = 1024 * 1024;
 const LS_FIELDS = 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS,TRANSACTION,CREATE_TIME,SNAP_TIME';
 
-function parseDump(xml: string): Model {
+function parseDump(xml: string): DumpModel {
   // A -m dump says nr_data_blocks="0" (the copy has no data space map); the reader refuses
   // mappings past nr_data_blocks, so read it with a large value and put the 0 back.
   const snapDump = /^<superblock [^>]*nr_data_blocks="0"/.test(xml);

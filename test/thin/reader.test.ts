@@ -20,16 +20,16 @@ import { FileDevice } from '../../src/io/file-device';
 import { ThinMetadata } from '../../src/thin/metadata';
 import { checkMetadata, type Finding } from '../../src/thin/check';
 import { dumpMetadata } from '../../src/thin/dump';
-import { parseXml } from '../../src/thin/xml/reader';
 import { XmlWriter } from '../../src/thin/xml/writer';
 import { bothTools, ok, tmpdir, type TmpDir, type Tools } from '../helpers/oracle';
-import { genModel, RecordingSink, replay, type Model } from '../helpers/thin-model';
-import { forSeedsInTmpdir, thinsim } from '../helpers/workload';
+import { genModel, parseModel, replay, type DumpModel } from '../helpers/thin-model';
+import { forSeedsInTmpdir } from '../helpers/seeds';
+import { thinsim } from '../helpers/workload';
 
 const MiB = 1024 * 1024;
 
 /** genModel, with device times kept at or below the pool time (what a kernel produces). */
-function saneModel(seed: number): Model {
+function saneModel(seed: number): DumpModel {
   const m = genModel(seed);
   for (const d of m.devices) {
     d.info.creationTime = Math.min(d.info.creationTime, m.sb.time);
@@ -44,21 +44,15 @@ function saneModel(seed: number): Model {
  * while thin_restore 0.9.0 and 1.1 both store 2 (one per mapping), so 1.1 rejects even its
  * own restore of such XML: the 1.x check is skipped for them.
  */
-function hasIntraDeviceDup(m: Model): boolean {
+function hasIntraDeviceDup(m: DumpModel): boolean {
   return m.devices.some((d) => new Set(d.mappings.map((x) => x.data)).size !== d.mappings.length);
 }
 
 /** The model as XML, as an input file for restore (one mapping call per run). */
-function xmlOf(m: Model): string {
+function xmlOf(m: DumpModel): string {
   let s = '';
   replay(m, new XmlWriter((c) => (s += c)));
   return s;
-}
-
-function parseModel(xml: string): Model {
-  const rec = new RecordingSink();
-  parseXml(xml, rec);
-  return rec.model();
 }
 
 /** Our dump of a metadata file, in-process (read-only open). */
