@@ -33,5 +33,9 @@ export { MemoryDevice } from './io/memory-device';
 export { DataDevice } from './io/data-device';
 export type { BlockDevice } from './io/block-device';
 
+// The NBD export.
+export { NbdServer, serve } from './nbd/server';
+export type { ServeOptions } from './nbd/server';
+
 // The demo.
 export { runDemo } from './experiments/demo';
