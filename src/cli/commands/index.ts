@@ -3,10 +3,11 @@ import { checkCommand } from './check';
 import { demoCommand } from './demo';
 import { deltaCommand } from './delta';
 import { dumpCommand } from './dump';
+import { experimentCommand } from './experiment';
 import { lsCommand } from './ls';
 import { poolCommand } from './pool';
 import { thinCommand } from './thin';
 import { restoreCommand } from './restore';
 
 /** Every verb, in the order `thinsim --help` lists them. */
-export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, experimentCommand];

@@ -1,0 +1,84 @@
+/**
+ * The experiments registry and the one call the CLI makes: run an experiment by
+ * name, write its report (json, md, html) and hand back where it went.
+ *
+ * Contract:
+ * - `listExperiments()` names every experiment, including the ones that cannot run
+ *   yet (with the reason); `runExperiment` refuses those with E_UNSUPPORTED.
+ * - The scratch directory (pools, images, loop devices) lives under the out dir, so
+ *   the report's filesystem is the one measured, and is removed afterwards.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { ThinError } from '../errors';
+import { Experiment, ExperimentContext, runWithHeader } from './experiment';
+import { loopVsDirect } from './loop-vs-direct';
+import { writeReport, WrittenReport } from './report';
+import type { Report } from './report/model';
+import { consoleProgress, Progress } from './runner';
+
+const driverCompare: Experiment = {
+  name: 'driver-compare',
+  title: 'devicemapper vs other storage drivers',
+  question: 'How does an image pulled and run on thin snapshots compare with other drivers?',
+  defaults: { size: 0, repeat: 0 },
+  quick: { size: 0, repeat: 0 },
+  tools: [],
+  unavailable: 'needs the image layers capability (not built yet)',
+  run() { return Promise.reject(new ThinError('E_UNSUPPORTED', 'driver-compare needs the image layers capability (not built yet)')); },
+};
+
+export const EXPERIMENTS: Experiment[] = [loopVsDirect, driverCompare];
+
+export interface ExperimentListing {
+  name: string;
+  title: string;
+  question: string;
+  available: boolean;
+  reason?: string;
+}
+
+export function listExperiments(): ExperimentListing[] {
+  return EXPERIMENTS.map((e) => ({ name: e.name, title: e.title, question: e.question, available: !e.unavailable, reason: e.unavailable }));
+}
+
+export interface RunOptions {
+  size?: number;
+  repeat?: number;
+  quick?: boolean;
+  /** Default: ./thinsim-experiment-NAME-<date> under the cwd. */
+  out?: string;
+  progress?: Progress;
+}
+
+export interface RunResult {
+  report: Report;
+  written: WrittenReport;
+}
+
+export async function runExperiment(name: string, opts: RunOptions = {}): Promise<RunResult> {
+  const e = EXPERIMENTS.find((x) => x.name === name);
+  if (!e) throw new ThinError('E_INVALID', `no experiment "${name}"; "thinsim experiment list" names them: ${EXPERIMENTS.map((x) => x.name).join(', ')}`);
+  if (e.unavailable) throw new ThinError('E_UNSUPPORTED', `experiment ${name} cannot run yet: ${e.unavailable}`);
+  const base = opts.quick ? e.quick : e.defaults;
+  const size = opts.size ?? base.size;
+  const repeat = opts.repeat ?? base.repeat;
+  if (!(Number.isSafeInteger(repeat) && repeat >= 1)) throw new ThinError('E_INVALID', `--repeat must be a whole number of at least 1, not ${repeat}`);
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '');
+  const out = path.resolve(opts.out ?? `thinsim-experiment-${name}-${stamp}`);
+  fs.mkdirSync(out, { recursive: true });
+  const workDir = fs.mkdtempSync(path.join(out, '.work-'));
+  const progress = opts.progress ?? consoleProgress();
+  const skipped: { part: string; reason: string }[] = [];
+  const ctx: ExperimentContext = {
+    size, repeat, quick: !!opts.quick, workDir, progress, skipped,
+    skip(part, reason) { skipped.push({ part, reason }); progress.note(`skipped: ${part}: ${reason}`); },
+  };
+  try {
+    const report = await runWithHeader(e, ctx, out);
+    const written = await writeReport(report, out);
+    return { report, written };
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+}
