@@ -73,7 +73,7 @@ export interface MachineInfo {
 export function machineInfo(workDir: string): MachineInfo {
   const cpus = os.cpus();
   let filesystem = 'unknown';
-  const df = run('df', ['-T', '--output=fstype', workDir]);
+  const df = run('df', ['--output=fstype', workDir]);
   if (df.ok) filesystem = df.stdout.trim().split('\n').slice(-1)[0].trim();
   let osName = `${os.type()} ${os.release()}`;
   try {

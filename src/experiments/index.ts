@@ -11,8 +11,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ThinError } from '../errors';
+import { blockSize } from './block-size';
 import { Experiment, ExperimentContext, runWithHeader } from './experiment';
+import { layerDepth } from './layer-depth';
 import { loopVsDirect } from './loop-vs-direct';
+import { metadataSize } from './metadata-size';
+import { overcommit } from './overcommit';
 import { writeReport, WrittenReport } from './report';
 import type { Report } from './report/model';
 import { consoleProgress, Progress } from './runner';
@@ -28,7 +32,7 @@ const driverCompare: Experiment = {
   run() { return Promise.reject(new ThinError('E_UNSUPPORTED', 'driver-compare needs the image layers capability (not built yet)')); },
 };
 
-export const EXPERIMENTS: Experiment[] = [loopVsDirect, driverCompare];
+export const EXPERIMENTS: Experiment[] = [loopVsDirect, blockSize, layerDepth, overcommit, metadataSize, driverCompare];
 
 export interface ExperimentListing {
   name: string;

@@ -208,7 +208,7 @@ export const loopVsDirect: Experiment = {
     const charts1: ChartSpec[] = [
       { id: 'write-throughput', title: 'Write throughput (median, bars: min..max)', mark: 'bar', x: { field: 'workload', title: 'workload' }, y: { field: 'MiB/s median', title: 'MiB/s' }, series: { field: 'backend', title: 'backend' }, range: { low: 'MiB/s min', high: 'MiB/s max' }, data: tputRows(writeW) },
       { id: 'read-throughput', title: 'Read throughput, cold and warm cache (median, bars: min..max)', mark: 'bar', x: { field: 'workload', title: 'workload' }, y: { field: 'MiB/s median', title: 'MiB/s' }, series: { field: 'backend', title: 'backend' }, range: { low: 'MiB/s min', high: 'MiB/s max' }, data: tputRows(readW) },
-      { id: 'latency-p99', title: 'p99 latency per operation', mark: 'bar', x: { field: 'workload', title: 'workload' }, y: { field: 'p99 ms', title: 'p99 latency (ms)', log: true }, series: { field: 'backend', title: 'backend' }, data: latRows.map((r) => ({ workload: r.workload, backend: r.backend, 'p99 ms': r['p99 ms'], 'p50 ms': r['p50 ms'] })) },
+      { id: 'latency-p99', title: 'p99 latency per operation', mark: 'bar', x: { field: 'workload', title: 'workload' }, y: { field: 'p99 ms', title: 'p99 latency (ms)' }, series: { field: 'backend', title: 'backend' }, data: latRows.map((r) => ({ workload: r.workload, backend: r.backend, 'p99 ms': r['p99 ms'], 'p50 ms': r['p50 ms'] })) },
     ];
     const hostRows: Row[] = backends.map((b) => {
       const ts = trials.get(b)!;

@@ -16,9 +16,15 @@ export function vegaLiteSpec(c: ChartSpec): vl.TopLevelSpec {
   const xType = c.x.type ?? (c.mark === 'bar' ? 'nominal' : 'quantitative');
   const x: any = { field: c.x.field, type: xType, title: c.x.title, sort: null };
   if (c.x.log) x.scale = { type: 'log' };
-  if (xType !== 'quantitative') x.axis = { labelAngle: 0 };
+  if (xType !== 'quantitative') {
+    // Long category names (workloads, configurations) are tilted rather than cut.
+    const longest = Math.max(0, ...c.data.map((r) => String(r[c.x.field]).length));
+    const n = new Set(c.data.map((r) => String(r[c.x.field]))).size;
+    x.axis = longest * 6.5 * n > 520 ? { labelAngle: -30, labelLimit: 400 } : { labelAngle: 0, labelLimit: 400 };
+  }
   const y: any = { field: c.y.field, type: 'quantitative', title: c.y.title };
-  if (c.y.log) y.scale = { type: 'log' };
+  // A bar has no zero on a log scale: log is for points and lines only.
+  if (c.y.log && c.mark !== 'bar') y.scale = { type: 'log' };
   const color: any = c.series
     ? { field: c.series.field, type: 'nominal', title: c.series.title, sort: null, scale: { range: PALETTE } }
     : { value: PALETTE[0] };
@@ -39,7 +45,7 @@ export function vegaLiteSpec(c: ChartSpec): vl.TopLevelSpec {
     background: 'white',
     data: { values: c.data as any[] },
     layer: layers,
-    config: { font: 'DejaVu Sans, Helvetica, Arial, sans-serif', axis: { labelFontSize: 11, titleFontSize: 12 }, legend: { labelFontSize: 11 } },
+    config: { font: 'DejaVu Sans, Helvetica, Arial, sans-serif', axis: { labelFontSize: 11, titleFontSize: 12 }, legend: { labelFontSize: 11, labelLimit: 400 } },
   } as vl.TopLevelSpec;
 }
 
