@@ -11,6 +11,7 @@
  * - `--quick` settings finish in seconds; defaults give steadier numbers.
  */
 import { machineInfo, toolVersions } from './host';
+import { rendererVersions } from './report/charts';
 import type { Report } from './report/model';
 import type { Progress } from './runner';
 
@@ -56,7 +57,7 @@ export async function runWithHeader(e: Experiment, ctx: ExperimentContext, repor
     experiment: e.name, title: e.title, question: e.question, date,
     durationSeconds: (Date.now() - start) / 1000,
     machine: { ...machineInfo(ctx.workDir), workDir: reportDir },
-    tools: toolVersions(e.tools),
+    tools: { ...toolVersions(e.tools), ...rendererVersions() },
     skipped: ctx.skipped,
     ...body,
   };

@@ -149,7 +149,7 @@ export const overcommit: Experiment = {
     });
     const findings: string[] = [];
     const lw = trials.get('error_if_no_space')![0].lowWater;
-    if (lw) findings.push(`The low-water mark (${p.lowWaterPct}% of ${p.poolBytes / MiB} MiB free) fired after ${lw.writtenMiB.toFixed(2)} MiB written, with ${lw.freeBlocks} free blocks.`);
+    if (lw) findings.push(`The low-water mark (${p.lowWaterPct}% of ${p.poolBytes / MiB} MiB free) fired during the write that brought the pool to ${lw.usedMiB.toFixed(2)} MiB used (${lw.freeBlocks} free blocks; ${lw.writtenMiB.toFixed(2)} MiB completed before it), on devices promising ${THINS * p.poolBytes / MiB} MiB.`);
     for (const pol of POLICIES) {
       const outs = trials.get(pol)!.flatMap((t) => t.atExhaustion);
       const counts = new Map<string, number>();

@@ -58,3 +58,8 @@ export async function renderSvg(c: ChartSpec): Promise<string> {
     view.finalize();
   }
 }
+
+/** The chart renderer's versions, for the report's tool list. */
+export function rendererVersions(): Record<string, string> {
+  return { vega: (vega as unknown as { version: string }).version, 'vega-lite': (vl as unknown as { version: string }).version };
+}
