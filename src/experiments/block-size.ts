@@ -10,6 +10,7 @@
  * pool's status (used data and metadata blocks) and the host's stat.
  */
 import * as fs from 'fs';
+import { ThinError } from '../errors';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
 import { Experiment, ExperimentContext, KiB, MiB } from './experiment';
@@ -86,11 +87,12 @@ export const blockSize: Experiment = {
   name: 'block-size',
   title: 'Data block (chunk) size on a layered workload',
   question: 'Which chunk size (64K .. 1M) should a pool use for image layers: how much space does copy-on-write cost, how much metadata, how fast?',
+  sizeMeans: 'the base device under the layers',
   defaults: { size: 64 * MiB, repeat: 3 },
   quick: { size: 16 * MiB, repeat: 2 },
   tools: [],
   async run(ctx) {
-    if (ctx.size % MiB !== 0 || ctx.size < 2 * MiB) throw new Error('--size must be a whole number of MiB, at least 2M');
+    if (ctx.size % MiB !== 0 || ctx.size < 2 * MiB) throw new ThinError('E_INVALID', '--size must be a whole number of MiB, at least 2M');
     const p = blockSizeParams(ctx);
     const configs = CHUNK_SIZES.map(label);
     const trials = await interleave(configs, ctx.repeat, (c, rep) => trial(CHUNK_SIZES[configs.indexOf(c)], ctx, 7 + rep), ctx.progress, 'block-size');

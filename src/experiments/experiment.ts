@@ -38,6 +38,8 @@ export interface Experiment {
   name: string;
   title: string;
   question: string;
+  /** What --size sizes, in a phrase. */
+  sizeMeans: string;
   /** Defaults, and the --quick settings. */
   defaults: { size: number; repeat: number };
   quick: { size: number; repeat: number };

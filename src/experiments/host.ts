@@ -18,6 +18,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { ThinError } from '../errors';
 import { VERSION } from '../version';
 
 export interface ToolRun {
@@ -168,7 +169,7 @@ export function loopUnavailable(): string | undefined {
 /** Attach `file` to a free loop device with direct I/O on the backing file (losetup --direct-io=on). */
 export function attachLoop(file: string): string {
   const r = run('losetup', ['-f', '--show', '--direct-io=on', file]);
-  if (!r.ok) throw new Error(`losetup -f --show ${file}: ${r.error}`);
+  if (!r.ok) throw new ThinError('E_IO', `losetup -f --show ${file}: ${r.error}`);
   return r.stdout.trim();
 }
 

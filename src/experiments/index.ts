@@ -27,6 +27,7 @@ const driverCompare: Experiment = {
   question: 'How does an image pulled and run on thin snapshots compare with other drivers?',
   defaults: { size: 0, repeat: 0 },
   quick: { size: 0, repeat: 0 },
+  sizeMeans: '',
   tools: [],
   unavailable: 'needs the image layers capability (not built yet)',
   run() { return Promise.reject(new ThinError('E_UNSUPPORTED', 'driver-compare needs the image layers capability (not built yet)')); },
@@ -40,10 +41,14 @@ export interface ExperimentListing {
   question: string;
   available: boolean;
   reason?: string;
+  /** What --size sizes, with the default and the --quick size in bytes. */
+  size?: { means: string; default: number; quick: number };
+  repeat?: { default: number; quick: number };
 }
 
 export function listExperiments(): ExperimentListing[] {
-  return EXPERIMENTS.map((e) => ({ name: e.name, title: e.title, question: e.question, available: !e.unavailable, reason: e.unavailable }));
+  return EXPERIMENTS.map((e) => ({ name: e.name, title: e.title, question: e.question, available: !e.unavailable, reason: e.unavailable,
+    ...(e.unavailable ? {} : { size: { means: e.sizeMeans, default: e.defaults.size, quick: e.quick.size }, repeat: { default: e.defaults.repeat, quick: e.quick.repeat } }) }));
 }
 
 export interface RunOptions {
@@ -70,6 +75,7 @@ export async function runExperiment(name: string, opts: RunOptions = {}): Promis
   if (!(Number.isSafeInteger(repeat) && repeat >= 1)) throw new ThinError('E_INVALID', `--repeat must be a whole number of at least 1, not ${repeat}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '');
   const out = path.resolve(opts.out ?? `thinsim-experiment-${name}-${stamp}`);
+  const created = !fs.existsSync(out);
   fs.mkdirSync(out, { recursive: true });
   const workDir = fs.mkdtempSync(path.join(out, '.work-'));
   const progress = opts.progress ?? consoleProgress();
@@ -84,5 +90,7 @@ export async function runExperiment(name: string, opts: RunOptions = {}): Promis
     return { report, written };
   } finally {
     fs.rmSync(workDir, { recursive: true, force: true });
+    // A run that failed before writing anything leaves no empty directory behind.
+    if (created && fs.readdirSync(out).length === 0) fs.rmdirSync(out);
   }
 }

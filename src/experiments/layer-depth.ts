@@ -12,6 +12,7 @@
  * they have a mean per operation but no percentiles.
  */
 import * as fs from 'fs';
+import { ThinError } from '../errors';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
 import { Experiment, ExperimentContext, KiB, MiB } from './experiment';
@@ -63,7 +64,7 @@ function qemuBench(file: string, ops: number, write: boolean): OpsResult {
   const args = ['bench', '-f', 'qcow2', '-c', String(ops), '-d', '1', '-s', String(IO), '-S', String(STEP), '-t', 'writeback', ...(write ? ['-w'] : []), file];
   const r = host.run('qemu-img', args);
   const m = /Run completed in ([\d.]+) seconds/.exec(r.stdout);
-  if (!r.ok || !m) throw new Error(`qemu-img ${args.join(' ')}: ${r.error ?? r.stdout}`);
+  if (!r.ok || !m) throw new ThinError('E_IO', `qemu-img ${args.join(' ')}: ${r.error ?? r.stdout}`);
   const seconds = Number(m[1]);
   return { ops, bytes: ops * IO, seconds, latenciesMs: [] };
 }
@@ -75,7 +76,7 @@ function qcow2Trial(depth: number, ctx: ExperimentContext, ops: number): Trial {
     const base = path.join(dir, 'base.qcow2');
     const must = (cmd: string, args: string[]) => {
       const r = host.run(cmd, args);
-      if (!r.ok) throw new Error(`${cmd} ${args.join(' ')}: ${r.error}`);
+      if (!r.ok) throw new ThinError('E_IO', `${cmd} ${args.join(' ')}: ${r.error}`);
     };
     must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', base, String(S)]);
     must('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x5a 0 ${S}`, base]);
@@ -95,11 +96,12 @@ export const layerDepth: Experiment = {
   name: 'layer-depth',
   title: 'Snapshot depth: thin snapshots vs a qcow2 backing chain',
   question: 'Does a deep stack of image layers make reads and writes slower, on dm-thin snapshots and on a qcow2 backing chain of the same depth?',
+  sizeMeans: 'the base device under the chain',
   defaults: { size: 64 * MiB, repeat: 3 },
   quick: { size: 8 * MiB, repeat: 1 },
   tools: ['qemu-img', 'qemu-io'],
   async run(ctx) {
-    if (ctx.size % MiB !== 0 || ctx.size < MiB) throw new Error('--size must be a whole number of MiB');
+    if (ctx.size % MiB !== 0 || ctx.size < MiB) throw new ThinError('E_INVALID', '--size must be a whole number of MiB');
     const ops = ctx.quick ? 300 : 2000;
     const ds = depths(ctx.quick);
     const qemuMissing = host.toolMissing('qemu-img', 'qemu-utils') ?? host.toolMissing('qemu-io', 'qemu-utils');

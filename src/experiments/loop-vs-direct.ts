@@ -9,6 +9,7 @@
  * with stat, filefrag, fincore and /proc, never computed from the pool's own view.
  */
 import * as fs from 'fs';
+import { ThinError } from '../errors';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
 import { Experiment, ExperimentContext, KiB, MiB } from './experiment';
@@ -40,7 +41,7 @@ export async function openBackend(b: Backend, dir: string, o: { dataSize: number
   // A loop block device over a preallocated file: what an LV looks like to the pool.
   const backing = path.join(dir, 'lv-data');
   const fa = host.run('fallocate', ['-l', String(o.dataSize), backing]);
-  if (!fa.ok) throw new Error(`fallocate ${backing}: ${fa.error}`);
+  if (!fa.ok) throw new ThinError('E_IO', `fallocate ${backing}: ${fa.error}`);
   const loop = host.attachLoop(backing);
   let pool: Pool;
   try {
@@ -179,6 +180,7 @@ export const loopVsDirect: Experiment = {
   name: 'loop-vs-direct',
   title: 'loop-lvm vs direct-lvm',
   question: 'What does Docker\'s loop-lvm (sparse files, buffered) cost against direct-lvm (preallocated, O_DIRECT), in throughput, latency, host space, fragmentation and page cache?',
+  sizeMeans: 'the thin device the workload writes',
   defaults: { size: 256 * MiB, repeat: 3 },
   quick: { size: 8 * MiB, repeat: 2 },
   tools: ['filefrag', 'fincore', 'losetup', 'dd', 'fallocate'],
@@ -193,7 +195,7 @@ export const loopVsDirect: Experiment = {
       const why = host.toolMissing(tool, pkg);
       if (why) ctx.skip(what, why);
     }
-    if (ctx.size % MiB !== 0 || ctx.size < 4 * MiB) throw new Error('--size must be a whole number of MiB, at least 4M');
+    if (ctx.size % MiB !== 0 || ctx.size < 4 * MiB) throw new ThinError('E_INVALID', '--size must be a whole number of MiB, at least 4M');
     const trials = await interleave(backends, ctx.repeat, (b, rep) => trial(b, ctx, 1000 + rep), ctx.progress, 'loop-vs-direct');
     const rcfgs: RemovalConfig[] = backends.flatMap((b) => [`${b} / passdown`, `${b} / nopassdown`] as RemovalConfig[]);
     const removals = await interleave(rcfgs, ctx.repeat, (c, rep) => removalTrial(c, ctx, 2000 + rep), ctx.progress, 'layer removal');

@@ -12,6 +12,7 @@
  * line through the measured points, labelled as an extrapolation).
  */
 import * as fs from 'fs';
+import { ThinError } from '../errors';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
 import { Experiment, ExperimentContext, GiB, KiB, MiB } from './experiment';
@@ -97,11 +98,12 @@ export const metadataSize: Experiment = {
   name: 'metadata-size',
   title: 'Metadata size: measured vs thin_metadata_size vs the rule of thumb',
   question: 'How much metadata does a pool really need for its mapped blocks and snapshots, and is Docker\'s 2G default oversized for a 100G pool with 64K chunks?',
+  sizeMeans: 'the largest mapped data',
   defaults: { size: 4 * GiB, repeat: 1 },
   quick: { size: 128 * MiB, repeat: 1 },
   tools: ['thin_metadata_size'],
   async run(ctx) {
-    if (ctx.size % CHUNK !== 0 || ctx.size < 64 * CHUNK) throw new Error('--size (the largest mapped data size) must be a multiple of 64K, at least 4M');
+    if (ctx.size % CHUNK !== 0 || ctx.size < 64 * CHUNK) throw new ThinError('E_INVALID', '--size (the largest mapped data size) must be a multiple of 64K, at least 4M');
     if (!host.which('thin_metadata_size')) ctx.skip('thin_metadata_size 0.9 estimate', host.toolMissing('thin_metadata_size', 'thin-provisioning-tools')!);
     if (!pdataTools()) ctx.skip('thin_metadata_size 1.x estimate', 'pdata_tools not found under .tools/tpt (scripts/get-oracles.sh fetches it)');
     const g = metadataGrid(ctx.quick, ctx.size);

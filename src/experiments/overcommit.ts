@@ -10,6 +10,7 @@
  * performance.now(); the three policies run the same writes, repeats interleaved.
  */
 import * as fs from 'fs';
+import { ThinError } from '../errors';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
 import { Experiment, ExperimentContext, KiB, MiB } from './experiment';
@@ -123,11 +124,12 @@ export const overcommit: Experiment = {
   name: 'overcommit',
   title: 'Overcommitted thin devices: filling a pool',
   question: 'What happens when thin devices promise more than the pool has: when does the low-water mark fire, and what do writers see when space runs out, with and without a resize?',
+  sizeMeans: 'the pool\'s data size (its devices promise 4x)',
   defaults: { size: 64 * MiB, repeat: 3 },
   quick: { size: 8 * MiB, repeat: 1 },
   tools: [],
   async run(ctx) {
-    if (ctx.size % MiB !== 0 || ctx.size < 2 * MiB) throw new Error('--size (the pool size) must be a whole number of MiB, at least 2M');
+    if (ctx.size % MiB !== 0 || ctx.size < 2 * MiB) throw new ThinError('E_INVALID', '--size (the pool size) must be a whole number of MiB, at least 2M');
     const p = overcommitParams(ctx);
     const trials = await interleave(POLICIES, ctx.repeat, (c, rep) => trial(c, ctx, 40 + rep), ctx.progress, 'overcommit');
     const curveRows: Row[] = [];

@@ -20,7 +20,10 @@ export const experimentCommand: CommandModule<{}, Args> = {
     if (a.name === 'list') {
       const list = lib.listExperiments();
       if (a.json) return printJson(list);
-      for (const e of list) stdout(`${e.name.padEnd(16)} ${e.available ? e.title : `not yet: ${e.reason}`}\n${' '.repeat(17)}${e.question}\n`);
+      for (const e of list) {
+        stdout(`${e.name.padEnd(16)} ${e.available ? e.title : `not yet: ${e.reason}`}\n${' '.repeat(17)}${e.question}\n`);
+        if (e.size && e.repeat) stdout(`${' '.repeat(17)}--size: ${e.size.means} (default ${human(e.size.default)}, --quick ${human(e.size.quick)}); --repeat default ${e.repeat.default}, --quick ${e.repeat.quick}\n`);
+      }
       return;
     }
     const size = a.size === undefined ? undefined : parseSize(a.size, '--size');
@@ -33,3 +36,8 @@ export const experimentCommand: CommandModule<{}, Args> = {
     stdout(`report: ${written.html}\n        ${written.md}\n        ${written.json}\n`);
   },
 };
+
+function human(bytes: number): string {
+  for (const [u, n] of [['G', 2 ** 30], ['M', 2 ** 20], ['K', 1024]] as const) if (bytes >= n && bytes % n === 0) return `${bytes / n}${u}`;
+  return String(bytes);
+}
