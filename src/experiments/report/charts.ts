@@ -15,7 +15,7 @@ const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#e45756', '#72b7b2', '#b279a2
 export function vegaLiteSpec(c: ChartSpec): vl.TopLevelSpec {
   const xType = c.x.type ?? (c.mark === 'bar' ? 'nominal' : 'quantitative');
   const x: any = { field: c.x.field, type: xType, title: c.x.title, sort: null };
-  if (c.x.log) x.scale = { type: 'log' };
+  if (c.x.log) x.scale = { type: 'log', nice: false };
   if (xType !== 'quantitative') {
     // Long category names (workloads, configurations) are tilted rather than cut.
     const longest = Math.max(0, ...c.data.map((r) => String(r[c.x.field]).length));
