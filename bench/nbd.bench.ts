@@ -76,7 +76,7 @@ function servers(root: string): { list: Server[]; skipped: string[] } {
   const poolDir = path.join(root, 'pool');
   thinsim('pool', 'create', poolDir, '--data-size', `${4 * SIZE}`, '--metadata-size', '64M');
   thinsim('thin', 'create', poolDir, '1', '--size', `${SIZE}`);
-  thinsim('thin', 'import', poolDir, '1', '-i', raw);
+  thinsim('thin', 'import', poolDir, '1', raw);
   let nextId = 100;
   let previous: number | undefined;
   list.push({
@@ -130,7 +130,7 @@ function servers(root: string): { list: Server[]; skipped: string[] } {
           img = path.join(root, `overlay-${run}.qcow2`);
           sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=64k', '-b', raw, '-F', 'raw', img]);
         }
-        return { argv: ['qemu-nbd', '-f', 'qcow2', '--cache=writeback', '--aio=threads', '-x', '', '-k', '{sock}', img], exportName: '' };
+        return { argv: ['qemu-nbd', '-f', 'qcow2', '--cache=writeback', '--aio=threads', '--persistent', '--shared=16', '-x', '', '-k', '{sock}', img], exportName: '' };
       },
     });
   } else {

@@ -795,7 +795,7 @@ test('data-path failures reject the request (pool.ts contract) instead of throwi
 
 test('pool lock: processes racing to take over a stale lock never hold it at the same time', async (t) => {
   const dir = tempDir(t);
-  const lockJs = path.resolve(__dirname, '../../src/pool/lock.js');
+  const lockJs = path.resolve(__dirname, '../../src/pool/pool-lock.js');
   const dead = spawnSync('true').pid!;
   fs.writeFileSync(path.join(dir, 'pool.lock'), `${dead}\n`);
   // Each child: take the lock, hold it 5 ms, check it still names us, then "die" by leaving a
