@@ -19,6 +19,7 @@ import { ThinError } from '../errors';
 import { hot } from '../hot';
 import type { BlockDevice } from '../io/block-device';
 import { METADATA_BLOCK_SIZE } from '../units';
+import { getU32, getU64Unchecked, setU32, setU64 } from './layout';
 
 export const BLOCK_SIZE = METADATA_BLOCK_SIZE;
 
@@ -31,11 +32,9 @@ export interface Validator {
   prepare(data: Uint8Array, b: number): void;
 }
 
-/** Read the u64 LE `blocknr` stored at offset 8 of every dm-thin metadata block. */
-export function storedBlocknr(data: Uint8Array): number {
-  const dv = new DataView(data.buffer, data.byteOffset, 16);
-  return dv.getUint32(8, true) + dv.getUint32(12, true) * 2 ** 32;
-}
+/** Offsets every dm-thin metadata block shares: its checksum and its own location. */
+export const BLOCK_CSUM = 0;
+export const BLOCK_BLOCKNR = 8;
 
 export function blockChecksum(data: Uint8Array, salt: number): number {
   return hot.blockChecksum(data, salt);
@@ -50,25 +49,23 @@ export function saltedValidator(name: string, salt: number, extra?: (data: Uint8
   return {
     name,
     check(data, b) {
-      const dv = new DataView(data.buffer, data.byteOffset, BLOCK_SIZE);
-      const stored = dv.getUint32(0, true);
+      const stored = getU32(data, BLOCK_CSUM);
       const want = blockChecksum(data, salt);
       if (stored !== want) {
         throw new ThinError('E_CHECKSUM', `bad checksum in ${name} (block ${b}): stored ${stored}, computed ${want}`, { block: b, kind: name });
       }
       if (checkBlocknr) {
-        const nr = storedBlocknr(data);
-        if (nr !== b) {
+        // Unchecked: a blocknr beyond 2^53 cannot equal b, and is reported exactly below.
+        if (getU64Unchecked(data, BLOCK_BLOCKNR) !== b) {
+          const nr = (BigInt(getU32(data, BLOCK_BLOCKNR + 4)) << 32n) | BigInt(getU32(data, BLOCK_BLOCKNR));
           throw new ThinError('E_CORRUPT', `bad block nr in ${name} (block ${b}): it says it is block ${nr}`, { block: b, kind: name });
         }
       }
       if (extra) extra(data, b);
     },
     prepare(data, b) {
-      const dv = new DataView(data.buffer, data.byteOffset, BLOCK_SIZE);
-      dv.setUint32(8, b % 2 ** 32, true);
-      dv.setUint32(12, Math.floor(b / 2 ** 32), true);
-      dv.setUint32(0, blockChecksum(data, salt), true);
+      setU64(data, BLOCK_BLOCKNR, b, 'blocknr');
+      setU32(data, BLOCK_CSUM, blockChecksum(data, salt));
     },
   };
 }

@@ -33,10 +33,12 @@
  */
 import { ThinError } from '../../errors';
 import type { TransactionManager } from '../transaction-manager';
+import { getU32 } from '../layout';
 import {
-  btreeNodeValidator, checkKey, copyEntries, deleteAt, deleteRange, getU32, initNode, INTERNAL_NODE,
-  INTERNAL_VALUE_SIZE, isLeaf, keyAt, LEAF_NODE, MAX_BTREE_DEPTH, NODE_HEADER_SIZE, maxEntries, maxEntriesFor, nodeFlags,
-  nrEntries, openGap, searchGe, searchLe, setKey, setNrEntries, setValue64, value64, valueOffset, valueSize,
+  btreeNodeValidator, checkKey, copyEntries, deleteAt, deleteRange, initNode, INTERNAL_NODE,
+  INTERNAL_VALUE_SIZE, isLeaf, KEY_SIZE, keyAt, LEAF_NODE, MAX_BTREE_DEPTH, NODE_FLAGS, NODE_HEADER_SIZE, NODE_NR_ENTRIES,
+  NODE_VALUE_SIZE, maxEntries, maxEntriesFor, nodeFlags, nrEntries, openGap, rawKeyAt, searchGe, searchLe, setKey,
+  setNrEntries, setValue64, value64, valueOffset, valueSize,
 } from './node';
 import type { SubtreeOwner, ValueType } from './value-type';
 
@@ -62,16 +64,6 @@ interface SpineNode {
   data: Uint8Array;
   /** Index of the child taken below this node. */
   idx: number;
-}
-
-/**
- * Key `i` as a double without the 2^53 check: exact for every key a caller can pass,
- * and a larger on-disk key still compares as larger. For comparisons only.
- */
-function rawKey(d: Uint8Array, i: number): number {
-  const o = 32 + 8 * i;
-  return ((d[o + 4] | (d[o + 5] << 8) | (d[o + 6] << 16) | (d[o + 7] << 24)) >>> 0) * 4294967296
-    + ((d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0);
 }
 
 function outsideParent(b: number, first: number, last: number, lo: number, hi: number): ThinError {
@@ -129,26 +121,26 @@ export class BTree<V> implements SubtreeOwner {
     let hi = KEY_END;
     for (let depth = 0; ; depth++) {
       const d = this.node(b, depth);
-      const n = getU32(d, 16);
+      const n = getU32(d, NODE_NR_ENTRIES);
       if (n === 0) return undefined; // an empty leaf (node() rejects empty internal nodes)
-      const leaf = getU32(d, 4) === LEAF_NODE;
+      const leaf = getU32(d, NODE_FLAGS) === LEAF_NODE;
       // Keys within a node were checked in order when it was read; this node must also
       // lie inside the range [lo, hi) its parent gave it. The first key shares a cache
       // line with the header, so it is always checked.
-      const first = rawKey(d, 0);
-      if (first < lo) throw outsideParent(b, first, rawKey(d, n - 1), lo, hi);
+      const first = rawKeyAt(d, 0);
+      if (first < lo) throw outsideParent(b, first, rawKeyAt(d, n - 1), lo, hi);
       // Fast path: the parent's range (at the root, its own keys) predicts where the key sits
       // (thin devices map mostly contiguous virtual blocks), and one probe confirms it. A
       // leaf that holds the key answers at once; a probe that does not settle it falls
       // through to the full search, which also checks the node's last key against hi.
       if (key >= first) {
-        const span = hi < KEY_END ? hi - first : rawKey(d, n - 1) + 1 - first; // rightmost spine: no bound above
+        const span = hi < KEY_END ? hi - first : rawKeyAt(d, n - 1) + 1 - first; // rightmost spine: no bound above
         const g = Math.min(n - 1, Math.floor(((key - first) / span) * n));
-        const kg = rawKey(d, g);
+        const kg = rawKeyAt(d, g);
         if (leaf) {
           if (kg === key) return this.readValue(d, g);
         } else if (kg <= key) {
-          const kNext = g + 1 < n ? rawKey(d, g + 1) : hi;
+          const kNext = g + 1 < n ? rawKeyAt(d, g + 1) : hi;
           if (key < kNext && kNext <= hi) {
             lo = kg;
             hi = kNext;
@@ -157,7 +149,7 @@ export class BTree<V> implements SubtreeOwner {
           }
         }
       }
-      const last = rawKey(d, n - 1);
+      const last = rawKeyAt(d, n - 1);
       if (last >= hi) throw outsideParent(b, first, last, lo, hi);
       if (key < first) return undefined;
       // Find i with key[i] <= key < key[i + 1]: l/kl and h/kh bracket it.
@@ -171,7 +163,7 @@ export class BTree<V> implements SubtreeOwner {
         kh = last;
         while (h - l > 1) {
           const m = (l + h) >>> 1;
-          const km = rawKey(d, m);
+          const km = rawKeyAt(d, m);
           if (km <= key) {
             l = m;
             kl = km;
@@ -354,7 +346,7 @@ export class BTree<V> implements SubtreeOwner {
       const n = this.hintN;
       // Pack straight into the free slot past nr_entries; a value that does not fit
       // throws with the slot zeroed again and nothing else touched.
-      const vo = NODE_HEADER_SIZE + 8 * this.hintMax + this.vt.size * n;
+      const vo = NODE_HEADER_SIZE + KEY_SIZE * this.hintMax + this.vt.size * n;
       try {
         this.vt.write(this.hintDv!, vo, value);
       } catch (e) {
@@ -486,9 +478,9 @@ export class BTree<V> implements SubtreeOwner {
   }
 
   private checkShape(d: Uint8Array, b: number): void {
-    if (getU32(d, 4) === LEAF_NODE) {
-      if (getU32(d, 24) !== this.vt.size) throw corrupt(b, `leaf with value_size ${getU32(d, 24)}, this tree stores ${this.vt.size}-byte values`);
-    } else if (getU32(d, 16) === 0) {
+    if (getU32(d, NODE_FLAGS) === LEAF_NODE) {
+      if (getU32(d, NODE_VALUE_SIZE) !== this.vt.size) throw corrupt(b, `leaf with value_size ${getU32(d, NODE_VALUE_SIZE)}, this tree stores ${this.vt.size}-byte values`);
+    } else if (getU32(d, NODE_NR_ENTRIES) === 0) {
       throw corrupt(b, 'internal node with no entries');
     }
   }

@@ -4,8 +4,8 @@
  * roots zeroed).
  */
 import { ThinError } from '../../errors';
-import { saltedValidator, storedBlocknr } from '../../pdata/block-manager';
-import { blob, struct, u32, u64, view } from '../../pdata/layout';
+import { saltedValidator } from '../../pdata/block-manager';
+import { blob, getU64Unchecked, struct, u32, u64, view } from '../../pdata/layout';
 import { packSmRoot, SpaceMapRoot, SM_ROOT_SIZE, unpackSmRoot, isZeroSmRoot } from '../../pdata/space-map/sm-root';
 
 export const SUPERBLOCK_SALT = 160774;
@@ -15,6 +15,7 @@ export const SUPERBLOCK_LOCATION = 0;
 export const SUPERBLOCK_FLAG_NEEDS_CHECK = 1;
 /** The superblock stays under one 512-byte sector so its write is atomic. */
 export const SUPERBLOCK_SIZE = 0x16c;
+const MAGIC_OFFSET = 32;
 
 export interface Superblock {
   flags: number;
@@ -84,8 +85,8 @@ export function packSuperblock(sb: Superblock, out: Uint8Array = new Uint8Array(
 }
 
 function checkMagic(data: Uint8Array, b: number): void {
-  const dv = new DataView(data.buffer, data.byteOffset, 64);
-  const magic = dv.getUint32(32, true) + dv.getUint32(36, true) * 2 ** 32;
+  // Unchecked: any value beyond 2^53 is simply not the magic.
+  const magic = getU64Unchecked(data, MAGIC_OFFSET);
   if (magic !== THIN_MAGIC) {
     throw new ThinError('E_CORRUPT', `superblock (block ${b}) has magic ${magic}, expected ${THIN_MAGIC}: this is not dm-thin metadata`, { block: b, kind: 'superblock' });
   }
@@ -102,5 +103,3 @@ export function isUnformatted(block0: Uint8Array): boolean {
   for (let i = 0; i < block0.length; i++) if (block0[i] !== 0) return false;
   return true;
 }
-
-export { storedBlocknr };
