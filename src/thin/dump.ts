@@ -3,8 +3,7 @@
  * metadata stream (see xml/types.ts) into a sink: the XML, JSON or
  * human-readable writers, or anything else. Streams: one leaf at a time.
  */
-import { keyAt, nrEntries, valueOffset } from '../pdata/btree/node';
-import { BLOCK_TIME_SIZE, blockTimeBlock, blockTimeTime } from './format/block-time';
+import { blockTimeBlock, blockTimeTime } from './format/block-time';
 import type { MappingRun, MetadataSink, SuperblockInfo } from './xml/types';
 import type { ThinMetadata } from './metadata';
 
@@ -26,17 +25,20 @@ export function superblockInfo(md: ThinMetadata): SuperblockInfo {
 
 /**
  * `dev`'s mappings as maximal runs (origin+1, data+1, same time), in origin order.
- * Reads the leaves' bytes directly: no object per mapping, one per run.
+ * Decodes the block_time values in place in each leaf (pdata's LeafView): no
+ * object per mapping, one per run.
  */
 export function* mappingRuns(md: ThinMetadata, dev: number): Generator<MappingRun> {
   let o = -1, d = 0, len = 0, t = 0;
   const done: MappingRun[] = [];
-  for (const leaf of md.mappingTree.leafBlocks(md.deviceRoot(dev))) {
-    const n = nrEntries(leaf);
-    for (let i = 0, off = valueOffset(leaf, 0); i < n; i++, off += BLOCK_TIME_SIZE) {
-      const v = keyAt(leaf, i);
-      const b = blockTimeBlock(leaf, off);
-      const tm = blockTimeTime(leaf, off);
+  for (const leaf of md.mappingLeaves(dev)) {
+    const n = leaf.count;
+    const bytes = leaf.bytes;
+    for (let i = 0; i < n; i++) {
+      const v = leaf.key(i);
+      const off = leaf.valueOffset(i);
+      const b = blockTimeBlock(bytes, off);
+      const tm = blockTimeTime(bytes, off);
       if (len > 0 && v === o + len && b === d + len && tm === t) { len++; continue; }
       if (len > 0) done.push({ originBegin: o, dataBegin: d, length: len, time: t });
       o = v; d = b; len = 1; t = tm;

@@ -21,7 +21,7 @@
 import { ThinError } from '../errors';
 import type { BlockDevice } from '../io/block-device';
 import { BlockManager } from '../pdata/block-manager';
-import { BTree } from '../pdata/btree/btree';
+import { BTree, LeafView } from '../pdata/btree/btree';
 import { MultiLevelBTree } from '../pdata/btree/multi-level';
 import type { ValueType } from '../pdata/btree/value-type';
 import { DataSpaceMap } from '../pdata/space-map/data-space-map';
@@ -205,6 +205,15 @@ export class ThinMetadata {
   /** Mappings of `dev` in ascending virtual block order, optionally within [from, to). */
   *mappings(dev: number, from?: number, to?: number): Generator<[number, BlockTime]> {
     yield* this.mappingTree.entries(this.deviceRoot(dev), from, to);
+  }
+
+  /**
+   * `dev`'s mapping leaves in key order, for bulk readers (dump, ls, delta): each a
+   * LeafView whose values are block_time (decode with format/block-time's field
+   * readers). The view is reused per leaf; do not change the pool while iterating.
+   */
+  mappingLeaves(dev: number): Generator<LeafView> {
+    return this.mappingTree.leaves(this.deviceRoot(dev));
   }
 
   highestMapped(dev: number): number | undefined {

@@ -47,6 +47,34 @@ export type LeafVisitor = (leafData: Uint8Array, nrEntries: number, leafBlock: n
 /** Called once per distinct node; return false to skip that node's children. */
 export type NodeVisitor = (block: number, data: Uint8Array, depth: number) => void | false;
 
+/**
+ * One leaf as a bulk reader sees it: `count` entries, `key(i)` decoded (and checked)
+ * here, value i left as `valueSize` bytes at `valueOffset(i)` of `bytes`, for the
+ * value type's own field readers. Views are reused: valid until the iterator moves.
+ */
+export class LeafView {
+  bytes: Uint8Array = new Uint8Array(0);
+  count = 0;
+  private valuesAt = 0;
+  private vsize = 0;
+
+  key(i: number): number {
+    return keyAt(this.bytes, i);
+  }
+
+  valueOffset(i: number): number {
+    return this.valuesAt + this.vsize * i;
+  }
+
+  /** Point the view at leaf `d`. */
+  show(d: Uint8Array): void {
+    this.bytes = d;
+    this.count = nrEntries(d);
+    this.valuesAt = valueOffset(d, 0);
+    this.vsize = valueSize(d);
+  }
+}
+
 export interface BTreeOptions {
   internalMaxEntries?: number;
 }
@@ -240,14 +268,20 @@ export class BTree<V> implements SubtreeOwner {
   }
 
   /**
-   * The non-empty leaves in key order, as raw blocks (parse with `node.ts`): a pull
-   * version of `visitLeaves`, so two trees can be walked in step. A leaf must not be
-   * kept past the next step, and the tree must not change while this runs.
+   * The non-empty leaves in key order, each as a LeafView (keys decoded here, values
+   * left in place for the value type's field readers): a pull version of
+   * `visitLeaves`, so two trees can be walked in step, with no object per entry. The
+   * same view is reused for every leaf: it is valid until the next step, and the
+   * tree must not change while this runs.
    */
-  *leafBlocks(root: number): Generator<Uint8Array> {
+  *leaves(root: number): Generator<LeafView> {
     const f = this.findGe(root, 0);
     if (!f) return;
-    for (let d: Uint8Array | undefined = f.d; d !== undefined; d = this.nextLeaf(f.stack)) yield d;
+    const view = new LeafView();
+    for (let d: Uint8Array | undefined = f.d; d !== undefined; d = this.nextLeaf(f.stack)) {
+      view.show(d);
+      yield view;
+    }
   }
 
   /** Number of entries (walks every leaf). */
