@@ -22,16 +22,17 @@
 import { ThinError, isThinError } from '../errors';
 import type { BlockDevice } from '../io/block-device';
 import { BlockManager, Validator } from '../pdata/block-manager';
+import { LeafView } from '../pdata/btree/btree';
 import {
-  btreeNodeValidator, INTERNAL_VALUE_SIZE, isLeaf, keyAt, maxEntries, maxEntriesFor, nrEntries, valueOffset, valueSize, value64,
+  btreeNodeValidator, INTERNAL_VALUE_SIZE, isLeaf, keyAt, MAX_BTREE_DEPTH, maxEntries, maxEntriesFor, nrEntries, valueSize, value64,
 } from '../pdata/btree/node';
-import { bitmapValidator, BITMAP_HEADER, ENTRIES_PER_BITMAP, nrBitmaps } from '../pdata/space-map/bitmap-block';
-import { readIndexEntry } from '../pdata/space-map/index-entry';
-import { indexBlockValidator, MAX_METADATA_BITMAPS, readIndexBlock } from '../pdata/space-map/metadata-index-block';
-import { RefCounts } from '../pdata/space-map/ref-counts';
+import { u64Value } from '../pdata/btree/value-type';
+import {
+  inspectDataSpaceMap, inspectMetadataSpaceMap, SpaceMapCounts, SpaceMapReader, TreeKind,
+} from '../pdata/space-map/inspect';
 import type { SpaceMapRoot } from '../pdata/space-map/sm-root';
 import { checkDataBlockSize } from '../units';
-import { MAX_TIME, readBlockTime } from './format/block-time';
+import { blockTimeBlock, blockTimeTime, MAX_TIME } from './format/block-time';
 import { DEVICE_DETAILS_SIZE, deviceDetailsValue, DeviceDetails } from './format/device-details';
 import {
   snapshotSuperblockValidator, Superblock, superblockValidator, SUPERBLOCK_FLAG_NEEDS_CHECK, THIN_MAGIC, unpackSuperblock,
@@ -67,18 +68,12 @@ export interface CheckReport {
   dataAllocated?: number;
 }
 
-type LeafFn = (d: Uint8Array, n: number, block: number, path: string) => void;
-
-interface TreeKind {
-  name: string;
-  leafValueSize: number;
-}
+/** Called once per distinct leaf; the view is valid only during the call. */
+type LeafFn = (leaf: LeafView, block: number, path: string) => void;
 
 const MAPPING_TOP: TreeKind = { name: 'mapping tree (top level)', leafValueSize: 8 };
 const MAPPING_BOTTOM: TreeKind = { name: 'mapping tree', leafValueSize: 8 };
 const DETAILS: TreeKind = { name: 'device details tree', leafValueSize: DEVICE_DETAILS_SIZE };
-const DATA_INDEX: TreeKind = { name: 'data space map index', leafValueSize: 16 };
-const OVERFLOW: TreeKind = { name: 'reference count tree', leafValueSize: 4 };
 
 /** Exact counts, dense while small, sparse beyond. */
 class Tally {
@@ -111,6 +106,7 @@ class Checker {
   private metaRefs!: Tally;
   private dataRefs!: Tally;
   private readonly visited = new Map<number, { leafDepth: number; entries: number; kind: TreeKind }>();
+  private readonly leafView = new LeafView();
   private nrDataBlocks = 0;
   private sbTime = 0;
   private mappings = 0;
@@ -167,7 +163,7 @@ class Checker {
 
     // Space maps: their own blocks are references too, then the comparison.
     if (dsm) {
-      const onDisk = this.loadDataSm(dsm);
+      const onDisk = inspectDataSpaceMap(dsm, this.smReader());
       if (onDisk) {
         this.compare('data', onDisk, this.dataRefs, dsm);
         report.dataBlocks = dsm.nrBlocks;
@@ -178,7 +174,7 @@ class Checker {
       this.error(`a mapping points at data block ${b}, beyond the data device (${this.nrDataBlocks} blocks)`, undefined, 'mapping tree');
     }
     if (msm) {
-      const onDisk = this.loadMetadataSm(msm, nrBlocks);
+      const onDisk = inspectMetadataSpaceMap(msm, this.smReader());
       if (onDisk) {
         this.compare('metadata', onDisk, this.metaRefs, msm);
         report.metadataFree = msm.nrBlocks - onDisk.nrAllocated;
@@ -229,13 +225,14 @@ class Checker {
     const detPath = `${label} > details tree`;
     // Reference counting: every distinct node once (shared with the other superblock or not).
     this.refRoot(sb.dataMappingRoot, topPath);
-    this.walk(sb.dataMappingRoot, MAPPING_TOP, topPath, (d, n, _b, path) => {
-      for (let i = 0; i < n; i++) {
-        const dev = keyAt(d, i);
-        const root = value64(d, i);
+    this.walk(sb.dataMappingRoot, MAPPING_TOP, topPath, (leaf, _b, path) => {
+      const entries: Array<[number, number]> = [];
+      for (let i = 0; i < leaf.count; i++) entries.push([leaf.key(i), leaf.value(i, u64Value)]);
+      // The view is reused by the walks below: the entries were read first.
+      for (const [dev, root] of entries) {
         const devPath = `${path} > device ${dev}`;
         if (!this.refRoot(root, devPath)) continue;
-        this.walk(root, MAPPING_BOTTOM, devPath, (leaf, m, lb, lp) => this.mappingLeaf(leaf, m, lb, lp, dev));
+        this.walk(root, MAPPING_BOTTOM, devPath, (l, lb, lp) => this.mappingLeaf(l, lb, lp, dev));
       }
     });
     this.refRoot(sb.deviceDetailsRoot, detPath);
@@ -243,14 +240,13 @@ class Checker {
 
     // This superblock's own view: its devices, their roots and details (shared nodes included).
     const topDevices = new Map<number, number | undefined>(); // dev -> mapped count
-    this.collect(sb.dataMappingRoot, (d, i) => {
-      const root = value64(d, i);
-      topDevices.set(keyAt(d, i), this.visited.get(root)?.entries);
+    this.collect(sb.dataMappingRoot, (leaf, i) => {
+      const root = leaf.value(i, u64Value);
+      topDevices.set(leaf.key(i), this.visited.get(root)?.entries);
     });
     const details = new Map<number, DeviceDetails>();
-    this.collect(sb.deviceDetailsRoot, (d, i) => {
-      const dv = new DataView(d.buffer, d.byteOffset, d.length);
-      details.set(keyAt(d, i), deviceDetailsValue.read(dv, valueOffset(d, i)));
+    this.collect(sb.deviceDetailsRoot, (leaf, i) => {
+      details.set(leaf.key(i), leaf.value(i, deviceDetailsValue));
     });
     for (const [dev, det] of details) {
       const mapped = topDevices.get(dev);
@@ -274,8 +270,8 @@ class Checker {
    * Every leaf entry under `root`, shared nodes included, quietly skipping nodes the
    * counting walk already reported as damaged.
    */
-  private collect(root: number, fn: (leaf: Uint8Array, i: number) => void, depth = 0): void {
-    if (depth > 16 || !(root > 0 && root < this.bm.nrBlocks)) return;
+  private collect(root: number, fn: (leaf: LeafView, i: number) => void, depth = 0): void {
+    if (depth > MAX_BTREE_DEPTH || !(root > 0 && root < this.bm.nrBlocks)) return;
     let d: Uint8Array;
     try {
       d = this.bm.read(root, btreeNodeValidator);
@@ -283,18 +279,24 @@ class Checker {
       return;
     }
     const n = nrEntries(d);
-    if (isLeaf(d)) { for (let i = 0; i < n; i++) fn(d, i); return; }
+    if (isLeaf(d)) {
+      const leaf = new LeafView();
+      leaf.show(d);
+      for (let i = 0; i < n; i++) fn(leaf, i);
+      return;
+    }
     for (let i = 0; i < n; i++) this.collect(value64(d, i), fn, depth + 1);
   }
 
-  private mappingLeaf(d: Uint8Array, n: number, block: number, path: string, dev: number): void {
-    const dv = new DataView(d.buffer, d.byteOffset, d.length);
+  private mappingLeaf(leaf: LeafView, block: number, path: string, dev: number): void {
+    const bytes = leaf.bytes;
     let bad = 0;
-    for (let i = 0; i < n; i++) {
-      const m = readBlockTime(dv, valueOffset(d, i));
-      this.dataRefs.inc(m.block);
-      if (m.time > this.sbTime && bad++ === 0) {
-        this.error(`mapping of virtual block ${keyAt(d, i)} has time ${m.time}, after the pool time ${this.sbTime}`, block, `${path} > block ${block}`, dev);
+    for (let i = 0; i < leaf.count; i++) {
+      const off = leaf.valueOffset(i);
+      this.dataRefs.inc(blockTimeBlock(bytes, off));
+      const time = blockTimeTime(bytes, off);
+      if (time > this.sbTime && bad++ === 0) {
+        this.error(`mapping of virtual block ${leaf.key(i)} has time ${time}, after the pool time ${this.sbTime}`, block, `${path} > block ${block}`, dev);
       }
     }
   }
@@ -333,7 +335,7 @@ class Checker {
       if (seen.leafDepth >= 0) leafDepths.add(depth + seen.leafDepth);
       return seen.entries;
     }
-    if (onPath.has(b) || depth > 16) {
+    if (onPath.has(b) || depth > MAX_BTREE_DEPTH) {
       this.error(`cycle or excessive depth at block ${b}`, b, path);
       return undefined;
     }
@@ -363,7 +365,8 @@ class Checker {
       leafDepths.add(depth);
       leafDepth = 0;
       entries = n;
-      leaf(d, n, b, path);
+      this.leafView.show(d);
+      leaf(this.leafView, b, path);
     } else {
       onPath.add(b);
       const childDepths = new Set<number>();
@@ -389,82 +392,21 @@ class Checker {
 
   // ------------------------------------------------------------------ space maps
 
-  private loadMetadataSm(root: SpaceMapRoot, nrBlocks: number): RefCounts | undefined {
-    const p = 'metadata space map';
-    if (root.nrBlocks > MAX_METADATA_BITMAPS * ENTRIES_PER_BITMAP) {
-      this.error(`metadata space map manages ${root.nrBlocks} blocks, more than 255 bitmaps can describe`, 0, p);
-      return undefined;
-    }
-    const n = Math.min(root.nrBlocks, nrBlocks);
-    if (!this.refRoot(root.bitmapRoot, `${p} > index block`)) return undefined;
-    const index = this.readValid(root.bitmapRoot, indexBlockValidator, 'metadata index block', p);
-    if (!index) return undefined;
-    const counts = new RefCounts(n);
-    readIndexBlock(index, nrBitmaps(n)).forEach((e, j) => this.loadBitmap(counts, j, e.blocknr, e.noneFreeBefore, `${p} > bitmap ${j}`));
-    this.loadOverflow(counts, root.refCountRoot, p);
-    counts.recount();
-    return counts;
-  }
-
-  private loadDataSm(root: SpaceMapRoot): RefCounts | undefined {
-    const p = 'data space map';
-    const counts = new RefCounts(root.nrBlocks);
-    const want = nrBitmaps(root.nrBlocks);
-    const seen = new Set<number>();
-    if (!this.refRoot(root.bitmapRoot, `${p} > index tree`)) return undefined;
-    this.walk(root.bitmapRoot, DATA_INDEX, `${p} > index tree`, (d, n) => {
-      const dv = new DataView(d.buffer, d.byteOffset, d.length);
-      for (let i = 0; i < n; i++) {
-        const j = keyAt(d, i);
-        if (j >= want) { this.error(`index entry for bitmap ${j}, but ${root.nrBlocks} blocks need only ${want} bitmaps`, undefined, p); continue; }
-        seen.add(j);
-        const e = readIndexEntry(dv, valueOffset(d, i));
-        this.loadBitmap(counts, j, e.blocknr, e.noneFreeBefore, `${p} > bitmap ${j}`);
-      }
-    });
-    for (let j = 0; j < want; j++) if (!seen.has(j)) this.error(`bitmap ${j} is missing from the index tree`, root.bitmapRoot, p);
-    this.loadOverflow(counts, root.refCountRoot, p);
-    counts.recount();
-    return counts;
-  }
-
-  private loadBitmap(counts: RefCounts, j: number, blocknr: number, noneFreeBefore: number, path: string): void {
-    if (!(blocknr > 0 && blocknr < this.bm.nrBlocks)) {
-      this.error(`bitmap ${j} is at block ${blocknr}, outside the metadata device`, blocknr, path);
-      return;
-    }
-    this.metaRefs.inc(blocknr);
-    const d = this.readValid(blocknr, bitmapValidator, 'space map bitmap', path);
-    if (!d) return;
-    counts.loadPayload(j, d.subarray(BITMAP_HEADER));
-    // The allocator never looks below none_free_before: a free block there would never be used.
-    const begin = j * ENTRIES_PER_BITMAP;
-    const end = Math.min(begin + noneFreeBefore, counts.nrBlocks);
-    for (let b = begin; b < end; b++) {
-      if (counts.bitsGet(b) === 0) {
-        this.warn(`bitmap ${j}: none_free_before is ${noneFreeBefore}, but block ${b} is free (the allocator would skip it)`, blocknr, path);
-        break;
-      }
-    }
-  }
-
-  private loadOverflow(counts: RefCounts, root: number, sm: string): void {
-    const path = `${sm} > reference count tree`;
-    if (!this.refRoot(root, path)) return;
-    this.walk(root, OVERFLOW, path, (d, n, b) => {
-      const dv = new DataView(d.buffer, d.byteOffset, d.length);
-      for (let i = 0; i < n; i++) {
-        const blk = keyAt(d, i);
-        const c = dv.getUint32(valueOffset(d, i), true);
-        if (blk >= counts.nrBlocks) { this.error(`overflow entry for block ${blk}, beyond the ${counts.nrBlocks} managed blocks`, b, path); continue; }
-        if (c < 3) this.error(`overflow entry for block ${blk} has count ${c}; only counts of 3 or more belong there`, b, path);
-        counts.overflow.set(blk, c);
-      }
-    });
+  /** How the space-map inspectors read, walk, count references and report, here. */
+  private smReader(): SpaceMapReader {
+    return {
+      nrBlocks: this.bm.nrBlocks,
+      refRoot: (b, path) => this.refRoot(b, path),
+      ref: (b) => this.metaRefs.inc(b),
+      read: (b, v, what, path) => this.readValid(b, v, what, path),
+      walk: (root, kind, path, leaf) => { this.walk(root, kind, path, (view, block) => leaf(view, block)); },
+      error: (message, block, path) => this.error(message, block, path),
+      warn: (message, block, path) => this.warn(message, block, path),
+    };
   }
 
   /** Compare on-disk counts with the recomputed references, block by block. */
-  private compare(which: 'data' | 'metadata', onDisk: RefCounts, expected: Tally, root: SpaceMapRoot): void {
+  private compare(which: 'data' | 'metadata', onDisk: SpaceMapCounts, expected: Tally, root: SpaceMapRoot): void {
     const path = `${which} space map`;
     let nonZero = 0;
     let reported = 0;
@@ -472,13 +414,13 @@ class Checker {
       const raw = onDisk.bitsGet(b);
       let disk = raw;
       if (raw === 3) {
-        const c = onDisk.overflow.get(b);
+        const c = onDisk.overflowCount(b);
         if (c === undefined) {
           this.error(`block ${b} has count 3+ in its bitmap but no entry in the reference count tree`, undefined, path);
           disk = 3;
         } else disk = c;
-      } else if (onDisk.overflow.has(b)) {
-        this.error(`block ${b} has an overflow count ${onDisk.overflow.get(b)} but ${raw} in its bitmap`, undefined, path);
+      } else if (onDisk.overflowCount(b) !== undefined) {
+        this.error(`block ${b} has an overflow count ${onDisk.overflowCount(b)} but ${raw} in its bitmap`, undefined, path);
       }
       if (disk !== 0) nonZero++;
       const want = expected.get(b);

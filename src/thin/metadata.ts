@@ -26,7 +26,7 @@ import { MultiLevelBTree } from '../pdata/btree/multi-level';
 import type { ValueType } from '../pdata/btree/value-type';
 import { DataSpaceMap } from '../pdata/space-map/data-space-map';
 import { MetadataSpaceMap } from '../pdata/space-map/metadata-space-map';
-import { TransactionManager, MetadataAllocator } from '../pdata/transaction-manager';
+import { TransactionManager } from '../pdata/transaction-manager';
 import { checkDataBlockSize, METADATA_BLOCK_SIZE } from '../units';
 import { BLOCK_TIME_SIZE, BlockTime, MAX_TIME, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
 import { DeviceDetails, deviceDetailsValue } from './format/device-details';
@@ -55,14 +55,6 @@ export interface FormatOptions extends OpenOptions {
   /** Leave the new pool uncommitted (nothing is written until `commit()`); restore uses this. */
   deferCommit?: boolean;
 }
-
-/** A never-allocating stand-in used while the metadata space map is loading. */
-const noAllocator: MetadataAllocator = {
-  count: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
-  inc: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
-  dec: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
-  allocate: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
-};
 
 export class ThinMetadata {
   readonly bm: BlockManager;
@@ -93,7 +85,7 @@ export class ThinMetadata {
 
   private constructor(dev: BlockDevice, opts: OpenOptions) {
     this.bm = new BlockManager(dev, { cacheBlocks: opts.cacheBlocks });
-    this.tm = new TransactionManager(this.bm, noAllocator);
+    this.tm = new TransactionManager(this.bm);
     this.readOnly = dev.readOnly || !!opts.metadataSnap;
     const dataValue: ValueType<BlockTime> = {
       size: BLOCK_TIME_SIZE,
@@ -526,9 +518,10 @@ export class ThinMetadata {
     if (!metadataSmRoot || !dataSmRoot) {
       throw new ThinError('E_CORRUPT', 'superblock has no space-map roots', { block: 0, kind: 'superblock' });
     }
-    // Read-only opens load the counts too, so reports (status, ls) are exact.
-    this.metadataSm = MetadataSpaceMap.open(this.tm, metadataSmRoot);
-    if (this.readOnly) this.tm.sm = noAllocator;
+    // Read-only opens load the counts too, so reports (status, ls) are exact; only a
+    // writable one becomes the transaction manager's allocator (once: abort reloads it).
+    if (this.metadataSm) this.metadataSm.reload(metadataSmRoot);
+    else this.metadataSm = MetadataSpaceMap.open(this.tm, metadataSmRoot, { readOnly: this.readOnly });
     this.dataSm = DataSpaceMap.open(this.tm, dataSmRoot);
   }
 

@@ -15,7 +15,7 @@ import { ioError, ThinError } from '../errors';
 import type { BlockDevice } from '../io/block-device';
 import { FileDevice } from '../io/file-device';
 import { readXml } from './xml/reader';
-import { BTreeBuilder } from '../pdata/btree-builder';
+import { BTreeBuilder } from '../pdata/btree/builder';
 import { checkDataBlockSize } from '../units';
 import { BlockTime } from './format/block-time';
 import { ThinMetadata } from './metadata';

@@ -57,6 +57,7 @@ export class LeafView {
   count = 0;
   private valuesAt = 0;
   private vsize = 0;
+  private dv: DataView | undefined;
 
   key(i: number): number {
     return keyAt(this.bytes, i);
@@ -66,12 +67,21 @@ export class LeafView {
     return this.valuesAt + this.vsize * i;
   }
 
+  /** Value i decoded by `vt` (an object per call for object values: for checkers, not bulk paths). */
+  value<V>(i: number, vt: ValueType<V>): V {
+    const o = this.valuesAt + this.vsize * i;
+    if (vt.readFrom) return vt.readFrom(this.bytes, o);
+    if (this.dv === undefined) this.dv = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    return vt.read(this.dv, o);
+  }
+
   /** Point the view at leaf `d`. */
   show(d: Uint8Array): void {
     this.bytes = d;
     this.count = nrEntries(d);
     this.valuesAt = valueOffset(d, 0);
     this.vsize = valueSize(d);
+    this.dv = undefined;
   }
 }
 
