@@ -81,7 +81,7 @@ interface CacheEntry {
 }
 
 export class BlockManager {
-  readonly dev: BlockDevice;
+  readonly device: BlockDevice;
   /** Map order is age order: the first key is the eviction candidate. */
   private readonly cache = new Map<number, CacheEntry>();
   private readonly cacheBlocks: number;
@@ -89,17 +89,17 @@ export class BlockManager {
   reads = 0;
   writes = 0;
 
-  constructor(dev: BlockDevice, opts: BlockManagerOptions = {}) {
-    this.dev = dev;
+  constructor(device: BlockDevice, opts: BlockManagerOptions = {}) {
+    this.device = device;
     this.cacheBlocks = Math.max(16, opts.cacheBlocks ?? 16384);
   }
 
   get nrBlocks(): number {
-    return Math.floor(this.dev.size() / BLOCK_SIZE);
+    return Math.floor(this.device.size() / BLOCK_SIZE);
   }
 
   get readOnly(): boolean {
-    return this.dev.readOnly;
+    return this.device.readOnly;
   }
 
   read(b: number, v: Validator): Uint8Array {
@@ -127,7 +127,7 @@ export class BlockManager {
       throw new ThinError('E_CORRUPT', `block ${b} is outside the metadata device (${this.nrBlocks} blocks)`, { block: b });
     }
     const data = new Uint8Array(BLOCK_SIZE);
-    this.dev.read(data, b * BLOCK_SIZE);
+    this.device.read(data, b * BLOCK_SIZE);
     this.reads++;
     return data;
   }
@@ -138,7 +138,7 @@ export class BlockManager {
       throw new ThinError('E_CORRUPT', `write to block ${b} outside the metadata device (${this.nrBlocks} blocks)`, { block: b });
     }
     v.prepare(data, b);
-    this.dev.write(data, b * BLOCK_SIZE);
+    this.device.write(data, b * BLOCK_SIZE);
     this.writes++;
     this.cache.delete(b);
     this.remember(b, data);
@@ -159,7 +159,7 @@ export class BlockManager {
       v.prepare(data, start + i);
       return data;
     });
-    this.dev.writev(bufs, start * BLOCK_SIZE);
+    this.device.writev(bufs, start * BLOCK_SIZE);
     this.writes += blocks.length;
     blocks.forEach(({ data }, i) => {
       this.cache.delete(start + i);
@@ -177,7 +177,7 @@ export class BlockManager {
   }
 
   sync(): void {
-    this.dev.sync();
+    this.device.sync();
   }
 
   private remember(b: number, data: Uint8Array): void {

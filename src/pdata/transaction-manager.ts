@@ -206,6 +206,6 @@ export class TransactionManager {
   }
 
   private assertWritable(): void {
-    if (this.bm.readOnly) throw new ThinError('E_READ_ONLY', `metadata device ${this.bm.dev.name} is open read-only`);
+    if (this.bm.readOnly) throw new ThinError('E_READ_ONLY', `metadata device ${this.bm.device.name} is open read-only`);
   }
 }

@@ -34,9 +34,9 @@ import { ioError, isThinError, ThinError } from '../errors';
 import { hot } from '../hot';
 import { blockDeviceSize, FileDevice } from '../io/file-device';
 import { checkMetadata, CheckReport } from '../thin/check';
-import { lsDevices } from '../thin/ls';
+import { lsDevices } from '../thin/device-usage';
 import { ThinMetadata } from '../thin/metadata';
-import type { LsDevice } from '../thin/report/ls';
+import type { LsDevice } from '../thin/report/ls-format';
 import { checkDataBlockSize, METADATA_BLOCK_SIZE, SECTOR_SIZE } from '../units';
 import { DataDevice } from './data-device';
 import { Gate, KeyedMutex } from './locks';
@@ -503,7 +503,7 @@ export class Pool extends EventEmitter {
       if (blocks < this.md.bm.nrBlocks) {
         throw new ThinError('E_UNSUPPORTED', `cannot shrink the metadata device from ${this.md.bm.nrBlocks * METADATA_BLOCK_SIZE} to ${opts.metadataSize} bytes`, { from: this.md.bm.nrBlocks, to: blocks });
       }
-      this.md.bm.dev.grow(blocks * METADATA_BLOCK_SIZE);
+      this.md.bm.device.grow(blocks * METADATA_BLOCK_SIZE);
       this.md.resizeMetadata();
     }
     if (this.md.dataSm!.nrFree > this.table.lowWaterMark) this.lowWaterSignalled = false;

@@ -70,7 +70,7 @@ export class ThinMetadata {
   onDataBlockFreed: ((block: number) => void) | undefined;
 
   /** Every device: its details (in memory until commit) and cached mapping state. */
-  private devs = new Map<number, DevState>();
+  private states = new Map<number, DeviceState>();
   /** Devices whose details changed in this transaction (their `changed` flag is set). */
   private changedDetails = new Set<number>();
   private deletedDetails = new Set<number>();
@@ -83,10 +83,10 @@ export class ThinMetadata {
   readonly mappingValue: ValueType<BlockTime>;
   readonly detailsTree: BTree<DeviceDetails>;
 
-  private constructor(dev: BlockDevice, opts: OpenOptions) {
-    this.bm = new BlockManager(dev, { cacheBlocks: opts.cacheBlocks });
+  private constructor(device: BlockDevice, opts: OpenOptions) {
+    this.bm = new BlockManager(device, { cacheBlocks: opts.cacheBlocks });
     this.tm = new TransactionManager(this.bm);
-    this.readOnly = dev.readOnly || !!opts.metadataSnap;
+    this.readOnly = device.readOnly || !!opts.metadataSnap;
     const dataValue: ValueType<BlockTime> = {
       size: BLOCK_TIME_SIZE,
       read: readBlockTime,
@@ -104,14 +104,14 @@ export class ThinMetadata {
     this.detailsTree = new BTree(this.tm, deviceDetailsValue);
   }
 
-  /** Format `dev` as a new, empty pool metadata device (the kernel's format path). */
-  static format(dev: BlockDevice, opts: FormatOptions): ThinMetadata {
+  /** Format `device` as a new, empty pool metadata device (the kernel's format path). */
+  static format(device: BlockDevice, opts: FormatOptions): ThinMetadata {
     checkDataBlockSize(opts.dataBlockSize);
-    const nrBlocks = Math.floor(dev.size() / METADATA_BLOCK_SIZE);
+    const nrBlocks = Math.floor(device.size() / METADATA_BLOCK_SIZE);
     if (nrBlocks < MIN_METADATA_BLOCKS) {
-      throw new ThinError('E_TOO_SMALL', `metadata device ${dev.name} has ${nrBlocks} blocks of 4 KiB; thinsim needs at least ${MIN_METADATA_BLOCKS} (64 KiB)`, { file: dev.name });
+      throw new ThinError('E_TOO_SMALL', `metadata device ${device.name} has ${nrBlocks} blocks of 4 KiB; thinsim needs at least ${MIN_METADATA_BLOCKS} (64 KiB)`, { file: device.name });
     }
-    const md = new ThinMetadata(dev, opts);
+    const md = new ThinMetadata(device, opts);
     md.metadataSm = MetadataSpaceMap.format(md.tm, nrBlocks);
     md.dataSm = DataSpaceMap.format(md.tm, opts.nrDataBlocks);
     const sb: Superblock = {
@@ -128,21 +128,21 @@ export class ThinMetadata {
   }
 
   /** Open existing metadata. Throws E_CORRUPT for an unformatted (all-zero) or foreign device. */
-  static open(dev: BlockDevice, opts: OpenOptions = {}): ThinMetadata {
-    if (dev.size() < METADATA_BLOCK_SIZE) {
-      throw new ThinError('E_TOO_SMALL', `metadata device ${dev.name} is ${dev.size()} bytes, smaller than one 4 KiB block: is this binary metadata?`, { file: dev.name });
+  static open(device: BlockDevice, opts: OpenOptions = {}): ThinMetadata {
+    if (device.size() < METADATA_BLOCK_SIZE) {
+      throw new ThinError('E_TOO_SMALL', `metadata device ${device.name} is ${device.size()} bytes, smaller than one 4 KiB block: is this binary metadata?`, { file: device.name });
     }
-    const md = new ThinMetadata(dev, opts);
+    const md = new ThinMetadata(device, opts);
     const raw = md.bm.readRaw(0);
     if (isUnformatted(raw)) {
-      throw new ThinError('E_CORRUPT', `metadata device ${dev.name} is unformatted (block 0 is all zeros)`, { block: 0, kind: 'superblock', file: dev.name });
+      throw new ThinError('E_CORRUPT', `metadata device ${device.name} is unformatted (block 0 is all zeros)`, { block: 0, kind: 'superblock', file: device.name });
     }
     const live = unpackSuperblock(md.bm.read(0, superblockValidator));
-    checkSuperblock(live, dev.name, md.readOnly);
+    checkSuperblock(live, device.name, md.readOnly);
     md.committed = live;
     if (opts.metadataSnap) {
       const at = typeof opts.metadataSnap === 'number' ? opts.metadataSnap : live.heldRoot;
-      if (!at) throw new ThinError('E_NO_METADATA_SNAP', `metadata on ${dev.name} holds no metadata snapshot (held_root is 0)`, { file: dev.name });
+      if (!at) throw new ThinError('E_NO_METADATA_SNAP', `metadata on ${device.name} holds no metadata snapshot (held_root is 0)`, { file: device.name });
       const snap = unpackSuperblock(md.bm.read(at, snapshotSuperblockValidator));
       md.sb = { ...snap };
       md.loadDetails();
@@ -154,11 +154,11 @@ export class ThinMetadata {
     return md;
   }
 
-  /** True if `dev` holds a dm-thin superblock (what the kernel checks before formatting). */
-  static hasSuperblock(dev: BlockDevice): boolean {
-    if (dev.size() < METADATA_BLOCK_SIZE) return false;
+  /** True if `device` holds a dm-thin superblock (what the kernel checks before formatting). */
+  static hasSuperblock(device: BlockDevice): boolean {
+    if (device.size() < METADATA_BLOCK_SIZE) return false;
     const b = new Uint8Array(METADATA_BLOCK_SIZE);
-    dev.read(b, 0);
+    device.read(b, 0);
     return !isUnformatted(b);
   }
 
@@ -173,84 +173,84 @@ export class ThinMetadata {
 
   /** Device ids in ascending order. */
   devices(): number[] {
-    return [...this.devs.keys()].sort((a, b) => a - b);
+    return [...this.states.keys()].sort((a, b) => a - b);
   }
 
-  hasDevice(dev: number): boolean {
-    return this.devs.has(dev);
+  hasDevice(id: number): boolean {
+    return this.states.has(id);
   }
 
-  /** Details of `dev`; E_NO_DEVICE if it does not exist. */
-  deviceDetails(dev: number): DeviceDetails {
-    return { ...this.dev(dev).details };
+  /** Details of `id`; E_NO_DEVICE if it does not exist. */
+  deviceDetails(id: number): DeviceDetails {
+    return { ...this.state(id).details };
   }
 
-  /** Root of `dev`'s mapping subtree. */
-  deviceRoot(dev: number): number {
-    return this.rootOf(dev, this.dev(dev));
+  /** Root of `id`'s mapping subtree. */
+  deviceRoot(id: number): number {
+    return this.rootOf(id, this.state(id));
   }
 
-  lookup(dev: number, vblock: number): BlockTime | undefined {
-    return this.mappingTree.lookup(this.deviceRoot(dev), vblock);
+  lookup(id: number, vblock: number): BlockTime | undefined {
+    return this.mappingTree.lookup(this.deviceRoot(id), vblock);
   }
 
-  /** Mappings of `dev` in ascending virtual block order, optionally within [from, to). */
-  *mappings(dev: number, from?: number, to?: number): Generator<[number, BlockTime]> {
-    yield* this.mappingTree.entries(this.deviceRoot(dev), from, to);
+  /** Mappings of `id` in ascending virtual block order, optionally within [from, to). */
+  *mappings(id: number, from?: number, to?: number): Generator<[number, BlockTime]> {
+    yield* this.mappingTree.entries(this.deviceRoot(id), from, to);
   }
 
   /**
-   * `dev`'s mapping leaves in key order, for bulk readers (dump, ls, delta): each a
+   * `id`'s mapping leaves in key order, for bulk readers (dump, ls, delta): each a
    * LeafView whose values are block_time (decode with format/block-time's field
    * readers). The view is reused per leaf; do not change the pool while iterating.
    */
-  mappingLeaves(dev: number): Generator<LeafView> {
-    return this.mappingTree.leaves(this.deviceRoot(dev));
+  mappingLeaves(id: number): Generator<LeafView> {
+    return this.mappingTree.leaves(this.deviceRoot(id));
   }
 
-  highestMapped(dev: number): number | undefined {
-    return this.mappingTree.highestKey(this.deviceRoot(dev));
+  highestMapped(id: number): number | undefined {
+    return this.mappingTree.highestKey(this.deviceRoot(id));
   }
 
   /** Is the mapping shared with a snapshot? (kernel rule: mapped before the device's last snapshot) */
-  isShared(dev: number, m: BlockTime): boolean {
-    return m.time < this.deviceDetails(dev).snapshottedTime;
+  isShared(id: number, m: BlockTime): boolean {
+    return m.time < this.deviceDetails(id).snapshottedTime;
   }
 
   // ---------------------------------------------------------------- device operations
 
-  createThin(dev: number): void {
+  createThin(id: number): void {
     this.assertWritable();
-    checkDeviceId(dev);
-    if (this.devs.has(dev)) throw deviceExists(dev);
+    checkDeviceId(id);
+    if (this.states.has(id)) throw deviceExists(id);
     const root = this.mappingTree.empty();
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
-    this.setDetails(dev, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
+    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
+    this.setDetails(id, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
   }
 
-  createSnap(dev: number, origin: number): void {
+  createSnap(id: number, origin: number): void {
     this.assertWritable();
-    checkDeviceId(dev);
-    if (this.devs.has(dev)) throw deviceExists(dev);
+    checkDeviceId(id);
+    if (this.states.has(id)) throw deviceExists(id);
     const originDetails = this.deviceDetails(origin);
     if (this.sb.time >= MAX_TIME) {
-      throw new ThinError('E_RANGE', `pool time ${this.sb.time} has reached the 24-bit limit; no more snapshots can be taken`, { device: dev });
+      throw new ThinError('E_RANGE', `pool time ${this.sb.time} has reached the 24-bit limit; no more snapshots can be taken`, { device: id });
     }
     const root = this.deviceRoot(origin);
     this.tm.inc(root);
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
+    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
     this.sb.time++;
     this.setDetails(origin, { ...originDetails, snapshottedTime: this.sb.time });
-    this.setDetails(dev, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
+    this.setDetails(id, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
   }
 
-  deleteDevice(dev: number): void {
+  deleteDevice(id: number): void {
     this.assertWritable();
-    if (!this.devs.has(dev)) throw noDevice(dev);
-    this.sb.dataMappingRoot = this.mapping.removeSubtree(this.sb.dataMappingRoot, [dev]).root;
-    this.devs.delete(dev);
-    this.changedDetails.delete(dev);
-    this.deletedDetails.add(dev);
+    if (!this.states.has(id)) throw noDevice(id);
+    this.sb.dataMappingRoot = this.mapping.removeSubtree(this.sb.dataMappingRoot, [id]).root;
+    this.states.delete(id);
+    this.changedDetails.delete(id);
+    this.deletedDetails.add(id);
   }
 
   setTransactionId(current: number, next: number): void {
@@ -266,12 +266,12 @@ export class ThinMetadata {
    * Install a device whose mapping subtree was built in bulk (restore). The root
    * and the data blocks it maps already carry their references.
    */
-  adoptDevice(dev: number, root: number, details: DeviceDetails): void {
+  adoptDevice(id: number, root: number, details: DeviceDetails): void {
     this.assertWritable();
-    checkDeviceId(dev);
-    if (this.devs.has(dev)) throw deviceExists(dev);
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
-    this.setDetails(dev, details, root);
+    checkDeviceId(id);
+    if (this.states.has(id)) throw deviceExists(id);
+    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
+    this.setDetails(id, details, root);
   }
 
   /** Set the pool time (restore); mappings made from now on carry it. */
@@ -298,46 +298,46 @@ export class ThinMetadata {
   }
 
   /**
-   * Map `vblock` of `dev` to `block` at the current pool time. Replaces (and drops
+   * Map `vblock` of `id` to `block` at the current pool time. Replaces (and drops
    * the reference of) any previous mapping.
    */
-  insertMapping(dev: number, vblock: number, block: number): void {
+  insertMapping(id: number, vblock: number, block: number): void {
     this.assertWritable();
-    const st = this.dev(dev);
+    const st = this.state(id);
     if (!(block >= 0 && block < this.nrDataBlocks)) {
-      throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: dev, block });
+      throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: id, block });
     }
-    const oldRoot = this.prepareTopLevel(dev, st);
+    const oldRoot = this.prepareTopLevel(id, st);
     // One reused value object: insert packs it at once and keeps no reference to it.
     const bt = this.scratch;
     bt.block = block;
     bt.time = this.sb.time;
     const root = this.mappingTree.insert(oldRoot, vblock, bt);
-    if (root !== oldRoot) this.relinkRoot(dev, st, root);
+    if (root !== oldRoot) this.relinkRoot(id, st, root);
     // Details live in memory until commit; update in place (no object per mapping).
-    if (this.mappingTree.lastInsertAdded) this.countMapped(dev, st, 1);
+    if (this.mappingTree.lastInsertAdded) this.countMapped(id, st, 1);
   }
 
-  /** Unmap `vblock` of `dev`; returns the old mapping, or undefined if none. */
-  removeMapping(dev: number, vblock: number): BlockTime | undefined {
+  /** Unmap `vblock` of `id`; returns the old mapping, or undefined if none. */
+  removeMapping(id: number, vblock: number): BlockTime | undefined {
     this.assertWritable();
-    const st = this.dev(dev);
-    if (this.mappingTree.lookup(this.rootOf(dev, st), vblock) === undefined) return undefined;
-    const oldRoot = this.prepareTopLevel(dev, st);
+    const st = this.state(id);
+    if (this.mappingTree.lookup(this.rootOf(id, st), vblock) === undefined) return undefined;
+    const oldRoot = this.prepareTopLevel(id, st);
     const r = this.mappingTree.remove(oldRoot, vblock);
-    if (r.root !== oldRoot) this.relinkRoot(dev, st, r.root);
-    this.countMapped(dev, st, -1);
+    if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
+    this.countMapped(id, st, -1);
     return r.value;
   }
 
-  /** Unmap every block of `dev` in [from, to); returns how many were mapped. */
-  removeRange(dev: number, from: number, to: number): number {
+  /** Unmap every block of `id` in [from, to); returns how many were mapped. */
+  removeRange(id: number, from: number, to: number): number {
     this.assertWritable();
-    const st = this.dev(dev);
-    const oldRoot = this.prepareTopLevel(dev, st);
+    const st = this.state(id);
+    const oldRoot = this.prepareTopLevel(id, st);
     const r = this.mappingTree.removeRange(oldRoot, from, to);
-    if (r.root !== oldRoot) this.relinkRoot(dev, st, r.root);
-    if (r.removed) this.countMapped(dev, st, -r.removed);
+    if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
+    if (r.removed) this.countMapped(id, st, -r.removed);
     return r.removed;
   }
 
@@ -396,11 +396,11 @@ export class ThinMetadata {
 
   commit(): void {
     this.assertWritable();
-    for (const dev of [...this.deletedDetails].sort((a, b) => a - b)) {
-      if (!this.devs.has(dev)) this.sb.deviceDetailsRoot = this.detailsTree.remove(this.sb.deviceDetailsRoot, dev).root;
+    for (const id of [...this.deletedDetails].sort((a, b) => a - b)) {
+      if (!this.states.has(id)) this.sb.deviceDetailsRoot = this.detailsTree.remove(this.sb.deviceDetailsRoot, id).root;
     }
-    for (const dev of [...this.changedDetails].sort((a, b) => a - b)) {
-      this.sb.deviceDetailsRoot = this.detailsTree.insert(this.sb.deviceDetailsRoot, dev, this.devs.get(dev)!.details);
+    for (const id of [...this.changedDetails].sort((a, b) => a - b)) {
+      this.sb.deviceDetailsRoot = this.detailsTree.insert(this.sb.deviceDetailsRoot, id, this.states.get(id)!.details);
     }
     this.sb.dataSmRoot = this.requireDataSm().commit();
     this.sb.metadataSmRoot = this.requireMetadataSm().commit();
@@ -409,7 +409,7 @@ export class ThinMetadata {
     this.metadataSm!.markCommitted();
     this.changedDetails.clear();
     this.deletedDetails.clear();
-    for (const st of this.devs.values()) {
+    for (const st of this.states.values()) {
       st.changed = false;
       st.prepared = false;
     }
@@ -447,70 +447,70 @@ export class ThinMetadata {
   }
 
   close(): void {
-    this.bm.dev.close();
+    this.bm.device.close();
   }
 
   // ---------------------------------------------------------------- internals
 
-  /** The state of `dev`; E_NO_DEVICE if it does not exist. */
-  private dev(dev: number): DevState {
-    const st = this.devs.get(dev);
-    if (st === undefined) throw noDevice(dev);
+  /** The state of `id`; E_NO_DEVICE if it does not exist. */
+  private state(id: number): DeviceState {
+    const st = this.states.get(id);
+    if (st === undefined) throw noDevice(id);
     return st;
   }
 
-  /** Root of `dev`'s mapping subtree, looked up in the top level once and then cached. */
-  private rootOf(dev: number, st: DevState): number {
+  /** Root of `id`'s mapping subtree, looked up in the top level once and then cached. */
+  private rootOf(id: number, st: DeviceState): number {
     if (st.root === undefined) {
-      const r = this.mapping.subtree(this.sb.dataMappingRoot, [dev]);
-      if (r === undefined) throw new ThinError('E_CORRUPT', `thin device ${dev} has details but no mapping tree`, { device: dev });
+      const r = this.mapping.subtree(this.sb.dataMappingRoot, [id]);
+      if (r === undefined) throw new ThinError('E_CORRUPT', `thin device ${id} has details but no mapping tree`, { device: id });
       st.root = r;
     }
     return st.root;
   }
 
   /**
-   * Shadow the top-level path to `dev` before touching its subtree, as the kernel's
+   * Shadow the top-level path to `id` before touching its subtree, as the kernel's
    * multi-level btree does (top-down). When a held metadata snapshot shares the
    * top-level nodes, shadowing them increments the subtree roots they point to, so
    * the bottom level then sees its root as shared and increments the data blocks of
    * any leaf it copies. Done once per device per transaction. Returns the root.
    */
-  private prepareTopLevel(dev: number, st: DevState): number {
-    const root = this.rootOf(dev, st);
+  private prepareTopLevel(id: number, st: DeviceState): number {
+    const root = this.rootOf(id, st);
     if (!st.prepared) {
-      this.sb.dataMappingRoot = this.mapping.shadowPath(this.sb.dataMappingRoot, [dev])!.root;
+      this.sb.dataMappingRoot = this.mapping.shadowPath(this.sb.dataMappingRoot, [id])!.root;
       st.prepared = true;
     }
     return root;
   }
 
-  /** Link `dev`'s new subtree root; the bottom level already shadowed (and decremented) the old one. */
-  private relinkRoot(dev: number, st: DevState, root: number): void {
-    this.sb.dataMappingRoot = this.mapping.relink(this.sb.dataMappingRoot, [dev], root);
+  /** Link `id`'s new subtree root; the bottom level already shadowed (and decremented) the old one. */
+  private relinkRoot(id: number, st: DeviceState, root: number): void {
+    this.sb.dataMappingRoot = this.mapping.relink(this.sb.dataMappingRoot, [id], root);
     st.root = root;
   }
 
-  private countMapped(dev: number, st: DevState, by: number): void {
+  private countMapped(id: number, st: DeviceState, by: number): void {
     st.details.mappedBlocks += by;
     if (!st.changed) {
       st.changed = true;
-      this.changedDetails.add(dev);
+      this.changedDetails.add(id);
     }
   }
 
-  /** New details for `dev` (a new device when `root` is given: its subtree root). */
-  private setDetails(dev: number, d: DeviceDetails, root?: number): void {
-    let st = this.devs.get(dev);
+  /** New details for `id` (a new device when `root` is given: its subtree root). */
+  private setDetails(id: number, d: DeviceDetails, root?: number): void {
+    let st = this.states.get(id);
     if (st === undefined) {
       st = { details: d, root, prepared: false, changed: false };
-      this.devs.set(dev, st);
+      this.states.set(id, st);
     } else {
       st.details = d;
       if (root !== undefined) st.root = root;
     }
     st.changed = true;
-    this.changedDetails.add(dev);
+    this.changedDetails.add(id);
   }
 
   private loadSpaceMaps(): void {
@@ -526,8 +526,8 @@ export class ThinMetadata {
   }
 
   private loadDetails(): void {
-    this.devs.clear();
-    for (const [dev, d] of this.detailsTree.entries(this.sb.deviceDetailsRoot)) this.devs.set(dev, { details: d, root: undefined, prepared: false, changed: false });
+    this.states.clear();
+    for (const [id, d] of this.detailsTree.entries(this.sb.deviceDetailsRoot)) this.states.set(id, { details: d, root: undefined, prepared: false, changed: false });
   }
 
   private requireDataSm(): DataSpaceMap {
@@ -541,12 +541,12 @@ export class ThinMetadata {
   }
 
   private assertWritable(): void {
-    if (this.readOnly) throw new ThinError('E_READ_ONLY', `metadata ${this.bm.dev.name} is open read-only`, { file: this.bm.dev.name });
+    if (this.readOnly) throw new ThinError('E_READ_ONLY', `metadata ${this.bm.device.name} is open read-only`, { file: this.bm.device.name });
   }
 }
 
 /** What ThinMetadata keeps per device between commits. */
-interface DevState {
+interface DeviceState {
   /** Details as of now (written to the details tree at commit when `changed`). */
   details: DeviceDetails;
   /** Root of the device's mapping subtree, once looked up (or made). */
@@ -569,16 +569,16 @@ function checkSuperblock(sb: Superblock, name: string, readOnly: boolean): void 
   }
 }
 
-function checkDeviceId(dev: number): void {
-  if (!Number.isInteger(dev) || dev < 0 || dev > MAX_DEVICE_ID) {
-    throw new ThinError('E_INVALID', `thin device id ${dev} is outside 0..${MAX_DEVICE_ID} (24 bits)`, { device: dev });
+function checkDeviceId(id: number): void {
+  if (!Number.isInteger(id) || id < 0 || id > MAX_DEVICE_ID) {
+    throw new ThinError('E_INVALID', `thin device id ${id} is outside 0..${MAX_DEVICE_ID} (24 bits)`, { device: id });
   }
 }
 
-function noDevice(dev: number): ThinError {
-  return new ThinError('E_NO_DEVICE', `thin device ${dev} does not exist`, { device: dev });
+function noDevice(id: number): ThinError {
+  return new ThinError('E_NO_DEVICE', `thin device ${id} does not exist`, { device: id });
 }
 
-function deviceExists(dev: number): ThinError {
-  return new ThinError('E_DEVICE_EXISTS', `thin device ${dev} already exists`, { device: dev });
+function deviceExists(id: number): ThinError {
+  return new ThinError('E_DEVICE_EXISTS', `thin device ${id} already exists`, { device: id });
 }

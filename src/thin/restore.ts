@@ -28,7 +28,7 @@ export class RestoreSink implements MetadataSink {
   devices = 0;
   mappings = 0;
 
-  constructor(private readonly dev: BlockDevice) {}
+  constructor(private readonly target: BlockDevice) {}
 
   superblock(sb: SuperblockInfo): void {
     try {
@@ -36,7 +36,7 @@ export class RestoreSink implements MetadataSink {
     } catch (e) {
       throw new ThinError('E_PARSE', `superblock data_block_size="${sb.dataBlockSize}": ${(e as Error).message}`, { value: sb.dataBlockSize });
     }
-    const md = ThinMetadata.format(this.dev, { dataBlockSize: sb.dataBlockSize, nrDataBlocks: sb.nrDataBlocks, deferCommit: true });
+    const md = ThinMetadata.format(this.target, { dataBlockSize: sb.dataBlockSize, nrDataBlocks: sb.nrDataBlocks, deferCommit: true });
     md.setTime(sb.time);
     md.sb.transactionId = sb.transaction;
     this.md = md;

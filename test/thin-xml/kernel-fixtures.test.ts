@@ -12,8 +12,8 @@ import * as fs from 'node:fs';
 import { kernelFixture, ok, skipReason, tools09, tools1x, type Tools } from '../helpers/oracle';
 import { rng, type Model, type ModelDevice } from '../helpers/thin-model';
 import { XmlWriter } from '../../src/thin/xml/writer';
-import { formatDelta } from '../../src/thin/report/delta';
-import { formatLs, LS_FIELDS } from '../../src/thin/report/ls';
+import { formatDelta } from '../../src/thin/report/delta-format';
+import { formatLs, LS_FIELDS } from '../../src/thin/report/ls-format';
 import { lsRows, parseModel, render } from './oracle-common';
 
 const CLEAN = [

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { ok, skipReason, tmpdir, tools09 } from '../helpers/oracle';
 import { genModel, type Model } from '../helpers/thin-model';
 import { HumanReadableWriter, XmlWriter } from '../../src/thin/xml/writer';
-import { formatDelta } from '../../src/thin/report/delta';
-import { formatLs } from '../../src/thin/report/ls';
+import { formatDelta } from '../../src/thin/report/delta-format';
+import { formatLs } from '../../src/thin/report/ls-format';
 import { checkDelta, checkLs, parseModel, render, restore, seeds } from './oracle-common';
 
 test('thin-provisioning-tools 0.9.0 as oracle for random models', async (t) => {

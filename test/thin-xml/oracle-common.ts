@@ -14,8 +14,8 @@ import * as fs from 'node:fs';
 import { ok, type TmpDir, type Tools } from '../helpers/oracle';
 import { exclusiveCounts, replay, rng, RecordingSink, type Model } from '../helpers/thin-model';
 import { parseXml, type ReadXmlOptions } from '../../src/thin/xml/reader';
-import { formatDelta } from '../../src/thin/report/delta';
-import { formatLs, LS_FIELDS, type LsDialect, type LsField } from '../../src/thin/report/ls';
+import { formatDelta } from '../../src/thin/report/delta-format';
+import { formatLs, LS_FIELDS, type LsDialect, type LsField } from '../../src/thin/report/ls-format';
 import type { MetadataSink } from '../../src/thin/xml/types';
 import type { OutputFn } from '../../src/thin/xml/writer';
 
