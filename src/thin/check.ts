@@ -19,19 +19,19 @@
  * the device itself. Read-only. Memory: 4 bytes per metadata block and per data
  * block, plus the visited set.
  *
- * Files: this one runs the check in order; context.ts holds the findings, raw
- * reads and reference tallies; superblock.ts the superblock fields; walk.ts the
- * tree walk (every tree, the pool's mapping and details trees); space-maps.ts the
- * space maps against the references found.
+ * Files: this one runs the check in order; check/context.ts holds the findings,
+ * raw reads and reference tallies; check/superblock.ts the superblock fields;
+ * check/walk.ts the tree walk (every tree, the pool's mapping and details trees);
+ * check/space-maps.ts the space maps against the references found.
  */
-import type { BlockDevice } from '../../io/block-device';
-import { snapshotSuperblockValidator, superblockValidator } from '../format/superblock';
-import { CheckContext, Finding, Tally } from './context';
-import { checkDataSpaceMap, checkMetadataSpaceMap } from './space-maps';
-import { checkSuperblockFields, readSuperblock } from './superblock';
-import { TreeWalker } from './walk';
+import type { BlockDevice } from '../io/block-device';
+import { snapshotSuperblockValidator, superblockValidator } from './format/superblock';
+import { CheckContext, Finding, Tally } from './check/context';
+import { checkDataSpaceMap, checkMetadataSpaceMap } from './check/space-maps';
+import { checkSuperblockFields, readSuperblock } from './check/superblock';
+import { TreeWalker } from './check/walk';
 
-export type { Finding, Severity } from './context';
+export type { Finding, Severity } from './check/context';
 
 export interface CheckOptions {
   /** Check the held metadata snapshot's trees as the root of the report (like thin_check -m). */
