@@ -37,7 +37,7 @@ import { checkMetadata, CheckReport } from '../thin/check';
 import { lsDevices } from '../thin/device-usage';
 import { ThinMetadata } from '../thin/metadata';
 import type { LsDevice } from '../thin/report/ls-format';
-import { checkDataBlockSize, METADATA_BLOCK_SIZE, SECTOR_SIZE } from '../units';
+import { checkDataBlockSize, SECTOR_SIZE } from '../units';
 import { DataDevice } from './data-device';
 import { Gate, KeyedMutex } from './locks';
 import { PoolLock } from './lock';
@@ -150,7 +150,7 @@ export class Pool extends EventEmitter {
     md.onDataBlockFreed = (b) => this.freed.push(b);
     this.reconcileTable();
     if (md.needsCheck) this.health = 'ro';
-    else if (!this.readOnly && md.dataSm && md.dataSm.nrFree === 0 && md.nrDataBlocks > 0) this.health = 'out_of_data_space';
+    else if (!this.readOnly && md.nrFreeDataBlocks === 0 && md.nrDataBlocks > 0) this.health = 'out_of_data_space';
     const every = opts.commitInterval ?? 1000;
     if (!this.readOnly && every > 0) {
       this.timer = setInterval(() => { if (this.md.dirty && !this.poolGate.busy) this.commit().catch(() => undefined); }, every);
@@ -203,7 +203,7 @@ export class Pool extends EventEmitter {
         if (md.dataBlockSize !== blockSize) {
           throw new ThinError('E_INVALID', `the metadata on ${metaPath} uses a data block size of ${md.dataBlockSize} sectors, not ${blockSize}; pass --block-size ${md.dataBlockSize * SECTOR_SIZE / 1024}K`, { file: metaPath });
         }
-        if (nrDataBlocks > md.nrDataBlocks) { md.resizeData(nrDataBlocks); md.commit(); }
+        if (nrDataBlocks > md.nrDataBlocks) { md.growData(nrDataBlocks); md.commit(); }
         for (const id of md.devices()) table.thins[id] = { size: nrDataBlocks * chunk };
       } else {
         ThinMetadata.format(metaDev, { dataBlockSize: blockSize, nrDataBlocks });
@@ -480,7 +480,7 @@ export class Pool extends EventEmitter {
 
   /** After a commit (freed blocks become allocatable) or a resize: leave out_of_data_space and wake queued writes. */
   private onSpaceAvailable(): void {
-    if (this.health !== 'out_of_data_space' || this.md.dataSm!.nrFree === 0) return;
+    if (this.health !== 'out_of_data_space' || this.md.nrFreeDataBlocks === 0) return;
     this.setHealth('rw');
     const waiters = this.spaceWaiters;
     this.spaceWaiters = [];
@@ -496,17 +496,10 @@ export class Pool extends EventEmitter {
         throw new ThinError('E_UNSUPPORTED', `cannot shrink the data device from ${this.md.nrDataBlocks * this.chunkBytes} to ${opts.dataSize} bytes; dm-thin pools only grow`, { from: this.md.nrDataBlocks, to: blocks });
       }
       this.data.grow(blocks * this.chunkBytes);
-      this.md.resizeData(blocks);
+      this.md.growData(blocks);
     }
-    if (opts.metadataSize !== undefined) {
-      const blocks = Math.floor(opts.metadataSize / METADATA_BLOCK_SIZE);
-      if (blocks < this.md.bm.nrBlocks) {
-        throw new ThinError('E_UNSUPPORTED', `cannot shrink the metadata device from ${this.md.bm.nrBlocks * METADATA_BLOCK_SIZE} to ${opts.metadataSize} bytes`, { from: this.md.bm.nrBlocks, to: blocks });
-      }
-      this.md.bm.device.grow(blocks * METADATA_BLOCK_SIZE);
-      this.md.resizeMetadata();
-    }
-    if (this.md.dataSm!.nrFree > this.table.lowWaterMark) this.lowWaterSignalled = false;
+    if (opts.metadataSize !== undefined) this.md.growMetadata(opts.metadataSize);
+    if (this.md.nrFreeDataBlocks > this.table.lowWaterMark) this.lowWaterSignalled = false;
     this.onSpaceAvailable();
     await this.commit();
   }
@@ -515,16 +508,16 @@ export class Pool extends EventEmitter {
 
   status(): PoolStatus {
     const md = this.md;
-    const msm = md.metadataSm!;
-    const dsm = md.dataSm!;
+    const space = md.spaceUsage();
+    const committed = md.committedSuperblock();
     const f = this.table.features;
     const discard = f.ignoreDiscard ? 'ignore_discard' : f.noDiscardPassdown ? 'no_discard_passdown' : 'discard_passdown';
     const noSpacePolicy = f.errorIfNoSpace ? 'error_if_no_space' : 'queue_if_no_space';
     const mode: PoolHealth = md.needsCheck || f.readOnly ? 'ro' : this.health;
     // The kernel warns when free metadata falls below min(total / 4, 4096 blocks) (dm-thin.c).
-    const metadataLowWatermark = Math.min(Math.floor(msm.nrBlocks / 4), 4096);
-    const held = md.committed.heldRoot;
-    const line = `${md.committed.transactionId} ${msm.nrAllocated}/${msm.nrBlocks} ${dsm.nrAllocated}/${dsm.nrBlocks} ${held || '-'} ${mode} ${discard} ${noSpacePolicy} ${md.needsCheck ? 'needs_check' : '-'} ${metadataLowWatermark}`;
+    const metadataLowWatermark = Math.min(Math.floor(space.metadataBlocks / 4), 4096);
+    const held = committed.heldRoot;
+    const line = `${committed.transactionId} ${space.metadataUsed}/${space.metadataBlocks} ${space.dataUsed}/${space.dataBlocks} ${held || '-'} ${mode} ${discard} ${noSpacePolicy} ${md.needsCheck ? 'needs_check' : '-'} ${metadataLowWatermark}`;
     let hostFreeBytes: number | undefined;
     if (this.table.mode === 'loop-lvm') {
       try {
@@ -533,8 +526,8 @@ export class Pool extends EventEmitter {
       } catch { /* not available */ }
     }
     return {
-      transactionId: md.committed.transactionId, usedMetadataBlocks: msm.nrAllocated, totalMetadataBlocks: msm.nrBlocks,
-      usedDataBlocks: dsm.nrAllocated, totalDataBlocks: dsm.nrBlocks, heldRoot: held, mode, discard, noSpacePolicy,
+      transactionId: committed.transactionId, usedMetadataBlocks: space.metadataUsed, totalMetadataBlocks: space.metadataBlocks,
+      usedDataBlocks: space.dataUsed, totalDataBlocks: space.dataBlocks, heldRoot: held, mode, discard, noSpacePolicy,
       needsCheck: md.needsCheck, metadataLowWatermark, line, dataBlockSize: this.table.dataBlockSize, lowWaterMark: this.table.lowWaterMark,
       dataFile: resolveDev(this.dir, this.table.dataDev), metadataFile: resolveDev(this.dir, this.table.metadataDev),
       backend: this.table.mode, hostFreeBytes, lockedBy: this.readOnly ? PoolLock.holder(this.dir) : process.pid,
@@ -654,8 +647,7 @@ export class Pool extends EventEmitter {
         this.checkLowWater();
         return b;
       }
-      const sm = this.md.dataSm!;
-      if (!committed && sm.nrFree > 0) {
+      if (!committed && this.md.nrFreeDataBlocks > 0) {
         // Blocks freed in this transaction become usable after a commit (kernel: commit and retry).
         hold.release();
         await this.commit();
@@ -686,7 +678,7 @@ export class Pool extends EventEmitter {
   }
 
   private checkLowWater(): void {
-    const free = this.md.dataSm!.nrFree;
+    const free = this.md.nrFreeDataBlocks;
     if (free <= this.table.lowWaterMark && !this.lowWaterSignalled) {
       this.lowWaterSignalled = true;
       this.emit('low-water-mark', { free, lowWaterMark: this.table.lowWaterMark });

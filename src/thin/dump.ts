@@ -9,7 +9,7 @@ import type { ThinMetadata } from './metadata';
 
 /** The superblock as thin_dump prints it (uuid always "", as 0.9.0 does). */
 export function superblockInfo(md: ThinMetadata): SuperblockInfo {
-  const sb = md.sb;
+  const sb = md.superblock();
   return {
     uuid: '',
     time: sb.time,

@@ -3,10 +3,14 @@
  * interface file of the thin layer.
  *
  * Contract:
- * - One ThinMetadata owns one metadata device. Everything it changes lives in one
- *   transaction until `commit()`, which writes the data space map, the metadata
- *   space map and finally the superblock; a crash before the superblock write
- *   leaves the previous commit intact. `abort()` drops the transaction.
+ * - One ThinMetadata owns one metadata device and everything on it: its block and
+ *   transaction managers, space maps, trees and superblock are private. Callers get
+ *   what they need as values (`superblock()`, `spaceUsage()`, `mappingLeaves()`),
+ *   and change things only through the operations below.
+ * - Everything it changes lives in one transaction until `commit()`, which writes
+ *   the data space map, the metadata space map and finally the superblock; a crash
+ *   before the superblock write leaves the previous commit intact. `abort()` drops
+ *   the transaction.
  * - Devices (ids 0..2^24-1) live in two trees: the two-level mapping tree (device
  *   id -> subtree root; virtual block -> block_time) and the details tree.
  *   `createSnap` is O(1): the snapshot shares the origin's subtree root (count +1),
@@ -22,24 +26,27 @@ import { ThinError } from '../errors';
 import type { BlockDevice } from '../io/block-device';
 import { BlockManager } from '../pdata/block-manager';
 import { BTree, LeafView } from '../pdata/btree/btree';
+import { BTreeBuilder } from '../pdata/btree/builder';
 import { MultiLevelBTree } from '../pdata/btree/multi-level';
 import type { ValueType } from '../pdata/btree/value-type';
 import { DataSpaceMap } from '../pdata/space-map/data-space-map';
 import { MetadataSpaceMap } from '../pdata/space-map/metadata-space-map';
 import { TransactionManager } from '../pdata/transaction-manager';
-import { checkDataBlockSize, METADATA_BLOCK_SIZE } from '../units';
+import { checkDataBlockSize, checkedInt, METADATA_BLOCK_SIZE } from '../units';
+import { DeviceState, DeviceTable, MAX_DEVICE_ID, noDevice } from './device-table';
 import { BLOCK_TIME_SIZE, BlockTime, MAX_TIME, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
 import { DeviceDetails, deviceDetailsValue } from './format/device-details';
 import {
-  isUnformatted, packSuperblock, snapshotSuperblockValidator, Superblock, superblockValidator,
-  SUPERBLOCK_FLAG_NEEDS_CHECK, THIN_MAGIC, THIN_VERSION, unpackSuperblock,
+  checkOpenable, copySuperblock, isUnformatted, packSuperblock, snapshotSuperblockValidator, Superblock,
+  superblockValidator, SUPERBLOCK_FLAG_NEEDS_CHECK, THIN_MAGIC, THIN_VERSION, unpackSuperblock,
 } from './format/superblock';
+import { MetadataRestorer, RestoreHeader } from './restorer';
 
-export const MAX_DEVICE_ID = 2 ** 24 - 1;
+export { MAX_DEVICE_ID };
 /** Smallest metadata device thinsim formats (superblock, sm blocks, tree roots, room to work). */
 export const MIN_METADATA_BLOCKS = 16;
 
-export type { BlockTime, DeviceDetails, Superblock };
+export type { BlockTime, DeviceDetails, RestoreHeader, Superblock };
 
 export interface OpenOptions {
   /** Blocks of metadata to cache (default 16384 = 64 MiB). */
@@ -52,36 +59,40 @@ export interface FormatOptions extends OpenOptions {
   /** Data block size in 512-byte sectors (128 = 64 KiB). */
   dataBlockSize: number;
   nrDataBlocks: number;
-  /** Leave the new pool uncommitted (nothing is written until `commit()`); restore uses this. */
-  deferCommit?: boolean;
+}
+
+/** Both devices' sizes and use, in blocks (data blocks and 4 KiB metadata blocks). */
+export interface SpaceUsage {
+  dataBlocks: number;
+  dataUsed: number;
+  dataFree: number;
+  metadataBlocks: number;
+  metadataUsed: number;
+  metadataFree: number;
 }
 
 export class ThinMetadata {
-  readonly bm: BlockManager;
-  readonly tm: TransactionManager;
-  /** Superblock as of the last commit (or open). */
-  committed!: Superblock;
-  /** Working copy: roots, time, transaction id of the open transaction. */
-  sb!: Superblock;
-  metadataSm: MetadataSpaceMap | undefined;
-  dataSm: DataSpaceMap | undefined;
   readonly readOnly: boolean;
   /** Called when a data block's count drops to 0 (discard passdown). */
   onDataBlockFreed: ((block: number) => void) | undefined;
 
-  /** Every device: its details (in memory until commit) and cached mapping state. */
-  private states = new Map<number, DeviceState>();
-  /** Devices whose details changed in this transaction (their `changed` flag is set). */
-  private changedDetails = new Set<number>();
-  private deletedDetails = new Set<number>();
+  private readonly bm: BlockManager;
+  private readonly tm: TransactionManager;
+  /** Superblock as of the last commit (or open). */
+  private committed!: Superblock;
+  /** Working copy: roots, time, transaction id of the open transaction. */
+  private sb!: Superblock;
+  private metadataSm: MetadataSpaceMap | undefined;
+  private dataSm: DataSpaceMap | undefined;
+  private readonly devices_ = new DeviceTable();
   private readonly scratch: BlockTime = { block: 0, time: 0 };
   /** The two-level mapping tree: device id -> subtree root; virtual block -> block_time. */
-  readonly mapping: MultiLevelBTree<BlockTime>;
+  private readonly mapping: MultiLevelBTree<BlockTime>;
   /** Its bottom level, counting data references. */
-  readonly mappingTree: BTree<BlockTime>;
+  private readonly mappingTree: BTree<BlockTime>;
   /** The bottom level's value type (data block references in the data space map). */
-  readonly mappingValue: ValueType<BlockTime>;
-  readonly detailsTree: BTree<DeviceDetails>;
+  private readonly mappingValue: ValueType<BlockTime>;
+  private readonly detailsTree: BTree<DeviceDetails>;
 
   private constructor(device: BlockDevice, opts: OpenOptions) {
     this.bm = new BlockManager(device, { cacheBlocks: opts.cacheBlocks });
@@ -106,25 +117,27 @@ export class ThinMetadata {
 
   /** Format `device` as a new, empty pool metadata device (the kernel's format path). */
   static format(device: BlockDevice, opts: FormatOptions): ThinMetadata {
-    checkDataBlockSize(opts.dataBlockSize);
-    const nrBlocks = Math.floor(device.size() / METADATA_BLOCK_SIZE);
-    if (nrBlocks < MIN_METADATA_BLOCKS) {
-      throw new ThinError('E_TOO_SMALL', `metadata device ${device.name} has ${nrBlocks} blocks of 4 KiB; thinsim needs at least ${MIN_METADATA_BLOCKS} (64 KiB)`, { file: device.name });
-    }
-    const md = new ThinMetadata(device, opts);
-    md.metadataSm = MetadataSpaceMap.format(md.tm, nrBlocks);
-    md.dataSm = DataSpaceMap.format(md.tm, opts.nrDataBlocks);
-    const sb: Superblock = {
-      flags: 0, blocknr: 0, uuid: new Uint8Array(16), magic: THIN_MAGIC, version: THIN_VERSION, time: 0, transactionId: 0,
-      heldRoot: 0, dataSmRoot: undefined, metadataSmRoot: undefined,
-      dataMappingRoot: md.mapping.empty(), deviceDetailsRoot: md.detailsTree.empty(),
-      dataBlockSize: opts.dataBlockSize, metadataBlockSize: 8, metadataNrBlocks: md.metadataSm.nrBlocks,
-      compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
-    };
-    md.sb = sb;
-    md.committed = { ...sb };
-    if (!opts.deferCommit) md.commit();
+    const md = ThinMetadata.formatUncommitted(device, opts);
+    md.commit();
     return md;
+  }
+
+  /**
+   * Start a bulk load (restore) of a whole pool into `device`: formatted as with
+   * `format`, but nothing is written until the restorer's `finish()` commits.
+   */
+  static restore(device: BlockDevice, header: RestoreHeader, opts: OpenOptions = {}): MetadataRestorer {
+    const md = ThinMetadata.formatUncommitted(device, { ...opts, dataBlockSize: header.dataBlockSize, nrDataBlocks: header.nrDataBlocks });
+    if (!Number.isInteger(header.time) || header.time < 0 || header.time > MAX_TIME) {
+      throw new ThinError('E_RANGE', `pool time ${header.time} is outside 0..${MAX_TIME} (24 bits)`, { value: header.time });
+    }
+    md.sb.time = header.time;
+    md.sb.transactionId = checkedInt(header.transactionId, 'transaction id');
+    return new MetadataRestorer(md, {
+      builder: () => new BTreeBuilder(md.tm, md.mappingValue),
+      incData: (b) => md.requireDataSm().inc(b),
+      adopt: (id, root, details) => md.adoptDevice(id, root, details),
+    });
   }
 
   /** Open existing metadata. Throws E_CORRUPT for an unformatted (all-zero) or foreign device. */
@@ -138,7 +151,7 @@ export class ThinMetadata {
       throw new ThinError('E_CORRUPT', `metadata device ${device.name} is unformatted (block 0 is all zeros)`, { block: 0, kind: 'superblock', file: device.name });
     }
     const live = unpackSuperblock(md.bm.read(0, superblockValidator));
-    checkSuperblock(live, device.name, md.readOnly);
+    checkOpenable(live, device.name, md.readOnly);
     md.committed = live;
     if (opts.metadataSnap) {
       const at = typeof opts.metadataSnap === 'number' ? opts.metadataSnap : live.heldRoot;
@@ -166,28 +179,54 @@ export class ThinMetadata {
 
   get dataBlockSize(): number { return this.sb.dataBlockSize; }
   get nrDataBlocks(): number { return this.dataSm ? this.dataSm.nrBlocks : this.sb.dataSmRoot?.nrBlocks ?? 0; }
+  /** Data blocks free now (blocks freed in this transaction count; they are allocatable after the commit). */
+  get nrFreeDataBlocks(): number { return this.dataSm ? this.dataSm.nrFree : this.spaceUsage().dataFree; }
   get time(): number { return this.sb.time; }
   get transactionId(): number { return this.sb.transactionId; }
   get heldRoot(): number { return this.sb.heldRoot; }
   get needsCheck(): boolean { return (this.sb.flags & SUPERBLOCK_FLAG_NEEDS_CHECK) !== 0; }
 
+  /** The open transaction's superblock (a copy). */
+  superblock(): Superblock {
+    return copySuperblock(this.sb);
+  }
+
+  /** The superblock as of the last commit (a copy): what is on disk now. */
+  committedSuperblock(): Superblock {
+    return copySuperblock(this.committed);
+  }
+
+  /**
+   * Size and use of both devices, now. A metadata-snapshot view has no space maps
+   * of its own: it reports the live pool's as of the last commit.
+   */
+  spaceUsage(): SpaceUsage {
+    const d = this.dataSm ?? this.committed.dataSmRoot;
+    const m = this.metadataSm ?? this.committed.metadataSmRoot;
+    const dataBlocks = d?.nrBlocks ?? 0;
+    const dataUsed = d?.nrAllocated ?? 0;
+    const metadataBlocks = m?.nrBlocks ?? 0;
+    const metadataUsed = m?.nrAllocated ?? 0;
+    return { dataBlocks, dataUsed, dataFree: dataBlocks - dataUsed, metadataBlocks, metadataUsed, metadataFree: metadataBlocks - metadataUsed };
+  }
+
+  /** The reference count of data block `block` (mappings in distinct leaves, plus unmapped allocations). */
+  dataRefCount(block: number): number {
+    return this.requireDataSm().count(block);
+  }
+
   /** Device ids in ascending order. */
   devices(): number[] {
-    return [...this.states.keys()].sort((a, b) => a - b);
+    return this.devices_.ids();
   }
 
   hasDevice(id: number): boolean {
-    return this.states.has(id);
+    return this.devices_.has(id);
   }
 
   /** Details of `id`; E_NO_DEVICE if it does not exist. */
   deviceDetails(id: number): DeviceDetails {
-    return { ...this.state(id).details };
-  }
-
-  /** Root of `id`'s mapping subtree. */
-  deviceRoot(id: number): number {
-    return this.rootOf(id, this.state(id));
+    return { ...this.devices_.get(id).details };
   }
 
   lookup(id: number, vblock: number): BlockTime | undefined {
@@ -221,36 +260,32 @@ export class ThinMetadata {
 
   createThin(id: number): void {
     this.assertWritable();
-    checkDeviceId(id);
-    if (this.states.has(id)) throw deviceExists(id);
+    this.devices_.checkNew(id);
     const root = this.mappingTree.empty();
     this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
-    this.setDetails(id, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
+    this.devices_.setDetails(id, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
   }
 
-  createSnap(id: number, origin: number): void {
+  createSnap(id: number, originId: number): void {
     this.assertWritable();
-    checkDeviceId(id);
-    if (this.states.has(id)) throw deviceExists(id);
-    const originDetails = this.deviceDetails(origin);
+    this.devices_.checkNew(id);
+    const originDetails = this.deviceDetails(originId);
     if (this.sb.time >= MAX_TIME) {
       throw new ThinError('E_RANGE', `pool time ${this.sb.time} has reached the 24-bit limit; no more snapshots can be taken`, { device: id });
     }
-    const root = this.deviceRoot(origin);
+    const root = this.deviceRoot(originId);
     this.tm.inc(root);
     this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
     this.sb.time++;
-    this.setDetails(origin, { ...originDetails, snapshottedTime: this.sb.time });
-    this.setDetails(id, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
+    this.devices_.setDetails(originId, { ...originDetails, snapshottedTime: this.sb.time });
+    this.devices_.setDetails(id, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
   }
 
   deleteDevice(id: number): void {
     this.assertWritable();
-    if (!this.states.has(id)) throw noDevice(id);
+    if (!this.devices_.has(id)) throw noDevice(id);
     this.sb.dataMappingRoot = this.mapping.removeSubtree(this.sb.dataMappingRoot, [id]).root;
-    this.states.delete(id);
-    this.changedDetails.delete(id);
-    this.deletedDetails.add(id);
+    this.devices_.delete(id);
   }
 
   setTransactionId(current: number, next: number): void {
@@ -260,27 +295,6 @@ export class ThinMetadata {
     }
     if (!Number.isSafeInteger(next) || next < 0) throw new ThinError('E_INVALID', `transaction id ${next} must be a whole number >= 0`);
     this.sb.transactionId = next;
-  }
-
-  /**
-   * Install a device whose mapping subtree was built in bulk (restore). The root
-   * and the data blocks it maps already carry their references.
-   */
-  adoptDevice(id: number, root: number, details: DeviceDetails): void {
-    this.assertWritable();
-    checkDeviceId(id);
-    if (this.states.has(id)) throw deviceExists(id);
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
-    this.setDetails(id, details, root);
-  }
-
-  /** Set the pool time (restore); mappings made from now on carry it. */
-  setTime(time: number): void {
-    this.assertWritable();
-    if (!Number.isInteger(time) || time < 0 || time > MAX_TIME) {
-      throw new ThinError('E_RANGE', `pool time ${time} is outside 0..${MAX_TIME} (24 bits)`, { value: time });
-    }
-    this.sb.time = time;
   }
 
   // ---------------------------------------------------------------- mappings
@@ -303,7 +317,7 @@ export class ThinMetadata {
    */
   insertMapping(id: number, vblock: number, block: number): void {
     this.assertWritable();
-    const st = this.state(id);
+    const st = this.devices_.get(id);
     if (!(block >= 0 && block < this.nrDataBlocks)) {
       throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: id, block });
     }
@@ -315,29 +329,29 @@ export class ThinMetadata {
     const root = this.mappingTree.insert(oldRoot, vblock, bt);
     if (root !== oldRoot) this.relinkRoot(id, st, root);
     // Details live in memory until commit; update in place (no object per mapping).
-    if (this.mappingTree.lastInsertAdded) this.countMapped(id, st, 1);
+    if (this.mappingTree.lastInsertAdded) this.devices_.countMapped(id, st, 1);
   }
 
   /** Unmap `vblock` of `id`; returns the old mapping, or undefined if none. */
   removeMapping(id: number, vblock: number): BlockTime | undefined {
     this.assertWritable();
-    const st = this.state(id);
+    const st = this.devices_.get(id);
     if (this.mappingTree.lookup(this.rootOf(id, st), vblock) === undefined) return undefined;
     const oldRoot = this.prepareTopLevel(id, st);
     const r = this.mappingTree.remove(oldRoot, vblock);
     if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
-    this.countMapped(id, st, -1);
+    this.devices_.countMapped(id, st, -1);
     return r.value;
   }
 
   /** Unmap every block of `id` in [from, to); returns how many were mapped. */
   removeRange(id: number, from: number, to: number): number {
     this.assertWritable();
-    const st = this.state(id);
+    const st = this.devices_.get(id);
     const oldRoot = this.prepareTopLevel(id, st);
     const r = this.mappingTree.removeRange(oldRoot, from, to);
     if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
-    if (r.removed) this.countMapped(id, st, -r.removed);
+    if (r.removed) this.devices_.countMapped(id, st, -r.removed);
     return r.removed;
   }
 
@@ -372,7 +386,8 @@ export class ThinMetadata {
 
   // ---------------------------------------------------------------- sizes
 
-  resizeData(nrBlocks: number): void {
+  /** Grow the data space map to `nrBlocks` (the caller grew the data device). */
+  growData(nrBlocks: number): void {
     this.assertWritable();
     const sm = this.requireDataSm();
     if (nrBlocks < sm.nrBlocks) {
@@ -381,38 +396,30 @@ export class ThinMetadata {
     sm.extend(nrBlocks);
   }
 
-  /** Grow the metadata space map to the device's current size (the caller grew the device). */
-  resizeMetadata(): void {
+  /** Grow the metadata device to `bytes` (whole 4 KiB blocks) and its space map with it. */
+  growMetadata(bytes: number): void {
     this.assertWritable();
     const sm = this.requireMetadataSm();
-    const n = this.bm.nrBlocks;
-    if (n < sm.nrBlocks) {
-      throw new ThinError('E_UNSUPPORTED', `cannot shrink the metadata device from ${sm.nrBlocks} to ${n} blocks`, { from: sm.nrBlocks, to: n });
+    const blocks = Math.floor(checkedInt(bytes, 'metadata size') / METADATA_BLOCK_SIZE);
+    const now = this.bm.nrBlocks;
+    if (blocks < now) {
+      throw new ThinError('E_UNSUPPORTED', `cannot shrink the metadata device from ${now * METADATA_BLOCK_SIZE} to ${bytes} bytes`, { from: now, to: blocks });
     }
-    sm.extend(n);
+    this.bm.device.grow(blocks * METADATA_BLOCK_SIZE);
+    sm.extend(this.bm.nrBlocks);
   }
 
   // ---------------------------------------------------------------- transactions
 
   commit(): void {
     this.assertWritable();
-    for (const id of [...this.deletedDetails].sort((a, b) => a - b)) {
-      if (!this.states.has(id)) this.sb.deviceDetailsRoot = this.detailsTree.remove(this.sb.deviceDetailsRoot, id).root;
-    }
-    for (const id of [...this.changedDetails].sort((a, b) => a - b)) {
-      this.sb.deviceDetailsRoot = this.detailsTree.insert(this.sb.deviceDetailsRoot, id, this.states.get(id)!.details);
-    }
+    this.sb.deviceDetailsRoot = this.devices_.flush(this.detailsTree, this.sb.deviceDetailsRoot);
     this.sb.dataSmRoot = this.requireDataSm().commit();
     this.sb.metadataSmRoot = this.requireMetadataSm().commit();
     this.tm.commit(packSuperblock(this.sb), superblockValidator);
     this.dataSm!.markCommitted();
     this.metadataSm!.markCommitted();
-    this.changedDetails.clear();
-    this.deletedDetails.clear();
-    for (const st of this.states.values()) {
-      st.changed = false;
-      st.prepared = false;
-    }
+    this.devices_.committed();
     this.committed = { ...this.sb };
   }
 
@@ -421,15 +428,13 @@ export class ThinMetadata {
     this.tm.abort();
     this.bm.dropCache();
     this.sb = { ...this.committed };
-    this.changedDetails.clear();
-    this.deletedDetails.clear();
     this.loadSpaceMaps();
     this.loadDetails();
   }
 
   /** Does the open transaction hold changes? */
   get dirty(): boolean {
-    return this.tm.dirtyCount > 0 || this.changedDetails.size > 0 || this.deletedDetails.size > 0 ||
+    return this.tm.dirtyCount > 0 || this.devices_.dirty ||
       this.sb.transactionId !== this.committed.transactionId || this.sb.heldRoot !== this.committed.heldRoot;
   }
 
@@ -452,11 +457,42 @@ export class ThinMetadata {
 
   // ---------------------------------------------------------------- internals
 
-  /** The state of `id`; E_NO_DEVICE if it does not exist. */
-  private state(id: number): DeviceState {
-    const st = this.states.get(id);
-    if (st === undefined) throw noDevice(id);
-    return st;
+  /** A new pool in memory: nothing is written until the first commit. */
+  private static formatUncommitted(device: BlockDevice, opts: FormatOptions): ThinMetadata {
+    checkDataBlockSize(opts.dataBlockSize);
+    const nrBlocks = Math.floor(device.size() / METADATA_BLOCK_SIZE);
+    if (nrBlocks < MIN_METADATA_BLOCKS) {
+      throw new ThinError('E_TOO_SMALL', `metadata device ${device.name} has ${nrBlocks} blocks of 4 KiB; thinsim needs at least ${MIN_METADATA_BLOCKS} (64 KiB)`, { file: device.name });
+    }
+    const md = new ThinMetadata(device, opts);
+    md.metadataSm = MetadataSpaceMap.format(md.tm, nrBlocks);
+    md.dataSm = DataSpaceMap.format(md.tm, opts.nrDataBlocks);
+    const sb: Superblock = {
+      flags: 0, blocknr: 0, uuid: new Uint8Array(16), magic: THIN_MAGIC, version: THIN_VERSION, time: 0, transactionId: 0,
+      heldRoot: 0, dataSmRoot: undefined, metadataSmRoot: undefined,
+      dataMappingRoot: md.mapping.empty(), deviceDetailsRoot: md.detailsTree.empty(),
+      dataBlockSize: opts.dataBlockSize, metadataBlockSize: 8, metadataNrBlocks: md.metadataSm.nrBlocks,
+      compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
+    };
+    md.sb = sb;
+    md.committed = { ...sb };
+    return md;
+  }
+
+  /** Root of `id`'s mapping subtree. */
+  private deviceRoot(id: number): number {
+    return this.rootOf(id, this.devices_.get(id));
+  }
+
+  /**
+   * Install a device whose mapping subtree was built in bulk (restore). The root
+   * and the data blocks it maps already carry their references.
+   */
+  private adoptDevice(id: number, root: number, details: DeviceDetails): void {
+    this.assertWritable();
+    this.devices_.checkNew(id);
+    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
+    this.devices_.setDetails(id, details, root);
   }
 
   /** Root of `id`'s mapping subtree, looked up in the top level once and then cached. */
@@ -491,28 +527,6 @@ export class ThinMetadata {
     st.root = root;
   }
 
-  private countMapped(id: number, st: DeviceState, by: number): void {
-    st.details.mappedBlocks += by;
-    if (!st.changed) {
-      st.changed = true;
-      this.changedDetails.add(id);
-    }
-  }
-
-  /** New details for `id` (a new device when `root` is given: its subtree root). */
-  private setDetails(id: number, d: DeviceDetails, root?: number): void {
-    let st = this.states.get(id);
-    if (st === undefined) {
-      st = { details: d, root, prepared: false, changed: false };
-      this.states.set(id, st);
-    } else {
-      st.details = d;
-      if (root !== undefined) st.root = root;
-    }
-    st.changed = true;
-    this.changedDetails.add(id);
-  }
-
   private loadSpaceMaps(): void {
     const { metadataSmRoot, dataSmRoot } = this.committed;
     if (!metadataSmRoot || !dataSmRoot) {
@@ -526,8 +540,7 @@ export class ThinMetadata {
   }
 
   private loadDetails(): void {
-    this.states.clear();
-    for (const [id, d] of this.detailsTree.entries(this.sb.deviceDetailsRoot)) this.states.set(id, { details: d, root: undefined, prepared: false, changed: false });
+    this.devices_.load(this.detailsTree.entries(this.sb.deviceDetailsRoot));
   }
 
   private requireDataSm(): DataSpaceMap {
@@ -543,42 +556,4 @@ export class ThinMetadata {
   private assertWritable(): void {
     if (this.readOnly) throw new ThinError('E_READ_ONLY', `metadata ${this.bm.device.name} is open read-only`, { file: this.bm.device.name });
   }
-}
-
-/** What ThinMetadata keeps per device between commits. */
-interface DeviceState {
-  /** Details as of now (written to the details tree at commit when `changed`). */
-  details: DeviceDetails;
-  /** Root of the device's mapping subtree, once looked up (or made). */
-  root: number | undefined;
-  /** The top-level path to the subtree was shadowed in this transaction. */
-  prepared: boolean;
-  /** The details differ from the committed ones (the device is in changedDetails). */
-  changed: boolean;
-}
-
-function checkSuperblock(sb: Superblock, name: string, readOnly: boolean): void {
-  if (sb.incompatFlags !== 0) {
-    throw new ThinError('E_UNSUPPORTED', `metadata ${name} has unknown incompat flags 0x${sb.incompatFlags.toString(16)}; thinsim cannot read it`, { file: name });
-  }
-  if (sb.compatRoFlags !== 0 && !readOnly) {
-    throw new ThinError('E_READ_ONLY', `metadata ${name} has unknown compat_ro flags 0x${sb.compatRoFlags.toString(16)}; open it read-only`, { file: name });
-  }
-  if (sb.metadataBlockSize !== 8) {
-    throw new ThinError('E_CORRUPT', `superblock metadata_block_size is ${sb.metadataBlockSize} sectors; dm-thin uses 8`, { block: 0, kind: 'superblock' });
-  }
-}
-
-function checkDeviceId(id: number): void {
-  if (!Number.isInteger(id) || id < 0 || id > MAX_DEVICE_ID) {
-    throw new ThinError('E_INVALID', `thin device id ${id} is outside 0..${MAX_DEVICE_ID} (24 bits)`, { device: id });
-  }
-}
-
-function noDevice(id: number): ThinError {
-  return new ThinError('E_NO_DEVICE', `thin device ${id} does not exist`, { device: id });
-}
-
-function deviceExists(id: number): ThinError {
-  return new ThinError('E_DEVICE_EXISTS', `thin device ${id} already exists`, { device: id });
 }

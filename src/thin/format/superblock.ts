@@ -103,3 +103,30 @@ export function isUnformatted(block0: Uint8Array): boolean {
   for (let i = 0; i < block0.length; i++) if (block0[i] !== 0) return false;
   return true;
 }
+
+/** A deep copy (the uuid and space-map roots are not shared with `sb`). */
+export function copySuperblock(sb: Superblock): Superblock {
+  return {
+    ...sb,
+    uuid: Uint8Array.from(sb.uuid),
+    dataSmRoot: sb.dataSmRoot && { ...sb.dataSmRoot },
+    metadataSmRoot: sb.metadataSmRoot && { ...sb.metadataSmRoot },
+  };
+}
+
+/**
+ * Refuse a superblock thinsim must not open as asked: unknown incompatible features
+ * (E_UNSUPPORTED), unknown compat_ro features unless read-only (E_READ_ONLY), a
+ * metadata block size other than 4 KiB (E_CORRUPT).
+ */
+export function checkOpenable(sb: Superblock, name: string, readOnly: boolean): void {
+  if (sb.incompatFlags !== 0) {
+    throw new ThinError('E_UNSUPPORTED', `metadata ${name} has unknown incompat flags 0x${sb.incompatFlags.toString(16)}; thinsim cannot read it`, { file: name });
+  }
+  if (sb.compatRoFlags !== 0 && !readOnly) {
+    throw new ThinError('E_READ_ONLY', `metadata ${name} has unknown compat_ro flags 0x${sb.compatRoFlags.toString(16)}; open it read-only`, { file: name });
+  }
+  if (sb.metadataBlockSize !== 8) {
+    throw new ThinError('E_CORRUPT', `superblock metadata_block_size is ${sb.metadataBlockSize} sectors; dm-thin uses 8`, { block: 0, kind: 'superblock' });
+  }
+}
