@@ -27,19 +27,19 @@ import type { BlockDevice } from '../io/block-device';
 import { BlockManager } from '../pdata/block-manager';
 import { BTree, LeafView } from '../pdata/btree/btree';
 import { BTreeBuilder } from '../pdata/btree/builder';
-import { MultiLevelBTree } from '../pdata/btree/multi-level';
 import type { ValueType } from '../pdata/btree/value-type';
 import { DataSpaceMap } from '../pdata/space-map/data-space-map';
 import { MetadataSpaceMap } from '../pdata/space-map/metadata-space-map';
 import { TransactionManager } from '../pdata/transaction-manager';
 import { checkDataBlockSize, checkedInt, METADATA_BLOCK_SIZE } from '../units';
-import { DeviceState, DeviceTable, MAX_DEVICE_ID, noDevice } from './device-table';
+import { DeviceTable, MAX_DEVICE_ID, noDevice } from './device-table';
 import { BLOCK_TIME_SIZE, BlockTime, MAX_TIME, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
 import { DeviceDetails, deviceDetailsValue } from './format/device-details';
 import {
   checkOpenable, copySuperblock, isUnformatted, packSuperblock, snapshotSuperblockValidator, Superblock,
   superblockValidator, SUPERBLOCK_FLAG_NEEDS_CHECK, THIN_MAGIC, THIN_VERSION, unpackSuperblock,
 } from './format/superblock';
+import { MappingTree } from './mapping-tree';
 import { MetadataRestorer, RestoreHeader } from './restorer';
 
 export { MAX_DEVICE_ID };
@@ -85,12 +85,9 @@ export class ThinMetadata {
   private metadataSm: MetadataSpaceMap | undefined;
   private dataSm: DataSpaceMap | undefined;
   private readonly devices_ = new DeviceTable();
-  private readonly scratch: BlockTime = { block: 0, time: 0 };
   /** The two-level mapping tree: device id -> subtree root; virtual block -> block_time. */
-  private readonly mapping: MultiLevelBTree<BlockTime>;
-  /** Its bottom level, counting data references. */
-  private readonly mappingTree: BTree<BlockTime>;
-  /** The bottom level's value type (data block references in the data space map). */
+  private readonly mappings_: MappingTree;
+  /** The bottom level's value type (data block references in the data space map).*/
   private readonly mappingValue: ValueType<BlockTime>;
   private readonly detailsTree: BTree<DeviceDetails>;
 
@@ -110,8 +107,10 @@ export class ThinMetadata {
       equal: (a, b) => a.block === b.block && a.time === b.time,
     };
     this.mappingValue = dataValue;
-    this.mapping = new MultiLevelBTree(this.tm, 2, dataValue);
-    this.mappingTree = this.mapping.leafTree;
+    this.mappings_ = new MappingTree(this.tm, dataValue, this.devices_, {
+      get: () => this.sb.dataMappingRoot,
+      set: (root) => { this.sb.dataMappingRoot = root; },
+    });
     this.detailsTree = new BTree(this.tm, deviceDetailsValue);
   }
 
@@ -230,12 +229,12 @@ export class ThinMetadata {
   }
 
   lookup(id: number, vblock: number): BlockTime | undefined {
-    return this.mappingTree.lookup(this.deviceRoot(id), vblock);
+    return this.mappings_.lookup(id, vblock);
   }
 
   /** Mappings of `id` in ascending virtual block order, optionally within [from, to). */
   *mappings(id: number, from?: number, to?: number): Generator<[number, BlockTime]> {
-    yield* this.mappingTree.entries(this.deviceRoot(id), from, to);
+    yield* this.mappings_.entries(id, from, to);
   }
 
   /**
@@ -244,11 +243,11 @@ export class ThinMetadata {
    * readers). The view is reused per leaf; do not change the pool while iterating.
    */
   mappingLeaves(id: number): Generator<LeafView> {
-    return this.mappingTree.leaves(this.deviceRoot(id));
+    return this.mappings_.leaves(id);
   }
 
   highestMapped(id: number): number | undefined {
-    return this.mappingTree.highestKey(this.deviceRoot(id));
+    return this.mappings_.highestKey(id);
   }
 
   /** Is the mapping shared with a snapshot? (kernel rule: mapped before the device's last snapshot) */
@@ -261,8 +260,7 @@ export class ThinMetadata {
   createThin(id: number): void {
     this.assertWritable();
     this.devices_.checkNew(id);
-    const root = this.mappingTree.empty();
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
+    const root = this.mappings_.createSubtree(id);
     this.devices_.setDetails(id, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
   }
 
@@ -273,9 +271,7 @@ export class ThinMetadata {
     if (this.sb.time >= MAX_TIME) {
       throw new ThinError('E_RANGE', `pool time ${this.sb.time} has reached the 24-bit limit; no more snapshots can be taken`, { device: id });
     }
-    const root = this.deviceRoot(originId);
-    this.tm.inc(root);
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
+    const root = this.mappings_.share(id, originId);
     this.sb.time++;
     this.devices_.setDetails(originId, { ...originDetails, snapshottedTime: this.sb.time });
     this.devices_.setDetails(id, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
@@ -284,7 +280,7 @@ export class ThinMetadata {
   deleteDevice(id: number): void {
     this.assertWritable();
     if (!this.devices_.has(id)) throw noDevice(id);
-    this.sb.dataMappingRoot = this.mapping.removeSubtree(this.sb.dataMappingRoot, [id]).root;
+    this.mappings_.removeSubtree(id);
     this.devices_.delete(id);
   }
 
@@ -317,42 +313,23 @@ export class ThinMetadata {
    */
   insertMapping(id: number, vblock: number, block: number): void {
     this.assertWritable();
-    const st = this.devices_.get(id);
     if (!(block >= 0 && block < this.nrDataBlocks)) {
+      this.devices_.get(id); // an unknown device is E_NO_DEVICE before a bad block is E_RANGE
       throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: id, block });
     }
-    const oldRoot = this.prepareTopLevel(id, st);
-    // One reused value object: insert packs it at once and keeps no reference to it.
-    const bt = this.scratch;
-    bt.block = block;
-    bt.time = this.sb.time;
-    const root = this.mappingTree.insert(oldRoot, vblock, bt);
-    if (root !== oldRoot) this.relinkRoot(id, st, root);
-    // Details live in memory until commit; update in place (no object per mapping).
-    if (this.mappingTree.lastInsertAdded) this.devices_.countMapped(id, st, 1);
+    this.mappings_.insert(id, vblock, block, this.sb.time);
   }
 
   /** Unmap `vblock` of `id`; returns the old mapping, or undefined if none. */
   removeMapping(id: number, vblock: number): BlockTime | undefined {
     this.assertWritable();
-    const st = this.devices_.get(id);
-    if (this.mappingTree.lookup(this.rootOf(id, st), vblock) === undefined) return undefined;
-    const oldRoot = this.prepareTopLevel(id, st);
-    const r = this.mappingTree.remove(oldRoot, vblock);
-    if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
-    this.devices_.countMapped(id, st, -1);
-    return r.value;
+    return this.mappings_.remove(id, vblock);
   }
 
   /** Unmap every block of `id` in [from, to); returns how many were mapped. */
   removeRange(id: number, from: number, to: number): number {
     this.assertWritable();
-    const st = this.devices_.get(id);
-    const oldRoot = this.prepareTopLevel(id, st);
-    const r = this.mappingTree.removeRange(oldRoot, from, to);
-    if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
-    if (r.removed) this.devices_.countMapped(id, st, -r.removed);
-    return r.removed;
+    return this.mappings_.removeRange(id, from, to);
   }
 
   // ---------------------------------------------------------------- metadata snapshot
@@ -379,7 +356,7 @@ export class ThinMetadata {
     if (!at) throw new ThinError('E_NO_METADATA_SNAP', 'no metadata snapshot is held', {});
     const snap = unpackSuperblock(this.tm.read(at, snapshotSuperblockValidator));
     this.sb.heldRoot = 0;
-    this.mapping.del(snap.dataMappingRoot);
+    this.mappings_.del(snap.dataMappingRoot);
     this.detailsTree.del(snap.deviceDetailsRoot);
     this.tm.dec(at);
   }
@@ -470,18 +447,13 @@ export class ThinMetadata {
     const sb: Superblock = {
       flags: 0, blocknr: 0, uuid: new Uint8Array(16), magic: THIN_MAGIC, version: THIN_VERSION, time: 0, transactionId: 0,
       heldRoot: 0, dataSmRoot: undefined, metadataSmRoot: undefined,
-      dataMappingRoot: md.mapping.empty(), deviceDetailsRoot: md.detailsTree.empty(),
+      dataMappingRoot: md.mappings_.empty(), deviceDetailsRoot: md.detailsTree.empty(),
       dataBlockSize: opts.dataBlockSize, metadataBlockSize: 8, metadataNrBlocks: md.metadataSm.nrBlocks,
       compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
     };
     md.sb = sb;
     md.committed = { ...sb };
     return md;
-  }
-
-  /** Root of `id`'s mapping subtree. */
-  private deviceRoot(id: number): number {
-    return this.rootOf(id, this.devices_.get(id));
   }
 
   /**
@@ -491,40 +463,8 @@ export class ThinMetadata {
   private adoptDevice(id: number, root: number, details: DeviceDetails): void {
     this.assertWritable();
     this.devices_.checkNew(id);
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [id], root);
+    this.mappings_.link(id, root);
     this.devices_.setDetails(id, details, root);
-  }
-
-  /** Root of `id`'s mapping subtree, looked up in the top level once and then cached. */
-  private rootOf(id: number, st: DeviceState): number {
-    if (st.root === undefined) {
-      const r = this.mapping.subtree(this.sb.dataMappingRoot, [id]);
-      if (r === undefined) throw new ThinError('E_CORRUPT', `thin device ${id} has details but no mapping tree`, { device: id });
-      st.root = r;
-    }
-    return st.root;
-  }
-
-  /**
-   * Shadow the top-level path to `id` before touching its subtree, as the kernel's
-   * multi-level btree does (top-down). When a held metadata snapshot shares the
-   * top-level nodes, shadowing them increments the subtree roots they point to, so
-   * the bottom level then sees its root as shared and increments the data blocks of
-   * any leaf it copies. Done once per device per transaction. Returns the root.
-   */
-  private prepareTopLevel(id: number, st: DeviceState): number {
-    const root = this.rootOf(id, st);
-    if (!st.prepared) {
-      this.sb.dataMappingRoot = this.mapping.shadowPath(this.sb.dataMappingRoot, [id])!.root;
-      st.prepared = true;
-    }
-    return root;
-  }
-
-  /** Link `id`'s new subtree root; the bottom level already shadowed (and decremented) the old one. */
-  private relinkRoot(id: number, st: DeviceState, root: number): void {
-    this.sb.dataMappingRoot = this.mapping.relink(this.sb.dataMappingRoot, [id], root);
-    st.root = root;
   }
 
   private loadSpaceMaps(): void {
