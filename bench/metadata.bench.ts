@@ -20,7 +20,7 @@
  *    Extra rows, no target: thinsim's own XML restore (restoreFile, the bulk-building path)
  *    against thin_restore on the same XML file.
  * 3. Metadata blocks in use for the same mappings: within 10 % of thin_restore. Ours:
- *    `md.metadataSm.nrAllocated` after the commit; theirs: counted from the restored file's
+ *    `md.spaceUsage().metadataUsed` after the commit; theirs: counted from the restored file's
  *    metadata space-map bitmaps (superblock 0xC0: nr_blocks, nr_allocated, index block), because
  *    thin_restore 0.9.0's superblock nr_allocated counts one freed scratch block too (spec §11.7
  *    item 2). Both numbers are saved. The table shows mappings per metadata block (higher is
@@ -256,10 +256,10 @@ function insertOurs(file: string, variant: Variant): OursResult {
   }
   md.commit();
   const time = stop();
-  if (md.deviceDetails(0).mappedBlocks !== N || md.dataSm!.nrAllocated !== N) {
-    throw new Error(`thinsim ${variant}: ${md.deviceDetails(0).mappedBlocks} mapped, ${md.dataSm!.nrAllocated} data blocks allocated; expected ${N}`);
+  if (md.deviceDetails(0).mappedBlocks !== N || md.spaceUsage().dataUsed !== N) {
+    throw new Error(`thinsim ${variant}: ${md.deviceDetails(0).mappedBlocks} mapped, ${md.spaceUsage().dataUsed} data blocks allocated; expected ${N}`);
   }
-  return { time, nrAllocated: md.metadataSm!.nrAllocated, md };
+  return { time, nrAllocated: md.spaceUsage().metadataUsed, md };
 }
 
 function restoreTheirs(tools: Tools, xml: string, file: string): Timing {
@@ -589,7 +589,7 @@ export async function runMetadataBench(): Promise<BenchRow[]> {
       });
       space[v] = { thinsim: { nrAllocated: bl.thinsim, file: bl.thinsimFile, thinCheck: bl.thinCheck }, baselines: spaceVs };
       if (bl.thinsimFile && bl.thinsimFile.bitmapAllocated !== bl.thinsim) {
-        console.log(`metadata: WARNING ${v}: md.metadataSm.nrAllocated ${bl.thinsim} but the file's bitmaps hold ${bl.thinsimFile.bitmapAllocated}`);
+        console.log(`metadata: WARNING ${v}: md.spaceUsage().metadataUsed ${bl.thinsim} but the file's bitmaps hold ${bl.thinsimFile.bitmapAllocated}`);
       }
       bases.forEach((b, i) => {
         const t = bl.theirs[i];

@@ -22,8 +22,8 @@ export { checkMetadata } from './thin/check';
 export type { CheckReport, Finding } from './thin/check';
 export { dumpMetadata, mappingRuns } from './thin/dump';
 export { restoreFile, RestoreSink } from './thin/restore';
-export { lsDevices } from './thin/ls';
-export { deltaDevices } from './thin/delta';
+export { lsDevices } from './thin/device-usage';
+export { deltaDevices } from './thin/device-delta';
 export { readXml, parseXml } from './thin/xml/reader';
 export { XmlWriter, JsonWriter, HumanReadableWriter } from './thin/xml/writer';
 

@@ -25,7 +25,7 @@ const SUFFIX: Record<string, number> = {
 };
 
 /** Throw E_RANGE unless n is a non-negative safe integer. Returns n. */
-function checkedInt(n: number, what: string): number {
+export function checkedInt(n: number, what: string): number {
   if (!Number.isSafeInteger(n) || n < 0) {
     throw new ThinError('E_RANGE', `${what} must be a whole number from 0 to 2^53-1, got ${n}`, { value: n });
   }

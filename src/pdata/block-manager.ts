@@ -19,6 +19,7 @@ import { ThinError } from '../errors';
 import { hot } from '../hot';
 import type { BlockDevice } from '../io/block-device';
 import { METADATA_BLOCK_SIZE } from '../units';
+import { getU32, getU64Unchecked, setU32, setU64 } from './layout';
 
 export const BLOCK_SIZE = METADATA_BLOCK_SIZE;
 
@@ -31,11 +32,9 @@ export interface Validator {
   prepare(data: Uint8Array, b: number): void;
 }
 
-/** Read the u64 LE `blocknr` stored at offset 8 of every dm-thin metadata block. */
-export function storedBlocknr(data: Uint8Array): number {
-  const dv = new DataView(data.buffer, data.byteOffset, 16);
-  return dv.getUint32(8, true) + dv.getUint32(12, true) * 2 ** 32;
-}
+/** Offsets every dm-thin metadata block shares: its checksum and its own location. */
+export const BLOCK_CSUM = 0;
+export const BLOCK_BLOCKNR = 8;
 
 export function blockChecksum(data: Uint8Array, salt: number): number {
   return hot.blockChecksum(data, salt);
@@ -50,25 +49,23 @@ export function saltedValidator(name: string, salt: number, extra?: (data: Uint8
   return {
     name,
     check(data, b) {
-      const dv = new DataView(data.buffer, data.byteOffset, BLOCK_SIZE);
-      const stored = dv.getUint32(0, true);
+      const stored = getU32(data, BLOCK_CSUM);
       const want = blockChecksum(data, salt);
       if (stored !== want) {
         throw new ThinError('E_CHECKSUM', `bad checksum in ${name} (block ${b}): stored ${stored}, computed ${want}`, { block: b, kind: name });
       }
       if (checkBlocknr) {
-        const nr = storedBlocknr(data);
-        if (nr !== b) {
+        // Unchecked: a blocknr beyond 2^53 cannot equal b, and is reported exactly below.
+        if (getU64Unchecked(data, BLOCK_BLOCKNR) !== b) {
+          const nr = (BigInt(getU32(data, BLOCK_BLOCKNR + 4)) << 32n) | BigInt(getU32(data, BLOCK_BLOCKNR));
           throw new ThinError('E_CORRUPT', `bad block nr in ${name} (block ${b}): it says it is block ${nr}`, { block: b, kind: name });
         }
       }
       if (extra) extra(data, b);
     },
     prepare(data, b) {
-      const dv = new DataView(data.buffer, data.byteOffset, BLOCK_SIZE);
-      dv.setUint32(8, b % 2 ** 32, true);
-      dv.setUint32(12, Math.floor(b / 2 ** 32), true);
-      dv.setUint32(0, blockChecksum(data, salt), true);
+      setU64(data, BLOCK_BLOCKNR, b, 'blocknr');
+      setU32(data, BLOCK_CSUM, blockChecksum(data, salt));
     },
   };
 }
@@ -84,7 +81,7 @@ interface CacheEntry {
 }
 
 export class BlockManager {
-  readonly dev: BlockDevice;
+  readonly device: BlockDevice;
   /** Map order is age order: the first key is the eviction candidate. */
   private readonly cache = new Map<number, CacheEntry>();
   private readonly cacheBlocks: number;
@@ -92,17 +89,17 @@ export class BlockManager {
   reads = 0;
   writes = 0;
 
-  constructor(dev: BlockDevice, opts: BlockManagerOptions = {}) {
-    this.dev = dev;
+  constructor(device: BlockDevice, opts: BlockManagerOptions = {}) {
+    this.device = device;
     this.cacheBlocks = Math.max(16, opts.cacheBlocks ?? 16384);
   }
 
   get nrBlocks(): number {
-    return Math.floor(this.dev.size() / BLOCK_SIZE);
+    return Math.floor(this.device.size() / BLOCK_SIZE);
   }
 
   get readOnly(): boolean {
-    return this.dev.readOnly;
+    return this.device.readOnly;
   }
 
   read(b: number, v: Validator): Uint8Array {
@@ -130,7 +127,7 @@ export class BlockManager {
       throw new ThinError('E_CORRUPT', `block ${b} is outside the metadata device (${this.nrBlocks} blocks)`, { block: b });
     }
     const data = new Uint8Array(BLOCK_SIZE);
-    this.dev.read(data, b * BLOCK_SIZE);
+    this.device.read(data, b * BLOCK_SIZE);
     this.reads++;
     return data;
   }
@@ -141,7 +138,7 @@ export class BlockManager {
       throw new ThinError('E_CORRUPT', `write to block ${b} outside the metadata device (${this.nrBlocks} blocks)`, { block: b });
     }
     v.prepare(data, b);
-    this.dev.write(data, b * BLOCK_SIZE);
+    this.device.write(data, b * BLOCK_SIZE);
     this.writes++;
     this.cache.delete(b);
     this.remember(b, data);
@@ -162,7 +159,7 @@ export class BlockManager {
       v.prepare(data, start + i);
       return data;
     });
-    this.dev.writev(bufs, start * BLOCK_SIZE);
+    this.device.writev(bufs, start * BLOCK_SIZE);
     this.writes += blocks.length;
     blocks.forEach(({ data }, i) => {
       this.cache.delete(start + i);
@@ -180,7 +177,7 @@ export class BlockManager {
   }
 
   sync(): void {
-    this.dev.sync();
+    this.device.sync();
   }
 
   private remember(b: number, data: Uint8Array): void {

@@ -15,6 +15,11 @@
  * - `commit(superblock)` writes every dirty block, syncs, writes block 0 last and
  *   syncs again. The superblock write is the commit point.
  * - Dirty blocks live in memory until commit; reads see them.
+ * - The metadata space map is injected once (constructor or `bindSpaceMap`); the
+ *   metadata space map binds itself when it is formatted or opened for writing,
+ *   because it allocates its own blocks through this transaction manager. Without
+ *   one, the transaction manager only reads: anything that would change a count
+ *   throws E_READ_ONLY.
  */
 import { ThinError } from '../errors';
 import { BlockManager, BLOCK_SIZE, Validator } from './block-manager';
@@ -51,9 +56,21 @@ interface Dirty {
   v: Validator;
 }
 
+/** The allocator of a transaction manager that only reads. */
+const READ_ONLY: MetadataAllocator = {
+  count: readOnly,
+  inc: readOnly,
+  dec: readOnly,
+  allocate: readOnly,
+};
+
+function readOnly(): never {
+  throw new ThinError('E_READ_ONLY', 'metadata is read-only: no metadata space map is bound to the transaction manager');
+}
+
 export class TransactionManager {
   readonly bm: BlockManager;
-  sm: MetadataAllocator;
+  private sm: MetadataAllocator = READ_ONLY;
   private readonly dirty = new Map<number, Dirty>();
   /**
    * Bumped by every call that may change a block's place or count (new, shadow,
@@ -64,8 +81,14 @@ export class TransactionManager {
   private slab = new Uint8Array(0);
   private slabUsed = SLAB_BLOCKS;
 
-  constructor(bm: BlockManager, sm: MetadataAllocator) {
+  constructor(bm: BlockManager, sm?: MetadataAllocator) {
     this.bm = bm;
+    if (sm !== undefined) this.bindSpaceMap(sm);
+  }
+
+  /** Install the metadata space map; once per transaction manager. */
+  bindSpaceMap(sm: MetadataAllocator): void {
+    if (this.sm !== READ_ONLY) throw new ThinError('E_INVARIANT', 'the transaction manager already has a metadata space map');
     this.sm = sm;
   }
 
@@ -183,6 +206,6 @@ export class TransactionManager {
   }
 
   private assertWritable(): void {
-    if (this.bm.readOnly) throw new ThinError('E_READ_ONLY', `metadata device ${this.bm.dev.name} is open read-only`);
+    if (this.bm.readOnly) throw new ThinError('E_READ_ONLY', `metadata device ${this.bm.device.name} is open read-only`);
   }
 }

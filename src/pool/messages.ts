@@ -84,7 +84,7 @@ export class PoolMessages {
         throw new ThinError('E_UNSUPPORTED', `cannot shrink the data device from ${md.nrDataBlocks * chunkBytes} to ${opts.dataSize} bytes; dm-thin pools only grow`, { from: md.nrDataBlocks, to: blocks });
       }
       data.grow(blocks * chunkBytes);
-      md.resizeData(blocks);
+      md.growData(blocks);
     }
     if (opts.metadataSize !== undefined) md.growMetadata(opts.metadataSize);
     this.s.rearmLowWater();

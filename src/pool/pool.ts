@@ -29,11 +29,11 @@ import { ThinError } from '../errors';
 import { DataDevice } from '../io/data-device';
 import { FileDevice } from '../io/file-device';
 import { checkMetadata, CheckReport } from '../thin/check';
-import { deltaRanges } from '../thin/delta';
-import { lsDevices } from '../thin/ls';
-import type { DiffRange } from '../thin/report/delta';
+import { deltaRanges } from '../thin/device-delta';
+import { lsDevices } from '../thin/device-usage';
+import type { DiffRange } from '../thin/report/delta-format';
 import { ThinMetadata } from '../thin/metadata';
-import type { LsDevice } from '../thin/report/ls';
+import type { LsDevice } from '../thin/report/ls-format';
 import { checkDataBlockSize, SECTOR_SIZE } from '../units';
 import { fileSize, prepareFile } from './backing-files';
 import { BlockStatusRun, DataPath } from './data-path';
@@ -149,7 +149,7 @@ export class Pool extends EventEmitter {
         if (md.dataBlockSize !== blockSize) {
           throw new ThinError('E_INVALID', `the metadata on ${metaPath} uses a data block size of ${md.dataBlockSize} sectors, not ${blockSize}; pass --block-size ${md.dataBlockSize * SECTOR_SIZE / 1024}K`, { file: metaPath });
         }
-        if (nrDataBlocks > md.nrDataBlocks) { md.resizeData(nrDataBlocks); md.commit(); }
+        if (nrDataBlocks > md.nrDataBlocks) { md.growData(nrDataBlocks); md.commit(); }
         for (const id of md.devices()) table.thins[id] = { size: nrDataBlocks * chunk };
       } else {
         ThinMetadata.format(metaDev, { dataBlockSize: blockSize, nrDataBlocks });

@@ -3,14 +3,13 @@
  * metadata stream (see xml/types.ts) into a sink: the XML, JSON or
  * human-readable writers, or anything else. Streams: one leaf at a time.
  */
-import { keyAt, nrEntries, valueOffset } from '../pdata/btree/node';
-import { BLOCK_TIME_SIZE, blockTimeBlock, blockTimeTime } from './format/block-time';
+import { blockTimeBlock, blockTimeTime } from './format/block-time';
 import type { MappingRun, MetadataSink, SuperblockInfo } from './xml/types';
 import type { ThinMetadata } from './metadata';
 
 /** The superblock as thin_dump prints it (uuid always "", as 0.9.0 does). */
 export function superblockInfo(md: ThinMetadata): SuperblockInfo {
-  const sb = md.sb;
+  const sb = md.superblock();
   return {
     uuid: '',
     time: sb.time,
@@ -25,18 +24,21 @@ export function superblockInfo(md: ThinMetadata): SuperblockInfo {
 }
 
 /**
- * `dev`'s mappings as maximal runs (origin+1, data+1, same time), in origin order.
- * Reads the leaves' bytes directly: no object per mapping, one per run.
+ * `id`'s mappings as maximal runs (origin+1, data+1, same time), in origin order.
+ * Decodes the block_time values in place in each leaf (pdata's LeafView): no
+ * object per mapping, one per run.
  */
-export function* mappingRuns(md: ThinMetadata, dev: number): Generator<MappingRun> {
+export function* mappingRuns(md: ThinMetadata, id: number): Generator<MappingRun> {
   let o = -1, d = 0, len = 0, t = 0;
   const done: MappingRun[] = [];
-  for (const leaf of md.mappingTree.leafBlocks(md.deviceRoot(dev))) {
-    const n = nrEntries(leaf);
-    for (let i = 0, off = valueOffset(leaf, 0); i < n; i++, off += BLOCK_TIME_SIZE) {
-      const v = keyAt(leaf, i);
-      const b = blockTimeBlock(leaf, off);
-      const tm = blockTimeTime(leaf, off);
+  for (const leaf of md.mappingLeaves(id)) {
+    const n = leaf.count;
+    const bytes = leaf.bytes;
+    for (let i = 0; i < n; i++) {
+      const v = leaf.key(i);
+      const off = leaf.valueOffset(i);
+      const b = blockTimeBlock(bytes, off);
+      const tm = blockTimeTime(bytes, off);
       if (len > 0 && v === o + len && b === d + len && tm === t) { len++; continue; }
       if (len > 0) done.push({ originBegin: o, dataBegin: d, length: len, time: t });
       o = v; d = b; len = 1; t = tm;
@@ -48,9 +50,9 @@ export function* mappingRuns(md: ThinMetadata, dev: number): Generator<MappingRu
   if (len > 0) yield { originBegin: o, dataBegin: d, length: len, time: t };
 }
 
-/** Replay `dev`'s mappings as runs into `emit` (already merged where contiguous). */
-export function replayMappings(md: ThinMetadata, dev: number, emit: (origin: number, data: number, length: number, time: number) => void): void {
-  for (const r of mappingRuns(md, dev)) emit(r.originBegin, r.dataBegin, r.length, r.time);
+/** Replay `id`'s mappings as runs into `emit` (already merged where contiguous). */
+export function replayMappings(md: ThinMetadata, id: number, emit: (origin: number, data: number, length: number, time: number) => void): void {
+  for (const r of mappingRuns(md, id)) emit(r.originBegin, r.dataBegin, r.length, r.time);
 }
 
 export interface DumpOptions {
@@ -63,11 +65,11 @@ export interface DumpOptions {
 export function dumpMetadata(md: ThinMetadata, sink: MetadataSink, opts: DumpOptions = {}): void {
   sink.superblock(superblockInfo(md));
   const wanted = opts.devices ? new Set(opts.devices) : undefined;
-  for (const dev of md.devices()) {
-    if (wanted && !wanted.has(dev)) continue;
-    const d = md.deviceDetails(dev);
-    sink.device({ devId: dev, mappedBlocks: d.mappedBlocks, transaction: d.transactionId, creationTime: d.creationTime, snapTime: d.snapshottedTime });
-    if (!opts.skipMappings) replayMappings(md, dev, (o, db, len, t) => sink.mapping(o, db, len, t));
+  for (const id of md.devices()) {
+    if (wanted && !wanted.has(id)) continue;
+    const d = md.deviceDetails(id);
+    sink.device({ devId: id, mappedBlocks: d.mappedBlocks, transaction: d.transactionId, creationTime: d.creationTime, snapTime: d.snapshottedTime });
+    if (!opts.skipMappings) replayMappings(md, id, (o, db, len, t) => sink.mapping(o, db, len, t));
     sink.endDevice();
   }
   sink.endSuperblock();

@@ -3,10 +3,14 @@
  * interface file of the thin layer.
  *
  * Contract:
- * - One ThinMetadata owns one metadata device. Everything it changes lives in one
- *   transaction until `commit()`, which writes the data space map, the metadata
- *   space map and finally the superblock; a crash before the superblock write
- *   leaves the previous commit intact. `abort()` drops the transaction.
+ * - One ThinMetadata owns one metadata device and everything on it: its block and
+ *   transaction managers, space maps, trees and superblock are private. Callers get
+ *   what they need as values (`superblock()`, `spaceUsage()`, `mappingLeaves()`),
+ *   and change things only through the operations below.
+ * - Everything it changes lives in one transaction until `commit()`, which writes
+ *   the data space map, the metadata space map and finally the superblock; a crash
+ *   before the superblock write leaves the previous commit intact. `abort()` drops
+ *   the transaction.
  * - Devices (ids 0..2^24-1) live in two trees: the two-level mapping tree (device
  *   id -> subtree root; virtual block -> block_time) and the details tree.
  *   `createSnap` is O(1): the snapshot shares the origin's subtree root (count +1),
@@ -21,34 +25,28 @@
 import { ThinError } from '../errors';
 import type { BlockDevice } from '../io/block-device';
 import { BlockManager } from '../pdata/block-manager';
-import { BTree } from '../pdata/btree/btree';
-import { MultiLevelBTree } from '../pdata/btree/multi-level';
+import { BTree, LeafView } from '../pdata/btree/btree';
+import { BTreeBuilder } from '../pdata/btree/builder';
 import type { ValueType } from '../pdata/btree/value-type';
 import { DataSpaceMap } from '../pdata/space-map/data-space-map';
 import { MetadataSpaceMap } from '../pdata/space-map/metadata-space-map';
-import { TransactionManager, MetadataAllocator } from '../pdata/transaction-manager';
-import { checkDataBlockSize, METADATA_BLOCK_SIZE } from '../units';
+import { TransactionManager } from '../pdata/transaction-manager';
+import { checkDataBlockSize, checkedInt, METADATA_BLOCK_SIZE } from '../units';
+import { DeviceTable, MAX_DEVICE_ID, noDevice } from './device-table';
 import { BLOCK_TIME_SIZE, BlockTime, MAX_TIME, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
 import { DeviceDetails, deviceDetailsValue } from './format/device-details';
 import {
-  isUnformatted, packSuperblock, snapshotSuperblockValidator, Superblock, superblockValidator,
-  SUPERBLOCK_FLAG_NEEDS_CHECK, THIN_MAGIC, THIN_VERSION, unpackSuperblock,
+  checkOpenable, copySuperblock, isUnformatted, packSuperblock, snapshotSuperblockValidator, Superblock,
+  superblockValidator, SUPERBLOCK_FLAG_NEEDS_CHECK, THIN_MAGIC, THIN_VERSION, unpackSuperblock,
 } from './format/superblock';
+import { MappingTree } from './mapping-tree';
+import { MetadataRestorer, RestoreHeader } from './restorer';
 
-export const MAX_DEVICE_ID = 2 ** 24 - 1;
+export { MAX_DEVICE_ID };
 /** Smallest metadata device thinsim formats (superblock, sm blocks, tree roots, room to work). */
 export const MIN_METADATA_BLOCKS = 16;
 
-export type { BlockTime, DeviceDetails, Superblock };
-
-export interface SpaceUsage {
-  dataBlocks: number;
-  dataUsed: number;
-  dataFree: number;
-  metadataBlocks: number;
-  metadataUsed: number;
-  metadataFree: number;
-}
+export type { BlockTime, DeviceDetails, RestoreHeader, Superblock };
 
 export interface OpenOptions {
   /** Blocks of metadata to cache (default 16384 = 64 MiB). */
@@ -61,49 +59,42 @@ export interface FormatOptions extends OpenOptions {
   /** Data block size in 512-byte sectors (128 = 64 KiB). */
   dataBlockSize: number;
   nrDataBlocks: number;
-  /** Leave the new pool uncommitted (nothing is written until `commit()`); restore uses this. */
-  deferCommit?: boolean;
 }
 
-/** A never-allocating stand-in used while the metadata space map is loading. */
-const noAllocator: MetadataAllocator = {
-  count: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
-  inc: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
-  dec: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
-  allocate: () => { throw new ThinError('E_READ_ONLY', 'metadata is read-only'); },
-};
+/** Both devices' sizes and use, in blocks (data blocks and 4 KiB metadata blocks). */
+export interface SpaceUsage {
+  dataBlocks: number;
+  dataUsed: number;
+  dataFree: number;
+  metadataBlocks: number;
+  metadataUsed: number;
+  metadataFree: number;
+}
 
 export class ThinMetadata {
-  readonly bm: BlockManager;
-  readonly tm: TransactionManager;
-  /** Superblock as of the last commit (or open). */
-  committed!: Superblock;
-  /** Working copy: roots, time, transaction id of the open transaction. */
-  sb!: Superblock;
-  metadataSm: MetadataSpaceMap | undefined;
-  dataSm: DataSpaceMap | undefined;
   readonly readOnly: boolean;
   /** Called when a data block's count drops to 0 (discard passdown). */
   onDataBlockFreed: ((block: number) => void) | undefined;
 
-  /** Every device: its details (in memory until commit) and cached mapping state. */
-  private devs = new Map<number, DevState>();
-  /** Devices whose details changed in this transaction (their `changed` flag is set). */
-  private changedDetails = new Set<number>();
-  private deletedDetails = new Set<number>();
-  private readonly scratch: BlockTime = { block: 0, time: 0 };
+  private readonly bm: BlockManager;
+  private readonly tm: TransactionManager;
+  /** Superblock as of the last commit (or open). */
+  private committed!: Superblock;
+  /** Working copy: roots, time, transaction id of the open transaction. */
+  private sb!: Superblock;
+  private metadataSm: MetadataSpaceMap | undefined;
+  private dataSm: DataSpaceMap | undefined;
+  private readonly devices_ = new DeviceTable();
   /** The two-level mapping tree: device id -> subtree root; virtual block -> block_time. */
-  readonly mapping: MultiLevelBTree<BlockTime>;
-  /** Its bottom level, counting data references. */
-  readonly mappingTree: BTree<BlockTime>;
-  /** The bottom level's value type (data block references in the data space map). */
-  readonly mappingValue: ValueType<BlockTime>;
-  readonly detailsTree: BTree<DeviceDetails>;
+  private readonly mappings_: MappingTree;
+  /** The bottom level's value type (data block references in the data space map).*/
+  private readonly mappingValue: ValueType<BlockTime>;
+  private readonly detailsTree: BTree<DeviceDetails>;
 
-  private constructor(dev: BlockDevice, opts: OpenOptions) {
-    this.bm = new BlockManager(dev, { cacheBlocks: opts.cacheBlocks });
-    this.tm = new TransactionManager(this.bm, noAllocator);
-    this.readOnly = dev.readOnly || !!opts.metadataSnap;
+  private constructor(device: BlockDevice, opts: OpenOptions) {
+    this.bm = new BlockManager(device, { cacheBlocks: opts.cacheBlocks });
+    this.tm = new TransactionManager(this.bm);
+    this.readOnly = device.readOnly || !!opts.metadataSnap;
     const dataValue: ValueType<BlockTime> = {
       size: BLOCK_TIME_SIZE,
       read: readBlockTime,
@@ -116,50 +107,54 @@ export class ThinMetadata {
       equal: (a, b) => a.block === b.block && a.time === b.time,
     };
     this.mappingValue = dataValue;
-    this.mapping = new MultiLevelBTree(this.tm, 2, dataValue);
-    this.mappingTree = this.mapping.leafTree;
+    this.mappings_ = new MappingTree(this.tm, dataValue, this.devices_, {
+      get: () => this.sb.dataMappingRoot,
+      set: (root) => { this.sb.dataMappingRoot = root; },
+    });
     this.detailsTree = new BTree(this.tm, deviceDetailsValue);
   }
 
-  /** Format `dev` as a new, empty pool metadata device (the kernel's format path). */
-  static format(dev: BlockDevice, opts: FormatOptions): ThinMetadata {
-    checkDataBlockSize(opts.dataBlockSize);
-    const nrBlocks = Math.floor(dev.size() / METADATA_BLOCK_SIZE);
-    if (nrBlocks < MIN_METADATA_BLOCKS) {
-      throw new ThinError('E_TOO_SMALL', `metadata device ${dev.name} has ${nrBlocks} blocks of 4 KiB; thinsim needs at least ${MIN_METADATA_BLOCKS} (64 KiB)`, { file: dev.name });
-    }
-    const md = new ThinMetadata(dev, opts);
-    md.metadataSm = MetadataSpaceMap.format(md.tm, nrBlocks);
-    md.dataSm = DataSpaceMap.format(md.tm, opts.nrDataBlocks);
-    const sb: Superblock = {
-      flags: 0, blocknr: 0, uuid: new Uint8Array(16), magic: THIN_MAGIC, version: THIN_VERSION, time: 0, transactionId: 0,
-      heldRoot: 0, dataSmRoot: undefined, metadataSmRoot: undefined,
-      dataMappingRoot: md.mapping.empty(), deviceDetailsRoot: md.detailsTree.empty(),
-      dataBlockSize: opts.dataBlockSize, metadataBlockSize: 8, metadataNrBlocks: md.metadataSm.nrBlocks,
-      compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
-    };
-    md.sb = sb;
-    md.committed = { ...sb };
-    if (!opts.deferCommit) md.commit();
+  /** Format `device` as a new, empty pool metadata device (the kernel's format path). */
+  static format(device: BlockDevice, opts: FormatOptions): ThinMetadata {
+    const md = ThinMetadata.formatUncommitted(device, opts);
+    md.commit();
     return md;
   }
 
-  /** Open existing metadata. Throws E_CORRUPT for an unformatted (all-zero) or foreign device. */
-  static open(dev: BlockDevice, opts: OpenOptions = {}): ThinMetadata {
-    if (dev.size() < METADATA_BLOCK_SIZE) {
-      throw new ThinError('E_TOO_SMALL', `metadata device ${dev.name} is ${dev.size()} bytes, smaller than one 4 KiB block: is this binary metadata?`, { file: dev.name });
+  /**
+   * Start a bulk load (restore) of a whole pool into `device`: formatted as with
+   * `format`, but nothing is written until the restorer's `finish()` commits.
+   */
+  static restore(device: BlockDevice, header: RestoreHeader, opts: OpenOptions = {}): MetadataRestorer {
+    const md = ThinMetadata.formatUncommitted(device, { ...opts, dataBlockSize: header.dataBlockSize, nrDataBlocks: header.nrDataBlocks });
+    if (!Number.isInteger(header.time) || header.time < 0 || header.time > MAX_TIME) {
+      throw new ThinError('E_RANGE', `pool time ${header.time} is outside 0..${MAX_TIME} (24 bits)`, { value: header.time });
     }
-    const md = new ThinMetadata(dev, opts);
+    md.sb.time = header.time;
+    md.sb.transactionId = checkedInt(header.transactionId, 'transaction id');
+    return new MetadataRestorer(md, {
+      builder: () => new BTreeBuilder(md.tm, md.mappingValue),
+      incData: (b) => md.requireDataSm().inc(b),
+      adopt: (id, root, details) => md.adoptDevice(id, root, details),
+    });
+  }
+
+  /** Open existing metadata. Throws E_CORRUPT for an unformatted (all-zero) or foreign device. */
+  static open(device: BlockDevice, opts: OpenOptions = {}): ThinMetadata {
+    if (device.size() < METADATA_BLOCK_SIZE) {
+      throw new ThinError('E_TOO_SMALL', `metadata device ${device.name} is ${device.size()} bytes, smaller than one 4 KiB block: is this binary metadata?`, { file: device.name });
+    }
+    const md = new ThinMetadata(device, opts);
     const raw = md.bm.readRaw(0);
     if (isUnformatted(raw)) {
-      throw new ThinError('E_CORRUPT', `metadata device ${dev.name} is unformatted (block 0 is all zeros)`, { block: 0, kind: 'superblock', file: dev.name });
+      throw new ThinError('E_CORRUPT', `metadata device ${device.name} is unformatted (block 0 is all zeros)`, { block: 0, kind: 'superblock', file: device.name });
     }
     const live = unpackSuperblock(md.bm.read(0, superblockValidator));
-    checkSuperblock(live, dev.name, md.readOnly);
+    checkOpenable(live, device.name, md.readOnly);
     md.committed = live;
     if (opts.metadataSnap) {
       const at = typeof opts.metadataSnap === 'number' ? opts.metadataSnap : live.heldRoot;
-      if (!at) throw new ThinError('E_NO_METADATA_SNAP', `metadata on ${dev.name} holds no metadata snapshot (held_root is 0)`, { file: dev.name });
+      if (!at) throw new ThinError('E_NO_METADATA_SNAP', `metadata on ${device.name} holds no metadata snapshot (held_root is 0)`, { file: device.name });
       const snap = unpackSuperblock(md.bm.read(at, snapshotSuperblockValidator));
       md.sb = { ...snap };
       md.loadDetails();
@@ -171,11 +166,11 @@ export class ThinMetadata {
     return md;
   }
 
-  /** True if `dev` holds a dm-thin superblock (what the kernel checks before formatting). */
-  static hasSuperblock(dev: BlockDevice): boolean {
-    if (dev.size() < METADATA_BLOCK_SIZE) return false;
+  /** True if `device` holds a dm-thin superblock (what the kernel checks before formatting). */
+  static hasSuperblock(device: BlockDevice): boolean {
+    if (device.size() < METADATA_BLOCK_SIZE) return false;
     const b = new Uint8Array(METADATA_BLOCK_SIZE);
-    dev.read(b, 0);
+    device.read(b, 0);
     return !isUnformatted(b);
   }
 
@@ -183,97 +178,110 @@ export class ThinMetadata {
 
   get dataBlockSize(): number { return this.sb.dataBlockSize; }
   get nrDataBlocks(): number { return this.dataSm ? this.dataSm.nrBlocks : this.sb.dataSmRoot?.nrBlocks ?? 0; }
+  /** Data blocks free now (blocks freed in this transaction count; they are allocatable after the commit). */
+  get nrFreeDataBlocks(): number { return this.dataSm ? this.dataSm.nrFree : this.spaceUsage().dataFree; }
   get time(): number { return this.sb.time; }
   get transactionId(): number { return this.sb.transactionId; }
   get heldRoot(): number { return this.sb.heldRoot; }
   get needsCheck(): boolean { return (this.sb.flags & SUPERBLOCK_FLAG_NEEDS_CHECK) !== 0; }
 
-  /** Data and metadata space in blocks (free data blocks include those freed in the open transaction). */
-  spaceUsage(): SpaceUsage {
-    const d = this.requireDataSm();
-    const m = this.requireMetadataSm();
-    return {
-      dataBlocks: d.nrBlocks, dataUsed: d.nrAllocated, dataFree: d.nrFree,
-      metadataBlocks: m.nrBlocks, metadataUsed: m.nrAllocated, metadataFree: m.nrBlocks - m.nrAllocated,
-    };
+  /** The open transaction's superblock (a copy). */
+  superblock(): Superblock {
+    return copySuperblock(this.sb);
   }
 
-  /** The superblock as of the last commit (or open). */
-  committedSuperblock(): Readonly<Superblock> {
-    return this.committed;
+  /** The superblock as of the last commit (a copy): what is on disk now. */
+  committedSuperblock(): Superblock {
+    return copySuperblock(this.committed);
+  }
+
+  /**
+   * Size and use of both devices, now. A metadata-snapshot view has no space maps
+   * of its own: it reports the live pool's as of the last commit.
+   */
+  spaceUsage(): SpaceUsage {
+    const d = this.dataSm ?? this.committed.dataSmRoot;
+    const m = this.metadataSm ?? this.committed.metadataSmRoot;
+    const dataBlocks = d?.nrBlocks ?? 0;
+    const dataUsed = d?.nrAllocated ?? 0;
+    const metadataBlocks = m?.nrBlocks ?? 0;
+    const metadataUsed = m?.nrAllocated ?? 0;
+    return { dataBlocks, dataUsed, dataFree: dataBlocks - dataUsed, metadataBlocks, metadataUsed, metadataFree: metadataBlocks - metadataUsed };
+  }
+
+  /** The reference count of data block `block` (mappings in distinct leaves, plus unmapped allocations). */
+  dataRefCount(block: number): number {
+    return this.requireDataSm().count(block);
   }
 
   /** Device ids in ascending order. */
   devices(): number[] {
-    return [...this.devs.keys()].sort((a, b) => a - b);
+    return this.devices_.ids();
   }
 
-  hasDevice(dev: number): boolean {
-    return this.devs.has(dev);
+  hasDevice(id: number): boolean {
+    return this.devices_.has(id);
   }
 
-  /** Details of `dev`; E_NO_DEVICE if it does not exist. */
-  deviceDetails(dev: number): DeviceDetails {
-    return { ...this.dev(dev).details };
+  /** Details of `id`; E_NO_DEVICE if it does not exist. */
+  deviceDetails(id: number): DeviceDetails {
+    return { ...this.devices_.get(id).details };
   }
 
-  /** Root of `dev`'s mapping subtree. */
-  deviceRoot(dev: number): number {
-    return this.rootOf(dev, this.dev(dev));
+  lookup(id: number, vblock: number): BlockTime | undefined {
+    return this.mappings_.lookup(id, vblock);
   }
 
-  lookup(dev: number, vblock: number): BlockTime | undefined {
-    return this.mappingTree.lookup(this.deviceRoot(dev), vblock);
+  /** Mappings of `id` in ascending virtual block order, optionally within [from, to). */
+  *mappings(id: number, from?: number, to?: number): Generator<[number, BlockTime]> {
+    yield* this.mappings_.entries(id, from, to);
   }
 
-  /** Mappings of `dev` in ascending virtual block order, optionally within [from, to). */
-  *mappings(dev: number, from?: number, to?: number): Generator<[number, BlockTime]> {
-    yield* this.mappingTree.entries(this.deviceRoot(dev), from, to);
+  /**
+   * `id`'s mapping leaves in key order, for bulk readers (dump, ls, delta): each a
+   * LeafView whose values are block_time (decode with format/block-time's field
+   * readers). The view is reused per leaf; do not change the pool while iterating.
+   */
+  mappingLeaves(id: number): Generator<LeafView> {
+    return this.mappings_.leaves(id);
   }
 
-  highestMapped(dev: number): number | undefined {
-    return this.mappingTree.highestKey(this.deviceRoot(dev));
+  highestMapped(id: number): number | undefined {
+    return this.mappings_.highestKey(id);
   }
 
   /** Is the mapping shared with a snapshot? (kernel rule: mapped before the device's last snapshot) */
-  isShared(dev: number, m: BlockTime): boolean {
-    return m.time < this.deviceDetails(dev).snapshottedTime;
+  isShared(id: number, m: BlockTime): boolean {
+    return m.time < this.deviceDetails(id).snapshottedTime;
   }
 
   // ---------------------------------------------------------------- device operations
 
-  createThin(dev: number): void {
+  createThin(id: number): void {
     this.assertWritable();
-    checkDeviceId(dev);
-    if (this.devs.has(dev)) throw deviceExists(dev);
-    const root = this.mappingTree.empty();
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
-    this.setDetails(dev, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
+    this.devices_.checkNew(id);
+    const root = this.mappings_.createSubtree(id);
+    this.devices_.setDetails(id, { mappedBlocks: 0, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
   }
 
-  createSnap(dev: number, origin: number): void {
+  createSnap(id: number, originId: number): void {
     this.assertWritable();
-    checkDeviceId(dev);
-    if (this.devs.has(dev)) throw deviceExists(dev);
-    const originDetails = this.deviceDetails(origin);
+    this.devices_.checkNew(id);
+    const originDetails = this.deviceDetails(originId);
     if (this.sb.time >= MAX_TIME) {
-      throw new ThinError('E_RANGE', `pool time ${this.sb.time} has reached the 24-bit limit; no more snapshots can be taken`, { device: dev });
+      throw new ThinError('E_RANGE', `pool time ${this.sb.time} has reached the 24-bit limit; no more snapshots can be taken`, { device: id });
     }
-    const root = this.deviceRoot(origin);
-    this.tm.inc(root);
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
+    const root = this.mappings_.share(id, originId);
     this.sb.time++;
-    this.setDetails(origin, { ...originDetails, snapshottedTime: this.sb.time });
-    this.setDetails(dev, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
+    this.devices_.setDetails(originId, { ...originDetails, snapshottedTime: this.sb.time });
+    this.devices_.setDetails(id, { mappedBlocks: originDetails.mappedBlocks, transactionId: this.sb.transactionId, creationTime: this.sb.time, snapshottedTime: this.sb.time }, root);
   }
 
-  deleteDevice(dev: number): void {
+  deleteDevice(id: number): void {
     this.assertWritable();
-    if (!this.devs.has(dev)) throw noDevice(dev);
-    this.sb.dataMappingRoot = this.mapping.removeSubtree(this.sb.dataMappingRoot, [dev]).root;
-    this.devs.delete(dev);
-    this.changedDetails.delete(dev);
-    this.deletedDetails.add(dev);
+    if (!this.devices_.has(id)) throw noDevice(id);
+    this.mappings_.removeSubtree(id);
+    this.devices_.delete(id);
   }
 
   setTransactionId(current: number, next: number): void {
@@ -283,27 +291,6 @@ export class ThinMetadata {
     }
     if (!Number.isSafeInteger(next) || next < 0) throw new ThinError('E_INVALID', `transaction id ${next} must be a whole number >= 0`);
     this.sb.transactionId = next;
-  }
-
-  /**
-   * Install a device whose mapping subtree was built in bulk (restore). The root
-   * and the data blocks it maps already carry their references.
-   */
-  adoptDevice(dev: number, root: number, details: DeviceDetails): void {
-    this.assertWritable();
-    checkDeviceId(dev);
-    if (this.devs.has(dev)) throw deviceExists(dev);
-    this.sb.dataMappingRoot = this.mapping.insertSubtree(this.sb.dataMappingRoot, [dev], root);
-    this.setDetails(dev, details, root);
-  }
-
-  /** Set the pool time (restore); mappings made from now on carry it. */
-  setTime(time: number): void {
-    this.assertWritable();
-    if (!Number.isInteger(time) || time < 0 || time > MAX_TIME) {
-      throw new ThinError('E_RANGE', `pool time ${time} is outside 0..${MAX_TIME} (24 bits)`, { value: time });
-    }
-    this.sb.time = time;
   }
 
   // ---------------------------------------------------------------- mappings
@@ -321,47 +308,28 @@ export class ThinMetadata {
   }
 
   /**
-   * Map `vblock` of `dev` to `block` at the current pool time. Replaces (and drops
+   * Map `vblock` of `id` to `block` at the current pool time. Replaces (and drops
    * the reference of) any previous mapping.
    */
-  insertMapping(dev: number, vblock: number, block: number): void {
+  insertMapping(id: number, vblock: number, block: number): void {
     this.assertWritable();
-    const st = this.dev(dev);
     if (!(block >= 0 && block < this.nrDataBlocks)) {
-      throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: dev, block });
+      this.devices_.get(id); // an unknown device is E_NO_DEVICE before a bad block is E_RANGE
+      throw new ThinError('E_RANGE', `data block ${block} is beyond the data device (${this.nrDataBlocks} blocks)`, { device: id, block });
     }
-    const oldRoot = this.prepareTopLevel(dev, st);
-    // One reused value object: insert packs it at once and keeps no reference to it.
-    const bt = this.scratch;
-    bt.block = block;
-    bt.time = this.sb.time;
-    const root = this.mappingTree.insert(oldRoot, vblock, bt);
-    if (root !== oldRoot) this.relinkRoot(dev, st, root);
-    // Details live in memory until commit; update in place (no object per mapping).
-    if (this.mappingTree.lastInsertAdded) this.countMapped(dev, st, 1);
+    this.mappings_.insert(id, vblock, block, this.sb.time);
   }
 
-  /** Unmap `vblock` of `dev`; returns the old mapping, or undefined if none. */
-  removeMapping(dev: number, vblock: number): BlockTime | undefined {
+  /** Unmap `vblock` of `id`; returns the old mapping, or undefined if none. */
+  removeMapping(id: number, vblock: number): BlockTime | undefined {
     this.assertWritable();
-    const st = this.dev(dev);
-    if (this.mappingTree.lookup(this.rootOf(dev, st), vblock) === undefined) return undefined;
-    const oldRoot = this.prepareTopLevel(dev, st);
-    const r = this.mappingTree.remove(oldRoot, vblock);
-    if (r.root !== oldRoot) this.relinkRoot(dev, st, r.root);
-    this.countMapped(dev, st, -1);
-    return r.value;
+    return this.mappings_.remove(id, vblock);
   }
 
-  /** Unmap every block of `dev` in [from, to); returns how many were mapped. */
-  removeRange(dev: number, from: number, to: number): number {
+  /** Unmap every block of `id` in [from, to); returns how many were mapped. */
+  removeRange(id: number, from: number, to: number): number {
     this.assertWritable();
-    const st = this.dev(dev);
-    const oldRoot = this.prepareTopLevel(dev, st);
-    const r = this.mappingTree.removeRange(oldRoot, from, to);
-    if (r.root !== oldRoot) this.relinkRoot(dev, st, r.root);
-    if (r.removed) this.countMapped(dev, st, -r.removed);
-    return r.removed;
+    return this.mappings_.removeRange(id, from, to);
   }
 
   // ---------------------------------------------------------------- metadata snapshot
@@ -388,14 +356,15 @@ export class ThinMetadata {
     if (!at) throw new ThinError('E_NO_METADATA_SNAP', 'no metadata snapshot is held', {});
     const snap = unpackSuperblock(this.tm.read(at, snapshotSuperblockValidator));
     this.sb.heldRoot = 0;
-    this.mapping.del(snap.dataMappingRoot);
+    this.mappings_.del(snap.dataMappingRoot);
     this.detailsTree.del(snap.deviceDetailsRoot);
     this.tm.dec(at);
   }
 
   // ---------------------------------------------------------------- sizes
 
-  resizeData(nrBlocks: number): void {
+  /** Grow the data space map to `nrBlocks` (the caller grew the data device). */
+  growData(nrBlocks: number): void {
     this.assertWritable();
     const sm = this.requireDataSm();
     if (nrBlocks < sm.nrBlocks) {
@@ -404,55 +373,36 @@ export class ThinMetadata {
     sm.extend(nrBlocks);
   }
 
-  /** Grow the metadata device to `bytes` and its space map with it (never shrink). */
+  /** Grow the metadata device to `bytes` (whole 4 KiB blocks) and its space map with it. */
   growMetadata(bytes: number): void {
     this.assertWritable();
-    const blocks = Math.floor(bytes / METADATA_BLOCK_SIZE);
-    if (blocks < this.bm.nrBlocks) {
-      throw new ThinError('E_UNSUPPORTED', `cannot shrink the metadata device from ${this.bm.nrBlocks * METADATA_BLOCK_SIZE} to ${bytes} bytes`, { from: this.bm.nrBlocks, to: blocks });
-    }
-    this.bm.dev.grow(blocks * METADATA_BLOCK_SIZE);
-    this.resizeMetadata();
-  }
-
-  /** Grow the metadata space map to the device's current size (the caller grew the device). */
-  resizeMetadata(): void {
-    this.assertWritable();
     const sm = this.requireMetadataSm();
-    const n = this.bm.nrBlocks;
-    if (n < sm.nrBlocks) {
-      throw new ThinError('E_UNSUPPORTED', `cannot shrink the metadata device from ${sm.nrBlocks} to ${n} blocks`, { from: sm.nrBlocks, to: n });
+    const blocks = Math.floor(checkedInt(bytes, 'metadata size') / METADATA_BLOCK_SIZE);
+    const now = this.bm.nrBlocks;
+    if (blocks < now) {
+      throw new ThinError('E_UNSUPPORTED', `cannot shrink the metadata device from ${now * METADATA_BLOCK_SIZE} to ${bytes} bytes`, { from: now, to: blocks });
     }
-    sm.extend(n);
+    this.bm.device.grow(blocks * METADATA_BLOCK_SIZE);
+    sm.extend(this.bm.nrBlocks);
   }
 
   // ---------------------------------------------------------------- transactions
 
+  /** commit(), for callers that must not block (the pool). */
+  async commitAsync(): Promise<void> {
+    this.commit();
+  }
+
   commit(): void {
     this.assertWritable();
-    for (const dev of [...this.deletedDetails].sort((a, b) => a - b)) {
-      if (!this.devs.has(dev)) this.sb.deviceDetailsRoot = this.detailsTree.remove(this.sb.deviceDetailsRoot, dev).root;
-    }
-    for (const dev of [...this.changedDetails].sort((a, b) => a - b)) {
-      this.sb.deviceDetailsRoot = this.detailsTree.insert(this.sb.deviceDetailsRoot, dev, this.devs.get(dev)!.details);
-    }
+    this.sb.deviceDetailsRoot = this.devices_.flush(this.detailsTree, this.sb.deviceDetailsRoot);
     this.sb.dataSmRoot = this.requireDataSm().commit();
     this.sb.metadataSmRoot = this.requireMetadataSm().commit();
     this.tm.commit(packSuperblock(this.sb), superblockValidator);
     this.dataSm!.markCommitted();
     this.metadataSm!.markCommitted();
-    this.changedDetails.clear();
-    this.deletedDetails.clear();
-    for (const st of this.devs.values()) {
-      st.changed = false;
-      st.prepared = false;
-    }
+    this.devices_.committed();
     this.committed = { ...this.sb };
-  }
-
-  /** commit(), for callers that must not block (the pool). */
-  async commitAsync(): Promise<void> {
-    this.commit();
   }
 
   /** Drop the open transaction and reload the committed state from disk. */
@@ -460,15 +410,13 @@ export class ThinMetadata {
     this.tm.abort();
     this.bm.dropCache();
     this.sb = { ...this.committed };
-    this.changedDetails.clear();
-    this.deletedDetails.clear();
     this.loadSpaceMaps();
     this.loadDetails();
   }
 
   /** Does the open transaction hold changes? */
   get dirty(): boolean {
-    return this.tm.dirtyCount > 0 || this.changedDetails.size > 0 || this.deletedDetails.size > 0 ||
+    return this.tm.dirtyCount > 0 || this.devices_.dirty ||
       this.sb.transactionId !== this.committed.transactionId || this.sb.heldRoot !== this.committed.heldRoot;
   }
 
@@ -486,70 +434,42 @@ export class ThinMetadata {
   }
 
   close(): void {
-    this.bm.dev.close();
+    this.bm.device.close();
   }
 
   // ---------------------------------------------------------------- internals
 
-  /** The state of `dev`; E_NO_DEVICE if it does not exist. */
-  private dev(dev: number): DevState {
-    const st = this.devs.get(dev);
-    if (st === undefined) throw noDevice(dev);
-    return st;
-  }
-
-  /** Root of `dev`'s mapping subtree, looked up in the top level once and then cached. */
-  private rootOf(dev: number, st: DevState): number {
-    if (st.root === undefined) {
-      const r = this.mapping.subtree(this.sb.dataMappingRoot, [dev]);
-      if (r === undefined) throw new ThinError('E_CORRUPT', `thin device ${dev} has details but no mapping tree`, { device: dev });
-      st.root = r;
+  /** A new pool in memory: nothing is written until the first commit. */
+  private static formatUncommitted(device: BlockDevice, opts: FormatOptions): ThinMetadata {
+    checkDataBlockSize(opts.dataBlockSize);
+    const nrBlocks = Math.floor(device.size() / METADATA_BLOCK_SIZE);
+    if (nrBlocks < MIN_METADATA_BLOCKS) {
+      throw new ThinError('E_TOO_SMALL', `metadata device ${device.name} has ${nrBlocks} blocks of 4 KiB; thinsim needs at least ${MIN_METADATA_BLOCKS} (64 KiB)`, { file: device.name });
     }
-    return st.root;
+    const md = new ThinMetadata(device, opts);
+    md.metadataSm = MetadataSpaceMap.format(md.tm, nrBlocks);
+    md.dataSm = DataSpaceMap.format(md.tm, opts.nrDataBlocks);
+    const sb: Superblock = {
+      flags: 0, blocknr: 0, uuid: new Uint8Array(16), magic: THIN_MAGIC, version: THIN_VERSION, time: 0, transactionId: 0,
+      heldRoot: 0, dataSmRoot: undefined, metadataSmRoot: undefined,
+      dataMappingRoot: md.mappings_.empty(), deviceDetailsRoot: md.detailsTree.empty(),
+      dataBlockSize: opts.dataBlockSize, metadataBlockSize: 8, metadataNrBlocks: md.metadataSm.nrBlocks,
+      compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
+    };
+    md.sb = sb;
+    md.committed = { ...sb };
+    return md;
   }
 
   /**
-   * Shadow the top-level path to `dev` before touching its subtree, as the kernel's
-   * multi-level btree does (top-down). When a held metadata snapshot shares the
-   * top-level nodes, shadowing them increments the subtree roots they point to, so
-   * the bottom level then sees its root as shared and increments the data blocks of
-   * any leaf it copies. Done once per device per transaction. Returns the root.
+   * Install a device whose mapping subtree was built in bulk (restore). The root
+   * and the data blocks it maps already carry their references.
    */
-  private prepareTopLevel(dev: number, st: DevState): number {
-    const root = this.rootOf(dev, st);
-    if (!st.prepared) {
-      this.sb.dataMappingRoot = this.mapping.shadowPath(this.sb.dataMappingRoot, [dev])!.root;
-      st.prepared = true;
-    }
-    return root;
-  }
-
-  /** Link `dev`'s new subtree root; the bottom level already shadowed (and decremented) the old one. */
-  private relinkRoot(dev: number, st: DevState, root: number): void {
-    this.sb.dataMappingRoot = this.mapping.relink(this.sb.dataMappingRoot, [dev], root);
-    st.root = root;
-  }
-
-  private countMapped(dev: number, st: DevState, by: number): void {
-    st.details.mappedBlocks += by;
-    if (!st.changed) {
-      st.changed = true;
-      this.changedDetails.add(dev);
-    }
-  }
-
-  /** New details for `dev` (a new device when `root` is given: its subtree root). */
-  private setDetails(dev: number, d: DeviceDetails, root?: number): void {
-    let st = this.devs.get(dev);
-    if (st === undefined) {
-      st = { details: d, root, prepared: false, changed: false };
-      this.devs.set(dev, st);
-    } else {
-      st.details = d;
-      if (root !== undefined) st.root = root;
-    }
-    st.changed = true;
-    this.changedDetails.add(dev);
+  private adoptDevice(id: number, root: number, details: DeviceDetails): void {
+    this.assertWritable();
+    this.devices_.checkNew(id);
+    this.mappings_.link(id, root);
+    this.devices_.setDetails(id, details, root);
   }
 
   private loadSpaceMaps(): void {
@@ -557,15 +477,15 @@ export class ThinMetadata {
     if (!metadataSmRoot || !dataSmRoot) {
       throw new ThinError('E_CORRUPT', 'superblock has no space-map roots', { block: 0, kind: 'superblock' });
     }
-    // Read-only opens load the counts too, so reports (status, ls) are exact.
-    this.metadataSm = MetadataSpaceMap.open(this.tm, metadataSmRoot);
-    if (this.readOnly) this.tm.sm = noAllocator;
+    // Read-only opens load the counts too, so reports (status, ls) are exact; only a
+    // writable one becomes the transaction manager's allocator (once: abort reloads it).
+    if (this.metadataSm) this.metadataSm.reload(metadataSmRoot);
+    else this.metadataSm = MetadataSpaceMap.open(this.tm, metadataSmRoot, { readOnly: this.readOnly });
     this.dataSm = DataSpaceMap.open(this.tm, dataSmRoot);
   }
 
   private loadDetails(): void {
-    this.devs.clear();
-    for (const [dev, d] of this.detailsTree.entries(this.sb.deviceDetailsRoot)) this.devs.set(dev, { details: d, root: undefined, prepared: false, changed: false });
+    this.devices_.load(this.detailsTree.entries(this.sb.deviceDetailsRoot));
   }
 
   private requireDataSm(): DataSpaceMap {
@@ -579,44 +499,6 @@ export class ThinMetadata {
   }
 
   private assertWritable(): void {
-    if (this.readOnly) throw new ThinError('E_READ_ONLY', `metadata ${this.bm.dev.name} is open read-only`, { file: this.bm.dev.name });
+    if (this.readOnly) throw new ThinError('E_READ_ONLY', `metadata ${this.bm.device.name} is open read-only`, { file: this.bm.device.name });
   }
-}
-
-/** What ThinMetadata keeps per device between commits. */
-interface DevState {
-  /** Details as of now (written to the details tree at commit when `changed`). */
-  details: DeviceDetails;
-  /** Root of the device's mapping subtree, once looked up (or made). */
-  root: number | undefined;
-  /** The top-level path to the subtree was shadowed in this transaction. */
-  prepared: boolean;
-  /** The details differ from the committed ones (the device is in changedDetails). */
-  changed: boolean;
-}
-
-function checkSuperblock(sb: Superblock, name: string, readOnly: boolean): void {
-  if (sb.incompatFlags !== 0) {
-    throw new ThinError('E_UNSUPPORTED', `metadata ${name} has unknown incompat flags 0x${sb.incompatFlags.toString(16)}; thinsim cannot read it`, { file: name });
-  }
-  if (sb.compatRoFlags !== 0 && !readOnly) {
-    throw new ThinError('E_READ_ONLY', `metadata ${name} has unknown compat_ro flags 0x${sb.compatRoFlags.toString(16)}; open it read-only`, { file: name });
-  }
-  if (sb.metadataBlockSize !== 8) {
-    throw new ThinError('E_CORRUPT', `superblock metadata_block_size is ${sb.metadataBlockSize} sectors; dm-thin uses 8`, { block: 0, kind: 'superblock' });
-  }
-}
-
-function checkDeviceId(dev: number): void {
-  if (!Number.isInteger(dev) || dev < 0 || dev > MAX_DEVICE_ID) {
-    throw new ThinError('E_INVALID', `thin device id ${dev} is outside 0..${MAX_DEVICE_ID} (24 bits)`, { device: dev });
-  }
-}
-
-function noDevice(dev: number): ThinError {
-  return new ThinError('E_NO_DEVICE', `thin device ${dev} does not exist`, { device: dev });
-}
-
-function deviceExists(dev: number): ThinError {
-  return new ThinError('E_DEVICE_EXISTS', `thin device ${dev} already exists`, { device: dev });
 }

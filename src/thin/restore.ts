@@ -2,7 +2,7 @@
  * Restore: build pool metadata from a metadata stream (thin_dump XML through
  * xml/reader.ts, or any MetadataSink producer), as thin_restore does.
  *
- * Contract: subtrees are built in bulk (BTreeBuilder), one device at a time, so
+ * Contract: subtrees are built in bulk (ThinMetadata.restore), one device at a time, so
  * memory is bounded by the metadata being written, not by the XML. Nothing reaches
  * the device before the final commit: a stream that fails part way (bad XML, a
  * mapping past the data device) leaves the device exactly as it was. Each device's
@@ -15,20 +15,19 @@ import { ioError, ThinError } from '../errors';
 import type { BlockDevice } from '../io/block-device';
 import { FileDevice } from '../io/file-device';
 import { readXml } from './xml/reader';
-import { BTreeBuilder } from '../pdata/btree-builder';
 import { checkDataBlockSize } from '../units';
-import { BlockTime } from './format/block-time';
 import { ThinMetadata } from './metadata';
+import type { MetadataRestorer } from './restorer';
 import type { DeviceInfo, MetadataSink, SuperblockInfo } from './xml/types';
 
 export class RestoreSink implements MetadataSink {
   md: ThinMetadata | undefined;
-  private builder: BTreeBuilder<BlockTime> | undefined;
-  private device_: DeviceInfo | undefined;
+  private restorer: MetadataRestorer | undefined;
+  private devId: number | undefined;
   devices = 0;
   mappings = 0;
 
-  constructor(private readonly dev: BlockDevice) {}
+  constructor(private readonly target: BlockDevice) {}
 
   superblock(sb: SuperblockInfo): void {
     try {
@@ -36,51 +35,39 @@ export class RestoreSink implements MetadataSink {
     } catch (e) {
       throw new ThinError('E_PARSE', `superblock data_block_size="${sb.dataBlockSize}": ${(e as Error).message}`, { value: sb.dataBlockSize });
     }
-    const md = ThinMetadata.format(this.dev, { dataBlockSize: sb.dataBlockSize, nrDataBlocks: sb.nrDataBlocks, deferCommit: true });
-    md.setTime(sb.time);
-    md.sb.transactionId = sb.transaction;
-    this.md = md;
+    this.restorer = ThinMetadata.restore(this.target, { dataBlockSize: sb.dataBlockSize, nrDataBlocks: sb.nrDataBlocks, time: sb.time, transactionId: sb.transaction });
   }
 
   device(d: DeviceInfo): void {
-    const md = this.requireMd();
-    if (md.hasDevice(d.devId)) throw new ThinError('E_PARSE', `device ${d.devId} appears twice`, { device: d.devId });
-    this.device_ = d;
-    this.builder = new BTreeBuilder(md.tm, md.mappingValue);
+    const r = this.requireRestorer();
+    if (r.hasDevice(d.devId)) throw new ThinError('E_PARSE', `device ${d.devId} appears twice`, { device: d.devId });
+    r.beginDevice(d.devId, { transactionId: d.transaction, creationTime: d.creationTime, snapshottedTime: d.snapTime });
+    this.devId = d.devId;
   }
 
   mapping(originBegin: number, dataBegin: number, length: number, time: number): void {
-    const md = this.requireMd();
-    const b = this.builder;
-    if (!b) throw new ThinError('E_PARSE', 'mapping outside a device');
-    if (dataBegin + length > md.nrDataBlocks) {
-      throw new ThinError('E_PARSE', `mapping to data blocks ${dataBegin}..${dataBegin + length - 1} is beyond the data device (${md.nrDataBlocks} blocks)`, { device: this.device_?.devId });
+    const r = this.requireRestorer();
+    if (this.devId === undefined) throw new ThinError('E_PARSE', 'mapping outside a device');
+    if (dataBegin + length > r.nrDataBlocks) {
+      throw new ThinError('E_PARSE', `mapping to data blocks ${dataBegin}..${dataBegin + length - 1} is beyond the data device (${r.nrDataBlocks} blocks)`, { device: this.devId });
     }
-    const sm = md.dataSm!;
-    for (let i = 0; i < length; i++) {
-      b.push(originBegin + i, { block: dataBegin + i, time });
-      sm.inc(dataBegin + i);
-    }
+    r.mapRun(originBegin, dataBegin, length, time);
     this.mappings += length;
   }
 
   endDevice(): void {
-    const md = this.requireMd();
-    const d = this.device_!;
-    const b = this.builder!;
-    md.adoptDevice(d.devId, b.finish(), { mappedBlocks: b.size, transactionId: d.transaction, creationTime: d.creationTime, snapshottedTime: d.snapTime });
+    this.requireRestorer().endDevice();
     this.devices++;
-    this.builder = undefined;
-    this.device_ = undefined;
+    this.devId = undefined;
   }
 
   endSuperblock(): void {
-    this.requireMd().commit();
+    this.md = this.requireRestorer().finish();
   }
 
-  private requireMd(): ThinMetadata {
-    if (!this.md) throw new ThinError('E_PARSE', 'element before <superblock>');
-    return this.md;
+  private requireRestorer(): MetadataRestorer {
+    if (!this.restorer) throw new ThinError('E_PARSE', 'element before <superblock>');
+    return this.restorer;
   }
 }
 
@@ -126,7 +113,7 @@ export async function restoreFile(path: string, input: string | import('stream')
   const md = sink.md;
   const result: RestoreResult = {
     path, created, devices: sink.devices, mappings: sink.mappings,
-    metadataBlocks: md.metadataSm!.nrBlocks, metadataUsed: md.metadataSm!.nrAllocated,
+    metadataBlocks: md.spaceUsage().metadataBlocks, metadataUsed: md.spaceUsage().metadataUsed,
   };
   md.close();
   return result;

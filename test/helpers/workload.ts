@@ -311,12 +311,12 @@ function firstDiff(got: number[][], want: number[][]): unknown {
 
 /** Data space map: count > 0 exactly for blocks the model says are referenced. */
 export function assertDataCounts(md: ThinMetadata, model: PoolModel, where: string): void {
-  const sm = md.dataSm!;
-  assert.equal(sm.nrBlocks, model.nrDataBlocks, `${where}: data space map size`);
+  const nrBlocks = md.spaceUsage().dataBlocks;
+  assert.equal(nrBlocks, model.nrDataBlocks, `${where}: data space map size`);
   let wrong = 0;
   const examples: string[] = [];
-  for (let b = 0; b < sm.nrBlocks; b++) {
-    const c = sm.count(b);
+  for (let b = 0; b < nrBlocks; b++) {
+    const c = md.dataRefCount(b);
     const want = model.referenced(b);
     if ((c > 0) !== want) {
       wrong++;
@@ -415,7 +415,7 @@ export class Workload {
       // Out of data space: grow (pools only grow) and retry once.
       const n = this.model.nrDataBlocks + 1000;
       this.note(`resizeData(${n}) after ENOSPC`);
-      this.md.resizeData(n);
+      this.md.growData(n);
       this.model.resizeData(n);
       b = this.md.allocateDataBlock();
     }
@@ -564,7 +564,7 @@ export class Workload {
       case 'resizeData': {
         const n = m.nrDataBlocks + r.range(1, 20000);
         this.note(`resizeData(${n})`);
-        this.md.resizeData(n);
+        this.md.growData(n);
         m.resizeData(n);
         break;
       }

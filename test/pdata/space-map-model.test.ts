@@ -20,16 +20,12 @@ import { indexEntryValue } from '../../src/pdata/space-map/index-entry-value';
 import { readIndexBlock, indexBlockValidator } from '../../src/pdata/space-map/metadata-index-block';
 import { MetadataSpaceMap } from '../../src/pdata/space-map/metadata-space-map';
 import type { SpaceMapRoot } from '../../src/pdata/space-map/sm-root';
-import { TransactionManager, MetadataAllocator } from '../../src/pdata/transaction-manager';
+import { TransactionManager } from '../../src/pdata/transaction-manager';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32; };
 }
-
-const none: MetadataAllocator = {
-  count: () => 0, inc: () => undefined, dec: () => 0, allocate: () => { throw new Error('not yet'); },
-};
 
 /** Blocks referenced by both space maps' on-disk structures (spec §6.7 items 1, 3, 5 and 4 for their trees). */
 function referencedBlocks(tm: TransactionManager, meta: SpaceMapRoot, data: SpaceMapRoot): Map<number, number> {
@@ -63,7 +59,7 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
     const r = rng(seed);
     const dev = new MemoryDevice(1024 * 4096);
     let bm = new BlockManager(dev);
-    let tm = new TransactionManager(bm, none);
+    let tm = new TransactionManager(bm);
     let msm = MetadataSpaceMap.format(tm, bm.nrBlocks);
     let nrData = tiny ? 150 : 2 * ENTRIES_PER_BITMAP + 777; // three bitmaps, the last partial
     let dsm = DataSpaceMap.format(tm, nrData);
@@ -110,7 +106,7 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
 
       // Reopen from disk alone.
       bm = new BlockManager(dev);
-      tm = new TransactionManager(bm, none);
+      tm = new TransactionManager(bm);
       msm = MetadataSpaceMap.open(tm, metaRoot);
       dsm = DataSpaceMap.open(tm, dataRoot);
       assert.equal(dsm.nrBlocks, nrData);

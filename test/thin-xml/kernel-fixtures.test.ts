@@ -17,8 +17,8 @@ import { kernelFixture, ok, skipReason, tools09, tools1x, type Tools } from '../
 import { Rand } from '../../support/random';
 import { parseModel, parseToolDump, type DumpDevice, type DumpModel } from '../helpers/thin-model';
 import { XmlWriter } from '../../src/thin/xml/writer';
-import { formatDelta } from '../../src/thin/report/delta';
-import { formatLs, LS_FIELDS } from '../../src/thin/report/ls';
+import { formatDelta } from '../../src/thin/report/delta-format';
+import { formatLs, LS_FIELDS } from '../../src/thin/report/ls-format';
 import { lsRows, render } from './oracle-common';
 
 const CLEAN = [

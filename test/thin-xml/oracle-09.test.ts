@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { ok, skipReason, tmpdir, tools09 } from '../helpers/oracle';
 import { genModel, parseModel, type DumpModel } from '../helpers/thin-model';
 import { HumanReadableWriter, XmlWriter } from '../../src/thin/xml/writer';
-import { formatDelta } from '../../src/thin/report/delta';
-import { formatLs } from '../../src/thin/report/ls';
+import { formatDelta } from '../../src/thin/report/delta-format';
+import { formatLs } from '../../src/thin/report/ls-format';
 import { suiteSeeds } from '../helpers/seeds';
 import { checkDelta, checkLs, render, restore } from './oracle-common';
 

@@ -14,8 +14,8 @@ import * as fs from 'node:fs';
 import { ok, type TmpDir, type Tools } from '../helpers/oracle';
 import { Rand } from '../../support/random';
 import { exclusiveCounts, replay, type DumpModel } from '../helpers/thin-model';
-import { formatDelta } from '../../src/thin/report/delta';
-import { formatLs, LS_FIELDS, type LsDialect, type LsField } from '../../src/thin/report/ls';
+import { formatDelta } from '../../src/thin/report/delta-format';
+import { formatLs, LS_FIELDS, type LsDialect, type LsField } from '../../src/thin/report/ls-format';
 import type { MetadataSink } from '../../src/thin/xml/types';
 import type { OutputFn } from '../../src/thin/xml/writer';
 

@@ -336,7 +336,7 @@ test('abort and reopen without commit roll back to the last commit', () => {
   model.setTransactionId(9);
   md.deleteDevice(1);
   model.deleteDevice(1);
-  md.resizeData(6000);
+  md.growData(6000);
   model.resizeData(6000);
   assert.equal(md.dirty, true);
   w.abort();
@@ -447,7 +447,7 @@ test('out of data space: allocateDataBlock returns -1 only when every block is i
   for (const b of again) md.releaseDataBlock(b);
   md.commit();
   // Growing the data device gives space again.
-  md.resizeData(N + 50);
+  md.growData(N + 50);
   model.resizeData(N + 50);
   const b = md.allocateDataBlock();
   assert.ok(b >= 0, 'space after growing');
@@ -458,7 +458,7 @@ test('out of data space: allocateDataBlock returns -1 only when every block is i
   assertMetadataMatches(md, model.live, 'after ENOSPC and growth');
   assertDataCounts(md, model, 'after ENOSPC and growth');
   assert.deepEqual(errors(checkMetadata(dev)), []);
-  expectThinError(() => md.resizeData(N), 'E_UNSUPPORTED', 'shrinking the data device');
+  expectThinError(() => md.growData(N), 'E_UNSUPPORTED', 'shrinking the data device');
 });
 
 test('growing the metadata and data devices across bitmap boundaries', (t) => {
@@ -474,10 +474,9 @@ test('growing the metadata and data devices across bitmap boundaries', (t) => {
   for (let v = 0; v < 1500; v++) w.write(3, v);
   w.commit();
   // Data: 16000 -> 40000 blocks (1 -> 3 bitmaps); metadata: 1024 -> 17000 blocks (1 -> 2 bitmaps).
-  md.resizeData(40000);
+  md.growData(40000);
   model.resizeData(40000);
-  dev.grow(17000 * 4096);
-  md.resizeMetadata();
+  md.growMetadata(17000 * 4096);
   for (let v = 0; v < 2000; v++) w.write(3, 100000 + v);
   w.commit();
   assertMetadataMatches(md, model.live, 'after growth');
@@ -489,7 +488,7 @@ test('growing the metadata and data devices across bitmap boundaries', (t) => {
   dev = new FileDevice(file);
   const re = ThinMetadata.open(dev);
   assert.equal(re.nrDataBlocks, 40000);
-  assert.equal(re.metadataSm!.nrBlocks, 17000);
+  assert.equal(re.spaceUsage().metadataBlocks, 17000);
   assertMetadataMatches(re, model.live, 'reopened after growth');
   re.close();
   assert.equal(fs.statSync(file).size, 17000 * 4096);

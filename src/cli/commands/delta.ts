@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { ThinMetadata } from '../../thin/metadata';
-import { deltaDevices, deltaRanges } from '../../thin/delta';
+import { deltaDevices, deltaRanges } from '../../thin/device-delta';
 import { openMetadataReadOnly } from '../pool-path';
 import { printJson, stdout } from '../output';
 

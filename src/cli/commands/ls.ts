@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { ThinMetadata } from '../../thin/metadata';
-import { lsDevices, lsRows } from '../../thin/ls';
-import { DEFAULT_LS_FIELDS, formatLs, parseLsFields } from '../../thin/report/ls';
+import { lsDevices, lsRows } from '../../thin/device-usage';
+import { DEFAULT_LS_FIELDS, formatLs, parseLsFields } from '../../thin/report/ls-format';
 import { openMetadataReadOnly } from '../pool-path';
 import { printJson, stdout } from '../output';
 

@@ -8,70 +8,37 @@
  *
  * Everything here works on the raw bytes of a block (a Uint8Array of BLOCK_SIZE) and
  * allocates nothing on the read paths, so the tree code can binary-search a cached
- * block directly. Keys are u64 on disk and JavaScript numbers here: a key beyond
- * 2^53-1 throws E_RANGE instead of being rounded.
+ * block directly. Keys are u64 on disk and JavaScript numbers here (layout.ts's
+ * codec): reading a key beyond 2^53-1 throws E_CORRUPT instead of rounding it.
  */
 import { ThinError } from '../../errors';
 import { BLOCK_SIZE, saltedValidator, Validator } from '../block-manager';
+import { getU32, getU64, getU64Unchecked, setU32, setU64 } from '../layout';
 
 export const BTREE_NODE_SALT = 121107;
 export const INTERNAL_NODE = 1;
 export const LEAF_NODE = 2;
-export const NODE_HEADER_SIZE = 32;
 /** Deepest node a reader follows (root = depth 0); anything deeper is a cycle or corruption. */
 export const MAX_BTREE_DEPTH = 16;
 /** Internal nodes always hold u64 child block numbers. */
 export const INTERNAL_VALUE_SIZE = 8;
 
-const FLAGS = 4;
-const NR_ENTRIES = 16;
-const MAX_ENTRIES = 20;
-const VALUE_SIZE = 24;
-const TWO32 = 2 ** 32;
-/** Largest high word of a u64 that still gives a safe integer. */
-const MAX_SAFE_HI = 0x1fffff;
+// Node header offsets (spec 4.1). The checksum (0) and blocknr (8) belong to the validator.
+export const NODE_FLAGS = 4;
+export const NODE_NR_ENTRIES = 16;
+export const NODE_MAX_ENTRIES = 20;
+export const NODE_VALUE_SIZE = 24;
+export const NODE_HEADER_SIZE = 32;
+/** Bytes per key: keys start at NODE_HEADER_SIZE, values after room for max_entries keys. */
+export const KEY_SIZE = 8;
 
 /** Largest multiple of 3 entries that fit with `valueSize`-byte values (spec 4.2). */
 export function maxEntriesFor(valueSize: number): number {
   if (!Number.isInteger(valueSize) || valueSize <= 0 || valueSize > BLOCK_SIZE) {
     throw new ThinError('E_INVALID', `btree value size must be 1..${BLOCK_SIZE} bytes, got ${valueSize}`);
   }
-  const n = Math.floor((BLOCK_SIZE - NODE_HEADER_SIZE) / (8 + valueSize));
+  const n = Math.floor((BLOCK_SIZE - NODE_HEADER_SIZE) / (KEY_SIZE + valueSize));
   return Math.floor(n / 3) * 3;
-}
-
-// Little-endian u32 straight from the bytes: cheaper than a DataView per block.
-export function getU32(d: Uint8Array, o: number): number {
-  return (d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0;
-}
-
-export function setU32(d: Uint8Array, o: number, v: number): void {
-  d[o] = v & 0xff;
-  d[o + 1] = (v >>> 8) & 0xff;
-  d[o + 2] = (v >>> 16) & 0xff;
-  d[o + 3] = (v >>> 24) & 0xff;
-}
-
-/** u64 LE at `o` as a number; E_RANGE beyond 2^53-1. `what` names the field for the message. */
-export function getU64(d: Uint8Array, o: number, what = 'u64 value'): number {
-  const hi = getU32(d, o + 4);
-  if (hi > MAX_SAFE_HI) throw rangeError(d, o, what);
-  return hi * TWO32 + getU32(d, o);
-}
-
-export function setU64(d: Uint8Array, o: number, v: number): void {
-  if (v < TWO32) {
-    setU32(d, o, v);
-    setU32(d, o + 4, 0);
-    return;
-  }
-  setU32(d, o, v % TWO32);
-  setU32(d, o + 4, Math.floor(v / TWO32));
-}
-
-function rangeError(d: Uint8Array, o: number, what: string): ThinError {
-  const big = BigInt(getU32(d, o + 4)) * 2n ** 32n + BigInt(getU32(d, o));
-  return new ThinError('E_RANGE', `${what} ${big} is beyond 2^53-1, which thinsim cannot handle exactly`, { value: big.toString() });
 }
 
 /** Throw unless `k` can be stored as a key (a safe non-negative integer). */
@@ -81,29 +48,35 @@ export function checkKey(k: number): void {
   }
 }
 
-export function nodeFlags(d: Uint8Array): number { return getU32(d, FLAGS); }
-export function isLeaf(d: Uint8Array): boolean { return getU32(d, FLAGS) === LEAF_NODE; }
-export function nrEntries(d: Uint8Array): number { return getU32(d, NR_ENTRIES); }
-export function setNrEntries(d: Uint8Array, n: number): void { setU32(d, NR_ENTRIES, n); }
-export function maxEntries(d: Uint8Array): number { return getU32(d, MAX_ENTRIES); }
-export function valueSize(d: Uint8Array): number { return getU32(d, VALUE_SIZE); }
+export function nodeFlags(d: Uint8Array): number { return getU32(d, NODE_FLAGS); }
+export function isLeaf(d: Uint8Array): boolean { return getU32(d, NODE_FLAGS) === LEAF_NODE; }
+export function nrEntries(d: Uint8Array): number { return getU32(d, NODE_NR_ENTRIES); }
+export function setNrEntries(d: Uint8Array, n: number): void { setU32(d, NODE_NR_ENTRIES, n); }
+export function maxEntries(d: Uint8Array): number { return getU32(d, NODE_MAX_ENTRIES); }
+export function valueSize(d: Uint8Array): number { return getU32(d, NODE_VALUE_SIZE); }
 
-export function keyOffset(i: number): number { return NODE_HEADER_SIZE + 8 * i; }
+export function keyOffset(i: number): number { return NODE_HEADER_SIZE + KEY_SIZE * i; }
 
 /** Byte offset of value `i` (values start after room for max_entries keys). */
 export function valueOffset(d: Uint8Array, i: number): number {
-  return NODE_HEADER_SIZE + 8 * getU32(d, MAX_ENTRIES) + getU32(d, VALUE_SIZE) * i;
+  return NODE_HEADER_SIZE + KEY_SIZE * getU32(d, NODE_MAX_ENTRIES) + getU32(d, NODE_VALUE_SIZE) * i;
 }
 
 export function keyAt(d: Uint8Array, i: number): number {
-  const o = NODE_HEADER_SIZE + 8 * i;
-  const hi = getU32(d, o + 4);
-  if (hi > MAX_SAFE_HI) throw rangeError(d, o, `btree key ${i}`);
-  return hi * TWO32 + getU32(d, o);
+  return getU64(d, NODE_HEADER_SIZE + KEY_SIZE * i, 'btree key');
+}
+
+/**
+ * Key `i` as a double without the 2^53 check: exact for every key a caller can pass,
+ * and a larger on-disk key still compares as larger (it only throws when read with
+ * keyAt). For comparisons only.
+ */
+export function rawKeyAt(d: Uint8Array, i: number): number {
+  return getU64Unchecked(d, NODE_HEADER_SIZE + KEY_SIZE * i);
 }
 
 export function setKey(d: Uint8Array, i: number, k: number): void {
-  setU64(d, NODE_HEADER_SIZE + 8 * i, k);
+  setU64(d, NODE_HEADER_SIZE + KEY_SIZE * i, k, 'btree key');
 }
 
 /** Child block number `i` of an internal node (or any 8-byte value). */
@@ -112,7 +85,7 @@ export function value64(d: Uint8Array, i: number): number {
 }
 
 export function setValue64(d: Uint8Array, i: number, v: number): void {
-  setU64(d, valueOffset(d, i), v);
+  setU64(d, valueOffset(d, i), v, 'btree child block number');
 }
 
 /**
@@ -121,9 +94,9 @@ export function setValue64(d: Uint8Array, i: number, v: number): void {
  */
 export function initNode(d: Uint8Array, flags: number, max: number, vsize: number, zeroed = false): void {
   if (!zeroed) d.fill(0);
-  setU32(d, FLAGS, flags);
-  setU32(d, MAX_ENTRIES, max);
-  setU32(d, VALUE_SIZE, vsize);
+  setU32(d, NODE_FLAGS, flags);
+  setU32(d, NODE_MAX_ENTRIES, max);
+  setU32(d, NODE_VALUE_SIZE, vsize);
 }
 
 /**
@@ -156,13 +129,6 @@ export function searchLe(d: Uint8Array, n: number, k: number): number {
     else hi = mid;
   }
   return lo;
-}
-
-/** Key i as a number, without the 2^53 check (exact below it; only compared, never returned). */
-function rawKeyAt(d: Uint8Array, i: number): number {
-  const o = NODE_HEADER_SIZE + 8 * i;
-  return ((d[o + 4] | (d[o + 5] << 8) | (d[o + 6] << 16) | (d[o + 7] << 24)) >>> 0) * TWO32
-    + ((d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0);
 }
 
 /** Smallest index i < n with key[i] >= k, or n. */
@@ -250,15 +216,15 @@ function corrupt(b: number, what: string): ThinError {
  * keys, and the check costs far less than the checksum it follows.
  */
 export function checkNodeHeader(d: Uint8Array, b: number): void {
-  const flags = getU32(d, FLAGS);
+  const flags = getU32(d, NODE_FLAGS);
   if (flags !== INTERNAL_NODE && flags !== LEAF_NODE) {
     throw corrupt(b, `flags ${flags} must be exactly one of INTERNAL (1) or LEAF (2)`);
   }
-  const n = getU32(d, NR_ENTRIES);
-  const max = getU32(d, MAX_ENTRIES);
-  const vs = getU32(d, VALUE_SIZE);
+  const n = getU32(d, NODE_NR_ENTRIES);
+  const max = getU32(d, NODE_MAX_ENTRIES);
+  const vs = getU32(d, NODE_VALUE_SIZE);
   if (max === 0 || max % 3 !== 0) throw corrupt(b, `max_entries ${max} is not a positive multiple of 3`);
-  if (vs === 0 || NODE_HEADER_SIZE + (8 + vs) * max > BLOCK_SIZE) {
+  if (vs === 0 || NODE_HEADER_SIZE + (KEY_SIZE + vs) * max > BLOCK_SIZE) {
     throw corrupt(b, `max_entries ${max} with value_size ${vs} does not fit in a ${BLOCK_SIZE}-byte block`);
   }
   if (n > max) throw corrupt(b, `nr_entries ${n} is more than max_entries ${max}`);

@@ -11,6 +11,7 @@
  * same reference, so overwriting one with the other releases nothing.
  */
 import { ThinError } from '../../errors';
+import { readU64, writeU64 } from '../layout';
 import type { TransactionManager } from '../transaction-manager';
 
 export interface ValueType<V> {
@@ -27,28 +28,19 @@ export interface ValueType<V> {
 
 const TWO32 = 2 ** 32;
 
-function readU64(dv: DataView, offset: number): number {
-  const hi = dv.getUint32(offset + 4, true);
-  if (hi > 0x1fffff) {
-    const big = (BigInt(hi) << 32n) | BigInt(dv.getUint32(offset, true));
-    throw new ThinError('E_RANGE', `u64 btree value ${big} is beyond 2^53-1, which thinsim cannot handle exactly`, { value: big.toString() });
-  }
-  return hi * TWO32 + dv.getUint32(offset, true);
+function readU64Value(dv: DataView, offset: number): number {
+  return readU64(dv, offset, 'u64 btree value');
 }
 
-function writeU64(dv: DataView, offset: number, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 0) {
-    throw new ThinError('E_RANGE', `u64 btree value must be a whole number from 0 to 2^53-1, got ${v}`, { value: v });
-  }
-  dv.setUint32(offset, v % TWO32, true);
-  dv.setUint32(offset + 4, Math.floor(v / TWO32), true);
+function writeU64Value(dv: DataView, offset: number, v: number): void {
+  writeU64(dv, offset, v, 'u64 btree value');
 }
 
 /** Plain u64 (no references), as a checked number. */
 export const u64Value: ValueType<number> = {
   size: 8,
-  read: readU64,
-  write: writeU64,
+  read: readU64Value,
+  write: writeU64Value,
   equal: (a, b) => a === b,
 };
 
@@ -83,8 +75,8 @@ export function blockRefValue(tm: TransactionManager, subtree?: SubtreeOwner | (
   let owner: SubtreeOwner | undefined = typeof subtree === 'function' ? undefined : subtree;
   return {
     size: 8,
-    read: readU64,
-    write: writeU64,
+    read: readU64Value,
+    write: writeU64Value,
     inc: (b) => tm.inc(b),
     dec: (b) => {
       if (owner === undefined && typeof subtree === 'function') owner = subtree();

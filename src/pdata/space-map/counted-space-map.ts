@@ -3,7 +3,7 @@ import type { RefCounts } from './ref-counts';
 
 /** What both space maps share: counts in memory (RefCounts) and how the overflow tree loads into them. */
 export abstract class CountedSpaceMap {
-  constructor(readonly counts: RefCounts) {}
+  constructor(protected counts: RefCounts) {}
 
   get nrBlocks(): number { return this.counts.nrBlocks; }
   get nrAllocated(): number { return this.counts.nrAllocated; }
@@ -15,7 +15,7 @@ export abstract class CountedSpaceMap {
   /** After the bitmaps are loaded: exact counts of 3+ from the overflow tree, then recount. */
   protected loadOverflow(tree: BTree<number>, root: number): void {
     for (const [b, c] of tree.entries(root)) {
-      if (b < this.counts.nrBlocks) this.counts.overflow.set(b, c);
+      if (b < this.counts.nrBlocks) this.counts.loadOverflowCount(b, c);
     }
     this.counts.recount();
   }

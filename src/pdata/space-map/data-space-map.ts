@@ -44,7 +44,7 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
     const overflow = new BTree(tm, u32Value);
     const counts = new RefCounts(nrBlocks);
     const sm = new DataSpaceMap(tm, counts, new Array(nrBitmaps(nrBlocks)).fill(0), indexTree.empty(), overflow.empty());
-    for (let j = 0; j < nrBitmaps(nrBlocks); j++) counts.dirtyBitmaps.add(j);
+    counts.markAllBitmapsDirty();
     return sm;
   }
 
@@ -87,7 +87,7 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
   }
 
   commit(): SpaceMapRoot {
-    for (const j of [...this.counts.dirtyBitmaps].sort((a, b) => a - b)) {
+    for (const j of this.counts.dirtyBitmapList().sort((a, b) => a - b)) {
       const old = this.blocknrs[j];
       const wb = old === 0 ? this.tm.newBlock(bitmapValidator) : this.tm.shadow(old, bitmapValidator).block;
       wb.data.set(this.counts.bitmapPayload(j), BITMAP_HEADER);
@@ -95,7 +95,7 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
       const entry: IndexEntry = { blocknr: wb.location, nrFree: this.counts.nrFreeIn(j), noneFreeBefore: this.counts.firstFreeIn(j) };
       this.bitmapRoot = this.indexTree.insert(this.bitmapRoot, j, entry);
     }
-    for (const b of [...this.counts.dirtyOverflow].sort((a, b) => a - b)) {
+    for (const b of this.counts.takeDirtyOverflow().sort((a, b) => a - b)) {
       const c = this.counts.get(b);
       this.refCountRoot = c >= 3 ? this.overflowTree.insert(this.refCountRoot, b, c) : this.overflowTree.remove(this.refCountRoot, b).root;
     }

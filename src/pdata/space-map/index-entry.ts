@@ -23,7 +23,7 @@ export function readIndexEntry(dv: DataView, off: number): IndexEntry {
 }
 
 export function writeIndexEntry(dv: DataView, off: number, e: IndexEntry): void {
-  writeU64(dv, off, e.blocknr);
+  writeU64(dv, off, e.blocknr, 'index entry blocknr');
   dv.setUint32(off + 8, e.nrFree, true);
   dv.setUint32(off + 12, e.noneFreeBefore, true);
 }

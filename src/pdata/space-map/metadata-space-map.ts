@@ -21,6 +21,10 @@ export const MAX_METADATA_BLOCKS = MAX_METADATA_BITMAPS * ENTRIES_PER_BITMAP;
  * transaction; `commit()` materialises the changed bitmaps in rounds (allocating a
  * shadow can dirty another bitmap) until a round allocates nothing new, then writes
  * the bytes from the final counts (spec §6.6.1, "simpler equivalent").
+ *
+ * It is the allocator of the transaction manager it lives on: `format` and a
+ * writable `open` bind it there once; `reload` brings the same object back to a
+ * committed state (abort), so the binding never changes.
  */
 export class MetadataSpaceMap extends CountedSpaceMap implements SpaceMap, MetadataAllocator {
   private readonly tm: TransactionManager;
@@ -40,28 +44,38 @@ export class MetadataSpaceMap extends CountedSpaceMap implements SpaceMap, Metad
 
   /**
    * A new metadata space map for a device of `nrBlocks` blocks (capped at the
-   * format's maximum). Block 0 is reserved for the superblock. Installs itself as
-   * the transaction manager's allocator.
+   * format's maximum). Block 0 is reserved for the superblock. Binds itself as the
+   * transaction manager's allocator.
    */
   static format(tm: TransactionManager, nrBlocks: number): MetadataSpaceMap {
     const n = Math.min(nrBlocks, MAX_METADATA_BLOCKS);
     const counts = new RefCounts(n);
     counts.inc(0);
     const entries: IndexEntry[] = [];
-    for (let j = 0; j < nrBitmaps(n); j++) {
-      entries.push({ blocknr: 0, nrFree: ENTRIES_PER_BITMAP, noneFreeBefore: 0 });
-      // Every bitmap must exist on disk, even one whose blocks are all free.
-      counts.dirtyBitmaps.add(j);
-    }
+    for (let j = 0; j < nrBitmaps(n); j++) entries.push({ blocknr: 0, nrFree: ENTRIES_PER_BITMAP, noneFreeBefore: 0 });
+    // Every bitmap must exist on disk, even one whose blocks are all free.
+    counts.markAllBitmapsDirty();
     const sm = new MetadataSpaceMap(tm, counts, entries, 0, 0);
-    tm.sm = sm;
+    tm.bindSpaceMap(sm);
     sm.refCountRoot = sm.overflowTree.empty();
     return sm;
   }
 
-  /** Load from a committed root. Installs itself as the transaction manager's allocator. */
-  static open(tm: TransactionManager, root: SpaceMapRoot): MetadataSpaceMap {
+  /**
+   * Load from a committed root. Unless `readOnly`, binds itself as the transaction
+   * manager's allocator; a read-only one only answers counts (status, reports).
+   */
+  static open(tm: TransactionManager, root: SpaceMapRoot, opts: { readOnly?: boolean } = {}): MetadataSpaceMap {
+    const sm = new MetadataSpaceMap(tm, new RefCounts(0), [], root.bitmapRoot, root.refCountRoot);
+    sm.reload(root);
+    if (!opts.readOnly) tm.bindSpaceMap(sm);
+    return sm;
+  }
+
+  /** Drop everything since the last commit: reload the committed state under `root`. */
+  reload(root: SpaceMapRoot): void {
     const n = root.nrBlocks;
+    const tm = this.tm;
     if (n > MAX_METADATA_BLOCKS || n > tm.bm.nrBlocks) {
       throw new ThinError('E_CORRUPT', `metadata space map claims ${n} blocks, but the device has ${tm.bm.nrBlocks} (format maximum ${MAX_METADATA_BLOCKS})`, { kind: 'metadata space map' });
     }
@@ -72,10 +86,11 @@ export class MetadataSpaceMap extends CountedSpaceMap implements SpaceMap, Metad
       const bm = tm.read(e.blocknr, bitmapValidator);
       counts.loadPayload(j, bm.subarray(BITMAP_HEADER));
     });
-    const sm = new MetadataSpaceMap(tm, counts, entries, root.bitmapRoot, root.refCountRoot);
-    sm.loadOverflow(sm.overflowTree, root.refCountRoot);
-    tm.sm = sm;
-    return sm;
+    this.counts = counts;
+    this.entries = entries;
+    this.indexBlock = root.bitmapRoot;
+    this.refCountRoot = root.refCountRoot;
+    this.loadOverflow(this.overflowTree, root.refCountRoot);
   }
 
   allocate(): number {
@@ -99,9 +114,8 @@ export class MetadataSpaceMap extends CountedSpaceMap implements SpaceMap, Metad
     for (let round = 0; ; round++) {
       if (round > 1000) throw new ThinError('E_CORRUPT', 'metadata space map commit did not converge');
       let progress = false;
-      if (this.counts.dirtyOverflow.size > 0) {
-        const changed = [...this.counts.dirtyOverflow];
-        this.counts.dirtyOverflow.clear();
+      const changed = this.counts.takeDirtyOverflow();
+      if (changed.length > 0) {
         for (const b of changed) {
           const c = this.counts.get(b);
           this.refCountRoot = c >= 3 ? this.overflowTree.insert(this.refCountRoot, b, c) : this.overflowTree.remove(this.refCountRoot, b).root;
@@ -113,7 +127,7 @@ export class MetadataSpaceMap extends CountedSpaceMap implements SpaceMap, Metad
         this.indexBlock = index.location;
         progress = true;
       }
-      for (const j of [...this.counts.dirtyBitmaps]) {
+      for (const j of this.counts.dirtyBitmapList()) {
         if (written.has(j)) continue;
         const wb = this.writable(this.entries[j].blocknr, bitmapValidator);
         written.set(j, wb);

@@ -11,25 +11,39 @@
  *   native bitmap search; single-entry get/set stay in JS because a native call
  *   costs more than the two shifts it would save.
  * - It records which bitmaps and which overflow entries changed since the last
- *   commit, for the persistence layer to write.
+ *   commit, for the persistence layer to write; only its own methods touch those
+ *   records (`dirtyBitmapList`, `takeDirtyOverflow`, `markAllBitmapsDirty`).
+ * - Read-only users (checkers) see it through SpaceMapCounts: the 2-bit bitmap
+ *   entries and the overflow counts exactly as loaded, without interpretation.
  */
 import { ThinError } from '../../errors';
 import { hot } from '../../hot';
 import { BITMAP_PAYLOAD, ENTRIES_PER_BITMAP, nrBitmaps } from './bitmap-block';
 
-export class RefCounts {
+/** A space map's counts as loaded from disk, for checkers to compare. */
+export interface SpaceMapCounts {
+  readonly nrBlocks: number;
+  /** Blocks with a non-zero count (from the bitmaps). */
+  readonly nrAllocated: number;
+  /** The 2-bit bitmap entry of `b`: 0, 1, 2, or 3 for "see the overflow tree". */
+  bitsGet(b: number): number;
+  /** The overflow tree's count for `b`, if it has an entry. */
+  overflowCount(b: number): number | undefined;
+}
+
+export class RefCounts implements SpaceMapCounts {
   nrBlocks: number;
   /** Current counts, 2 bits per block, padded to whole bitmaps. */
-  bits: Uint8Array;
+  private bits: Uint8Array;
   /** 1 (count 1) where the block is in use now OR was in use at the last commit. */
   private busy: Uint8Array;
-  readonly overflow = new Map<number, number>();
+  private readonly overflow = new Map<number, number>();
   private allocated = 0;
   private cursor = 0;
-  readonly dirtyBitmaps = new Set<number>();
+  private readonly dirtyBitmaps = new Set<number>();
   /** First block of the bitmap last added to dirtyBitmaps, or -inf; always in the set (clear it with clearDirty). */
   private lastDirtyBegin = -Infinity;
-  readonly dirtyOverflow = new Set<number>();
+  private readonly dirtyOverflow = new Set<number>();
 
   constructor(nrBlocks: number) {
     this.nrBlocks = nrBlocks;
@@ -176,14 +190,32 @@ export class RefCounts {
     this.markCommitted();
   }
 
-  /** Blocks whose 2-bit entry is 3 but which have no exact count (corrupt or unloaded overflow). */
-  overflowHoles(): number[] {
-    const out: number[] = [];
-    if (this.histogram()[3] === this.overflow.size) return out;
-    for (let b = 0; b < this.nrBlocks; b++) {
-      const v = (this.bits[b >>> 2] >>> ((b & 3) << 1)) & 3;
-      if (v === 3 && !this.overflow.has(b)) out.push(b);
-    }
+  overflowCount(b: number): number | undefined {
+    return this.overflow.get(b);
+  }
+
+  /** Load an exact count of 3+ from the overflow tree (no dirtiness). Call `recount()` after loading all. */
+  loadOverflowCount(b: number, count: number): void {
+    this.overflow.set(b, count);
+  }
+
+  /** Every bitmap must be written at the next commit (a new space map: none is on disk yet). */
+  markAllBitmapsDirty(): void {
+    for (let j = 0; j < nrBitmaps(this.nrBlocks); j++) this.dirtyBitmaps.add(j);
+  }
+
+  /** Bitmaps changed since the last commit, in the order they first changed. */
+  dirtyBitmapList(): number[] {
+    return [...this.dirtyBitmaps];
+  }
+
+  /**
+   * Blocks whose overflow entry must be written or removed, in the order they first
+   * changed; they are no longer dirty afterwards (writing them may dirty others).
+   */
+  takeDirtyOverflow(): number[] {
+    const out = [...this.dirtyOverflow];
+    this.dirtyOverflow.clear();
     return out;
   }
 

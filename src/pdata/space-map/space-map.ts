@@ -28,8 +28,3 @@ export interface SpaceMap {
   commit(): SpaceMapRoot;
   markCommitted(): void;
 }
-
-export { MetadataSpaceMap } from './metadata-space-map';
-export { DataSpaceMap } from './data-space-map';
-export { RefCounts } from './ref-counts';
-export type { SpaceMapRoot } from './sm-root';

@@ -26,8 +26,8 @@ export const deviceDetailsValue: ValueType<DeviceDetails> = {
     };
   },
   write(dv, off, d) {
-    writeU64(dv, off, d.mappedBlocks);
-    writeU64(dv, off + 8, d.transactionId);
+    writeU64(dv, off, d.mappedBlocks, 'mapped_blocks');
+    writeU64(dv, off + 8, d.transactionId, 'transaction_id');
     dv.setUint32(off + 16, d.creationTime, true);
     dv.setUint32(off + 20, d.snapshottedTime, true);
   },

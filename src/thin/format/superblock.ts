@@ -4,8 +4,8 @@
  * roots zeroed).
  */
 import { ThinError } from '../../errors';
-import { saltedValidator, storedBlocknr } from '../../pdata/block-manager';
-import { blob, struct, u32, u64, view } from '../../pdata/layout';
+import { saltedValidator } from '../../pdata/block-manager';
+import { blob, getU64Unchecked, struct, u32, u64, view } from '../../pdata/layout';
 import { packSmRoot, SpaceMapRoot, SM_ROOT_SIZE, unpackSmRoot, isZeroSmRoot } from '../../pdata/space-map/sm-root';
 
 export const SUPERBLOCK_SALT = 160774;
@@ -15,6 +15,7 @@ export const SUPERBLOCK_LOCATION = 0;
 export const SUPERBLOCK_FLAG_NEEDS_CHECK = 1;
 /** The superblock stays under one 512-byte sector so its write is atomic. */
 export const SUPERBLOCK_SIZE = 0x16c;
+const MAGIC_OFFSET = 32;
 
 export interface Superblock {
   flags: number;
@@ -84,8 +85,8 @@ export function packSuperblock(sb: Superblock, out: Uint8Array = new Uint8Array(
 }
 
 function checkMagic(data: Uint8Array, b: number): void {
-  const dv = new DataView(data.buffer, data.byteOffset, 64);
-  const magic = dv.getUint32(32, true) + dv.getUint32(36, true) * 2 ** 32;
+  // Unchecked: any value beyond 2^53 is simply not the magic.
+  const magic = getU64Unchecked(data, MAGIC_OFFSET);
   if (magic !== THIN_MAGIC) {
     throw new ThinError('E_CORRUPT', `superblock (block ${b}) has magic ${magic}, expected ${THIN_MAGIC}: this is not dm-thin metadata`, { block: b, kind: 'superblock' });
   }
@@ -103,4 +104,29 @@ export function isUnformatted(block0: Uint8Array): boolean {
   return true;
 }
 
-export { storedBlocknr };
+/** A deep copy (the uuid and space-map roots are not shared with `sb`). */
+export function copySuperblock(sb: Superblock): Superblock {
+  return {
+    ...sb,
+    uuid: Uint8Array.from(sb.uuid),
+    dataSmRoot: sb.dataSmRoot && { ...sb.dataSmRoot },
+    metadataSmRoot: sb.metadataSmRoot && { ...sb.metadataSmRoot },
+  };
+}
+
+/**
+ * Refuse a superblock thinsim must not open as asked: unknown incompatible features
+ * (E_UNSUPPORTED), unknown compat_ro features unless read-only (E_READ_ONLY), a
+ * metadata block size other than 4 KiB (E_CORRUPT).
+ */
+export function checkOpenable(sb: Superblock, name: string, readOnly: boolean): void {
+  if (sb.incompatFlags !== 0) {
+    throw new ThinError('E_UNSUPPORTED', `metadata ${name} has unknown incompat flags 0x${sb.incompatFlags.toString(16)}; thinsim cannot read it`, { file: name });
+  }
+  if (sb.compatRoFlags !== 0 && !readOnly) {
+    throw new ThinError('E_READ_ONLY', `metadata ${name} has unknown compat_ro flags 0x${sb.compatRoFlags.toString(16)}; open it read-only`, { file: name });
+  }
+  if (sb.metadataBlockSize !== 8) {
+    throw new ThinError('E_CORRUPT', `superblock metadata_block_size is ${sb.metadataBlockSize} sectors; dm-thin uses 8`, { block: 0, kind: 'superblock' });
+  }
+}

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isThinError, ThinError } from '../../../src/errors';
 import { BTree, KEY_END } from '../../../src/pdata/btree/btree';
-import { btreeNodeValidator, isLeaf, keyAt, nrEntries } from '../../../src/pdata/btree/node';
+import { btreeNodeValidator, isLeaf, nrEntries } from '../../../src/pdata/btree/node';
 import { u64Value, type ValueType } from '../../../src/pdata/btree/value-type';
 import { assertMetaCounts, checkTrees, Harness } from './tree-check';
 
@@ -72,23 +72,24 @@ test('a value refused on the append path leaves the leaf as it was, free slot in
   assert.deepEqual([...t.entries(r, 9)], [[9, [9, 9]], [10, [7, 8]]]);
 });
 
-test('leafBlocks pulls the non-empty leaves in key order', () => {
+test('leaves pulls the non-empty leaves in key order, values in place', () => {
   const h = new Harness(512);
   const t = new BTree(h.tm, u64Value);
   let r = t.empty();
-  assert.deepEqual([...t.leafBlocks(r)], [], 'an empty tree has no non-empty leaf');
-  const want: number[] = [];
-  for (let k = 0; k < 3000; k += 3) { r = t.insert(r, k, k + 1); want.push(k); }
+  assert.deepEqual([...t.leaves(r)], [], 'an empty tree has no non-empty leaf');
+  const want: Array<[number, number]> = [];
+  for (let k = 0; k < 3000; k += 3) { r = t.insert(r, k, k + 1); want.push([k, k + 1]); }
   for (let k = 900; k < 1200; k += 3) r = t.remove(r, k).root;
-  const got: number[] = [];
+  const got: Array<[number, number]> = [];
   let leaves = 0;
-  for (const d of t.leafBlocks(r)) {
+  for (const leaf of t.leaves(r)) {
     leaves++;
-    assert.ok(isLeaf(d) && nrEntries(d) > 0);
-    for (let i = 0; i < nrEntries(d); i++) got.push(keyAt(d, i));
+    assert.ok(leaf.count > 0);
+    const dv = new DataView(leaf.bytes.buffer, leaf.bytes.byteOffset, leaf.bytes.byteLength);
+    for (let i = 0; i < leaf.count; i++) got.push([leaf.key(i), u64Value.read(dv, leaf.valueOffset(i))]);
   }
   assert.ok(leaves > 3, `${leaves} leaves`);
-  assert.deepEqual(got, want.filter((k) => k < 900 || k >= 1200));
+  assert.deepEqual(got, want.filter(([k]) => k < 900 || k >= 1200));
 });
 
 test('ranges, iteration bounds, early stops and modify', () => {

@@ -1,7 +1,7 @@
 /**
  * Damaged trees: every kind of bad node must surface as a ThinError that names the
- * block (E_CHECKSUM for a bad checksum, E_CORRUPT for bad structure, E_RANGE for keys
- * beyond 2^53), never as a crash, a wrong answer from a valid-looking path, or a loop.
+ * block (E_CHECKSUM for a bad checksum, E_CORRUPT for bad structure and for keys
+ * beyond 2^53, which thinsim never writes), never as a crash, a wrong answer from a valid-looking path, or a loop.
  * Also what a reader must tolerate: stale bytes in unused slots, and parent keys lower
  * than their child's first key (what kernel removals leave).
  */
@@ -10,9 +10,10 @@ import assert from 'node:assert/strict';
 import { isThinError, ThinError } from '../../../src/errors';
 import { BTree } from '../../../src/pdata/btree/btree';
 import {
-  btreeNodeValidator, isLeaf, keyAt, maxEntries, nrEntries, setKey, setU32, setValue64, value64, valueOffset,
+  btreeNodeValidator, isLeaf, keyAt, maxEntries, nrEntries, setKey, setValue64, value64, valueOffset,
 } from '../../../src/pdata/btree/node';
 import { u32Value, u64Value } from '../../../src/pdata/btree/value-type';
+import { setU32 } from '../../../src/pdata/layout';
 import { checkTrees, Harness } from './tree-check';
 
 /** A committed 3-level u64 tree (small internal nodes) with keys 0, 2, 4, ... */
@@ -169,14 +170,14 @@ test('a leaf of the wrong value size for the tree', () => {
   expectError(() => tree32.lookup(root, 0), 'E_CORRUPT', leaves[0], /value_size/);
 });
 
-test('a key beyond 2^53 is reported as E_RANGE, never rounded', () => {
+test('a key beyond 2^53 is reported as E_CORRUPT, never rounded', () => {
   const { h, root, leaves } = build();
   const last = leaves[leaves.length - 1];
   damage(h, last, (d) => { const n = nrEntries(d); setU32(d, 32 + 8 * (n - 1) + 4, 0x00400000); });
   const tree = new BTree(h.tm, u64Value, { internalMaxEntries: 6 });
   assert.equal(tree.lookup(root, 0), 1);
-  assert.throws(() => [...tree.entries(root)], (e: unknown) => isThinError(e, 'E_RANGE'));
-  assert.throws(() => tree.highestKey(root), (e: unknown) => isThinError(e, 'E_RANGE'));
+  assert.throws(() => [...tree.entries(root)], (e: unknown) => isThinError(e, 'E_CORRUPT'));
+  assert.throws(() => tree.highestKey(root), (e: unknown) => isThinError(e, 'E_CORRUPT'));
 });
 
 test('readers ignore stale bytes in unused slots', () => {

@@ -11,7 +11,7 @@ import { MemoryDevice } from '../../../src/io/memory-device';
 import { BlockManager } from '../../../src/pdata/block-manager';
 import { TransactionManager } from '../../../src/pdata/transaction-manager';
 import { MultiLevelBTree } from '../../../src/pdata/btree/multi-level';
-import { getU64 } from '../../../src/pdata/btree/node';
+import { getU64 } from '../../../src/pdata/layout';
 import { u64Value } from '../../../src/pdata/btree/value-type';
 import { MemoryAllocator } from '../../helpers/memory-allocator';
 import { kernelFixture, skipReason, tools09, tools1x } from '../../helpers/oracle';
@@ -51,8 +51,8 @@ for (const name of FIXTURES) {
     const bm = new BlockManager(dev);
     const tm = new TransactionManager(bm, new MemoryAllocator(bm.nrBlocks));
     const sb = bm.readRaw(0);
-    const mappingRoot = getU64(sb, 0x140);
-    const detailsRoot = getU64(sb, 0x148);
+    const mappingRoot = getU64(sb, 0x140, 'data_mapping_root');
+    const detailsRoot = getU64(sb, 0x148, 'device_details_root');
     const ml = new MultiLevelBTree(tm, 2, u64Value);
     const got = new Map<number, string[]>();
     for (const [devId, sub] of ml.level(0).entries(mappingRoot)) {
@@ -87,7 +87,7 @@ for (const name of ['tmeta', 'tmeta_with_shared_internals_and_leaves', 'tmeta_wi
     let bm = new BlockManager(dev);
     const alloc = new MemoryAllocator(bm.nrBlocks);
     let tm = new TransactionManager(bm, alloc);
-    const mappingRoot = getU64(bm.readRaw(0), 0x140);
+    const mappingRoot = getU64(bm.readRaw(0), 0x140, 'data_mapping_root');
     const kind = { root: mappingRoot, kind: { valueSize: 8, lower: { valueSize: 8 } } };
     // Seed the allocator with the counts the trees imply (what the kernel's space map holds for them).
     const seed = checkTrees(tm, [kind]);

@@ -13,9 +13,10 @@ import { MemoryDevice } from '../../../src/io/memory-device';
 import { BlockManager, BLOCK_SIZE } from '../../../src/pdata/block-manager';
 import { TransactionManager } from '../../../src/pdata/transaction-manager';
 import {
-  btreeNodeValidator, getU32, getU64, isLeaf, keyAt, maxEntries, maxEntriesFor, nrEntries, value64, valueOffset, valueSize,
+  btreeNodeValidator, isLeaf, keyAt, maxEntries, maxEntriesFor, nrEntries, value64, valueOffset, valueSize,
 } from '../../../src/pdata/btree/node';
 import type { ValueType } from '../../../src/pdata/btree/value-type';
+import { getU32, getU64 } from '../../../src/pdata/layout';
 import { MemoryAllocator } from '../../helpers/memory-allocator';
 
 /** What a tree stores: leaf value size, and either a lower tree kind or counted values. */
@@ -87,11 +88,11 @@ export function checkTrees(tm: TransactionManager, roots: Array<{ root: number; 
       for (let i = 0; i < n; i++) {
         const o = valueOffset(d, i);
         if (kind.lower) {
-          const sub = getU64(d, o);
+          const sub = getU64(d, o, 'subtree root');
           bump(res.metaRefs, sub);
           visit(sub, kind.lower, true, 0, 2 ** 53, 0);
         } else if (kind.countedValues) {
-          bump(res.valueRefs, getU64(d, o));
+          bump(res.valueRefs, getU64(d, o, 'value'));
         }
       }
     } else {

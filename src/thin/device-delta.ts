@@ -1,9 +1,10 @@
 /**
- * thin_delta: differences between the mappings of two devices of one pool, in
- * thin_delta's format (report/delta.ts). Streams both devices side by side.
+ * Device delta: the differences between the mappings of two devices of one pool,
+ * read from its metadata and streamed side by side into report/delta-format.ts (the
+ * diff walk and thin_delta's text).
  */
 import { ThinError } from '../errors';
-import { diffRanges, DiffRange, writeDelta } from './report/delta';
+import { diffRanges, DiffRange, writeDelta } from './report/delta-format';
 import type { OutputFn } from './xml/writer';
 import type { ThinMetadata } from './metadata';
 import { mappingRuns, superblockInfo } from './dump';

@@ -8,12 +8,13 @@
  * level are split into two halves (the rule of thin-provisioning-tools' builder,
  * spec §4.4). Memory: two nodes' worth of entries per level.
  */
-import { ThinError } from '../errors';
-import { BLOCK_SIZE } from './block-manager';
-import { btreeNodeValidator } from './btree/node';
-import { INTERNAL_NODE, INTERNAL_VALUE_SIZE, initNode, keyOffset, LEAF_NODE, maxEntriesFor, setKey, setNrEntries, setValue64 } from './btree/node';
-import type { ValueType } from './btree/value-type';
-import type { TransactionManager } from './transaction-manager';
+import { ThinError } from '../../errors';
+import { BLOCK_SIZE } from '../block-manager';
+import type { TransactionManager } from '../transaction-manager';
+import {
+  btreeNodeValidator, INTERNAL_NODE, INTERNAL_VALUE_SIZE, initNode, keyOffset, LEAF_NODE, maxEntriesFor, setKey, setNrEntries, setValue64,
+} from './node';
+import type { ValueType } from './value-type';
 
 class Level {
   keys: number[] = [];

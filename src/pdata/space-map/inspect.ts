@@ -1,0 +1,131 @@
+/**
+ * Space-map inspection: load a space map as it is on disk, read-only and tolerant,
+ * for checkers. The space maps themselves (metadata-space-map.ts, data-space-map.ts)
+ * throw at the first damaged block; a checker wants every problem and every block.
+ *
+ * Contract:
+ * - pdata knows what a space map is made of (index block or index tree, bitmaps,
+ *   overflow tree) and how each is encoded; the caller (SpaceMapReader) owns the
+ *   policy: how a block is read and validated, how a tree is walked (node checks),
+ *   how references to metadata blocks are counted, and where problems are reported.
+ * - Every block the space map uses is handed to the caller exactly once, as a root
+ *   (`refRoot`) or a plain reference (`ref`), in on-disk order.
+ * - Problems in the space map's own structure (missing or extra bitmaps, overflow
+ *   entries out of range or below 3, a none_free_before hint that skips a free
+ *   block) are reported through `error`/`warn` and loading goes on; only when
+ *   nothing sensible can be loaded is the result undefined.
+ * - The result holds the counts exactly as found (bitmap entries and overflow
+ *   entries side by side), without interpretation. Memory: 2 bits per block.
+ */
+import type { Validator } from '../block-manager';
+import type { LeafView } from '../btree/btree';
+import { u32Value } from '../btree/value-type';
+import { bitmapValidator, BITMAP_HEADER, ENTRIES_PER_BITMAP, nrBitmaps } from './bitmap-block';
+import { INDEX_ENTRY_SIZE } from './index-entry';
+import { indexEntryValue } from './index-entry-value';
+import { indexBlockValidator, MAX_METADATA_BITMAPS, readIndexBlock } from './metadata-index-block';
+import { RefCounts, SpaceMapCounts } from './ref-counts';
+import type { SpaceMapRoot } from './sm-root';
+
+export type { SpaceMapCounts };
+
+/** A kind of tree, for a checker's walk: its name in messages and its leaves' value size. */
+export interface TreeKind {
+  readonly name: string;
+  readonly leafValueSize: number;
+}
+
+/** The data space map's index tree: bitmap number -> index entry. */
+export const DATA_SM_INDEX_TREE: TreeKind = { name: 'data space map index', leafValueSize: INDEX_ENTRY_SIZE };
+/** Either space map's overflow tree: block -> count of 3 or more. */
+export const REF_COUNT_TREE: TreeKind = { name: 'reference count tree', leafValueSize: u32Value.size };
+
+/** How the caller reads, walks, counts and reports (see the contract). */
+export interface SpaceMapReader {
+  /** Blocks on the metadata device. */
+  readonly nrBlocks: number;
+  /** A tree root or index block at `path`: count it and return true, or report it outside the device and return false. */
+  refRoot(b: number, path: string): boolean;
+  /** A reference to `b`, already known to be on the device. */
+  ref(b: number): void;
+  /** Read and validate `b`; undefined once the failure has been reported. */
+  read(b: number, v: Validator, what: string, path: string): Uint8Array | undefined;
+  /** Walk the tree at `root` (its root already counted), calling `leaf` once per distinct leaf. */
+  walk(root: number, kind: TreeKind, path: string, leaf: (view: LeafView, block: number) => void): void;
+  error(message: string, block?: number, path?: string): void;
+  warn(message: string, block?: number, path?: string): void;
+}
+
+/** The metadata space map under `root` (spec 6.6): index block, its bitmaps, the overflow tree. */
+export function inspectMetadataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): SpaceMapCounts | undefined {
+  const p = 'metadata space map';
+  if (root.nrBlocks > MAX_METADATA_BITMAPS * ENTRIES_PER_BITMAP) {
+    r.error(`metadata space map manages ${root.nrBlocks} blocks, more than 255 bitmaps can describe`, 0, p);
+    return undefined;
+  }
+  const n = Math.min(root.nrBlocks, r.nrBlocks);
+  if (!r.refRoot(root.bitmapRoot, `${p} > index block`)) return undefined;
+  const index = r.read(root.bitmapRoot, indexBlockValidator, 'metadata index block', p);
+  if (!index) return undefined;
+  const counts = new RefCounts(n);
+  readIndexBlock(index, nrBitmaps(n)).forEach((e, j) => loadBitmap(r, counts, j, e.blocknr, e.noneFreeBefore, `${p} > bitmap ${j}`));
+  loadOverflow(r, counts, root.refCountRoot, p);
+  counts.recount();
+  return counts;
+}
+
+/** The data space map under `root` (spec 6.5): index tree, its bitmaps, the overflow tree. */
+export function inspectDataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): SpaceMapCounts | undefined {
+  const p = 'data space map';
+  const counts = new RefCounts(root.nrBlocks);
+  const want = nrBitmaps(root.nrBlocks);
+  const seen = new Set<number>();
+  if (!r.refRoot(root.bitmapRoot, `${p} > index tree`)) return undefined;
+  r.walk(root.bitmapRoot, DATA_SM_INDEX_TREE, `${p} > index tree`, (leaf) => {
+    for (let i = 0; i < leaf.count; i++) {
+      const j = leaf.key(i);
+      if (j >= want) { r.error(`index entry for bitmap ${j}, but ${root.nrBlocks} blocks need only ${want} bitmaps`, undefined, p); continue; }
+      seen.add(j);
+      const e = leaf.value(i, indexEntryValue);
+      loadBitmap(r, counts, j, e.blocknr, e.noneFreeBefore, `${p} > bitmap ${j}`);
+    }
+  });
+  for (let j = 0; j < want; j++) if (!seen.has(j)) r.error(`bitmap ${j} is missing from the index tree`, root.bitmapRoot, p);
+  loadOverflow(r, counts, root.refCountRoot, p);
+  counts.recount();
+  return counts;
+}
+
+function loadBitmap(r: SpaceMapReader, counts: RefCounts, j: number, blocknr: number, noneFreeBefore: number, path: string): void {
+  if (!(blocknr > 0 && blocknr < r.nrBlocks)) {
+    r.error(`bitmap ${j} is at block ${blocknr}, outside the metadata device`, blocknr, path);
+    return;
+  }
+  r.ref(blocknr);
+  const d = r.read(blocknr, bitmapValidator, 'space map bitmap', path);
+  if (!d) return;
+  counts.loadPayload(j, d.subarray(BITMAP_HEADER));
+  // The allocator never looks below none_free_before: a free block there would never be used.
+  const begin = j * ENTRIES_PER_BITMAP;
+  const end = Math.min(begin + noneFreeBefore, counts.nrBlocks);
+  for (let b = begin; b < end; b++) {
+    if (counts.bitsGet(b) === 0) {
+      r.warn(`bitmap ${j}: none_free_before is ${noneFreeBefore}, but block ${b} is free (the allocator would skip it)`, blocknr, path);
+      break;
+    }
+  }
+}
+
+function loadOverflow(r: SpaceMapReader, counts: RefCounts, root: number, sm: string): void {
+  const path = `${sm} > reference count tree`;
+  if (!r.refRoot(root, path)) return;
+  r.walk(root, REF_COUNT_TREE, path, (leaf, b) => {
+    for (let i = 0; i < leaf.count; i++) {
+      const blk = leaf.key(i);
+      const c = leaf.value(i, u32Value);
+      if (blk >= counts.nrBlocks) { r.error(`overflow entry for block ${blk}, beyond the ${counts.nrBlocks} managed blocks`, b, path); continue; }
+      if (c < 3) r.error(`overflow entry for block ${blk} has count ${c}; only counts of 3 or more belong there`, b, path);
+      counts.loadOverflowCount(blk, c);
+    }
+  });
+}

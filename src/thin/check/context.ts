@@ -1,0 +1,99 @@
+/**
+ * What every part of the check shares: the device read raw (no cache trust), the
+ * findings and how they are capped, and the reference tallies the space maps are
+ * compared with.
+ *
+ * Contract: nothing here throws for damaged metadata; a block that cannot be read
+ * or validated becomes a finding and `undefined`. Only I/O errors on the device
+ * itself propagate.
+ */
+import { isThinError, ThinError } from '../../errors';
+import type { BlockDevice } from '../../io/block-device';
+import { BlockManager, Validator } from '../../pdata/block-manager';
+
+export type Severity = 'error' | 'warning';
+
+export interface Finding {
+  severity: Severity;
+  message: string;
+  block?: number;
+  /** Where it was found, e.g. "mapping tree > device 3 > block 45". */
+  path?: string;
+  device?: number;
+}
+
+/** Exact counts, dense while small, sparse beyond. */
+export class Tally {
+  private dense: Uint32Array | undefined;
+  private sparse = new Map<number, number>();
+  constructor(readonly size: number) {
+    if (size <= 1 << 27) this.dense = new Uint32Array(size);
+  }
+  inc(b: number): void {
+    if (this.dense && b < this.size) this.dense[b]++;
+    else this.sparse.set(b, (this.sparse.get(b) ?? 0) + 1);
+  }
+  get(b: number): number {
+    return this.dense && b < this.size ? this.dense[b] : this.sparse.get(b) ?? 0;
+  }
+  /** Blocks at or beyond `size` that were counted (references past the end). */
+  beyond(): number[] {
+    return [...this.sparse.keys()].filter((b) => b >= this.size).sort((a, b) => a - b);
+  }
+}
+
+export class CheckContext {
+  readonly bm: BlockManager;
+  readonly findings: Finding[] = [];
+  /** References to each metadata block found so far (set once the superblock is read). */
+  metaRefs!: Tally;
+  /** References to each data block found so far (set once the superblock is read). */
+  dataRefs!: Tally;
+
+  constructor(dev: BlockDevice, private readonly max: number) {
+    this.bm = new BlockManager(dev, { cacheBlocks: 1024 });
+  }
+
+  /** Count a root pointer; false if it is outside the device. */
+  refRoot(b: number, path: string): boolean {
+    if (!(b > 0 && b < this.bm.nrBlocks)) {
+      this.error(`root ${b} is outside the metadata device (${this.bm.nrBlocks} blocks)`, b, path);
+      return false;
+    }
+    this.metaRefs.inc(b);
+    return true;
+  }
+
+  /** Block `b` read from the device and validated with `v`, or undefined once reported. */
+  readValid(b: number, v: Validator, what: string, path?: string): Uint8Array | undefined {
+    let d: Uint8Array;
+    try {
+      d = this.bm.readRaw(b);
+    } catch (e) {
+      if (isThinError(e) && e.code === 'E_CORRUPT') { this.error(`${what}: ${e.message}`, b, path); return undefined; }
+      throw e;
+    }
+    try {
+      v.check(d, b);
+    } catch (e) {
+      if (e instanceof ThinError) { this.error(e.message, b, path ?? what); return undefined; }
+      throw e;
+    }
+    return d;
+  }
+
+  error(message: string, block?: number, path?: string, device?: number): void {
+    this.add({ severity: 'error', message, block, path, device });
+  }
+
+  warn(message: string, block?: number, path?: string): void {
+    this.add({ severity: 'warning', message, block, path });
+  }
+
+  private add(f: Finding): void {
+    if (this.findings.length < this.max) this.findings.push(f);
+    else if (f.severity === 'error' && !this.findings.some((x) => x.message.startsWith('too many findings'))) {
+      this.findings.push({ severity: 'error', message: `too many findings; stopped listing after ${this.max}` });
+    }
+  }
+}
