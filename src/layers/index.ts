@@ -14,3 +14,5 @@ export { exportDevice, makeFilesystem, mountDevice, requireTool, findTool, mount
 export type { ExportedFile, Mounted } from './fs';
 export { synthesize, synthChunkWord, parsePercent } from './synth';
 export type { SynthOptions, SynthReport, SynthLayerReport } from './synth';
+export { readLayerFile, listLayerFiles } from './files';
+export type { LayerFileEntry } from './files';

@@ -3,6 +3,7 @@ import { checkCommand } from './check';
 import { demoCommand } from './demo';
 import { deltaCommand } from './delta';
 import { dumpCommand } from './dump';
+import { layerCommand } from './layer';
 import { lsCommand } from './ls';
 import { poolCommand } from './pool';
 import { thinCommand } from './thin';
@@ -10,4 +11,4 @@ import { restoreCommand } from './restore';
 import { serveCommand } from './serve';
 
 /** Every verb, in the order `thinsim --help` lists them. */
-export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, serveCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, serveCommand, layerCommand];
