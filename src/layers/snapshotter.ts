@@ -111,11 +111,11 @@ export class LayerStore {
 
   // ------------------------------------------------------------------ lifecycle of layers
 
-  prepare(key: string, parent?: string): Promise<LayerInfo> {
+  async prepare(key: string, parent?: string): Promise<LayerInfo> {
     return this.snapshot(key, parent, 'active');
   }
 
-  view(key: string, parent: string): Promise<LayerInfo> {
+  async view(key: string, parent: string): Promise<LayerInfo> {
     if (parent === undefined || parent === '') throw new ThinError('E_INVALID', 'a view needs a parent: name the committed layer to look at');
     return this.snapshot(key, parent, 'view');
   }
@@ -260,17 +260,17 @@ export class LayerStore {
   // ------------------------------------------------------------------ data
 
   /** Read bytes of a layer's device (unmapped ranges read as zeros). */
-  read(name: string, offset: number, length: number): Promise<Buffer> {
+  async read(name: string, offset: number, length: number): Promise<Buffer> {
     return this.pool.read(this.stat(name).deviceId, offset, length);
   }
 
   /** Write bytes to an active layer; committed layers and views refuse (E_READ_ONLY). */
-  write(name: string, offset: number, data: Uint8Array): Promise<void> {
+  async write(name: string, offset: number, data: Uint8Array): Promise<void> {
     return this.pool.write(this.writableLayer(name).deviceId, offset, data);
   }
 
   /** Discard a range of an active layer (E_READ_ONLY for committed layers and views). */
-  discard(name: string, offset: number, length: number): Promise<void> {
+  async discard(name: string, offset: number, length: number): Promise<void> {
     return this.pool.discard(this.writableLayer(name).deviceId, offset, length);
   }
 
