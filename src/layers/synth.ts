@@ -8,8 +8,10 @@
  *     delete  Z % of the chunks mapped at the start of the layer are discarded;
  *     modify  Y % of the chunks still mapped get one 4 KiB block overwritten at a
  *             random aligned offset (a sharing break: the rest of the chunk is copied);
- *     new     X % of the device's chunks, chosen among the unmapped ones (fewer when
- *             fewer are unmapped), are written whole.
+ *     new     X % of the device's chunks, chosen among those unmapped at the start of
+ *             the layer (fewer when fewer are), are written whole; a chunk deleted in
+ *             this layer is not rewritten, so each change shows in thin_delta as
+ *             exactly one of left_only (delete), different (modify), right_only (new).
  *   Percentages are rounded to whole chunks.
  * - Deterministic for a seed: the choices come from one seeded PRNG, requests are
  *   issued one at a time (allocation order is fixed), and the pool commits only at
@@ -139,7 +141,7 @@ export async function synthesize(store: LayerStore, o: SynthOptions): Promise<Sy
       await store.write(key, at, filled(BLOCK, synthChunkWord(seed, n, at / BLOCK)));
     }
     const want = Math.round((chunks * o.newPercent) / 100);
-    const fresh = pickUnmapped(rng, chunks, new Set(kept), want);
+    const fresh = pickUnmapped(rng, chunks, new Set(mapped), want);
     for (const c of fresh) await store.write(key, c * cb, filled(cb, synthChunkWord(seed, n, c)));
     // Commit points are fixed (flush inside commit), which keeps allocation deterministic.
     const top = await store.commit(name, key);
