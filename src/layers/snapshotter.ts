@@ -21,7 +21,6 @@
  *   in bytes, touching stretches of one kind merged as thin_delta prints them.
  * - One read-write opener per pool (the pool lock); openReadOnly works beside it.
  */
-import * as fs from 'fs';
 import { ThinError } from '../errors';
 import { Pool } from '../pool/pool';
 import { exportDevice, makeFilesystem, filesystemUuid, mountDevice, type Filesystem, type Mounted } from './fs';
@@ -423,7 +422,3 @@ function toInfo(rec: LayerRecord, d: DevInfo): LayerInfo {
   return out;
 }
 
-/** Is `poolDir` a directory with a pool in it? (for clear CLI errors) */
-export function isPoolDir(poolDir: string): boolean {
-  return fs.existsSync(`${poolDir}/pool.json`);
-}
