@@ -108,6 +108,15 @@ test('snapshotter on ext4: prepare, commit, view, children, deletes, read-only v
       for (const child of ['B', 'sibling', 'v']) assert.match((e as Error).message, new RegExp(`\\b${child}\\b`));
     }
 
+    // A mounted layer is neither committed nor removed under its user.
+    const m = await s.mount('sibling');
+    try {
+      await expectCode(s.commit('S', 'sibling'), 'E_POOL_BUSY', /unmount/);
+      await expectCode(s.remove('sibling'), 'E_POOL_BUSY', /unmount/);
+    } finally {
+      await m.unmount();
+    }
+
     // A failing callback still unmounts.
     await assert.rejects(s.withMounted('B', async () => { throw new Error('boom'); }), /boom/);
     assert.deepEqual(ours(), [], 'no mount is left behind after a failure');
