@@ -4,6 +4,7 @@ import { demoCommand } from './demo';
 import { deltaCommand } from './delta';
 import { dumpCommand } from './dump';
 import { experimentCommand } from './experiment';
+import { layerCommand } from './layer';
 import { lsCommand } from './ls';
 import { poolCommand } from './pool';
 import { thinCommand } from './thin';
@@ -11,4 +12,4 @@ import { restoreCommand } from './restore';
 import { serveCommand } from './serve';
 
 /** Every verb, in the order `thinsim --help` lists them. */
-export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, serveCommand, experimentCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, serveCommand, layerCommand, experimentCommand];

@@ -1,0 +1,18 @@
+/**
+ * Image layers as thin snapshots: the layers layer's public face.
+ *
+ * Contract: LayerStore (snapshotter.ts) is the API the image importer, the CLI and the
+ * experiments use; records.ts holds Docker's on-disk records and transaction protocol;
+ * fs.ts makes and mounts filesystems through the NBD export; synth.ts builds synthetic
+ * block-level layer chains. Nothing here reaches below the pool's public API.
+ */
+export { LayerStore, DEFAULT_BASE_SIZE, DEFAULT_MIN_FREE_SPACE } from './snapshotter';
+export type { LayerInfo, LayerKind, LayerStoreOptions, LayerUsage, LayerDiffRange, CommitMeta, Filesystem } from './snapshotter';
+export { DockerRecords, DeviceTransactions, dockerPaths, newCacheId, writeAtomic } from './records';
+export type { DevInfo, DeviceSetMetadata, TransactionMetadata, LayerRecord, LayerIndex, LayerdbEntry, DockerPaths, Recovery } from './records';
+export { exportDevice, makeFilesystem, mountDevice, requireTool, findTool, mountsUnder, TOOL_PACKAGES } from './fs';
+export type { ExportedFile, Mounted } from './fs';
+export { synthesize, synthChunkWord, parsePercent } from './synth';
+export type { SynthOptions, SynthReport, SynthLayerReport } from './synth';
+export { readLayerFile, listLayerFiles } from './files';
+export type { LayerFileEntry } from './files';

@@ -1,0 +1,514 @@
+/**
+ * Docker's devicemapper records beside a pool, and Docker's transaction protocol for
+ * creating and deleting thin devices.
+ *
+ * Contract:
+ * - The records live in `POOL/docker/`, laid out as Docker lays out its root
+ *   (/var/lib/docker), so someone who knows Docker recognises every file:
+ *     devicemapper/metadata/<cache-id>           one device record (devInfo JSON:
+ *                                               device_id, size, transaction_id,
+ *                                               initialized, deleted)
+ *     devicemapper/metadata/base                 the base device's record (hash "")
+ *     devicemapper/metadata/deviceset-metadata   next_device_id, BaseDeviceUUID,
+ *                                               BaseDeviceFilesystem
+ *     devicemapper/metadata/transaction-metadata open_transaction_id, device_hash,
+ *                                               device_id
+ *     image/devicemapper/layerdb/sha256/<chainID>/{cache-id,diff,parent,size}
+ *                                               committed image layers
+ *     devicemapper/thinsim-layers.json           thinsim's own index (key, kind,
+ *                                               parent); not a Docker file
+ *   The pool directory itself (pool.json, data, metadata) plays the part of Docker's
+ *   devicemapper/devicemapper/{data,metadata} loop files. JSON is written compactly
+ *   with Go's field order, as encoding/json writes it.
+ * - Every file is written atomically: a temporary file in the same directory, fsync,
+ *   rename, fsync of the directory. A removal fsyncs the directory too.
+ * - Every device creation or deletion follows Docker's four steps, each durable before
+ *   the next: (1) open a transaction (open_transaction_id = pool transaction id + 1,
+ *   with the device hash and id) in transaction-metadata; (2) the pool message
+ *   (create_thin / create_snap / delete); (3) write (or remove) the device record and
+ *   thinsim's index entry; (4) set_transaction_id old -> new on the pool. `recover()`
+ *   (run when a store opens read-write) rolls back an unfinished transaction
+ *   (open_transaction_id > the pool's transaction id) as Docker does: delete the
+ *   device if it exists, remove its record (and index entry), remove the transaction
+ *   file. A deletion caught half way is thereby completed; a creation is undone.
+ * - Test hook: THINSIM_LAYERS_CRASH="create:N" or "delete:N" (N = 1..4) SIGKILLs the
+ *   process right after step N of the next such transaction.
+ */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { ThinError, ioError } from '../errors';
+import type { Pool } from '../pool/pool';
+
+export const DOCKER_DIR = 'docker';
+export const DEVICESET_META_FILE = 'deviceset-metadata';
+export const TRANSACTION_META_FILE = 'transaction-metadata';
+export const BASE_RECORD = 'base';
+export const INDEX_FILE = 'thinsim-layers.json';
+/** Device ids are 24 bits in dm-thin (and Docker wraps next_device_id there). */
+export const MAX_DEVICE_ID = 0xffffff;
+
+/** Docker's devInfo record (devicemapper/metadata/<hash>). */
+export interface DevInfo {
+  device_id: number;
+  size: number;
+  transaction_id: number;
+  initialized: boolean;
+  deleted: boolean;
+}
+
+/** Docker's DeviceSet as it marshals it (deviceset-metadata). */
+export interface DeviceSetMetadata {
+  next_device_id: number;
+  BaseDeviceUUID: string;
+  BaseDeviceFilesystem: string;
+}
+
+/** Docker's transaction record (transaction-metadata). */
+export interface TransactionMetadata {
+  open_transaction_id: number;
+  device_hash: string;
+  device_id: number;
+}
+
+export type LayerKind = 'active' | 'committed' | 'view';
+
+/** One entry of thinsim's index: what Docker keeps in its layer store and containerd in its bolt db. */
+export interface LayerRecord {
+  name: string;
+  kind: LayerKind;
+  parent?: string;
+  cacheId: string;
+  chainId?: string;
+  diffId?: string;
+  created: string;
+}
+
+export interface LayerIndex {
+  version: 1;
+  layers: Record<string, LayerRecord>;
+}
+
+/** A committed image layer's layerdb directory. */
+export interface LayerdbEntry {
+  chainId: string;
+  cacheId: string;
+  diffId?: string;
+  parent?: string;
+  size?: number;
+}
+
+export interface DockerPaths {
+  root: string;
+  metadataDir: string;
+  layerdb: string;
+  index: string;
+}
+
+export function dockerPaths(poolDir: string): DockerPaths {
+  const root = path.join(poolDir, DOCKER_DIR);
+  return {
+    root,
+    metadataDir: path.join(root, 'devicemapper', 'metadata'),
+    layerdb: path.join(root, 'image', 'devicemapper', 'layerdb', 'sha256'),
+    index: path.join(root, 'devicemapper', INDEX_FILE),
+  };
+}
+
+export const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+export const CACHE_ID_RE = /^[0-9a-f]{64}$/;
+
+/** A fresh cache-id: 64 random hex digits, as Docker's layer store makes them. */
+export function newCacheId(): string {
+  return crypto.randomBytes(32).toString('hex');
+}
+
+// ------------------------------------------------------------------ atomic files
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Temporary file, fsync, rename over `file`, fsync the directory. */
+export function writeAtomic(file: string, data: string): void {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+  try {
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    try {
+      fs.writeSync(fd, data);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+    fsyncDir(dir);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw ioError('write', file, e);
+  }
+}
+
+/** Remove `file` (absent is fine) and fsync its directory. */
+export function removeDurable(file: string): void {
+  try {
+    fs.rmSync(file, { force: true, recursive: true });
+    fsyncDir(path.dirname(file));
+  } catch (e) {
+    throw ioError('remove', file, e);
+  }
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw ioError('read', file, e);
+  }
+}
+
+function parseJson(text: string, file: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(text);
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch { /* below */ }
+  throw new ThinError('E_PARSE', `${file} is not a JSON object; it is damaged (restore it from a backup or remove the layer store)`, { file });
+}
+
+function field<T>(o: Record<string, unknown>, key: string, type: 'number' | 'string' | 'boolean', file: string, dflt?: T): T {
+  const v = o[key];
+  if (v === undefined && dflt !== undefined) return dflt;
+  if (typeof v !== type || (type === 'number' && !Number.isSafeInteger(v as number))) {
+    throw new ThinError('E_PARSE', `${file}: "${key}" must be a ${type}, found ${JSON.stringify(v)}`, { file, key });
+  }
+  return v as T;
+}
+
+// ------------------------------------------------------------------ the records
+
+export class DockerRecords {
+  readonly paths: DockerPaths;
+
+  constructor(readonly poolDir: string, readonly readOnly = false) {
+    this.paths = dockerPaths(poolDir);
+    if (!readOnly) {
+      fs.mkdirSync(this.paths.metadataDir, { recursive: true, mode: 0o700 });
+      fs.mkdirSync(this.paths.layerdb, { recursive: true, mode: 0o700 });
+    }
+  }
+
+  private guard(): void {
+    if (this.readOnly) throw new ThinError('E_READ_ONLY', `the layer records of ${this.poolDir} are open read-only`);
+  }
+
+  /** devicemapper/metadata/<hash>; the base device (hash "") is "base", as Docker names it. */
+  recordFile(hash: string): string {
+    return path.join(this.paths.metadataDir, hash === '' ? BASE_RECORD : hash);
+  }
+
+  readDevInfo(hash: string): DevInfo | undefined {
+    const file = this.recordFile(hash);
+    const text = readText(file);
+    if (text === undefined) return undefined;
+    const o = parseJson(text, file);
+    return {
+      device_id: field<number>(o, 'device_id', 'number', file),
+      size: field<number>(o, 'size', 'number', file),
+      transaction_id: field<number>(o, 'transaction_id', 'number', file),
+      initialized: field<boolean>(o, 'initialized', 'boolean', file),
+      deleted: field<boolean>(o, 'deleted', 'boolean', file, false),
+    };
+  }
+
+  writeDevInfo(hash: string, d: DevInfo): void {
+    this.guard();
+    const { device_id, size, transaction_id, initialized, deleted } = d;
+    writeAtomic(this.recordFile(hash), JSON.stringify({ device_id, size, transaction_id, initialized, deleted }));
+  }
+
+  removeDevInfo(hash: string): void {
+    this.guard();
+    removeDurable(this.recordFile(hash));
+  }
+
+  /** Every device record by hash ("" for base), skipping what Docker's walk skips. */
+  listDevInfos(): Map<string, DevInfo> {
+    const out = new Map<string, DevInfo>();
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.paths.metadataDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
+      throw ioError('list', this.paths.metadataDir, e);
+    }
+    for (const n of names.sort()) {
+      if (n.startsWith('.') || n.endsWith('.migrated') || n === DEVICESET_META_FILE || n === TRANSACTION_META_FILE) continue;
+      const hash = n === BASE_RECORD ? '' : n;
+      const d = this.readDevInfo(hash);
+      if (d) out.set(hash, d);
+    }
+    return out;
+  }
+
+  readDeviceSet(): DeviceSetMetadata {
+    const file = path.join(this.paths.metadataDir, DEVICESET_META_FILE);
+    const text = readText(file);
+    if (text === undefined) return { next_device_id: 0, BaseDeviceUUID: '', BaseDeviceFilesystem: '' };
+    const o = parseJson(text, file);
+    return {
+      next_device_id: field<number>(o, 'next_device_id', 'number', file, 0),
+      BaseDeviceUUID: field<string>(o, 'BaseDeviceUUID', 'string', file, ''),
+      BaseDeviceFilesystem: field<string>(o, 'BaseDeviceFilesystem', 'string', file, ''),
+    };
+  }
+
+  writeDeviceSet(m: DeviceSetMetadata): void {
+    this.guard();
+    const { next_device_id, BaseDeviceUUID, BaseDeviceFilesystem } = m;
+    writeAtomic(path.join(this.paths.metadataDir, DEVICESET_META_FILE), JSON.stringify({ next_device_id, BaseDeviceUUID, BaseDeviceFilesystem }));
+  }
+
+  readTransaction(): TransactionMetadata | undefined {
+    const file = path.join(this.paths.metadataDir, TRANSACTION_META_FILE);
+    const text = readText(file);
+    if (text === undefined) return undefined;
+    const o = parseJson(text, file);
+    return {
+      open_transaction_id: field<number>(o, 'open_transaction_id', 'number', file),
+      device_hash: field<string>(o, 'device_hash', 'string', file),
+      device_id: field<number>(o, 'device_id', 'number', file),
+    };
+  }
+
+  writeTransaction(t: TransactionMetadata): void {
+    this.guard();
+    const { open_transaction_id, device_hash, device_id } = t;
+    writeAtomic(path.join(this.paths.metadataDir, TRANSACTION_META_FILE), JSON.stringify({ open_transaction_id, device_hash, device_id }));
+  }
+
+  removeTransaction(): void {
+    this.guard();
+    removeDurable(path.join(this.paths.metadataDir, TRANSACTION_META_FILE));
+  }
+
+  readIndex(): LayerIndex {
+    const file = this.paths.index;
+    const text = readText(file);
+    if (text === undefined) return { version: 1, layers: {} };
+    const o = parseJson(text, file);
+    const layers = o.layers;
+    if (o.version !== 1 || !layers || typeof layers !== 'object') {
+      throw new ThinError('E_PARSE', `${file}: expected {"version":1,"layers":{...}}`, { file });
+    }
+    for (const [k, v] of Object.entries(layers as Record<string, LayerRecord>)) {
+      if (!v || v.name !== k || !['active', 'committed', 'view'].includes(v.kind) || !CACHE_ID_RE.test(v.cacheId)) {
+        throw new ThinError('E_PARSE', `${file}: layer "${k}" is malformed`, { file, layer: k });
+      }
+    }
+    return { version: 1, layers: layers as Record<string, LayerRecord> };
+  }
+
+  writeIndex(idx: LayerIndex): void {
+    this.guard();
+    writeAtomic(this.paths.index, JSON.stringify(idx, null, 1) + '\n');
+  }
+
+  // ---- layerdb (committed image layers)
+
+  layerdbDir(chainId: string): string {
+    return path.join(this.paths.layerdb, chainId.replace(/^sha256:/, ''));
+  }
+
+  /** Write the layer's directory under a temporary name, then rename it into place. */
+  writeLayerdb(e: LayerdbEntry): void {
+    this.guard();
+    const dir = this.layerdbDir(e.chainId);
+    const tmp = `${dir}.tmp-${process.pid}`;
+    removeDurable(tmp);
+    fs.mkdirSync(tmp, { mode: 0o700 });
+    writeAtomic(path.join(tmp, 'cache-id'), e.cacheId);
+    if (e.diffId) writeAtomic(path.join(tmp, 'diff'), e.diffId);
+    if (e.parent) writeAtomic(path.join(tmp, 'parent'), e.parent);
+    if (e.size !== undefined) writeAtomic(path.join(tmp, 'size'), String(e.size));
+    try {
+      fs.renameSync(tmp, dir);
+      fsyncDir(this.paths.layerdb);
+    } catch (err) {
+      throw ioError('rename into place', dir, err);
+    }
+  }
+
+  readLayerdb(chainId: string): LayerdbEntry | undefined {
+    const dir = this.layerdbDir(chainId);
+    const cacheId = readText(path.join(dir, 'cache-id'));
+    if (cacheId === undefined) return undefined;
+    const size = readText(path.join(dir, 'size'));
+    return {
+      chainId: `sha256:${path.basename(dir)}`, cacheId: cacheId.trim(),
+      diffId: readText(path.join(dir, 'diff'))?.trim(), parent: readText(path.join(dir, 'parent'))?.trim(),
+      size: size === undefined ? undefined : Number(size.trim()),
+    };
+  }
+
+  listLayerdb(): string[] {
+    try {
+      return fs.readdirSync(this.paths.layerdb).sort();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw ioError('list', this.paths.layerdb, e);
+    }
+  }
+
+  removeLayerdb(chainId: string): void {
+    this.guard();
+    removeDurable(this.layerdbDir(chainId));
+  }
+}
+
+// ------------------------------------------------------------------ the transaction protocol
+
+/** The test hook: SIGKILL right after step `step` of a `op` transaction when asked to. */
+function crashPoint(op: 'create' | 'delete', step: number): void {
+  if (process.env.THINSIM_LAYERS_CRASH === `${op}:${step}`) process.kill(process.pid, 'SIGKILL');
+}
+
+export interface Recovery {
+  rolledBack?: TransactionMetadata;
+  /** Index entries dropped because their device record was gone. */
+  droppedIndex: string[];
+  /** layerdb directories removed because no committed layer named them. */
+  droppedLayerdb: string[];
+}
+
+export class DeviceTransactions {
+  constructor(private readonly pool: Pool, private readonly records: DockerRecords) {}
+
+  /** Docker's getNextFreeDeviceID: advance next_device_id (24-bit wrap) past every id in use. */
+  private allocateDeviceId(): number {
+    const used = new Set<number>(this.pool.devices());
+    for (const d of this.records.listDevInfos().values()) used.add(d.device_id);
+    const meta = this.records.readDeviceSet();
+    let id = meta.next_device_id;
+    for (let i = 0; i <= MAX_DEVICE_ID; i++) {
+      id = (id + 1) & MAX_DEVICE_ID;
+      if (!used.has(id)) {
+        this.records.writeDeviceSet({ ...meta, next_device_id: id });
+        return id;
+      }
+    }
+    throw new ThinError('E_NO_METADATA_SPACE', 'no free thin device id is left (2^24 devices)');
+  }
+
+  private open(hash: string, deviceId: number): { current: number; next: number } {
+    const current = this.pool.status().transactionId;
+    const next = current + 1;
+    this.records.writeTransaction({ open_transaction_id: next, device_hash: hash, device_id: deviceId });
+    return { current, next };
+  }
+
+  /**
+   * Create a thin device (no origin) or a snapshot of `origin`, record it under `hash`,
+   * and let `index` update thinsim's index in step 3. Returns the record.
+   */
+  async create(hash: string, size: number, origin: number | undefined, index?: (idx: LayerIndex) => void): Promise<DevInfo> {
+    if (this.records.readDevInfo(hash)) throw new ThinError('E_DEVICE_EXISTS', `a device record for ${hash || BASE_RECORD} already exists`, { hash });
+    const deviceId = this.allocateDeviceId();
+    const { current, next } = this.open(hash, deviceId);
+    crashPoint('create', 1);
+    try {
+      if (origin === undefined) await this.pool.createThin(deviceId, size);
+      else await this.pool.createSnap(deviceId, origin, size);
+    } catch (e) {
+      await this.rollback();
+      throw e;
+    }
+    crashPoint('create', 2);
+    const info: DevInfo = { device_id: deviceId, size, transaction_id: next, initialized: false, deleted: false };
+    try {
+      this.records.writeDevInfo(hash, info);
+      if (index) {
+        const idx = this.records.readIndex();
+        index(idx);
+        this.records.writeIndex(idx);
+      }
+    } catch (e) {
+      await this.rollback();
+      throw e;
+    }
+    crashPoint('create', 3);
+    await this.pool.setTransactionId(current, next);
+    crashPoint('create', 4);
+    return info;
+  }
+
+  /** Delete the device recorded under `hash`, its record, and (step 3) its index entry. */
+  async delete(hash: string, index?: (idx: LayerIndex) => void): Promise<void> {
+    const info = this.records.readDevInfo(hash);
+    if (!info) throw new ThinError('E_NOT_FOUND', `no device record for ${hash || BASE_RECORD}`, { hash });
+    const { current, next } = this.open(hash, info.device_id);
+    crashPoint('delete', 1);
+    if (this.pool.devices().includes(info.device_id)) await this.pool.deleteDevice(info.device_id);
+    crashPoint('delete', 2);
+    this.records.removeDevInfo(hash);
+    if (index) {
+      const idx = this.records.readIndex();
+      index(idx);
+      this.records.writeIndex(idx);
+    }
+    crashPoint('delete', 3);
+    await this.pool.setTransactionId(current, next);
+    crashPoint('delete', 4);
+  }
+
+  /**
+   * Docker's rollbackTransaction: delete the device if it exists, remove its record and
+   * the transaction file; thinsim also drops its index entries for the same cache-id.
+   */
+  private async rollback(): Promise<TransactionMetadata | undefined> {
+    const t = this.records.readTransaction();
+    if (!t) return undefined;
+    if (this.pool.devices().includes(t.device_id)) await this.pool.deleteDevice(t.device_id);
+    this.records.removeDevInfo(t.device_hash);
+    const idx = this.records.readIndex();
+    let changed = false;
+    for (const [k, v] of Object.entries(idx.layers)) {
+      if (v.cacheId === t.device_hash) { delete idx.layers[k]; changed = true; }
+    }
+    if (changed) this.records.writeIndex(idx);
+    this.records.removeTransaction();
+    return t;
+  }
+
+  /**
+   * At open: roll back an unfinished transaction (Docker's processPendingTransaction),
+   * then drop index entries without a device record and layerdb directories that no
+   * committed layer names (a crash inside commit or remove leaves those).
+   */
+  async recover(): Promise<Recovery> {
+    const out: Recovery = { droppedIndex: [], droppedLayerdb: [] };
+    const t = this.records.readTransaction();
+    const poolTid = this.pool.status().transactionId;
+    if (t && t.open_transaction_id > poolTid) out.rolledBack = await this.rollback();
+    const records = this.records.listDevInfos();
+    const idx = this.records.readIndex();
+    let changed = false;
+    for (const [k, v] of Object.entries(idx.layers)) {
+      const d = records.get(v.cacheId);
+      if (!d || !this.pool.devices().includes(d.device_id)) { delete idx.layers[k]; out.droppedIndex.push(k); changed = true; }
+    }
+    if (changed) this.records.writeIndex(idx);
+    const named = new Map<string, string>();
+    for (const v of Object.values(idx.layers)) if (v.kind === 'committed' && v.chainId) named.set(v.chainId.slice(7), v.cacheId);
+    for (const dir of this.records.listLayerdb()) {
+      const e = /^[0-9a-f]{64}$/.test(dir) ? this.records.readLayerdb(dir) : undefined;
+      if (!e || named.get(dir) !== e.cacheId) { this.records.removeLayerdb(dir); out.droppedLayerdb.push(dir); }
+    }
+    return out;
+  }
+}

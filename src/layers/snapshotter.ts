@@ -1,0 +1,424 @@
+/**
+ * Image layers as thin snapshots: a snapshotter over a pool, as Docker's devicemapper
+ * graph driver and containerd's devmapper snapshotter build one.
+ *
+ * Contract:
+ * - A layer is one thin device. The first layer without a parent snapshots the base
+ *   device, which is created on first use (base size, default 10G) and formatted
+ *   through the NBD export (ext4 with Docker's options, xfs on request, or none for
+ *   block-level work). A layer is a snapshot of its parent (O(1), shares every chunk).
+ * - Kinds: `active` (writable; from prepare), `committed` (frozen; from commit, may be
+ *   a parent), `view` (read-only snapshot of a committed layer). Writes to committed
+ *   layers and views are refused with E_READ_ONLY, here and at the NBD export.
+ * - Every device creation and deletion runs Docker's transaction protocol
+ *   (records.ts); opening read-write rolls back an unfinished one. Records live in
+ *   POOL/docker in Docker's layout.
+ * - A new snapshot is refused while free data or metadata space is below
+ *   `minFreeSpace` (Docker's dm.min_free_space, 10 %). `remove` discards the layer's
+ *   provisioned ranges first (Docker's dm.blkdiscard) so a loop-lvm data file gives
+ *   the space back, and refuses while the layer has children or is mounted.
+ * - usage() is thin_ls's arithmetic (pool.sharing()); diff() is thin_delta's ranges
+ *   in bytes, touching stretches of one kind merged as thin_delta prints them.
+ * - One read-write opener per pool (the pool lock); openReadOnly works beside it.
+ */
+import { ThinError } from '../errors';
+import { Pool } from '../pool/pool';
+import { exportDevice, makeFilesystem, filesystemUuid, mountDevice, type Filesystem, type Mounted } from './fs';
+import {
+  DeviceTransactions, DIGEST_RE, DockerRecords, newCacheId,
+  type DevInfo, type LayerIndex, type LayerKind, type LayerRecord, type Recovery,
+} from './records';
+
+export type { LayerKind, Filesystem };
+
+export interface LayerInfo {
+  name: string;
+  kind: LayerKind;
+  parent?: string;
+  chainId?: string;
+  diffId?: string;
+  cacheId: string;
+  deviceId: number;
+  size: number;
+  created: string;
+}
+
+export interface LayerStoreOptions {
+  baseSize?: number;
+  filesystem?: Filesystem;
+  minFreeSpace?: number;
+  /** The pool's periodic commit interval in ms (default 1000; 0: commit only at fixed points, as synth needs). */
+  commitInterval?: number;
+}
+
+export interface LayerUsage { name: string; mappedBytes: number; exclusiveBytes: number; sharedBytes: number }
+export interface LayerDiffRange { kind: 'left_only' | 'right_only' | 'different'; offset: number; length: number }
+export interface CommitMeta { chainId?: string; diffId?: string; parentChainId?: string; size?: number }
+
+export const DEFAULT_BASE_SIZE = 10 * 2 ** 30;
+export const DEFAULT_MIN_FREE_SPACE = 0.10;
+const KEY_RE = /^[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,254}$/;
+
+export class LayerStore {
+  /** What open() rolled back or dropped (undefined for read-only stores). */
+  readonly recovery: Recovery | undefined;
+  private readonly tx: DeviceTransactions | undefined;
+  private readonly mounts = new Map<string, Set<Mounted>>();
+  private readonly opts: Required<Omit<LayerStoreOptions, 'commitInterval'>>;
+
+  private constructor(readonly pool: Pool, readonly records: DockerRecords, opts: LayerStoreOptions, tx: DeviceTransactions | undefined, recovery: Recovery | undefined) {
+    this.tx = tx;
+    this.recovery = recovery;
+    const minFreeSpace = opts.minFreeSpace ?? DEFAULT_MIN_FREE_SPACE;
+    if (!(minFreeSpace >= 0 && minFreeSpace < 1)) throw new ThinError('E_INVALID', `minFreeSpace must be a fraction in [0, 1), got ${minFreeSpace}`);
+    const baseSize = opts.baseSize ?? DEFAULT_BASE_SIZE;
+    if (!Number.isSafeInteger(baseSize) || baseSize <= 0 || baseSize % 512 !== 0) throw new ThinError('E_INVALID', `baseSize must be a positive multiple of 512 bytes, got ${baseSize}`);
+    const filesystem = opts.filesystem ?? 'ext4';
+    if (!['ext4', 'xfs', 'none'].includes(filesystem)) throw new ThinError('E_INVALID', `filesystem must be ext4, xfs or none, got "${filesystem}"`);
+    this.opts = { baseSize, filesystem, minFreeSpace };
+  }
+
+  /** Open the pool in `poolDir` read-write, create the records directory, roll back an unfinished transaction. */
+  static async open(poolDir: string, opts: LayerStoreOptions = {}): Promise<LayerStore> {
+    const pool = Pool.open(poolDir, opts.commitInterval === undefined ? {} : { commitInterval: opts.commitInterval });
+    try {
+      const records = new DockerRecords(poolDir);
+      const tx = new DeviceTransactions(pool, records);
+      const recovery = await tx.recover();
+      return new LayerStore(pool, records, opts, tx, recovery);
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+  }
+
+  /** For ls/stat/usage/diff/cat/files while another process holds the pool read-write. */
+  static async openReadOnly(poolDir: string): Promise<LayerStore> {
+    const pool = Pool.open(poolDir, { readOnly: true });
+    try {
+      return new LayerStore(pool, new DockerRecords(poolDir, true), {}, undefined, undefined);
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+  }
+
+  private writable(): DeviceTransactions {
+    if (!this.tx) throw new ThinError('E_READ_ONLY', `the layer store of ${this.pool.dir} is open read-only`);
+    return this.tx;
+  }
+
+  // ------------------------------------------------------------------ lifecycle of layers
+
+  async prepare(key: string, parent?: string): Promise<LayerInfo> {
+    return this.snapshot(key, parent, 'active');
+  }
+
+  async view(key: string, parent: string): Promise<LayerInfo> {
+    if (parent === undefined || parent === '') throw new ThinError('E_INVALID', 'a view needs a parent: name the committed layer to look at');
+    return this.snapshot(key, parent, 'view');
+  }
+
+  private async snapshot(key: string, parentName: string | undefined, kind: LayerKind): Promise<LayerInfo> {
+    const tx = this.writable();
+    checkKey(key);
+    const idx = this.records.readIndex();
+    if (idx.layers[key]) throw new ThinError('E_DEVICE_EXISTS', `layer "${key}" already exists (${idx.layers[key].kind}); pick another key or remove it first`, { layer: key });
+    let parent: LayerRecord | undefined;
+    let origin: DevInfo;
+    if (parentName !== undefined) {
+      parent = this.record(parentName);
+      if (parent.kind !== 'committed') {
+        throw new ThinError('E_INVALID', `parent "${parent.name}" is ${parent.kind === 'active' ? 'an active snapshot' : 'a view'}; only committed layers can be parents: commit it first`, { layer: parent.name });
+      }
+      origin = this.devInfo(parent);
+    } else {
+      origin = await this.ensureBase();
+    }
+    this.checkFreeSpace();
+    const cacheId = newCacheId();
+    const rec: LayerRecord = { name: key, kind, ...(parent ? { parent: parent.name } : {}), cacheId, created: new Date().toISOString() };
+    const info = await tx.create(cacheId, origin.size, origin.device_id, (i) => { i.layers[key] = rec; });
+    return toInfo(rec, info);
+  }
+
+  /** Freeze active snapshot `key` as committed layer `name` (with its image identity, when given). */
+  async commit(name: string, key: string, meta: CommitMeta = {}): Promise<LayerInfo> {
+    this.writable();
+    checkKey(name);
+    const idx = this.records.readIndex();
+    const rec = idx.layers[key];
+    if (!rec) throw new ThinError('E_NOT_FOUND', `no active snapshot "${key}"; prepare it first (thinsim layer prepare)`, { layer: key });
+    if (rec.kind !== 'active') throw new ThinError('E_INVALID', `"${key}" is ${rec.kind === 'view' ? 'a view' : 'already committed'}; only active snapshots can be committed`, { layer: key });
+    if (name !== key && idx.layers[name]) throw new ThinError('E_DEVICE_EXISTS', `layer "${name}" already exists; commit under another name`, { layer: name });
+    if (this.mounts.get(key)?.size) throw new ThinError('E_POOL_BUSY', `"${key}" is mounted; unmount it before committing`, { layer: key });
+    for (const [what, v] of [['chainId', meta.chainId], ['diffId', meta.diffId], ['parentChainId', meta.parentChainId]] as const) {
+      if (v !== undefined && !DIGEST_RE.test(v)) throw new ThinError('E_INVALID', `${what} must be "sha256:" and 64 lowercase hex digits, got "${v}"`);
+    }
+    if (meta.size !== undefined && !(Number.isSafeInteger(meta.size) && meta.size >= 0)) throw new ThinError('E_INVALID', `size must be a whole number of bytes, got ${meta.size}`);
+    if (meta.chainId) {
+      const other = Object.values(idx.layers).find((l) => l.chainId === meta.chainId);
+      if (other) throw new ThinError('E_DEVICE_EXISTS', `ChainID ${meta.chainId} is already layer "${other.name}"`, { layer: other.name });
+    }
+    const parentChainId = meta.parentChainId ?? (rec.parent ? idx.layers[rec.parent]?.chainId : undefined);
+    // The layer's bytes are durable before it is called committed.
+    await this.pool.flush();
+    if (meta.chainId) {
+      this.records.writeLayerdb({ chainId: meta.chainId, cacheId: rec.cacheId, diffId: meta.diffId, parent: parentChainId, size: meta.size });
+    }
+    const next: LayerRecord = { ...rec, name, kind: 'committed' };
+    if (meta.chainId) next.chainId = meta.chainId;
+    if (meta.diffId) next.diffId = meta.diffId;
+    delete idx.layers[key];
+    idx.layers[name] = next;
+    this.records.writeIndex(idx);
+    return toInfo(next, this.devInfo(next));
+  }
+
+  /** Remove a layer: refused while it has children or is mounted; discards, then deletes. */
+  async remove(name: string): Promise<void> {
+    const tx = this.writable();
+    const rec = this.record(name);
+    const children = Object.values(this.records.readIndex().layers).filter((l) => l.parent === rec.name).map((l) => l.name);
+    if (children.length > 0) {
+      throw new ThinError('E_INVALID', `layer "${rec.name}" has children (${children.join(', ')}); remove them first`, { layer: rec.name, children });
+    }
+    if (this.mounts.get(rec.name)?.size) throw new ThinError('E_POOL_BUSY', `layer "${rec.name}" is mounted; unmount it first`, { layer: rec.name });
+    const dev = this.devInfo(rec);
+    await this.discardDevice(dev);
+    await tx.delete(rec.cacheId, (i) => { delete i.layers[rec.name]; });
+    if (rec.chainId) this.records.removeLayerdb(rec.chainId);
+  }
+
+  /** Discard every provisioned range of a device (Docker's dm.blkdiscard before deleting). */
+  private async discardDevice(dev: DevInfo): Promise<void> {
+    for (const run of this.pool.blockStatus(dev.device_id, 0, dev.size)) {
+      if (run.mapped) await this.pool.discard(dev.device_id, run.offset, run.length);
+    }
+  }
+
+  // ------------------------------------------------------------------ lookups and reports
+
+  /** A layer by key, by ChainID ('sha256:...' or bare hex) or by a unique ChainID prefix. */
+  stat(name: string): LayerInfo {
+    const rec = this.record(name);
+    return toInfo(rec, this.devInfo(rec));
+  }
+
+  /** Every layer, parents before children (siblings by creation time, then name). */
+  list(): LayerInfo[] {
+    const layers = Object.values(this.records.readIndex().layers);
+    const byParent = new Map<string | undefined, LayerRecord[]>();
+    const names = new Set(layers.map((l) => l.name));
+    for (const l of layers) {
+      const p = l.parent !== undefined && names.has(l.parent) ? l.parent : undefined;
+      if (!byParent.has(p)) byParent.set(p, []);
+      byParent.get(p)!.push(l);
+    }
+    const out: LayerInfo[] = [];
+    const walk = (p: string | undefined) => {
+      const kids = (byParent.get(p) ?? []).sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : a.name < b.name ? -1 : 1));
+      for (const k of kids) {
+        const d = this.records.readDevInfo(k.cacheId);
+        if (d) out.push(toInfo(k, d));
+        walk(k.name);
+      }
+    };
+    walk(undefined);
+    return out;
+  }
+
+  /** Mapped, exclusive and shared bytes per layer, as thin_ls computes them. */
+  usage(name?: string): LayerUsage[] {
+    const rows = new Map(this.pool.sharing().map((r) => [r.devId, r]));
+    const layers = name === undefined ? this.list() : [this.stat(name)];
+    const cb = this.pool.chunkBytes;
+    return layers.map((l) => {
+      const r = rows.get(l.deviceId);
+      const mapped = r ? r.mappedBlocks : 0;
+      const excl = r ? r.exclusiveBlocks : 0;
+      return { name: l.name, mappedBytes: mapped * cb, exclusiveBytes: excl * cb, sharedBytes: (mapped - excl) * cb };
+    });
+  }
+
+  /** Changed byte ranges from layer `a` to layer `b`, as thin_delta gives them. */
+  diff(a: string, b: string): LayerDiffRange[] {
+    const da = this.stat(a).deviceId;
+    const db = this.stat(b).deviceId;
+    const cb = this.pool.chunkBytes;
+    const out: LayerDiffRange[] = [];
+    for (const r of this.pool.delta(da, db)) {
+      if (r.kind === 'same') continue;
+      const last = out[out.length - 1];
+      if (last && last.kind === r.kind && last.offset + last.length === r.begin * cb) last.length += r.length * cb;
+      else out.push({ kind: r.kind, offset: r.begin * cb, length: r.length * cb });
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ data
+
+  /** Read bytes of a layer's device (unmapped ranges read as zeros). */
+  async read(name: string, offset: number, length: number): Promise<Buffer> {
+    return this.pool.read(this.stat(name).deviceId, offset, length);
+  }
+
+  /** Write bytes to an active layer; committed layers and views refuse (E_READ_ONLY). */
+  async write(name: string, offset: number, data: Uint8Array): Promise<void> {
+    return this.pool.write(this.writableLayer(name).deviceId, offset, data);
+  }
+
+  /** Discard a range of an active layer (E_READ_ONLY for committed layers and views). */
+  async discard(name: string, offset: number, length: number): Promise<void> {
+    return this.pool.discard(this.writableLayer(name).deviceId, offset, length);
+  }
+
+  private writableLayer(name: string): LayerInfo {
+    this.writable();
+    const l = this.stat(name);
+    if (l.kind !== 'active') throw new ThinError('E_READ_ONLY', `layer "${l.name}" is ${l.kind === 'view' ? 'a view' : 'committed'} and cannot be written; prepare an active snapshot on top of it`, { layer: l.name });
+    return l;
+  }
+
+  /** The filesystem on the base device ("none" before the base exists and with filesystem none). */
+  filesystem(): Filesystem {
+    const fsType = this.records.readDeviceSet().BaseDeviceFilesystem;
+    return fsType === 'ext4' || fsType === 'xfs' ? fsType : 'none';
+  }
+
+  /** Mount a layer through NBD; read-only (and so exported) for committed layers and views. */
+  async mount(name: string, opts: { readOnly?: boolean } = {}): Promise<{ path: string; unmount(): Promise<void> }> {
+    const l = this.stat(name);
+    const frozen = l.kind !== 'active' || this.pool.readOnly;
+    if (opts.readOnly === false && frozen) {
+      throw new ThinError('E_READ_ONLY', `layer "${l.name}" is ${l.kind === 'active' ? 'in a store opened read-only' : l.kind} and can only be mounted read-only`, { layer: l.name });
+    }
+    const readOnly = opts.readOnly ?? frozen;
+    const m = await mountDevice(this.pool, l.deviceId, this.filesystem(), { readOnly });
+    const set = this.mounts.get(l.name) ?? new Set<Mounted>();
+    this.mounts.set(l.name, set);
+    set.add(m);
+    let done: Promise<void> | undefined;
+    return {
+      path: m.path,
+      unmount: () => {
+        done ??= m.unmount().finally(() => set.delete(m));
+        return done;
+      },
+    };
+  }
+
+  /** Mount, run `fn` on the tree (asynchronous fs calls only), always unmount. */
+  async withMounted<T>(name: string, fn: (dir: string) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
+    const m = await this.mount(name, opts);
+    try {
+      return await fn(m.path);
+    } finally {
+      await m.unmount();
+    }
+  }
+
+  /** Expose a layer's device as a file (nbdfuse) for tools such as e2fsck or debugfs; read-only. */
+  async withExportedFile<T>(name: string, fn: (file: string) => Promise<T>): Promise<T> {
+    const e = await exportDevice(this.pool, this.stat(name).deviceId, { readOnly: true });
+    try {
+      return await fn(e.file);
+    } finally {
+      await e.close();
+    }
+  }
+
+  /** Unmount whatever is still mounted, then close the pool (committing it). */
+  async close(): Promise<void> {
+    try {
+      for (const set of this.mounts.values()) for (const m of [...set]) await m.unmount().catch(() => undefined);
+    } finally {
+      await this.pool.close();
+    }
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private record(name: string): LayerRecord {
+    if (typeof name !== 'string' || name === '') throw new ThinError('E_INVALID', 'name a layer (its key, ChainID or a ChainID prefix)');
+    const idx: LayerIndex = this.records.readIndex();
+    if (idx.layers[name]) return idx.layers[name];
+    const hex = name.startsWith('sha256:') ? name.slice(7) : name;
+    if (/^[0-9a-f]+$/.test(hex)) {
+      const hits = Object.values(idx.layers).filter((l) => l.chainId && l.chainId.slice(7).startsWith(hex));
+      if (hits.length === 1) return hits[0];
+      if (hits.length > 1) {
+        throw new ThinError('E_INVALID', `"${name}" is ambiguous: it starts the ChainIDs of ${hits.map((l) => l.name).join(', ')}; give more digits`, { layer: name });
+      }
+    }
+    throw new ThinError('E_NOT_FOUND', `no layer "${name}" in ${this.pool.dir}; see thinsim layer ls`, { layer: name });
+  }
+
+  private devInfo(rec: LayerRecord): DevInfo {
+    const d = this.records.readDevInfo(rec.cacheId);
+    if (!d) throw new ThinError('E_CORRUPT', `layer "${rec.name}" has no device record (${this.records.recordFile(rec.cacheId)}); reopen the store read-write to reconcile`, { layer: rec.name });
+    return d;
+  }
+
+  /** Docker's poolHasFreeSpace: refuse a snapshot below min_free_space of data or metadata. */
+  private checkFreeSpace(): void {
+    const f = this.opts.minFreeSpace;
+    if (f === 0) return;
+    const s = this.pool.status();
+    const check = (used: number, total: number, what: string) => {
+      const min = Math.max(1, Math.floor(total * f));
+      if (total - used < min) {
+        throw new ThinError('ENOSPC', `the thin pool has ${total - used} free ${what} blocks, less than the ${min} (${Math.round(f * 100)} %) required for a new snapshot; free space (remove layers), grow the pool (thinsim pool resize), or lower minFreeSpace (Docker's dm.min_free_space)`, { free: total - used, min });
+      }
+    };
+    check(s.usedDataBlocks, s.totalDataBlocks, 'data');
+    check(s.usedMetadataBlocks, s.totalMetadataBlocks, 'metadata');
+  }
+
+  /** Docker's setupBaseImage: reuse an initialized base; replace an uninitialized one; else create it. */
+  private async ensureBase(): Promise<DevInfo> {
+    const tx = this.writable();
+    const old = this.records.readDevInfo('');
+    if (old && old.initialized && !old.deleted) return old;
+    if (old) {
+      await this.discardDevice(old);
+      await tx.delete('');
+    }
+    const fsType = this.opts.filesystem;
+    this.checkFreeSpace();
+    const info = await tx.create('', this.opts.baseSize, undefined);
+    const meta = this.records.readDeviceSet();
+    this.records.writeDeviceSet({ ...meta, BaseDeviceFilesystem: fsType, BaseDeviceUUID: '' });
+    let uuid = '';
+    if (fsType !== 'none') {
+      const e = await exportDevice(this.pool, info.device_id, { readOnly: false, name: 'base' });
+      try {
+        await makeFilesystem(e.file, fsType);
+        uuid = await filesystemUuid(e.file);
+      } finally {
+        await e.close();
+      }
+    }
+    await this.pool.flush();
+    const done = { ...info, initialized: true };
+    this.records.writeDevInfo('', done);
+    this.records.writeDeviceSet({ ...this.records.readDeviceSet(), BaseDeviceUUID: uuid });
+    return done;
+  }
+}
+
+/** Keys are containerd's: any printable text (containerd's carry spaces and ChainIDs); never a file name here. */
+function checkKey(key: string): void {
+  if (typeof key !== 'string' || !KEY_RE.test(key)) {
+    throw new ThinError('E_INVALID', `layer key ${JSON.stringify(key)} is not allowed: use 1-255 printable characters, not starting with a space`, { layer: key });
+  }
+}
+
+function toInfo(rec: LayerRecord, d: DevInfo): LayerInfo {
+  const out: LayerInfo = { name: rec.name, kind: rec.kind, cacheId: rec.cacheId, deviceId: d.device_id, size: d.size, created: rec.created };
+  if (rec.parent !== undefined) out.parent = rec.parent;
+  if (rec.chainId) out.chainId = rec.chainId;
+  if (rec.diffId) out.diffId = rec.diffId;
+  return out;
+}
+
