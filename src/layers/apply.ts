@@ -65,6 +65,8 @@ export interface ApplyResult {
   blobBytes: number;
   entries: number;
   files: number;
+  /** Bytes of regular files written (Docker's layer size). */
+  fileBytes: number;
   dirs: number;
   symlinks: number;
   hardlinks: number;
@@ -131,7 +133,7 @@ class Applier {
   readonly resolved = new Map<string, string>();
   readonly isRoot = process.getuid?.() === 0;
   readonly r: Omit<ApplyResult, 'diffId' | 'blobDigest' | 'compression' | 'tarBytes' | 'blobBytes'> = {
-    entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, whiteouts: 0, opaqueDirs: 0, warnings: [],
+    entries: 0, files: 0, fileBytes: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, whiteouts: 0, opaqueDirs: 0, warnings: [],
   };
   private xattrs = 0;
   constructor(readonly root: string) {}
@@ -229,6 +231,7 @@ class Applier {
         await pipeline(body, fs.createWriteStream(target, { flags: 'wx', mode: 0o600 }));
         await this.meta(target, h);
         this.r.files++;
+        this.r.fileBytes += h.size ?? 0;
         return;
       case 'symlink': {
         const to = h.linkname ?? '';

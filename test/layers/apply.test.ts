@@ -35,7 +35,7 @@ describe('apply: umoci-built images onto a directory', { skip }, () => {
       const diffIds = results.map((r) => r.diffId);
       assert.deepEqual(diffIds, umociDiffIds(fx.layout, 'app'));
       assert.deepEqual(diffIds, skopeoConfig(`docker-archive:${fx.dockerArchive.app}`).diffIds);
-      assert.deepEqual(compareTrees(walkTree(fx.rootfs.app), walkTree(out)), []);
+      assert.deepEqual(compareTrees(await walkTree(fx.rootfs.app), await walkTree(out)), []);
       // what the layers did, counted while applying
       assert.ok(results.some((r) => r.opaqueDirs === 1), 'the GNU tar layer has one opaque directory');
       assert.ok(results.reduce((n, r) => n + r.whiteouts, 0) >= 4, 'umoci wrote whiteouts for the deletions');

@@ -7,6 +7,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 
 export function have(tool: string): boolean {
@@ -130,25 +131,28 @@ export function skopeoConfig(ref: string): { diffIds: string[]; configDigest: st
 
 export interface Node { type: string; mode: number; uid: number; gid: number; mtime: number; content?: string; link?: string; rdev?: number }
 
-/** Every entry under `root` (lost+found aside), keyed by its relative path. */
-export function walkTree(root: string, skip: (rel: string) => boolean = (r) => r === 'lost+found'): Map<string, Node> {
+/**
+ * Every entry under `root` (lost+found aside), keyed by its relative path. Asynchronous
+ * fs calls only: a mounted layer is served by an NBD server in this very process.
+ */
+export async function walkTree(root: string, skip: (rel: string) => boolean = (r) => r === 'lost+found'): Promise<Map<string, Node>> {
   const out = new Map<string, Node>();
-  const visit = (rel: string) => {
-    for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
+  const visit = async (rel: string) => {
+    for (const name of (await fsp.readdir(path.join(root, rel))).sort()) {
       const r = rel ? `${rel}/${name}` : name;
       if (skip(r)) continue;
       const p = path.join(root, r);
-      const st = fs.lstatSync(p);
+      const st = await fsp.lstat(p);
       const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'chr' : st.isBlockDevice() ? 'blk' : 'other';
       const n: Node = { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: Math.floor(st.mtimeMs / 1000) };
-      if (type === 'file') n.content = createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-      if (type === 'symlink') { n.link = fs.readlinkSync(p); n.mode = 0; }
+      if (type === 'file') n.content = createHash('sha256').update(await fsp.readFile(p)).digest('hex');
+      if (type === 'symlink') { n.link = await fsp.readlink(p); n.mode = 0; }
       if (type === 'chr' || type === 'blk') n.rdev = st.rdev;
       out.set(r, n);
-      if (type === 'dir') visit(r);
+      if (type === 'dir') await visit(r);
     }
   };
-  visit('');
+  await visit('');
   return out;
 }
 
@@ -164,4 +168,13 @@ export function compareTrees(want: Map<string, Node>, got: Map<string, Node>): s
   }
   for (const k of got.keys()) if (!want.has(k)) out.push(`unexpected ${k}`);
   return out;
+}
+
+/** Why layers cannot be mounted here (NBD through nbdfuse, then ext4), or undefined. */
+export function missingMount(): string | undefined {
+  const gone = ['nbdfuse', 'mkfs.ext4'].filter((t) => !have(t) && !fs.existsSync(`/usr/sbin/${t}`) && !fs.existsSync(`/sbin/${t}`));
+  if (gone.length) return `needs ${gone.join(', ')} to mount layers (apt-get install nbdfuse e2fsprogs)`;
+  if (!fs.existsSync('/dev/fuse')) return 'needs /dev/fuse to mount layers through nbdfuse';
+  if (!isRoot && !have('fuse2fs')) return 'needs root (loop mounts) or fuse2fs to mount ext4 layers';
+  return undefined;
 }
