@@ -1,8 +1,10 @@
 import type { CommandModule } from 'yargs';
 import { checkCommand } from './check';
+import { containerCommand } from './container';
 import { demoCommand } from './demo';
 import { deltaCommand } from './delta';
 import { dumpCommand } from './dump';
+import { imageCommand } from './image';
 import { lsCommand } from './ls';
 import { poolCommand } from './pool';
 import { thinCommand } from './thin';
@@ -10,4 +12,4 @@ import { restoreCommand } from './restore';
 import { serveCommand } from './serve';
 
 /** Every verb, in the order `thinsim --help` lists them. */
-export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, serveCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, serveCommand, imageCommand, containerCommand];
