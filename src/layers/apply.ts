@@ -103,6 +103,17 @@ async function sniff(src: LayerSource): Promise<'none' | 'gzip'> {
   } finally { await fh.close(); }
 }
 
+/** Copy an entry's body into a new file, through one file handle (no stream plumbing per file). */
+async function writeBody(body: Readable, target: string): Promise<void> {
+  const fh = await fsp.open(target, 'wx', 0o600);
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      let off = 0;
+      while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+    }
+  } finally { await fh.close(); }
+}
+
 /** Normalise a tar member name to a root-relative POSIX path ('' is the root); refuse `..` escapes. */
 export function memberPath(name: string): string {
   const n = path.posix.normalize('/' + name.replace(/^(\.\/)+/, '')).replace(/^\/+/, '').replace(/\/+$/, '');
@@ -228,7 +239,7 @@ class Applier {
         this.r.dirs++;
         return void body.resume();
       case 'file': case 'contiguous-file':
-        await pipeline(body, fs.createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+        await writeBody(body, target);
         await this.meta(target, h);
         this.r.files++;
         this.r.fileBytes += h.size ?? 0;
