@@ -1,0 +1,318 @@
+/**
+ * Apply one image layer (a tar, plain or gzip) onto a directory: the mounted snapshot of
+ * the layer below, as Docker's devicemapper driver does in ApplyDiff.
+ *
+ * Contract:
+ * - Streams: the layer is read once, in order, never held in memory; the DiffID (sha256 of
+ *   the uncompressed tar) and the blob digest (sha256 of the bytes as stored) are computed
+ *   on the way through. A blob whose digest differs from `expectBlobDigest` is an error.
+ * - Whiteouts (OCI image-spec layer.md / Docker's aufs-style markers): `.wh.NAME` removes
+ *   NAME from the lower layers and is not itself created; `.wh..wh..opq` makes its
+ *   directory opaque: everything the lower layers had there goes, this layer's entries
+ *   stay whatever order the tar lists them in. Other `.wh..wh.*` entries (aufs metadata)
+ *   are skipped.
+ * - Kept: mode (with setuid/setgid/sticky), uid/gid (when root), mtime, symlinks, hard
+ *   links, device nodes and fifos (device nodes need root: without it they are skipped and
+ *   each one is reported in `warnings`). Extended attributes are not applied (reported).
+ * - Path safety: an entry name that climbs out of the root (`..`) or a relative symlink
+ *   target that does is refused with E_INVALID before anything is written for it; symlinks
+ *   already in the tree are followed inside the root only (chroot semantics), so a lower
+ *   layer's `etc -> /` can never make a write land outside `root`.
+ * - A failure leaves the directory partly applied: the caller owns it and throws it away
+ *   (LayerStore.remove of the active layer).
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { createGunzip } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { ThinError, ioError } from '../errors';
+
+const execFileP = promisify(execFile);
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const WHITEOUT_META_PREFIX = '.wh..wh.';
+export const WHITEOUT_OPAQUE = '.wh..wh..opq';
+
+/** Where a layer's bytes are: a whole file, or a byte range of one (a member of an archive). */
+export interface LayerSource {
+  file: string;
+  start?: number;
+  /** Bytes from `start`; the rest of the file when absent. */
+  length?: number;
+}
+
+export interface ApplyOptions {
+  /** sha256:<hex> the stored bytes must hash to (an OCI descriptor's digest). */
+  expectBlobDigest?: string;
+  /** Called with the count of stored (possibly compressed) bytes read so far. */
+  onProgress?: (blobBytesRead: number) => void;
+}
+
+export interface ApplyResult {
+  /** sha256:<hex> of the uncompressed tar stream. */
+  diffId: string;
+  /** sha256:<hex> of the bytes as stored. */
+  blobDigest: string;
+  compression: 'none' | 'gzip';
+  /** Uncompressed tar bytes. */
+  tarBytes: number;
+  blobBytes: number;
+  entries: number;
+  files: number;
+  /** Bytes of regular files written (Docker's layer size). */
+  fileBytes: number;
+  dirs: number;
+  symlinks: number;
+  hardlinks: number;
+  specials: number;
+  whiteouts: number;
+  opaqueDirs: number;
+  warnings: string[];
+}
+
+/** A Transform that hashes and counts what passes through it. */
+class Tap extends Transform {
+  readonly hash: Hash = createHash('sha256');
+  bytes = 0;
+  constructor(private readonly onBytes?: (n: number) => void) { super(); }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    this.onBytes?.(this.bytes);
+    cb(null, chunk);
+  }
+}
+
+async function sniff(src: LayerSource): Promise<'none' | 'gzip'> {
+  const fh = await fsp.open(src.file, 'r').catch((e) => { throw ioError('open layer', src.file, e); });
+  try {
+    const b = Buffer.alloc(6);
+    const { bytesRead } = await fh.read(b, 0, Math.min(6, src.length ?? 6), src.start ?? 0);
+    const m = b.subarray(0, bytesRead);
+    if (m[0] === 0x1f && m[1] === 0x8b) return 'gzip';
+    const kind = m.readUInt32BE(0) === 0x28b52ffd ? 'zstd' : m.subarray(0, 3).toString('latin1') === 'BZh' ? 'bzip2'
+      : m.equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) ? 'xz' : undefined;
+    if (kind && bytesRead >= 4) throw new ThinError('E_UNSUPPORTED', `layer ${src.file} is ${kind}-compressed; thinsim applies plain and gzip tars only`, { file: src.file, kind });
+    return 'none';
+  } finally { await fh.close(); }
+}
+
+/** Copy an entry's body into a new file, through one file handle (no stream plumbing per file). */
+async function writeBody(body: Readable, target: string): Promise<void> {
+  const fh = await fsp.open(target, 'wx', 0o600);
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      let off = 0;
+      while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+    }
+  } finally { await fh.close(); }
+}
+
+/** Normalise a tar member name to a root-relative POSIX path ('' is the root); refuse `..` escapes. */
+export function memberPath(name: string): string {
+  const n = path.posix.normalize('/' + name.replace(/^(\.\/)+/, '')).replace(/^\/+/, '').replace(/\/+$/, '');
+  const raw = name.split('/');
+  if (raw.includes('..')) {
+    // normalize('/'+x) clamps at '/', so test the name as written: a '..' that climbs above the root escapes.
+    let depth = 0;
+    for (const p of raw) { if (p === '..') depth--; else if (p && p !== '.') depth++; if (depth < 0) throw unsafe(name, 'climbs out of the layer root'); }
+  }
+  return n === '.' ? '' : n;
+}
+
+function unsafe(name: string, why: string): ThinError {
+  return new ThinError('E_INVALID', `refusing tar entry "${name}": it ${why}`, { kind: 'unsafe_path', path: name });
+}
+
+async function lstatOrNull(p: string): Promise<fs.Stats | null> {
+  try { return await fsp.lstat(p); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null; throw e; }
+}
+
+/**
+ * The applier: one instance per layer, holding the set of paths this layer created (for
+ * opaque directories) and the directories whose times are set last.
+ */
+class Applier {
+  readonly unpacked = new Set<string>();
+  readonly dirTimes: Array<[string, Date]> = [];
+  readonly resolved = new Map<string, string>();
+  readonly isRoot = process.getuid?.() === 0;
+  readonly r: Omit<ApplyResult, 'diffId' | 'blobDigest' | 'compression' | 'tarBytes' | 'blobBytes'> = {
+    entries: 0, files: 0, fileBytes: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, whiteouts: 0, opaqueDirs: 0, warnings: [],
+  };
+  private xattrs = 0;
+  constructor(readonly root: string) {}
+
+  /** The host path of directory `rel`, following symlinks inside the root only; missing directories are made (0755). */
+  async dir(rel: string): Promise<string> {
+    const hit = this.resolved.get(rel);
+    if (hit !== undefined) return hit;
+    let todo = rel.split('/').filter((p) => p && p !== '.');
+    let cur: string[] = [];
+    let hops = 0;
+    while (todo.length) {
+      const p = todo.shift()!;
+      if (p === '..') { cur.pop(); continue; }
+      const host = path.join(this.root, ...cur, p);
+      const st = await lstatOrNull(host);
+      if (st?.isSymbolicLink()) {
+        if (++hops > 40) throw new ThinError('E_INVALID', `too many symlinks resolving "${rel}" in the layer`, { kind: 'unsafe_path', path: rel });
+        const t = await fsp.readlink(host);
+        if (t.startsWith('/')) cur = [];
+        todo = [...t.split('/').filter((q) => q && q !== '.'), ...todo];
+        continue;
+      }
+      if (!st) await fsp.mkdir(host, { mode: 0o755 });
+      else if (!st.isDirectory()) throw new ThinError('E_INVALID', `cannot apply "${rel}": "${path.posix.join(...cur, p)}" is not a directory in the tree below`, { path: rel });
+      cur.push(p);
+    }
+    const out = path.join(this.root, ...cur);
+    this.resolved.set(rel, out);
+    return out;
+  }
+
+  private async clear(host: string, keepDir: boolean): Promise<void> {
+    const st = await lstatOrNull(host);
+    if (!st) return;
+    if (st.isDirectory()) {
+      if (keepDir) return;
+      await fsp.rm(host, { recursive: true, force: true });
+      this.resolved.clear();
+    } else {
+      await fsp.unlink(host);
+      if (st.isSymbolicLink()) this.resolved.clear();
+    }
+  }
+
+  /** Remove from `host` (recursively) everything this layer did not create. */
+  private async opaque(host: string): Promise<void> {
+    for (const e of await fsp.readdir(host, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(host, e.name);
+      if (!this.unpacked.has(p)) await fsp.rm(p, { recursive: true, force: true });
+      else if (e.isDirectory()) await this.opaque(p);
+    }
+    this.resolved.clear();
+  }
+
+  private async meta(p: string, h: tar.Headers, link = false): Promise<void> {
+    if (this.isRoot) await (link ? fsp.lchown : fsp.chown)(p, h.uid ?? 0, h.gid ?? 0);
+    if (!link) await fsp.chmod(p, (h.mode ?? 0o644) & 0o7777); // after chown, which clears setuid
+    const t = h.mtime ?? new Date(0);
+    await (link ? fsp.lutimes : fsp.utimes)(p, t, t);
+  }
+
+  async entry(h: tar.Headers, body: Readable): Promise<void> {
+    this.r.entries++;
+    const pax = (h as { pax?: Record<string, string> }).pax;
+    if (pax) for (const k of Object.keys(pax)) if (k.startsWith('SCHILY.xattr.')) this.xattrs++;
+    const rel = memberPath(h.name);
+    const base = path.posix.basename(rel);
+    const parentRel = rel.includes('/') ? path.posix.dirname(rel) : '';
+    if (rel === '') { // the root itself: only its metadata
+      if (h.type === 'directory') { await this.meta(this.root, { ...h, mtime: undefined }); this.dirTimes.push([this.root, h.mtime ?? new Date(0)]); }
+      return void body.resume();
+    }
+    const parent = await this.dir(parentRel);
+    if (base === WHITEOUT_OPAQUE) { await this.opaque(parent); this.r.opaqueDirs++; return void body.resume(); }
+    if (base.startsWith(WHITEOUT_META_PREFIX)) return void body.resume();
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      const victim = base.slice(WHITEOUT_PREFIX.length);
+      if (!victim || victim === '.' || victim === '..') throw unsafe(h.name, 'names no file to white out');
+      await this.clear(path.join(parent, victim), false);
+      this.r.whiteouts++;
+      return void body.resume();
+    }
+    const target = path.join(parent, base);
+    this.unpacked.add(target);
+    await this.clear(target, h.type === 'directory');
+    switch (h.type) {
+      case 'directory':
+        await fsp.mkdir(target, { mode: 0o700 }).catch((e) => { if (e.code !== 'EEXIST') throw e; });
+        await this.meta(target, { ...h, mtime: undefined });
+        this.dirTimes.push([target, h.mtime ?? new Date(0)]);
+        this.r.dirs++;
+        return void body.resume();
+      case 'file': case 'contiguous-file':
+        await writeBody(body, target);
+        await this.meta(target, h);
+        this.r.files++;
+        this.r.fileBytes += h.size ?? 0;
+        return;
+      case 'symlink': {
+        const to = h.linkname ?? '';
+        if (!to.startsWith('/')) {
+          let depth = parentRel ? parentRel.split('/').length : 0;
+          for (const p of to.split('/')) { if (p === '..') depth--; else if (p && p !== '.') depth++; if (depth < 0) throw unsafe(h.name, `is a symlink to "${to}", outside the layer root`); }
+        }
+        await fsp.symlink(to, target);
+        await this.meta(target, h, true);
+        this.resolved.clear();
+        this.r.symlinks++;
+        return void body.resume();
+      }
+      case 'link': {
+        const toRel = memberPath(h.linkname ?? '');
+        const src = path.join(await this.dir(toRel.includes('/') ? path.posix.dirname(toRel) : ''), path.posix.basename(toRel));
+        const st = await lstatOrNull(src);
+        if (!toRel || !st || st.isDirectory()) throw new ThinError('E_INVALID', `hard link "${h.name}" -> "${h.linkname}": the target is ${!st ? 'missing' : 'a directory'}`, { path: h.name });
+        await fsp.link(src, target);
+        this.r.hardlinks++;
+        return void body.resume();
+      }
+      case 'character-device': case 'block-device': case 'fifo': {
+        body.resume();
+        if (h.type !== 'fifo' && !this.isRoot) { this.r.warnings.push(`skipped device node ${rel}: making device nodes needs root`); return; }
+        const args = h.type === 'fifo' ? [target, 'p'] : [target, h.type === 'block-device' ? 'b' : 'c', String(h.devmajor ?? 0), String(h.devminor ?? 0)];
+        await execFileP('mknod', args).catch((e) => { throw new ThinError('E_IO', `mknod ${args.join(' ')} failed: ${e.message}`, { path: rel }); });
+        await this.meta(target, h);
+        this.r.specials++;
+        return;
+      }
+      default:
+        this.r.warnings.push(`skipped ${rel}: tar entry type ${h.type} is not applied`);
+        return void body.resume();
+    }
+  }
+
+  async finish(): Promise<void> {
+    // Children first: setting a directory's time before writing into it would undo it.
+    for (let i = this.dirTimes.length - 1; i >= 0; i--) { const [p, t] = this.dirTimes[i]; await fsp.utimes(p, t, t).catch(() => undefined); }
+    if (this.xattrs) this.r.warnings.push(`${this.xattrs} extended attribute(s) not applied (thinsim does not set xattrs)`);
+  }
+}
+
+/** Apply the layer at `src` onto the directory `root` (the mounted snapshot of the layer below). */
+export async function applyLayer(src: LayerSource, root: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  const compression = await sniff(src);
+  const start = src.start ?? 0;
+  const input = fs.createReadStream(src.file, { start, end: src.length === undefined ? undefined : start + src.length - 1, highWaterMark: 1 << 20 });
+  const blobTap = new Tap(opts.onProgress);
+  const tarTap = new Tap();
+  const extract = tar.extract();
+  const applier = new Applier(root);
+  const feed = pipeline(input, blobTap, ...(compression === 'gzip' ? [createGunzip()] : []), tarTap, extract as unknown as NodeJS.WritableStream);
+  feed.catch(() => undefined); // reported below, after the entries
+  try {
+    for await (const e of extract) await applier.entry(e.header, e as unknown as Readable);
+    await feed;
+  } catch (e) {
+    input.destroy();
+    await feed.catch(() => undefined);
+    if (e instanceof ThinError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'Z_DATA_ERROR' || /tar|header/i.test(err.message ?? '')) throw new ThinError('E_CORRUPT', `layer ${src.file} is not a valid ${compression === 'gzip' ? 'gzip ' : ''}tar: ${err.message}`, { file: src.file }, { cause: e });
+    throw ioError('apply layer onto', root, e);
+  }
+  await applier.finish();
+  const blobDigest = 'sha256:' + blobTap.hash.digest('hex');
+  if (opts.expectBlobDigest && opts.expectBlobDigest !== blobDigest) {
+    throw new ThinError('E_CORRUPT', `layer blob ${src.file} hashes to ${blobDigest}, but its descriptor says ${opts.expectBlobDigest}`, { kind: 'blob_digest_mismatch', file: src.file });
+  }
+  return { diffId: 'sha256:' + tarTap.hash.digest('hex'), blobDigest, compression, tarBytes: tarTap.bytes, blobBytes: blobTap.bytes, ...applier.r };
+}

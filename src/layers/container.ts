@@ -1,0 +1,110 @@
+/**
+ * Containers on a layer store, as Docker's devicemapper driver makes them: a `-init`
+ * layer on the image's top layer, holding Docker's init files, and the container's own
+ * read-write layer on top of that.
+ *
+ * Contract:
+ * - create: a fresh mount id (64 random hex digits, as Docker's layer store draws one);
+ *   the init layer `<mount-id>-init` is prepared on the image's top layer, gets what
+ *   Docker's initlayer.Setup makes when missing (directories /dev/pts /dev/shm /proc /sys;
+ *   empty files /.dockerenv /etc/resolv.conf /etc/hosts /etc/hostname /dev/console;
+ *   the symlink /etc/mtab -> /proc/mounts) and is committed; the container layer
+ *   `<mount-id>` is prepared on it (active). Then layerdb/mounts/<container id>/
+ *   {mount-id,init-id,parent} and containers/<id>/config.v2.json are written. A failure
+ *   removes whatever of the two layers exists.
+ * - remove: the container layer, then the init layer (each discarded, so a loop-lvm data
+ *   file gives the space back), then the records. Reports the data bytes the pool freed,
+ *   read from the pool after a commit.
+ * - Names are unique; a container is found by name, full ID, or a unique ID prefix.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { ThinError } from '../errors';
+import { imageChain } from './image';
+import { ImageRecords, type MountRecord } from './image-records';
+import type { LayerStore } from './snapshotter';
+
+export interface ContainerInfo extends MountRecord { name: string; image: string }
+
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+/** Docker's initlayer.Setup: make each path only when it does not exist. */
+export async function setupInitLayer(root: string): Promise<string[]> {
+  const made: string[] = [];
+  const entries: Array<[string, 'dir' | 'file' | 'link', string?]> = [
+    ['/dev/pts', 'dir'], ['/dev/shm', 'dir'], ['/proc', 'dir'], ['/sys', 'dir'],
+    ['/.dockerenv', 'file'], ['/etc/resolv.conf', 'file'], ['/etc/hosts', 'file'], ['/etc/hostname', 'file'],
+    ['/dev/console', 'file'], ['/etc/mtab', 'link', '/proc/mounts'],
+  ];
+  for (const [p, kind, target] of entries) {
+    const host = path.join(root, p);
+    if (await fsp.lstat(host).then(() => true, () => false)) continue;
+    await fsp.mkdir(path.dirname(host), { recursive: true, mode: 0o755 });
+    if (kind === 'dir') await fsp.mkdir(host, { mode: 0o755 });
+    else if (kind === 'file') await (await fsp.open(host, 'wx', 0o755)).close();
+    else await fsp.symlink(target!, host);
+    made.push(p);
+  }
+  return made;
+}
+
+export function listContainers(store: LayerStore): ContainerInfo[] {
+  return new ImageRecords(store.pool.dir).mounts().map((m) => ({ ...m, name: m.name ?? '', image: m.image ?? '' }));
+}
+
+export function findContainer(store: LayerStore, ref: string): ContainerInfo {
+  const all = listContainers(store);
+  const hit = all.find((c) => c.name === ref || c.containerId === ref);
+  if (hit) return hit;
+  const byPrefix = /^[0-9a-f]+$/.test(ref) ? all.filter((c) => c.containerId.startsWith(ref)) : [];
+  if (byPrefix.length === 1) return byPrefix[0];
+  if (byPrefix.length > 1) throw new ThinError('E_INVALID', `"${ref}" starts ${byPrefix.length} container IDs; give more digits`, { container: ref });
+  throw new ThinError('E_NOT_FOUND', `no container "${ref}" in ${store.pool.dir}; see thinsim container ls`, { container: ref });
+}
+
+export interface CreateContainerReport extends ContainerInfo { initFiles: string[]; seconds: number }
+
+export async function createContainer(store: LayerStore, imageRef: string, name: string): Promise<CreateContainerReport> {
+  const t0 = performance.now();
+  if (!NAME_RE.test(name)) throw new ThinError('E_INVALID', `container name "${name}" is not allowed: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, as Docker does`, { container: name });
+  const records = new ImageRecords(store.pool.dir);
+  if (records.mounts().some((m) => m.name === name)) throw new ThinError('E_DEVICE_EXISTS', `a container named "${name}" exists already; remove it or pick another name`, { container: name });
+  const img = records.resolve(imageRef);
+  const chain = imageChain(img);
+  const top = store.stat(chain[chain.length - 1]); // throws E_NOT_FOUND if the image's layers are gone
+  const containerId = randomBytes(32).toString('hex');
+  const mountId = randomBytes(32).toString('hex');
+  const initId = `${mountId}-init`;
+  let initFiles: string[] = [];
+  try {
+    await store.prepare(initId, top.name);
+    initFiles = await store.withMounted(initId, setupInitLayer, { readOnly: false });
+    await store.commit(initId, initId);
+    await store.prepare(mountId, initId);
+  } catch (e) {
+    for (const n of [mountId, initId]) await store.remove(n).catch(() => undefined);
+    throw e;
+  }
+  const rec: MountRecord = { containerId, mountId, initId, parent: top.chainId ?? chain[chain.length - 1], name, image: img.id, created: new Date().toISOString() };
+  records.writeMount(rec);
+  return { ...rec, name, image: img.id, initFiles, seconds: (performance.now() - t0) / 1000 };
+}
+
+export interface RemoveContainerReport { containerId: string; name: string; layersRemoved: string[]; freedBytes: number }
+
+export async function removeContainer(store: LayerStore, ref: string): Promise<RemoveContainerReport> {
+  const c = findContainer(store, ref);
+  await store.pool.commit();
+  const before = store.pool.status().usedDataBlocks;
+  const present = new Set(store.list().map((l) => l.name));
+  const removed: string[] = [];
+  for (const n of [c.mountId, c.initId]) {
+    if (!present.has(n)) continue;
+    await store.remove(n);
+    removed.push(n);
+  }
+  new ImageRecords(store.pool.dir).removeMount(c.containerId);
+  await store.pool.commit();
+  return { containerId: c.containerId, name: c.name, layersRemoved: removed, freedBytes: (before - store.pool.status().usedDataBlocks) * store.pool.chunkBytes };
+}
