@@ -11,12 +11,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RESULTS_DIR, type BenchRow, type BenchSuite } from './bench-suite';
 import { hotSuite } from './hot.bench';
+import { imageSuite } from './image.bench';
 import { metadataSuite } from './metadata.bench';
 import { nbdSuite } from './nbd.bench';
 import { poolSuite } from './pool.bench';
 
 /** Every suite `npm run bench` runs, in order. Extend here. */
-export const SUITES: BenchSuite[] = [hotSuite, metadataSuite, poolSuite, nbdSuite];
+export const SUITES: BenchSuite[] = [hotSuite, metadataSuite, poolSuite, nbdSuite, imageSuite];
 
 function fmtOps(n: number): string {
   if (!Number.isFinite(n)) return '-';
