@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { findTool, mountsUnder } from '../../src/layers';
 
 /** Why this machine cannot mount layers, or undefined. */
@@ -15,8 +16,20 @@ export function mountSkipReason(fsType: 'ext4' | 'xfs' = 'ext4'): string | undef
   return undefined;
 }
 
+/**
+ * Each test file runs in its own process; its mounts go under a temporary directory of its
+ * own (os.tmpdir() follows TMPDIR), so "no mount is left behind" counts this file's mounts
+ * only, not those of a suite running beside it.
+ */
+const PRIVATE_TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-test-'));
+process.env.TMPDIR = PRIVATE_TMP;
+process.on('exit', () => {
+  // Never remove through a mount that was left behind (the assertions report it).
+  if (mountsUnder(PRIVATE_TMP).length === 0) fs.rmSync(PRIVATE_TMP, { recursive: true, force: true });
+});
+
 export function ours(): string[] {
-  return mountsUnder(os.tmpdir()).filter((m) => m.includes('thinsim-layer-'));
+  return mountsUnder(PRIVATE_TMP).filter((m) => m.includes('thinsim-layer-'));
 }
 
 /** Assert that `p` (or the thunk) fails with ThinError code `code` (and a message matching `re`). */
