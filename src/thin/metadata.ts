@@ -233,8 +233,8 @@ export class ThinMetadata {
   }
 
   /** Mappings of `id` in ascending virtual block order, optionally within [from, to). */
-  *mappings(id: number, from?: number, to?: number): Generator<[number, BlockTime]> {
-    yield* this.mappings_.entries(id, from, to);
+  mappings(id: number, from?: number, to?: number): Generator<[number, BlockTime]> {
+    return this.mappings_.entries(id, from, to);
   }
 
   /**
