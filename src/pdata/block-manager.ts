@@ -133,9 +133,9 @@ export class BlockManager {
   }
 
   write(b: number, data: Uint8Array, v: Validator): void {
-    if (data.length !== BLOCK_SIZE) throw new ThinError('E_INVALID', `block ${b}: writes are whole ${BLOCK_SIZE}-byte blocks`);
+    if (data.length !== BLOCK_SIZE) throw new ThinError('E_INVARIANT', `block ${b}: writes are whole ${BLOCK_SIZE}-byte blocks, not ${data.length} bytes`, { block: b });
     if (b < 0 || b >= this.nrBlocks) {
-      throw new ThinError('E_CORRUPT', `write to block ${b} outside the metadata device (${this.nrBlocks} blocks)`, { block: b });
+      throw new ThinError('E_INVARIANT', `write to block ${b} outside the metadata device (${this.nrBlocks} blocks)`, { block: b });
     }
     v.prepare(data, b);
     this.device.write(data, b * BLOCK_SIZE);
@@ -153,7 +153,7 @@ export class BlockManager {
     if (blocks.length === 1) { this.write(start, blocks[0].data, blocks[0].v); return; }
     const end = start + blocks.length;
     if (start < 0 || end > this.nrBlocks) {
-      throw new ThinError('E_CORRUPT', `write to blocks ${start}..${end - 1} outside the metadata device (${this.nrBlocks} blocks)`, { block: start });
+      throw new ThinError('E_INVARIANT', `write to blocks ${start}..${end - 1} outside the metadata device (${this.nrBlocks} blocks)`, { block: start });
     }
     const bufs = blocks.map(({ data, v }, i) => {
       v.prepare(data, start + i);

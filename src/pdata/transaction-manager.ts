@@ -177,7 +177,7 @@ export class TransactionManager {
    */
   commit(superblock: Uint8Array, sbValidator: Validator): void {
     this.assertWritable();
-    if (this.dirty.has(0)) throw new ThinError('E_CORRUPT', 'block 0 (the superblock) was allocated as an ordinary metadata block');
+    if (this.dirty.has(0)) throw new ThinError('E_INVARIANT', 'block 0 (the superblock) was allocated as an ordinary metadata block');
     this.flushDirty();
     this.bm.write(0, superblock, sbValidator);
     this.bm.sync();

@@ -202,13 +202,13 @@ export class MultiLevelBTree<V> {
    * Second half of an in-place change below: store `sub` as the subtree root at
    * `prefix`, with no inc or dec. The caller hands over its reference to `sub`, and the
    * old root's reference was already consumed by the lower-level mutation that
-   * shadowed it. Throws E_CORRUPT when the path is absent.
+   * shadowed it. The path must exist (E_INVARIANT otherwise: the caller lost track).
    */
   relink(root: number, prefix: readonly number[], sub: number): number {
     try {
       this.checkPrefix(prefix);
       const newRoot = this.modifyPath(root, prefix, () => sub);
-      if (newRoot === undefined) throw new ThinError('E_CORRUPT', `relink: no subtree at path [${prefix.join(', ')}]`);
+      if (newRoot === undefined) throw new ThinError('E_INVARIANT', `relink: no subtree at path [${prefix.join(', ')}]`);
       return newRoot;
     } catch (e) {
       throw this.located(e, root, prefix);
