@@ -470,7 +470,7 @@ export class Pool extends EventEmitter {
     const release = await this.poolGate.acquireExclusive();
     try {
       await this.data.sync();
-      this.metadataOp(() => this.md.commit());
+      await this.metadataOp(() => this.md.commitAsync());
       this.emit('commit', this.md.transactionId);
     } finally {
       release();

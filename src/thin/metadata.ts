@@ -389,15 +389,23 @@ export class ThinMetadata {
   // ---------------------------------------------------------------- transactions
 
   commit(): void {
-    this.assertWritable();
-    this.sb.deviceDetailsRoot = this.devices_.flush(this.detailsTree, this.sb.deviceDetailsRoot);
-    this.sb.dataSmRoot = this.requireDataSm().commit();
-    this.sb.metadataSmRoot = this.requireMetadataSm().commit();
-    this.tm.commit(packSuperblock(this.sb), superblockValidator);
-    this.dataSm!.markCommitted();
-    this.metadataSm!.markCommitted();
-    this.devices_.committed();
-    this.committed = { ...this.sb };
+    this.tm.commit(this.sealTransaction(), superblockValidator);
+    this.transactionCommitted();
+  }
+
+  /**
+   * `commit()` without blocking the event loop (the pool's commit). The in-memory
+   * part runs before it returns and throws synchronously as `commit()` does (e.g.
+   * E_NO_METADATA_SPACE): details, space maps and the superblock are packed and the
+   * blocks to write chosen. The promise settles once the superblock is durable;
+   * until then the caller must start no mutation and no other commit (the pool's
+   * gate serialises them), while lookups see the new state. Freed blocks become
+   * allocatable only after it settles. A failed write rejects with the superblock
+   * on disk untouched (the previous commit stays, as after a crash).
+   */
+  commitAsync(): Promise<void> {
+    const written = this.tm.commitAsync(this.sealTransaction(), superblockValidator);
+    return written.then(() => this.transactionCommitted());
   }
 
   /** Drop the open transaction and reload the committed state from disk. */
@@ -433,6 +441,23 @@ export class ThinMetadata {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /** Fold the transaction into metadata blocks: details, data then metadata space map; returns the packed superblock. */
+  private sealTransaction(): Uint8Array {
+    this.assertWritable();
+    this.sb.deviceDetailsRoot = this.devices_.flush(this.detailsTree, this.sb.deviceDetailsRoot);
+    this.sb.dataSmRoot = this.requireDataSm().commit();
+    this.sb.metadataSmRoot = this.requireMetadataSm().commit();
+    return packSuperblock(this.sb);
+  }
+
+  /** The superblock is durable: blocks freed in the transaction become allocatable. */
+  private transactionCommitted(): void {
+    this.dataSm!.markCommitted();
+    this.metadataSm!.markCommitted();
+    this.devices_.committed();
+    this.committed = { ...this.sb };
+  }
 
   /** A new pool in memory: nothing is written until the first commit. */
   private static formatUncommitted(device: BlockDevice, opts: FormatOptions): ThinMetadata {
