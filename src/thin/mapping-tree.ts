@@ -17,11 +17,34 @@
  */
 import { ThinError } from '../errors';
 import type { BTree, LeafView } from '../pdata/btree/btree';
+import { BTreeBuilder } from '../pdata/btree/builder';
 import { MultiLevelBTree } from '../pdata/btree/multi-level';
 import type { ValueType } from '../pdata/btree/value-type';
 import type { TransactionManager } from '../pdata/transaction-manager';
 import type { DeviceState, DeviceTable } from './device-table';
-import type { BlockTime } from './format/block-time';
+import { BLOCK_TIME_SIZE, BlockTime, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
+
+/** Data block references, as the mapping value type counts them. */
+export interface DataRefs {
+  inc(block: number): void;
+  dec(block: number): void;
+}
+
+/**
+ * block_time as the bottom level's value type: one data-block reference per value
+ * held in a leaf (inc when a shared leaf is copied, dec when a value goes).
+ */
+export function countedBlockTime(refs: DataRefs): ValueType<BlockTime> {
+  return {
+    size: BLOCK_TIME_SIZE,
+    read: readBlockTime,
+    readFrom: readBlockTimeFrom,
+    write: writeBlockTime,
+    inc: (v) => refs.inc(v.block),
+    dec: (v) => refs.dec(v.block),
+    equal: (a, b) => a.block === b.block && a.time === b.time,
+  };
+}
 
 /** Where the top root is kept (the open transaction's superblock). */
 export interface TopRoot {
@@ -35,9 +58,14 @@ export class MappingTree {
   private readonly bottom: BTree<BlockTime>;
   private readonly scratch: BlockTime = { block: 0, time: 0 };
 
-  constructor(tm: TransactionManager, value: ValueType<BlockTime>, private readonly devices: DeviceTable, private readonly top: TopRoot) {
+  constructor(tm: TransactionManager, private readonly value: ValueType<BlockTime>, private readonly devices: DeviceTable, private readonly top: TopRoot) {
     this.mapping = new MultiLevelBTree(tm, 2, value, ['dev', 'key']);
     this.bottom = this.mapping.leafTree;
+  }
+
+  /** A bulk builder for one device's subtree (restore): values bring their data references. */
+  builder(): BTreeBuilder<BlockTime> {
+    return new BTreeBuilder(this.mapping.tm, this.value);
   }
 
   /** A new, empty top level (format). */
