@@ -11,6 +11,10 @@
  * - `write(b, data, v)` stamps the block (`v.prepare`: blocknr and checksum) and
  *   writes it through to the device at once; it replaces any cached copy.
  * - `sync()` makes every earlier write durable.
+ * - Asynchronous writes go in three steps: `stage` stamps a run of blocks and makes
+ *   them what `read` returns from then on (they stay readable even if the cache
+ *   evicts them, until `unstage`); `writeStaged` writes them with writevAsync;
+ *   `unstage` ends that. The caller keeps staged bytes unchanged until then.
  * - Cost: a cached read is O(1) (one Map lookup); the cache holds at most `cacheBlocks`
  *   blocks and evicts approximately the least recently used (a hit moves a block to
  *   the young end only once it has aged past half the cache).
@@ -85,6 +89,8 @@ export class BlockManager {
   /** Map order is age order: the first key is the eviction candidate. */
   private readonly cache = new Map<number, CacheEntry>();
   private readonly cacheBlocks: number;
+  /** Blocks staged for an asynchronous write: what reads return until unstaged. */
+  private readonly staged = new Map<number, Uint8Array>();
   private tick = 0;
   reads = 0;
   writes = 0;
@@ -115,6 +121,13 @@ export class BlockManager {
       }
       return hit.data;
     }
+    if (this.staged.size !== 0) {
+      const s = this.staged.get(b);
+      if (s !== undefined) {
+        this.remember(b, s);
+        return s;
+      }
+    }
     const data = this.readRaw(b);
     v.check(data, b);
     this.remember(b, data);
@@ -133,9 +146,9 @@ export class BlockManager {
   }
 
   write(b: number, data: Uint8Array, v: Validator): void {
-    if (data.length !== BLOCK_SIZE) throw new ThinError('E_INVALID', `block ${b}: writes are whole ${BLOCK_SIZE}-byte blocks`);
+    if (data.length !== BLOCK_SIZE) throw new ThinError('E_INVARIANT', `block ${b}: writes are whole ${BLOCK_SIZE}-byte blocks, not ${data.length} bytes`, { block: b });
     if (b < 0 || b >= this.nrBlocks) {
-      throw new ThinError('E_CORRUPT', `write to block ${b} outside the metadata device (${this.nrBlocks} blocks)`, { block: b });
+      throw new ThinError('E_INVARIANT', `write to block ${b} outside the metadata device (${this.nrBlocks} blocks)`, { block: b });
     }
     v.prepare(data, b);
     this.device.write(data, b * BLOCK_SIZE);
@@ -153,7 +166,7 @@ export class BlockManager {
     if (blocks.length === 1) { this.write(start, blocks[0].data, blocks[0].v); return; }
     const end = start + blocks.length;
     if (start < 0 || end > this.nrBlocks) {
-      throw new ThinError('E_CORRUPT', `write to blocks ${start}..${end - 1} outside the metadata device (${this.nrBlocks} blocks)`, { block: start });
+      throw new ThinError('E_INVARIANT', `write to blocks ${start}..${end - 1} outside the metadata device (${this.nrBlocks} blocks)`, { block: start });
     }
     const bufs = blocks.map(({ data, v }, i) => {
       v.prepare(data, start + i);
@@ -165,6 +178,47 @@ export class BlockManager {
       this.cache.delete(start + i);
       this.remember(start + i, data);
     });
+  }
+
+  /**
+   * Stamp blocks `start, start+1, ...` for writing (each by its own validator) and
+   * make them what reads return; returns the buffers for `writeStaged`.
+   */
+  stage(start: number, blocks: ReadonlyArray<{ data: Uint8Array; v: Validator }>): Uint8Array[] {
+    const end = start + blocks.length;
+    if (start < 0 || end > this.nrBlocks) {
+      throw new ThinError('E_INVARIANT', `write to blocks ${start}..${end - 1} outside the metadata device (${this.nrBlocks} blocks)`, { block: start });
+    }
+    return blocks.map(({ data, v }, i) => {
+      if (data.length !== BLOCK_SIZE) throw new ThinError('E_INVARIANT', `block ${start + i}: writes are whole ${BLOCK_SIZE}-byte blocks, not ${data.length} bytes`, { block: start + i });
+      v.prepare(data, start + i);
+      this.staged.set(start + i, data);
+      this.cache.delete(start + i);
+      this.remember(start + i, data);
+      return data;
+    });
+  }
+
+  /** Write staged blocks `start, start+1, ...` without blocking the event loop. */
+  async writeStaged(start: number, bufs: readonly Uint8Array[]): Promise<void> {
+    await this.device.writevAsync(bufs, start * BLOCK_SIZE);
+    this.writes += bufs.length;
+  }
+
+  /**
+   * Staged blocks `start..start+count-1` are written (or given up): reads go back to
+   * the cache and the device. `forget` drops them from the cache too (a failed write:
+   * the device does not hold them).
+   */
+  unstage(start: number, count: number, forget = false): void {
+    for (let b = start; b < start + count; b++) {
+      this.staged.delete(b);
+      if (forget) this.cache.delete(b);
+    }
+  }
+
+  syncAsync(): Promise<void> {
+    return this.device.syncAsync();
   }
 
   /** Forget a cached copy (the block was freed or is about to be rewritten elsewhere). */

@@ -14,6 +14,13 @@
  *   the last commit stays intact on disk until the next superblock write.
  * - `commit(superblock)` writes every dirty block, syncs, writes block 0 last and
  *   syncs again. The superblock write is the commit point.
+ * - `commitAsync` does the same without blocking the event loop. Everything in
+ *   memory happens before it returns: the dirty blocks and the superblock are
+ *   stamped, become what reads return, and the dirty set is empty; the promise
+ *   settles once the blocks, then the superblock, are durable. Until it settles no
+ *   block may change (no new, shadow, inc, dec or commit: the caller serialises);
+ *   reads are fine. If a write fails, the superblock has not been written (the last
+ *   commit stays the one on disk, as after a crash) and the blocks are dirty again.
  * - Dirty blocks live in memory until commit; reads see them.
  * - The metadata space map is injected once (constructor or `bindSpaceMap`); the
  *   metadata space map binds itself when it is formatted or opened for writing,
@@ -26,6 +33,8 @@ import { BlockManager, BLOCK_SIZE, Validator } from './block-manager';
 
 /** New blocks are cut from slabs of this many blocks (64 KiB). */
 const SLAB_BLOCKS = 16;
+/** Blocks per write at commit (1 MiB). */
+const MAX_RUN = 256;
 
 /** What the transaction manager needs from the metadata space map. */
 export interface MetadataAllocator {
@@ -71,7 +80,7 @@ function readOnly(): never {
 export class TransactionManager {
   readonly bm: BlockManager;
   private sm: MetadataAllocator = READ_ONLY;
-  private readonly dirty = new Map<number, Dirty>();
+  private dirty = new Map<number, Dirty>();
   /**
    * Bumped by every call that may change a block's place or count (new, shadow,
    * inc, dec, flush, abort). A cached position in a tree (the btree's append hint)
@@ -158,17 +167,23 @@ export class TransactionManager {
 
   /** Write every dirty block (ascending; runs of consecutive blocks in one write each) and sync. */
   flushDirty(): void {
-    const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
-    const MAX_RUN = 256; // 1 MiB per write
-    for (let i = 0; i < blocks.length;) {
-      let j = i + 1;
-      while (j < blocks.length && blocks[j] === blocks[j - 1] + 1 && j - i < MAX_RUN) j++;
-      this.bm.writeRun(blocks[i], blocks.slice(i, j).map((b) => this.dirty.get(b)!));
-      i = j;
-    }
+    for (const r of this.runs()) this.bm.writeRun(r.start, r.blocks);
     this.bm.sync();
     this.dirty.clear();
     this.epoch++;
+  }
+
+  /** The dirty blocks in ascending runs of consecutive blocks, at most MAX_RUN each. */
+  private runs(): Array<{ start: number; blocks: Dirty[] }> {
+    const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
+    const out: Array<{ start: number; blocks: Dirty[] }> = [];
+    for (let i = 0; i < blocks.length;) {
+      let j = i + 1;
+      while (j < blocks.length && blocks[j] === blocks[j - 1] + 1 && j - i < MAX_RUN) j++;
+      out.push({ start: blocks[i], blocks: blocks.slice(i, j).map((b) => this.dirty.get(b)!) });
+      i = j;
+    }
+    return out;
   }
 
   /**
@@ -177,10 +192,42 @@ export class TransactionManager {
    */
   commit(superblock: Uint8Array, sbValidator: Validator): void {
     this.assertWritable();
-    if (this.dirty.has(0)) throw new ThinError('E_CORRUPT', 'block 0 (the superblock) was allocated as an ordinary metadata block');
+    if (this.dirty.has(0)) throw new ThinError('E_INVARIANT', 'block 0 (the superblock) was allocated as an ordinary metadata block');
     this.flushDirty();
     this.bm.write(0, superblock, sbValidator);
     this.bm.sync();
+  }
+
+  /** `commit` without blocking the event loop (see the contract). */
+  commitAsync(superblock: Uint8Array, sbValidator: Validator): Promise<void> {
+    this.assertWritable();
+    if (this.dirty.has(0)) throw new ThinError('E_INVARIANT', 'block 0 (the superblock) was allocated as an ordinary metadata block');
+    const dirty = this.dirty;
+    const runs = this.runs();
+    const staged = runs.map((r) => ({ start: r.start, bufs: this.bm.stage(r.start, r.blocks) }));
+    const sb = this.bm.stage(0, [{ data: superblock, v: sbValidator }]);
+    this.dirty = new Map();
+    this.epoch++;
+    return this.writeCommit(staged, sb, dirty);
+  }
+
+  private async writeCommit(staged: Array<{ start: number; bufs: Uint8Array[] }>, sb: Uint8Array[], dirty: Map<number, Dirty>): Promise<void> {
+    try {
+      for (const s of staged) await this.bm.writeStaged(s.start, s.bufs);
+      await this.bm.syncAsync();
+      await this.bm.writeStaged(0, sb);
+      await this.bm.syncAsync();
+    } catch (e) {
+      // Nothing is committed: the blocks belong to the open transaction again, and
+      // the superblock in the cache is not the one on disk.
+      for (const s of staged) this.bm.unstage(s.start, s.bufs.length, true);
+      this.bm.unstage(0, 1, true);
+      for (const [b, d] of dirty) if (!this.dirty.has(b)) this.dirty.set(b, d);
+      this.epoch++;
+      throw e;
+    }
+    for (const s of staged) this.bm.unstage(s.start, s.bufs.length);
+    this.bm.unstage(0, 1);
   }
 
   /** Throw away everything dirtied in this transaction (the caller reloads its space maps). */

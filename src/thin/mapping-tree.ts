@@ -12,14 +12,39 @@
  *   blocks) shared too. Mapped-block counts in the device details follow every
  *   insert and removal, in place (no object per mapping).
  * - Data references: the value type counts them (see ThinMetadata).
+ * - A damaged node names its path from the top, "[dev 1, key 42], blocks 3 -> 17 ->
+ *   25", and `details.device`.
  */
 import { ThinError } from '../errors';
 import type { BTree, LeafView } from '../pdata/btree/btree';
+import { BTreeBuilder } from '../pdata/btree/builder';
 import { MultiLevelBTree } from '../pdata/btree/multi-level';
 import type { ValueType } from '../pdata/btree/value-type';
 import type { TransactionManager } from '../pdata/transaction-manager';
 import type { DeviceState, DeviceTable } from './device-table';
-import type { BlockTime } from './format/block-time';
+import { BLOCK_TIME_SIZE, BlockTime, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
+
+/** Data block references, as the mapping value type counts them. */
+export interface DataRefs {
+  inc(block: number): void;
+  dec(block: number): void;
+}
+
+/**
+ * block_time as the bottom level's value type: one data-block reference per value
+ * held in a leaf (inc when a shared leaf is copied, dec when a value goes).
+ */
+export function countedBlockTime(refs: DataRefs): ValueType<BlockTime> {
+  return {
+    size: BLOCK_TIME_SIZE,
+    read: readBlockTime,
+    readFrom: readBlockTimeFrom,
+    write: writeBlockTime,
+    inc: (v) => refs.inc(v.block),
+    dec: (v) => refs.dec(v.block),
+    equal: (a, b) => a.block === b.block && a.time === b.time,
+  };
+}
 
 /** Where the top root is kept (the open transaction's superblock). */
 export interface TopRoot {
@@ -33,9 +58,14 @@ export class MappingTree {
   private readonly bottom: BTree<BlockTime>;
   private readonly scratch: BlockTime = { block: 0, time: 0 };
 
-  constructor(tm: TransactionManager, value: ValueType<BlockTime>, private readonly devices: DeviceTable, private readonly top: TopRoot) {
-    this.mapping = new MultiLevelBTree(tm, 2, value);
+  constructor(tm: TransactionManager, private readonly value: ValueType<BlockTime>, private readonly devices: DeviceTable, private readonly top: TopRoot) {
+    this.mapping = new MultiLevelBTree(tm, 2, value, ['dev', 'key']);
     this.bottom = this.mapping.leafTree;
+  }
+
+  /** A bulk builder for one device's subtree (restore): values bring their data references. */
+  builder(): BTreeBuilder<BlockTime> {
+    return new BTreeBuilder(this.mapping.tm, this.value);
   }
 
   /** A new, empty top level (format). */
@@ -44,19 +74,35 @@ export class MappingTree {
   }
 
   lookup(id: number, vblock: number): BlockTime | undefined {
-    return this.bottom.lookup(this.root(id), vblock);
+    try {
+      return this.bottom.lookup(this.root(id), vblock);
+    } catch (e) {
+      throw this.located(e, id);
+    }
   }
 
   *entries(id: number, from?: number, to?: number): Generator<[number, BlockTime]> {
-    yield* this.bottom.entries(this.root(id), from, to);
+    try {
+      yield* this.bottom.entries(this.root(id), from, to);
+    } catch (e) {
+      throw this.located(e, id);
+    }
   }
 
-  leaves(id: number): Generator<LeafView> {
-    return this.bottom.leaves(this.root(id));
+  *leaves(id: number): Generator<LeafView> {
+    try {
+      yield* this.bottom.leaves(this.root(id));
+    } catch (e) {
+      throw this.located(e, id);
+    }
   }
 
   highestKey(id: number): number | undefined {
-    return this.bottom.highestKey(this.root(id));
+    try {
+      return this.bottom.highestKey(this.root(id));
+    } catch (e) {
+      throw this.located(e, id);
+    }
   }
 
   /** Root of `id`'s subtree (E_NO_DEVICE if there is no such device). */
@@ -96,35 +142,56 @@ export class MappingTree {
   /** Map `vblock` of `id` to `block` at `time`, replacing any mapping there. */
   insert(id: number, vblock: number, block: number, time: number): void {
     const st = this.devices.get(id);
-    const oldRoot = this.prepareTopLevel(id, st);
-    // One reused value object: insert packs it at once and keeps no reference to it.
-    const bt = this.scratch;
-    bt.block = block;
-    bt.time = time;
-    const root = this.bottom.insert(oldRoot, vblock, bt);
-    if (root !== oldRoot) this.relinkRoot(id, st, root);
+    try {
+      const oldRoot = this.prepareTopLevel(id, st);
+      // One reused value object: insert packs it at once and keeps no reference to it.
+      const bt = this.scratch;
+      bt.block = block;
+      bt.time = time;
+      const root = this.bottom.insert(oldRoot, vblock, bt);
+      if (root !== oldRoot) this.relinkRoot(id, st, root);
+    } catch (e) {
+      throw this.located(e, id);
+    }
     if (this.bottom.lastInsertAdded) this.devices.countMapped(id, st, 1);
   }
 
   /** Unmap `vblock` of `id`; the old mapping, or undefined if none. */
   remove(id: number, vblock: number): BlockTime | undefined {
     const st = this.devices.get(id);
-    if (this.bottom.lookup(this.rootOf(id, st), vblock) === undefined) return undefined;
-    const oldRoot = this.prepareTopLevel(id, st);
-    const r = this.bottom.remove(oldRoot, vblock);
-    if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
+    let value: BlockTime | undefined;
+    try {
+      if (this.bottom.lookup(this.rootOf(id, st), vblock) === undefined) return undefined;
+      const oldRoot = this.prepareTopLevel(id, st);
+      const r = this.bottom.remove(oldRoot, vblock);
+      if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
+      value = r.value;
+    } catch (e) {
+      throw this.located(e, id);
+    }
     this.devices.countMapped(id, st, -1);
-    return r.value;
+    return value;
   }
 
   /** Unmap every block of `id` in [from, to); how many were mapped. */
   removeRange(id: number, from: number, to: number): number {
     const st = this.devices.get(id);
-    const oldRoot = this.prepareTopLevel(id, st);
-    const r = this.bottom.removeRange(oldRoot, from, to);
-    if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
-    if (r.removed) this.devices.countMapped(id, st, -r.removed);
-    return r.removed;
+    let removed: number;
+    try {
+      const oldRoot = this.prepareTopLevel(id, st);
+      const r = this.bottom.removeRange(oldRoot, from, to);
+      if (r.root !== oldRoot) this.relinkRoot(id, st, r.root);
+      removed = r.removed;
+    } catch (e) {
+      throw this.located(e, id);
+    }
+    if (removed) this.devices.countMapped(id, st, -removed);
+    return removed;
+  }
+
+  /** `e` from device `id`'s subtree, with the top level's part of its path. */
+  private located(e: unknown, id: number): unknown {
+    return this.mapping.located(e, this.top.get(), [id]);
   }
 
   /** Root of `id`'s mapping subtree, looked up in the top level once and then cached. */

@@ -26,20 +26,18 @@ import { ThinError } from '../errors';
 import type { BlockDevice } from '../io/block-device';
 import { BlockManager } from '../pdata/block-manager';
 import { BTree, LeafView } from '../pdata/btree/btree';
-import { BTreeBuilder } from '../pdata/btree/builder';
-import type { ValueType } from '../pdata/btree/value-type';
 import { DataSpaceMap } from '../pdata/space-map/data-space-map';
 import { MetadataSpaceMap } from '../pdata/space-map/metadata-space-map';
 import { TransactionManager } from '../pdata/transaction-manager';
 import { checkDataBlockSize, checkedInt, METADATA_BLOCK_SIZE } from '../units';
 import { DeviceTable, MAX_DEVICE_ID, noDevice } from './device-table';
-import { BLOCK_TIME_SIZE, BlockTime, MAX_TIME, readBlockTime, readBlockTimeFrom, writeBlockTime } from './format/block-time';
+import { BlockTime, MAX_TIME } from './format/block-time';
 import { DeviceDetails, deviceDetailsValue } from './format/device-details';
 import {
-  checkOpenable, copySuperblock, isUnformatted, packSuperblock, snapshotSuperblockValidator, Superblock,
-  superblockValidator, SUPERBLOCK_FLAG_NEEDS_CHECK, THIN_MAGIC, THIN_VERSION, unpackSuperblock,
+  checkOpenable, copySuperblock, isUnformatted, newSuperblock, packSuperblock, snapshotSuperblockValidator, Superblock,
+  superblockValidator, SUPERBLOCK_FLAG_NEEDS_CHECK, unpackSuperblock,
 } from './format/superblock';
-import { MappingTree } from './mapping-tree';
+import { countedBlockTime, MappingTree } from './mapping-tree';
 import { MetadataRestorer, RestoreHeader } from './restorer';
 
 export { MAX_DEVICE_ID };
@@ -63,12 +61,8 @@ export interface FormatOptions extends OpenOptions {
 
 /** Both devices' sizes and use, in blocks (data blocks and 4 KiB metadata blocks). */
 export interface SpaceUsage {
-  dataBlocks: number;
-  dataUsed: number;
-  dataFree: number;
-  metadataBlocks: number;
-  metadataUsed: number;
-  metadataFree: number;
+  dataBlocks: number; dataUsed: number; dataFree: number;
+  metadataBlocks: number; metadataUsed: number; metadataFree: number;
 }
 
 export class ThinMetadata {
@@ -87,27 +81,19 @@ export class ThinMetadata {
   private readonly devices_ = new DeviceTable();
   /** The two-level mapping tree: device id -> subtree root; virtual block -> block_time. */
   private readonly mappings_: MappingTree;
-  /** The bottom level's value type (data block references in the data space map).*/
-  private readonly mappingValue: ValueType<BlockTime>;
   private readonly detailsTree: BTree<DeviceDetails>;
 
   private constructor(device: BlockDevice, opts: OpenOptions) {
     this.bm = new BlockManager(device, { cacheBlocks: opts.cacheBlocks });
     this.tm = new TransactionManager(this.bm);
     this.readOnly = device.readOnly || !!opts.metadataSnap;
-    const dataValue: ValueType<BlockTime> = {
-      size: BLOCK_TIME_SIZE,
-      read: readBlockTime,
-      readFrom: readBlockTimeFrom,
-      write: writeBlockTime,
-      inc: (v) => this.requireDataSm().inc(v.block),
-      dec: (v) => {
-        if (this.requireDataSm().dec(v.block) === 0 && this.onDataBlockFreed) this.onDataBlockFreed(v.block);
+    const counted = countedBlockTime({
+      inc: (b) => this.requireDataSm().inc(b),
+      dec: (b) => {
+        if (this.requireDataSm().dec(b) === 0 && this.onDataBlockFreed) this.onDataBlockFreed(b);
       },
-      equal: (a, b) => a.block === b.block && a.time === b.time,
-    };
-    this.mappingValue = dataValue;
-    this.mappings_ = new MappingTree(this.tm, dataValue, this.devices_, {
+    });
+    this.mappings_ = new MappingTree(this.tm, counted, this.devices_, {
       get: () => this.sb.dataMappingRoot,
       set: (root) => { this.sb.dataMappingRoot = root; },
     });
@@ -133,7 +119,7 @@ export class ThinMetadata {
     md.sb.time = header.time;
     md.sb.transactionId = checkedInt(header.transactionId, 'transaction id');
     return new MetadataRestorer(md, {
-      builder: () => new BTreeBuilder(md.tm, md.mappingValue),
+      builder: () => md.mappings_.builder(),
       incData: (b) => md.requireDataSm().inc(b),
       adopt: (id, root, details) => md.adoptDevice(id, root, details),
     });
@@ -233,8 +219,8 @@ export class ThinMetadata {
   }
 
   /** Mappings of `id` in ascending virtual block order, optionally within [from, to). */
-  *mappings(id: number, from?: number, to?: number): Generator<[number, BlockTime]> {
-    yield* this.mappings_.entries(id, from, to);
+  mappings(id: number, from?: number, to?: number): Generator<[number, BlockTime]> {
+    return this.mappings_.entries(id, from, to);
   }
 
   /**
@@ -388,21 +374,24 @@ export class ThinMetadata {
 
   // ---------------------------------------------------------------- transactions
 
-  /** commit(), for callers that must not block (the pool). */
-  async commitAsync(): Promise<void> {
-    this.commit();
+  commit(): void {
+    this.tm.commit(this.sealTransaction(), superblockValidator);
+    this.transactionCommitted();
   }
 
-  commit(): void {
-    this.assertWritable();
-    this.sb.deviceDetailsRoot = this.devices_.flush(this.detailsTree, this.sb.deviceDetailsRoot);
-    this.sb.dataSmRoot = this.requireDataSm().commit();
-    this.sb.metadataSmRoot = this.requireMetadataSm().commit();
-    this.tm.commit(packSuperblock(this.sb), superblockValidator);
-    this.dataSm!.markCommitted();
-    this.metadataSm!.markCommitted();
-    this.devices_.committed();
-    this.committed = { ...this.sb };
+  /**
+   * `commit()` without blocking the event loop (the pool's commit). The in-memory
+   * part runs before it returns and throws synchronously as `commit()` does (e.g.
+   * E_NO_METADATA_SPACE): details, space maps and the superblock are packed and the
+   * blocks to write chosen. The promise settles once the superblock is durable;
+   * until then the caller must start no mutation and no other commit (the pool's
+   * gate serialises them), while lookups see the new state. Freed blocks become
+   * allocatable only after it settles. A failed write rejects with the superblock
+   * on disk untouched (the previous commit stays, as after a crash).
+   */
+  commitAsync(): Promise<void> {
+    const written = this.tm.commitAsync(this.sealTransaction(), superblockValidator);
+    return written.then(() => this.transactionCommitted());
   }
 
   /** Drop the open transaction and reload the committed state from disk. */
@@ -439,6 +428,23 @@ export class ThinMetadata {
 
   // ---------------------------------------------------------------- internals
 
+  /** Fold the transaction into metadata blocks: details, data then metadata space map; returns the packed superblock. */
+  private sealTransaction(): Uint8Array {
+    this.assertWritable();
+    this.sb.deviceDetailsRoot = this.devices_.flush(this.detailsTree, this.sb.deviceDetailsRoot);
+    this.sb.dataSmRoot = this.requireDataSm().commit();
+    this.sb.metadataSmRoot = this.requireMetadataSm().commit();
+    return packSuperblock(this.sb);
+  }
+
+  /** The superblock is durable: blocks freed in the transaction become allocatable. */
+  private transactionCommitted(): void {
+    this.dataSm!.markCommitted();
+    this.metadataSm!.markCommitted();
+    this.devices_.committed();
+    this.committed = { ...this.sb };
+  }
+
   /** A new pool in memory: nothing is written until the first commit. */
   private static formatUncommitted(device: BlockDevice, opts: FormatOptions): ThinMetadata {
     checkDataBlockSize(opts.dataBlockSize);
@@ -449,13 +455,7 @@ export class ThinMetadata {
     const md = new ThinMetadata(device, opts);
     md.metadataSm = MetadataSpaceMap.format(md.tm, nrBlocks);
     md.dataSm = DataSpaceMap.format(md.tm, opts.nrDataBlocks);
-    const sb: Superblock = {
-      flags: 0, blocknr: 0, uuid: new Uint8Array(16), magic: THIN_MAGIC, version: THIN_VERSION, time: 0, transactionId: 0,
-      heldRoot: 0, dataSmRoot: undefined, metadataSmRoot: undefined,
-      dataMappingRoot: md.mappings_.empty(), deviceDetailsRoot: md.detailsTree.empty(),
-      dataBlockSize: opts.dataBlockSize, metadataBlockSize: 8, metadataNrBlocks: md.metadataSm.nrBlocks,
-      compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
-    };
+    const sb = newSuperblock(opts.dataBlockSize, md.metadataSm.nrBlocks, md.mappings_.empty(), md.detailsTree.empty());
     md.sb = sb;
     md.committed = { ...sb };
     return md;

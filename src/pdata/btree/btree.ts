@@ -26,14 +26,17 @@
  *   lower parent key, as kernel removals leave). Sequential appends leave full nodes.
  * - Corruption (bad checksum or header, wrong value size, a cycle, more than
  *   MAX_BTREE_DEPTH levels, keys out of order on a lookup path) throws E_CHECKSUM or
- *   E_CORRUPT naming the block; never an infinite loop. Every node on a lookup path
+ *   E_CORRUPT naming the block and the path to it (error-path.ts: the key sought and
+ *   the blocks from the root, in the message and in `details.path`); never an
+ *   infinite loop. A broken invariant of thinsim's own is E_INVARIANT. Every node on a lookup path
  *   must start at or above its parent's key for it; a lookup that ends without its key
  *   has also checked that last node's keys against the parent's upper bound. A lookup
  *   that finds its key returns it even from a node misplaced under its parent (the
  *   checker reports such a node).
  *
  * Files: this class is the interface; node.ts is the block codec, spine.ts the node
- * reads and shadowing every path shares, lookup.ts the reads and iteration,
+ * reads and shadowing every path shares, error-path.ts where an error was found,
+ * lookup.ts the reads and iteration,
  * insert.ts insert (append hint, making room, splits), remove.ts removal
  * (rebalancing) and `del`, builder.ts the bulk builder.
  */
@@ -44,6 +47,7 @@ import {
   entries, highestKey, KEY_END, LeafView, LeafVisitor, leaves, lookup, lookupGe, lookupLe, lowestKey, NodeVisitor,
   visitLeaves, walkNodes,
 } from './lookup';
+import { locate } from './error-path';
 import { INTERNAL_VALUE_SIZE, LEAF_NODE, maxEntriesFor, valueOffset } from './node';
 import { del, remove, removeRange } from './remove';
 import { newNode, TreeCore } from './spine';
@@ -54,6 +58,8 @@ export type { LeafVisitor, NodeVisitor };
 
 export interface BTreeOptions {
   internalMaxEntries?: number;
+  /** What a key names, in error paths ("dev 3", "key 42"); default "key". */
+  keyLabel?: string;
 }
 
 export class BTree<V> implements SubtreeOwner, TreeCore<V> {
@@ -63,6 +69,7 @@ export class BTree<V> implements SubtreeOwner, TreeCore<V> {
   readonly leafMaxEntries: number;
   /** max_entries of the internal nodes this tree creates (252 except in tests). */
   readonly internalMaxEntries: number;
+  readonly keyLabel: string;
   private readonly rbuf: Uint8Array;
   private readonly rdv: DataView;
   private readonly inserter: Inserter<V>;
@@ -80,6 +87,7 @@ export class BTree<V> implements SubtreeOwner, TreeCore<V> {
       throw new ThinError('E_INVALID', `internal max_entries must be a multiple of 3 from 6 to 252, got ${im}`);
     }
     this.internalMaxEntries = im;
+    this.keyLabel = opts.keyLabel ?? 'key';
     this.rbuf = new Uint8Array(vt.size);
     this.rdv = new DataView(this.rbuf.buffer);
     this.inserter = new Inserter(this);
@@ -93,30 +101,50 @@ export class BTree<V> implements SubtreeOwner, TreeCore<V> {
   // ---------------------------------------------------------------- reading (lookup.ts)
 
   lookup(root: number, key: number): V | undefined {
-    return lookup(this, root, key);
+    try {
+      return lookup(this, root, key);
+    } catch (e) {
+      throw locate(this, e, root, key);
+    }
   }
 
   /** The entry with the largest key <= `key`. */
   lookupLe(root: number, key: number): [number, V] | undefined {
-    return lookupLe(this, root, key);
+    try {
+      return lookupLe(this, root, key);
+    } catch (e) {
+      throw locate(this, e, root, key);
+    }
   }
 
   /** The entry with the smallest key >= `key`. */
   lookupGe(root: number, key: number): [number, V] | undefined {
-    return lookupGe(this, root, key);
+    try {
+      return lookupGe(this, root, key);
+    } catch (e) {
+      throw locate(this, e, root, key);
+    }
   }
 
   /** C++ lower_bound: the first entry whose key is >= `key` (same as lookupGe). */
   lowerBound(root: number, key: number): [number, V] | undefined {
-    return lookupGe(this, root, key);
+    return this.lookupGe(root, key);
   }
 
   highestKey(root: number): number | undefined {
-    return highestKey(this, root);
+    try {
+      return highestKey(this, root);
+    } catch (e) {
+      throw locate(this, e, root);
+    }
   }
 
   lowestKey(root: number): number | undefined {
-    return lowestKey(this, root);
+    try {
+      return lowestKey(this, root);
+    } catch (e) {
+      throw locate(this, e, root);
+    }
   }
 
   /** Entries with from <= key < to, in key order. Do not mutate the tree while iterating. */
@@ -138,7 +166,7 @@ export class BTree<V> implements SubtreeOwner, TreeCore<V> {
   /** Number of entries (walks every leaf). */
   count(root: number): number {
     let c = 0;
-    visitLeaves(this, root, (_d, n) => { c += n; });
+    this.visitLeaves(root, (_d, n) => { c += n; });
     return c;
   }
 
@@ -147,7 +175,11 @@ export class BTree<V> implements SubtreeOwner, TreeCore<V> {
    * data must not be modified or kept past the callback. Returns false if `fn` stopped.
    */
   visitLeaves(root: number, fn: LeafVisitor): boolean {
-    return visitLeaves(this, root, fn);
+    try {
+      return visitLeaves(this, root, fn);
+    } catch (e) {
+      throw locate(this, e, root);
+    }
   }
 
   /**
@@ -156,7 +188,11 @@ export class BTree<V> implements SubtreeOwner, TreeCore<V> {
    * own ancestor (a cycle) throws E_CORRUPT.
    */
   walkNodes(root: number, fn: NodeVisitor): void {
-    walkNodes(this, root, fn);
+    try {
+      walkNodes(this, root, fn);
+    } catch (e) {
+      throw locate(this, e, root);
+    }
   }
 
   /** Read value `i` of leaf `d` (allocation-free for number values). */
@@ -177,7 +213,11 @@ export class BTree<V> implements SubtreeOwner, TreeCore<V> {
 
   /** Insert or overwrite `key`. Returns the new root; `lastInsertAdded` tells which it did. */
   insert(root: number, key: number, value: V): number {
-    return this.inserter.insert(root, key, value);
+    try {
+      return this.inserter.insert(root, key, value);
+    } catch (e) {
+      throw locate(this, e, root, key);
+    }
   }
 
   /**
@@ -187,19 +227,31 @@ export class BTree<V> implements SubtreeOwner, TreeCore<V> {
    * root, or undefined (nothing touched) when `key` is absent.
    */
   modify(root: number, key: number, fn: (old: V) => V): number | undefined {
-    return this.inserter.modify(root, key, fn);
+    try {
+      return this.inserter.modify(root, key, fn);
+    } catch (e) {
+      throw locate(this, e, root, key);
+    }
   }
 
   /** Remove `key`; its value is released with vt.dec and returned. */
   remove(root: number, key: number): { root: number; value: V | undefined } {
     this.inserter.dropHint();
-    return remove(this, root, key);
+    try {
+      return remove(this, root, key);
+    } catch (e) {
+      throw locate(this, e, root, key);
+    }
   }
 
   /** Remove every key in [from, to). */
   removeRange(root: number, from: number, to: number): { root: number; removed: number } {
     this.inserter.dropHint();
-    return removeRange(this, root, from, to);
+    try {
+      return removeRange(this, root, from, to);
+    } catch (e) {
+      throw locate(this, e, root, from);
+    }
   }
 
   /**
@@ -208,6 +260,10 @@ export class BTree<V> implements SubtreeOwner, TreeCore<V> {
    */
   del(root: number): void {
     this.inserter.dropHint();
-    del(this, root);
+    try {
+      del(this, root);
+    } catch (e) {
+      throw locate(this, e, root);
+    }
   }
 }

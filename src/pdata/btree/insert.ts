@@ -9,6 +9,7 @@
  * append keep the left side full. Everything the hint relies on is stated where it
  * is kept.
  */
+import { ThinError } from '../../errors';
 import {
   checkKey, copyEntries, deleteRange, initNode, INTERNAL_NODE, INTERNAL_VALUE_SIZE, isLeaf, KEY_SIZE, keyAt, maxEntries,
   NODE_HEADER_SIZE, nodeFlags, nrEntries, openGap, searchLe, setKey, setNrEntries, setValue64, valueOffset, valueSize,
@@ -110,6 +111,9 @@ export class Inserter<V> {
       this.lastInsertAdded = false;
       if (this.t.vt.dec && !(this.t.vt.equal && this.t.vt.equal(old, value))) this.t.vt.dec(old);
     } else {
+      // The descent made room in every node it entered; a full leaf here is our bug,
+      // and writing on would overrun the keys into the values.
+      if (n >= maxEntries(d)) throw new ThinError('E_INVARIANT', `btree leaf is full (${n} entries) after the descent made room for key ${key}`, { kind: 'btree node' });
       this.lastInsertAdded = true;
       openGap(d, i + 1);
       setKey(d, i + 1, key);

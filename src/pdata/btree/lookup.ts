@@ -8,6 +8,7 @@ import {
   checkKey, isLeaf, keyAt, LEAF_NODE, NODE_FLAGS, NODE_NR_ENTRIES, nrEntries, rawKeyAt, searchGe, searchLe, value64,
   valueOffset, valueSize,
 } from './node';
+import { locate } from './error-path';
 import { corrupt, outsideParent, readNode, TreeCore } from './spine';
 import type { ValueType } from './value-type';
 
@@ -159,39 +160,52 @@ export function lowestKey<V>(t: TreeCore<V>, root: number): number | undefined {
   return f ? keyAt(f.d, f.i) : undefined;
 }
 
-/** Entries with from <= key < to, in key order. */
+/**
+ * Entries with from <= key < to, in key order. An error names the path to the
+ * failing node and, as its key, the last one reached (the caller's place).
+ */
 export function* entries<V>(t: TreeCore<V>, root: number, from: number, to: number): Generator<[number, V]> {
   checkKey(from);
-  const f = findGe(t, root, from);
-  if (!f) return;
-  const stack = f.stack;
-  let d = f.d;
-  let i = f.i;
-  for (;;) {
-    const n = nrEntries(d);
-    const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
-    const vs = t.vt.size;
-    let off = valueOffset(d, i);
-    for (; i < n; i++, off += vs) {
-      const k = keyAt(d, i);
-      if (k >= to) return;
-      yield [k, t.vt.read(dv, off)];
+  let at = from;
+  try {
+    const f = findGe(t, root, from);
+    if (!f) return;
+    const stack = f.stack;
+    let d = f.d;
+    let i = f.i;
+    for (;;) {
+      const n = nrEntries(d);
+      const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
+      const vs = t.vt.size;
+      let off = valueOffset(d, i);
+      for (; i < n; i++, off += vs) {
+        const k = keyAt(d, i);
+        if (k >= to) return;
+        at = k;
+        yield [k, t.vt.read(dv, off)];
+      }
+      const next = nextLeaf(t, stack);
+      if (!next) return;
+      d = next;
+      i = 0;
     }
-    const next = nextLeaf(t, stack);
-    if (!next) return;
-    d = next;
-    i = 0;
+  } catch (e) {
+    throw locate(t, e, root, at);
   }
 }
 
 /** The non-empty leaves in key order, through one reused LeafView. */
 export function* leaves<V>(t: TreeCore<V>, root: number): Generator<LeafView> {
-  const f = findGe(t, root, 0);
-  if (!f) return;
   const view = new LeafView();
-  for (let d: Uint8Array | undefined = f.d; d !== undefined; d = nextLeaf(t, f.stack)) {
-    view.show(d);
-    yield view;
+  try {
+    const f = findGe(t, root, 0);
+    if (!f) return;
+    for (let d: Uint8Array | undefined = f.d; d !== undefined; d = nextLeaf(t, f.stack)) {
+      view.show(d);
+      yield view;
+    }
+  } catch (e) {
+    throw locate(t, e, root, view.count > 0 ? rawKeyAt(view.bytes, view.count - 1) : undefined);
   }
 }
 

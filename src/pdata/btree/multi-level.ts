@@ -17,10 +17,14 @@
  * operations on `leafTree` against the subtree root, then `relink` if that root moved;
  * the path stays writable for the rest of the transaction.
  * Cost: the sum over levels of a single-level operation.
+ * Errors: one from a lower level names the whole path, upper keys first, with the
+ * upper levels' blocks down to the leaf that holds each key ("[dev 1, key 42],
+ * blocks 3 -> 17 -> 25"); `labels` names what each level's key is.
  */
 import { ThinError } from '../../errors';
 import type { TransactionManager } from '../transaction-manager';
 import { BTree } from './btree';
+import { locateBelow } from './error-path';
 import { blockRefValue, ValueType } from './value-type';
 
 export class MultiLevelBTree<V> {
@@ -29,13 +33,13 @@ export class MultiLevelBTree<V> {
   /** trees[l] reads and writes level l; all but the last hold subtree roots. */
   private readonly trees: BTree<unknown>[];
 
-  constructor(tm: TransactionManager, levels: number, leafType: ValueType<V>) {
+  constructor(tm: TransactionManager, levels: number, leafType: ValueType<V>, labels: readonly string[] = []) {
     if (!Number.isInteger(levels) || levels < 1) throw new ThinError('E_INVALID', `a multi-level btree needs at least one level, got ${levels}`);
     this.tm = tm;
     this.levels = levels;
     const trees: BTree<unknown>[] = new Array(levels);
-    trees[levels - 1] = new BTree<V>(tm, leafType) as BTree<unknown>;
-    for (let l = levels - 2; l >= 0; l--) trees[l] = new BTree<number>(tm, blockRefValue(tm, trees[l + 1])) as BTree<unknown>;
+    trees[levels - 1] = new BTree<V>(tm, leafType, { keyLabel: labels[levels - 1] }) as BTree<unknown>;
+    for (let l = levels - 2; l >= 0; l--) trees[l] = new BTree<number>(tm, blockRefValue(tm, trees[l + 1]), { keyLabel: labels[l] }) as BTree<unknown>;
     this.trees = trees;
   }
 
@@ -56,22 +60,30 @@ export class MultiLevelBTree<V> {
   }
 
   lookup(root: number, keys: readonly number[]): V | undefined {
-    this.checkPath(keys, this.levels);
-    let r = root;
-    for (let l = 0; l < this.levels - 1; l++) {
-      const next = (this.trees[l] as BTree<number>).lookup(r, keys[l]);
-      if (next === undefined) return undefined;
-      r = next;
+    try {
+      this.checkPath(keys, this.levels);
+      let r = root;
+      for (let l = 0; l < this.levels - 1; l++) {
+        const next = (this.trees[l] as BTree<number>).lookup(r, keys[l]);
+        if (next === undefined) return undefined;
+        r = next;
+      }
+      return this.leafTree.lookup(r, keys[this.levels - 1]);
+    } catch (e) {
+      throw this.located(e, root, keys);
     }
-    return this.leafTree.lookup(r, keys[this.levels - 1]);
   }
 
   /** Root of the tree at level prefix.length under the path `prefix`, if present. */
   subtree(root: number, prefix: readonly number[]): number | undefined {
-    this.checkPrefix(prefix);
-    let r: number | undefined = root;
-    for (let l = 0; l < prefix.length && r !== undefined; l++) r = (this.trees[l] as BTree<number>).lookup(r, prefix[l]);
-    return r;
+    try {
+      this.checkPrefix(prefix);
+      let r: number | undefined = root;
+      for (let l = 0; l < prefix.length && r !== undefined; l++) r = (this.trees[l] as BTree<number>).lookup(r, prefix[l]);
+      return r;
+    } catch (e) {
+      throw this.located(e, root, prefix);
+    }
   }
 
   /**
@@ -79,8 +91,12 @@ export class MultiLevelBTree<V> {
    * upper keys. Returns the new top root.
    */
   insert(root: number, keys: readonly number[], value: V): number {
-    this.checkPath(keys, this.levels);
-    return this.insertAt(0, root, keys, value);
+    try {
+      this.checkPath(keys, this.levels);
+      return this.insertAt(0, root, keys, value);
+    } catch (e) {
+      throw this.located(e, root, keys);
+    }
   }
 
   /**
@@ -89,45 +105,57 @@ export class MultiLevelBTree<V> {
    * to `subRoot`; a tree already there is released.
    */
   insertSubtree(root: number, prefix: readonly number[], subRoot: number): number {
-    this.checkPrefix(prefix);
-    return this.insertSubAt(0, root, prefix, subRoot);
+    try {
+      this.checkPrefix(prefix);
+      return this.insertSubAt(0, root, prefix, subRoot);
+    } catch (e) {
+      throw this.located(e, root, prefix);
+    }
   }
 
   /** Remove the value at `keys` (released with the leaf type's dec). Lower trees left empty stay. */
   remove(root: number, keys: readonly number[]): { root: number; value: V | undefined } {
-    this.checkPath(keys, this.levels);
-    if (this.lookup(root, keys) === undefined) return { root, value: undefined };
-    let value: V | undefined;
-    const rec = (l: number, r: number): number => {
-      if (l === this.levels - 1) {
-        const res = this.leafTree.remove(r, keys[l]);
-        value = res.value;
-        return res.root;
-      }
-      return (this.trees[l] as BTree<number>).modify(r, keys[l], (sub) => rec(l + 1, sub))!;
-    };
-    return { root: rec(0, root), value };
+    try {
+      this.checkPath(keys, this.levels);
+      if (this.lookup(root, keys) === undefined) return { root, value: undefined };
+      let value: V | undefined;
+      const rec = (l: number, r: number): number => {
+        if (l === this.levels - 1) {
+          const res = this.leafTree.remove(r, keys[l]);
+          value = res.value;
+          return res.root;
+        }
+        return (this.trees[l] as BTree<number>).modify(r, keys[l], (sub) => rec(l + 1, sub))!;
+      };
+      return { root: rec(0, root), value };
+    } catch (e) {
+      throw this.located(e, root, keys);
+    }
   }
 
   /** Remove the last-level keys in [from, to) under path `prefix` (length levels-1). */
   removeRange(root: number, prefix: readonly number[], from: number, to: number): { root: number; removed: number } {
-    if (prefix.length !== this.levels - 1) throw new ThinError('E_INVALID', `removeRange needs a path of ${this.levels - 1} keys, got ${prefix.length}`);
-    this.checkPath(prefix, prefix.length);
-    const sub = this.levels === 1 ? root : this.subtree(root, prefix);
-    if (sub === undefined) return { root, removed: 0 };
-    const first = this.leafTree.lookupGe(sub, from);
-    if (first === undefined || first[0] >= to) return { root, removed: 0 };
-    let removed = 0;
-    const rec = (l: number, r: number): number => {
-      if (l === this.levels - 1) {
-        const res = this.leafTree.removeRange(r, from, to);
-        removed = res.removed;
-        return res.root;
-      }
-      return (this.trees[l] as BTree<number>).modify(r, prefix[l], (s) => rec(l + 1, s))!;
-    };
-    const newRoot = rec(0, root);
-    return { root: newRoot, removed };
+    try {
+      if (prefix.length !== this.levels - 1) throw new ThinError('E_INVALID', `removeRange needs a path of ${this.levels - 1} keys, got ${prefix.length}`);
+      this.checkPath(prefix, prefix.length);
+      const sub = this.levels === 1 ? root : this.subtree(root, prefix);
+      if (sub === undefined) return { root, removed: 0 };
+      const first = this.leafTree.lookupGe(sub, from);
+      if (first === undefined || first[0] >= to) return { root, removed: 0 };
+      let removed = 0;
+      const rec = (l: number, r: number): number => {
+        if (l === this.levels - 1) {
+          const res = this.leafTree.removeRange(r, from, to);
+          removed = res.removed;
+          return res.root;
+        }
+        return (this.trees[l] as BTree<number>).modify(r, prefix[l], (s) => rec(l + 1, s))!;
+      };
+      const newRoot = rec(0, root);
+      return { root: newRoot, removed };
+    } catch (e) {
+      throw this.located(e, root, prefix);
+    }
   }
 
   /**
@@ -135,14 +163,18 @@ export class MultiLevelBTree<V> {
    * the subtree loses one reference (freed when it was the last).
    */
   removeSubtree(root: number, prefix: readonly number[]): { root: number; removed: boolean } {
-    this.checkPrefix(prefix);
-    if (this.subtree(root, prefix) === undefined) return { root, removed: false };
-    const last = prefix.length - 1;
-    const rec = (l: number, r: number): number => {
-      if (l === last) return (this.trees[l] as BTree<number>).remove(r, prefix[l]).root;
-      return (this.trees[l] as BTree<number>).modify(r, prefix[l], (s) => rec(l + 1, s))!;
-    };
-    return { root: rec(0, root), removed: true };
+    try {
+      this.checkPrefix(prefix);
+      if (this.subtree(root, prefix) === undefined) return { root, removed: false };
+      const last = prefix.length - 1;
+      const rec = (l: number, r: number): number => {
+        if (l === last) return (this.trees[l] as BTree<number>).remove(r, prefix[l]).root;
+        return (this.trees[l] as BTree<number>).modify(r, prefix[l], (s) => rec(l + 1, s))!;
+      };
+      return { root: rec(0, root), removed: true };
+    } catch (e) {
+      throw this.located(e, root, prefix);
+    }
   }
 
   /**
@@ -156,23 +188,31 @@ export class MultiLevelBTree<V> {
    * already made writable in this transaction costs one lookup per level.
    */
   shadowPath(root: number, prefix: readonly number[]): { root: number; sub: number } | undefined {
-    this.checkPrefix(prefix);
-    let sub: number | undefined;
-    const newRoot = this.modifyPath(root, prefix, (s) => { sub = s; return s; });
-    return newRoot === undefined ? undefined : { root: newRoot, sub: sub! };
+    try {
+      this.checkPrefix(prefix);
+      let sub: number | undefined;
+      const newRoot = this.modifyPath(root, prefix, (s) => { sub = s; return s; });
+      return newRoot === undefined ? undefined : { root: newRoot, sub: sub! };
+    } catch (e) {
+      throw this.located(e, root, prefix);
+    }
   }
 
   /**
    * Second half of an in-place change below: store `sub` as the subtree root at
    * `prefix`, with no inc or dec. The caller hands over its reference to `sub`, and the
    * old root's reference was already consumed by the lower-level mutation that
-   * shadowed it. Throws E_CORRUPT when the path is absent.
+   * shadowed it. The path must exist (E_INVARIANT otherwise: the caller lost track).
    */
   relink(root: number, prefix: readonly number[], sub: number): number {
-    this.checkPrefix(prefix);
-    const newRoot = this.modifyPath(root, prefix, () => sub);
-    if (newRoot === undefined) throw new ThinError('E_CORRUPT', `relink: no subtree at path [${prefix.join(', ')}]`);
-    return newRoot;
+    try {
+      this.checkPrefix(prefix);
+      const newRoot = this.modifyPath(root, prefix, () => sub);
+      if (newRoot === undefined) throw new ThinError('E_INVARIANT', `relink: no subtree at path [${prefix.join(', ')}]`);
+      return newRoot;
+    } catch (e) {
+      throw this.located(e, root, prefix);
+    }
   }
 
   /** Drop one reference to the whole structure. */
@@ -205,6 +245,29 @@ export class MultiLevelBTree<V> {
     const rec = (l: number, r: number): number =>
       (this.trees[l] as BTree<number>).modify(r, prefix[l], l === last ? fn : (s) => rec(l + 1, s))!;
     return rec(0, root);
+  }
+
+  /**
+   * `e` with the upper levels' keys and blocks in front of its path, when it came
+   * from a level below the top: the level whose root starts its path (error-path.ts).
+   */
+  located(e: unknown, root: number, keys: readonly number[]): unknown {
+    const blocks = e instanceof ThinError ? e.details.pathBlocks as number[] | undefined : undefined;
+    if (blocks === undefined) return e;
+    const roots = [root];
+    for (let l = 0; l < keys.length && l < this.levels - 1 && roots[l] !== blocks[0]; l++) {
+      let next: number | undefined;
+      try {
+        next = (this.trees[l] as BTree<number>).lookup(roots[l], keys[l]);
+      } catch {
+        next = undefined;
+      }
+      if (next === undefined) break;
+      roots.push(next);
+    }
+    const from = roots[roots.length - 1] === blocks[0] ? roots.length - 1 : roots.length;
+    for (let u = Math.min(from, keys.length) - 1; u >= 0; u--) e = locateBelow(this.trees[u], e, roots[u], keys[u]);
+    return e;
   }
 
   private checkPrefix(prefix: readonly number[]): void {

@@ -24,6 +24,8 @@ export interface TreeCore<V> {
   readonly leafMaxEntries: number;
   /** max_entries of the internal nodes this tree creates. */
   readonly internalMaxEntries: number;
+  /** What a key names, in error paths. */
+  readonly keyLabel: string;
   /** Value `i` of leaf `d` (allocation-free for number values). */
   readValue(d: Uint8Array, i: number): V;
 }

@@ -112,7 +112,7 @@ export class MetadataSpaceMap extends CountedSpaceMap implements SpaceMap, Metad
     const written = new Map<number, WritableBlock>();
     let index: WritableBlock | undefined;
     for (let round = 0; ; round++) {
-      if (round > 1000) throw new ThinError('E_CORRUPT', 'metadata space map commit did not converge');
+      if (round > 1000) throw new ThinError('E_INVARIANT', 'metadata space map commit did not converge after 1000 rounds of shadowing its own blocks');
       let progress = false;
       const changed = this.counts.takeDirtyOverflow();
       if (changed.length > 0) {

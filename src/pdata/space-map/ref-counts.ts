@@ -4,7 +4,8 @@
  *
  * Contract:
  * - `get/inc/dec/set` are O(1); `dec` of a free block throws E_CORRUPT (a double free
- *   is corruption, never silently absorbed).
+ *   is corruption, never silently absorbed: a tree that references a block its space
+ *   map calls free is damage on disk); a count beyond 32 bits is E_RANGE.
  * - `allocate` returns a block free in BOTH the current counts and the state at the
  *   last `markCommitted()`, so a block the committed metadata still references is
  *   never reused before the next commit (the kernel's old_ll rule). Scans use the
@@ -72,7 +73,7 @@ export class RefCounts implements SpaceMapCounts {
   set(b: number, count: number): void {
     this.checkBlock(b);
     if (!Number.isInteger(count) || count < 0 || count > 0xffffffff) {
-      throw new ThinError('E_INVALID', `reference count ${count} for block ${b} is outside 0..2^32-1`, { block: b });
+      throw new ThinError('E_RANGE', `reference count ${count} for block ${b} does not fit the 32 bits a space map stores`, { block: b });
     }
     const old = this.get(b);
     if (old === count) return;

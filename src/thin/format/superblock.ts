@@ -104,6 +104,15 @@ export function isUnformatted(block0: Uint8Array): boolean {
   return true;
 }
 
+/** The superblock of a newly formatted pool (space-map roots come at its first commit). */
+export function newSuperblock(dataBlockSize: number, metadataNrBlocks: number, dataMappingRoot: number, deviceDetailsRoot: number): Superblock {
+  return {
+    flags: 0, blocknr: SUPERBLOCK_LOCATION, uuid: new Uint8Array(16), magic: THIN_MAGIC, version: THIN_VERSION, time: 0, transactionId: 0,
+    heldRoot: 0, dataSmRoot: undefined, metadataSmRoot: undefined, dataMappingRoot, deviceDetailsRoot,
+    dataBlockSize, metadataBlockSize: 8, metadataNrBlocks, compatFlags: 0, compatRoFlags: 0, incompatFlags: 0,
+  };
+}
+
 /** A deep copy (the uuid and space-map roots are not shared with `sb`). */
 export function copySuperblock(sb: Superblock): Superblock {
   return {

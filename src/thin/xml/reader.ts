@@ -410,12 +410,12 @@ export async function readXml(input: string | Readable, sink: MetadataSink, opts
       reader.write(typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer));
     }
   } catch (e) {
-    if (!(e instanceof ThinError) && typeof input === 'string') {
-      const err = e as NodeJS.ErrnoException;
-      throw new ThinError(err.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `cannot read ${input}: ${err.message}`, { file: input }, { cause: e });
-    }
     stream.destroy();
-    throw e;
+    if (e instanceof ThinError) throw e;
+    // The file or the caller's stream failed: still a ThinError, with the cause.
+    const err = e as NodeJS.ErrnoException;
+    const what = typeof input === 'string' ? input : fileName ?? 'the XML stream';
+    throw new ThinError(err?.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `cannot read ${what}: ${err?.message ?? String(e)}`, fileName ? { file: fileName } : {}, { cause: e });
   }
   const rest = decoder.end();
   if (rest) reader.write(rest);

@@ -221,7 +221,8 @@ test('paths of the wrong length are refused', () => {
   misuse(() => ml.shadowPath(root, [1, 2]));
   misuse(() => ml.relink(root, [], 5));
   assert.equal(ml.shadowPath(root, [1]), undefined);
-  assert.throws(() => ml.relink(root, [1], 5), (e: unknown) => isThinError(e, 'E_CORRUPT'));
+  // A caller that relinks a path it never shadowed has lost track: thinsim's bug, not damage.
+  assert.throws(() => ml.relink(root, [1], 5), (e: unknown) => isThinError(e, 'E_INVARIANT'));
   assert.equal(ml.lookup(root, [1, 2]), undefined);
   assert.deepEqual(ml.remove(root, [1, 2]), { root, value: undefined });
 });
