@@ -9,6 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { runTool, type RunResult } from '../../src/layers/fs';
 import { repoRoot } from '../helpers/oracle';
 import { thinsimOk } from '../helpers/workload';
 
@@ -25,21 +26,9 @@ export function have(tool: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 }
 
-export interface Run { status: number | null; stdout: string; stderr: string }
-
 /** Run a program without blocking the event loop (servers in this process keep serving). */
-export function run(cmd: string, args: readonly string[], timeoutMs = 120_000): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => { stderr += `\n(killed after ${timeoutMs} ms)`; child.kill('SIGKILL'); }, timeoutMs);
-    child.on('error', (e) => { clearTimeout(timer); resolve({ status: null, stdout, stderr: String(e) }); });
-    child.on('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
-  });
-}
+export const run = runTool;
+export type Run = RunResult;
 
 /** Run and require exit 0; returns stdout. */
 export async function runOk(cmd: string, args: readonly string[], timeoutMs?: number): Promise<string> {
