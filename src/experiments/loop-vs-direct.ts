@@ -10,6 +10,7 @@
  */
 import * as fs from 'fs';
 import { ThinError } from '../errors';
+import { hot, loadError } from '../hot';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
 import { Experiment, ExperimentContext, KiB, MiB } from './experiment';
@@ -185,7 +186,12 @@ export const loopVsDirect: Experiment = {
   quick: { size: 8 * MiB, repeat: 2 },
   tools: ['filefrag', 'fincore', 'losetup', 'dd', 'fallocate'],
   async run(ctx) {
+    // direct-lvm opens its data device with O_DIRECT, which needs the addon's aligned buffers.
+    const noDirect = hot.native ? undefined : `direct-lvm needs the native addon for O_DIRECT (${loadError ?? 'not loaded'})`;
+    if (noDirect) ctx.skip('direct-lvm on a preallocated file', noDirect);
     const backends = ALL_BACKENDS.filter((b) => {
+      if (b === 'loop-lvm') return true;
+      if (noDirect) return false;
       if (b !== 'direct-lvm loopdev') return true;
       const why = host.loopUnavailable() ?? host.toolMissing('fallocate', 'util-linux');
       if (why) ctx.skip('direct-lvm on a loop block device', why);
