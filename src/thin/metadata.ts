@@ -9,8 +9,9 @@
  *   and change things only through the operations below.
  * - Everything it changes lives in one transaction until `commit()`, which writes
  *   the data space map, the metadata space map and finally the superblock; a crash
- *   before the superblock write leaves the previous commit intact. `abort()` drops
- *   the transaction.
+ *   before the superblock write leaves the previous commit intact. `commitAsync()`
+ *   is the same off the event loop (the pool's commit; see it for what may run
+ *   meanwhile). `abort()` drops the transaction.
  * - Devices (ids 0..2^24-1) live in two trees: the two-level mapping tree (device
  *   id -> subtree root; virtual block -> block_time) and the details tree.
  *   `createSnap` is O(1): the snapshot shares the origin's subtree root (count +1),

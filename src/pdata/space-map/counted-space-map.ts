@@ -1,7 +1,11 @@
+/**
+ * What both space maps share: reference counts held in memory (RefCounts) for the
+ * whole transaction, and how an overflow tree (counts of 3 or more) loads into them.
+ * The interface and its contract are in space-map.ts.
+ */
 import type { BTree } from '../btree/btree';
 import type { RefCounts } from './ref-counts';
 
-/** What both space maps share: counts in memory (RefCounts) and how the overflow tree loads into them. */
 export abstract class CountedSpaceMap {
   constructor(protected counts: RefCounts) {}
 

@@ -1,3 +1,6 @@
+/**
+ * The data space map (spec §6.5); see the class below and space-map.ts for the contract.
+ */
 import { ThinError } from '../../errors';
 import { BTree } from '../btree/btree';
 import { u32Value } from '../btree/value-type';
