@@ -1,0 +1,66 @@
+/**
+ * driver-compare --quick: one generated image stored as thin snapshots with ext4 and as
+ * overlay2 diff directories; the figures are consistent with how each driver works:
+ * overlay2's first small write copies the whole file up, devicemapper's copies a chunk or
+ * a few (64 KiB each); N containers changing a few files grow both stores by far less than
+ * N images; page cache holds one copy under overlay2 and one per container under
+ * devicemapper; the report renders in headless Chromium.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { realFilesystemBlocker } from '../../src/experiments/demo';
+import { overlayUnavailable } from '../../src/experiments/overlay2';
+import { findTool } from '../../src/layers/fs';
+import { browserSkip, checkReportInBrowser } from './browser';
+import { quickRun, rows } from './helpers';
+
+const KiB = 1024;
+
+function skipReason(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root (overlay mounts, whiteout device nodes, mount -o loop of the devicemapper layers)';
+  const o = overlayUnavailable();
+  if (o) return o;
+  if (!findTool('setfattr')) return 'setfattr is not installed (Debian package attr)';
+  const d = realFilesystemBlocker();
+  if (d) return `devicemapper layers cannot carry ext4 here: ${d}`;
+  if (!findTool('fincore')) return 'fincore is not installed (util-linux)';
+  return false;
+}
+
+test('driver-compare --quick: copy-up vs chunk copy, N containers vs N images, page cache, report renders', { skip: skipReason() }, async (t) => {
+  const r = await quickRun(t, 'driver-compare');
+  assert.deepEqual(r.report.skipped, [], 'both drivers ran');
+  const all = rows(r, 'per driver (medians)');
+  const dm = all.find((x) => x.driver === 'devicemapper')!;
+  const o2 = all.find((x) => x.driver === 'overlay2')!;
+  const big = r.report.params['big file bytes'] as number;
+  const N = r.report.params.containers as number;
+
+  // overlay2: the first 4 KiB write copies the whole file up (plus a few directory blocks copied up with it).
+  const o2Bytes = o2['first write KiB'] * KiB;
+  assert.ok(o2Bytes >= big && o2Bytes <= big + 256 * KiB, `overlay2 first write allocated ${o2Bytes} bytes, the file is ${big}`);
+  assert.ok(o2['upper copy KiB'] * KiB >= big, 'the upper copy holds the whole file');
+  // devicemapper: one 64 KiB chunk for the data, plus at most a few for ext4's inode, bitmap and journal blocks.
+  const dmPool = dm['first write pool KiB'] * KiB;
+  assert.ok(dmPool >= 64 * KiB && dmPool <= 16 * 64 * KiB && dmPool % (64 * KiB) === 0, `devicemapper first write took ${dmPool} bytes of pool data (whole chunks, 1..16)`);
+  assert.ok(dm['first write KiB'] * KiB <= 16 * 64 * KiB, 'and the data file grew by no more than that on the host');
+  assert.ok(dmPool < big / 4, 'far less than the file');
+
+  // N containers each modifying a few files: far less than N images.
+  for (const x of [dm, o2]) {
+    assert.ok(x['image MiB'] > 1, `${x.driver}: the image takes space (${x['image MiB']} MiB)`);
+    assert.ok(x['growth after import MiB'] < N * x['image MiB'] / 2, `${x.driver}: ${N} containers grew the store by ${x['growth after import MiB']} MiB, an image is ${x['image MiB']} MiB`);
+  }
+  assert.ok(o2['host inodes for the image'] > 5 * dm['host inodes for the image'], 'overlay2 spends host inodes per file, devicemapper a few files per pool');
+
+  // Page cache: one shared copy under overlay2, one per container under devicemapper (fincore).
+  const readMiB = all[0]['bytes read MiB'] / N;
+  assert.ok(Math.abs(o2['cache: container files MiB'] - readMiB) <= 0.5, `overlay2 caches one copy: ${o2['cache: container files MiB']} vs ${readMiB} MiB`);
+  assert.ok(dm['cache: container files MiB'] >= (N - 0.5) * readMiB, `devicemapper caches one copy per container: ${dm['cache: container files MiB']} vs ${N} x ${readMiB} MiB`);
+
+  assert.match(String(r.report.params.image), /generated/, '--quick uses the generated image and says so');
+  assert.equal(r.report.sections.flatMap((s) => s.charts ?? []).length, 8);
+  for (const f of ['report.json', 'report.md', 'report.html']) assert.ok(fs.existsSync(`${r.written.dir}/${f}`));
+  await t.test('report.html renders in headless Chromium, every chart checked in the DOM', { skip: browserSkip() }, () => checkReportInBrowser(r.written.dir));
+});
