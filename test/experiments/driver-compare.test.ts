@@ -8,9 +8,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { generatedImage } from '../../src/experiments/dc-image';
 import { realFilesystemBlocker } from '../../src/experiments/demo';
-import { overlayUnavailable } from '../../src/experiments/overlay2';
+import { Overlay2Store, overlayUnavailable } from '../../src/experiments/overlay2';
 import { findTool } from '../../src/layers/fs';
 import { browserSkip, checkReportInBrowser } from './browser';
 import { quickRun, rows } from './helpers';
@@ -63,4 +67,37 @@ test('driver-compare --quick: copy-up vs chunk copy, N containers vs N images, p
   assert.equal(r.report.sections.flatMap((s) => s.charts ?? []).length, 8);
   for (const f of ['report.json', 'report.md', 'report.html']) assert.ok(fs.existsSync(`${r.written.dir}/${f}`));
   await t.test('report.html renders in headless Chromium, every chart checked in the DOM', { skip: browserSkip() }, () => checkReportInBrowser(r.written.dir));
+});
+
+test('overlay2 store: whiteouts as overlayfs reads them, and the merged view hides what the image deleted', { skip: process.getuid?.() !== 0 ? 'needs root' : (overlayUnavailable() ?? (findTool('setfattr') ? false : 'setfattr is not installed (Debian package attr)')) }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-o2-'));
+  const store = new Overlay2Store(path.join(dir, 'overlay2'));
+  t.after(async () => { await store.close(); fs.rmSync(dir, { recursive: true, force: true }); });
+  const img = await generatedImage(dir, 2 * 2 ** 20);
+  const r = await store.importImage(img.file);
+  assert.equal(r.layers, 3);
+  assert.equal(r.whiteouts, 31);
+  assert.equal(r.opaqueDirs, 1);
+  const root = path.join(dir, 'overlay2');
+  const layerDirs = fs.readdirSync(root).filter((d) => d !== 'l');
+  assert.equal(layerDirs.length, 3);
+  // Layer 2 holds /etc/issue.net as a character device 0/0; layer 3 marks /usr/share/doc opaque.
+  const wh = layerDirs.map((d) => path.join(root, d, 'diff/etc/issue.net')).find((p) => fs.existsSync(p))!;
+  const st = fs.lstatSync(wh);
+  assert.ok(st.isCharacterDevice() && st.rdev === 0, 'a whiteout is a character device 0/0');
+  const opq = layerDirs.map((d) => path.join(root, d, 'diff/usr/share/doc')).filter((p) => fs.existsSync(p))
+    .map((p) => spawnSync('getfattr', ['--only-values', '-n', 'trusted.overlay.opaque', p], { encoding: 'utf8' }).stdout);
+  assert.ok(opq.includes('y'), 'one layer marks /usr/share/doc opaque');
+  for (const d of layerDirs) {
+    const link = fs.readFileSync(path.join(root, d, 'link'), 'utf8');
+    assert.equal(fs.readlinkSync(path.join(root, 'l', link)), `../${d}/diff`);
+  }
+  const c = await store.createContainer();
+  const merged = await store.mount(c.id);
+  assert.ok(!fs.existsSync(path.join(merged, 'etc/issue.net')), 'whited out');
+  assert.deepEqual(fs.readdirSync(path.join(merged, 'usr/share/doc')), ['README'], 'opaque: only the top layer\'s docs');
+  assert.ok(!fs.existsSync(path.join(merged, 'opt/app/conf/c45.conf')) && fs.existsSync(path.join(merged, 'opt/app/conf/c20.conf')));
+  assert.ok(fs.readFileSync(path.join(merged, 'etc/passwd'), 'utf8').includes('app:x:1000'), 'modified in layer 3');
+  assert.ok(fs.existsSync(path.join(merged, '.dockerenv')), 'the init layer is below the container layer');
+  assert.match(fs.readFileSync(path.join(root, c.id, 'lower'), 'utf8'), /^l\/[A-Z0-9]{26}(:l\/[A-Z0-9]{26}){3}$/, 'lower: init + 3 image layers');
 });
