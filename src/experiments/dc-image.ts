@@ -10,7 +10,8 @@
  *   deletes 10 config files. `skopeo copy oci:.. docker-archive:..` makes the docker-save
  *   archive both stores import. The archive is cached under
  *   ~/.cache/thinsim/driver-compare/<recipe hash>/image.tar (the recipe: suite, variant,
- *   apt sources, big file size, this file's recipe version).
+ *   apt sources, big file size, this file's recipe version), the mmdebstrap tarball
+ *   beside it as rootfs-<hash of suite, variant, sources>.tar.
  * - --quick: the same three-layer shape generated in Node (image-gen.ts), with a toy base
  *   layer instead of Debian, so a run takes seconds.
  *
@@ -100,9 +101,15 @@ export async function debianImage(bigSize: number, log: (l: string) => void): Pr
   fs.mkdirSync(path.dirname(cacheDir), { recursive: true });
   const tmp = fs.mkdtempSync(`${cacheDir}.build-`);
   try {
-    const rootfsTar = path.join(tmp, 'rootfs.tar');
-    log('driver-compare: building the Debian image (mmdebstrap --variant=minbase bookworm), cached afterwards');
-    await runToolOk('mmdebstrap', ['--quiet', '--variant=minbase', 'bookworm', rootfsTar, APT_SOURCES], 'mmdebstrap', 1_200_000);
+    // The root filesystem is cached on its own (keyed by suite, variant and sources), so a
+    // change to the layers above it does not run mmdebstrap again.
+    const baseKey = createHash('sha256').update(JSON.stringify({ suite: recipe.suite, variant: recipe.variant, sources: recipe.sources })).digest('hex').slice(0, 16);
+    const rootfsTar = path.join(path.dirname(cacheDir), `rootfs-${baseKey}.tar`);
+    if (!fs.existsSync(rootfsTar)) {
+      log('driver-compare: building the Debian root filesystem (mmdebstrap --variant=minbase bookworm), cached afterwards');
+      await runToolOk('mmdebstrap', ['--quiet', '--variant=minbase', 'bookworm', path.join(tmp, 'rootfs.tar'), APT_SOURCES], 'mmdebstrap', 1_200_000);
+      fs.renameSync(path.join(tmp, 'rootfs.tar'), rootfsTar);
+    }
     const oci = path.join(tmp, 'oci');
     const bundle = path.join(tmp, 'bundle');
     const rootfs = path.join(bundle, 'rootfs');
@@ -115,6 +122,7 @@ export async function debianImage(bigSize: number, log: (l: string) => void): Pr
     await repack('l1', 'mmdebstrap --variant=minbase bookworm');
     // Layer 2: add /opt/app, modify two files, delete /etc/issue.net and 20 doc entries.
     await writeSeeded(path.join(rootfs, BIG_FILE), bigSize, 11);
+    await fsp.mkdir(path.join(rootfs, 'opt/app/conf'), { recursive: true });
     for (let i = 0; i < 50; i++) await fsp.writeFile(path.join(rootfs, name2(i)), conf(i, 1));
     await fsp.writeFile(path.join(rootfs, 'etc/motd'), 'motd of layer 2\n');
     await fsp.appendFile(path.join(rootfs, 'etc/issue'), 'thinsim driver-compare, layer 2\n');
