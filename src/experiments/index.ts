@@ -12,6 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ThinError } from '../errors';
 import { blockSize } from './block-size';
+import { driverCompare } from './driver-compare';
 import { Experiment, ExperimentContext, runWithHeader } from './experiment';
 import { layerDepth } from './layer-depth';
 import { loopVsDirect } from './loop-vs-direct';
@@ -20,18 +21,6 @@ import { overcommit } from './overcommit';
 import { writeReport, WrittenReport } from './report';
 import type { Report } from './report/model';
 import { consoleProgress, Progress } from './runner';
-
-const driverCompare: Experiment = {
-  name: 'driver-compare',
-  title: 'devicemapper vs other storage drivers',
-  question: 'How does an image pulled and run on thin snapshots compare with other drivers?',
-  defaults: { size: 0, repeat: 0 },
-  quick: { size: 0, repeat: 0 },
-  sizeMeans: '',
-  tools: [],
-  unavailable: 'needs the image layers capability (not built yet)',
-  run() { return Promise.reject(new ThinError('E_UNSUPPORTED', 'driver-compare needs the image layers capability (not built yet)')); },
-};
 
 export const EXPERIMENTS: Experiment[] = [loopVsDirect, blockSize, layerDepth, overcommit, metadataSize, driverCompare];
 

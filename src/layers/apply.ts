@@ -18,6 +18,11 @@
  *   target that does is refused with E_INVALID before anything is written for it; symlinks
  *   already in the tree are followed inside the root only (chroot semantics), so a lower
  *   layer's `etc -> /` can never make a write land outside `root`.
+ * - `whiteouts: 'overlay'` targets an empty directory of its own (an overlay2 `diff/`)
+ *   instead of the tree below: whiteouts are stored as the kernel's overlayfs reads them,
+ *   as Docker's overlay2 driver does (archive.OverlayWhiteoutFormat): `.wh.NAME` becomes
+ *   a character device 0/0 named NAME, `.wh..wh..opq` the xattr trusted.overlay.opaque=y
+ *   on its directory (setfattr). Both need root.
  * - A failure leaves the directory partly applied: the caller owns it and throws it away
  *   (LayerStore.remove of the active layer).
  */
@@ -52,6 +57,8 @@ export interface ApplyOptions {
   expectBlobDigest?: string;
   /** Called with the count of stored (possibly compressed) bytes read so far. */
   onProgress?: (blobBytesRead: number) => void;
+  /** 'apply' (default): whiteouts delete from the tree below. 'overlay': stored as overlayfs whiteouts (see the contract). */
+  whiteouts?: 'apply' | 'overlay';
 }
 
 export interface ApplyResult {
@@ -147,7 +154,7 @@ class Applier {
     entries: 0, files: 0, fileBytes: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, whiteouts: 0, opaqueDirs: 0, warnings: [],
   };
   private xattrs = 0;
-  constructor(readonly root: string) {}
+  constructor(readonly root: string, readonly overlay = false) {}
 
   /** The host path of directory `rel`, following symlinks inside the root only; missing directories are made (0755). */
   async dir(rel: string): Promise<string> {
@@ -219,12 +226,22 @@ class Applier {
       return void body.resume();
     }
     const parent = await this.dir(parentRel);
-    if (base === WHITEOUT_OPAQUE) { await this.opaque(parent); this.r.opaqueDirs++; return void body.resume(); }
+    if (base === WHITEOUT_OPAQUE) {
+      body.resume();
+      if (this.overlay) await execFileP('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', parent]).catch((e) => { throw new ThinError('E_IO', `setfattr trusted.overlay.opaque on ${parent} failed (root and the attr package are needed): ${e.message}`, { path: rel }); });
+      else await this.opaque(parent);
+      this.r.opaqueDirs++;
+      return;
+    }
     if (base.startsWith(WHITEOUT_META_PREFIX)) return void body.resume();
     if (base.startsWith(WHITEOUT_PREFIX)) {
       const victim = base.slice(WHITEOUT_PREFIX.length);
       if (!victim || victim === '.' || victim === '..') throw unsafe(h.name, 'names no file to white out');
       await this.clear(path.join(parent, victim), false);
+      if (this.overlay) {
+        await execFileP('mknod', [path.join(parent, victim), 'c', '0', '0']).catch((e) => { throw new ThinError('E_IO', `mknod ${victim} c 0 0 (an overlay whiteout) failed: ${e.message}`, { path: rel }); });
+        await this.meta(path.join(parent, victim), { ...h, mode: 0 });
+      }
       this.r.whiteouts++;
       return void body.resume();
     }
@@ -295,7 +312,7 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
   const blobTap = new Tap(opts.onProgress);
   const tarTap = new Tap();
   const extract = tar.extract();
-  const applier = new Applier(root);
+  const applier = new Applier(root, opts.whiteouts === 'overlay');
   const feed = pipeline(input, blobTap, ...(compression === 'gzip' ? [createGunzip()] : []), tarTap, extract as unknown as NodeJS.WritableStream);
   feed.catch(() => undefined); // reported below, after the entries
   try {
