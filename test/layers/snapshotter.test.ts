@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { hot } from '../../src/hot';
 import { LayerStore } from '../../src/layers';
 import { runTool } from '../../src/layers/fs';
 import { Pool } from '../../src/pool/pool';
@@ -130,7 +131,9 @@ test('snapshotter on ext4: prepare, commit, view, children, deletes, read-only v
     await s.remove('B');
     assert.equal(usedBefore - s.pool.status().usedDataBlocks, excl / s.pool.chunkBytes, 'B\'s exclusive blocks are free');
     const fileAfter = fs.statSync(path.join(dir, 'data')).blocks * 512;
-    assert.ok(fileBefore - fileAfter >= excl, `the data file shrank by B's exclusive bytes (${fileBefore} -> ${fileAfter}, exclusive ${excl})`);
+    // Only the addon punches holes (discard passdown); the twin zeroes by writing zeros.
+    if (hot.native) assert.ok(fileBefore - fileAfter >= excl, `the data file shrank by B's exclusive bytes (${fileBefore} -> ${fileAfter}, exclusive ${excl})`);
+    else t.diagnostic('data file shrink not checked: hole punching needs the native addon');
     await expectCode(() => s.stat('B'), 'E_NOT_FOUND');
     assert.deepEqual(s.list().map((l) => l.name), ['A', 'sibling', 'v']);
   } finally {
