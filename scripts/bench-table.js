@@ -30,6 +30,11 @@ function cells(r) {
   if (c.startsWith('lookup')) {
     return [`${fmt(r.ratio, 3)}x (${fmt(r.subjectOps / 1e6, 2)} M lookups/s)`, '≥ 1 M lookups/s'];
   }
+  const nbd = /IOPS median (\d+) \[(\d+)-(\d+)\] vs (\d+) \[(\d+)-(\d+)\]/.exec(r.note ?? '');
+  if (nbd) {
+    const [, o, omin, omax, b, bmin, bmax] = nbd;
+    return [`${fmt(r.ratio, 2)}x (${o} [${omin}–${omax}] vs ${b} [${bmin}–${bmax}] IOPS)`, r.target === undefined ? 'report only' : `≥ ${fmt(r.target, 2)}x`];
+  }
   const iops = /(\d+) IOPS incl\. flush/.exec(r.note ?? '');
   if (iops) return [`${fmt(r.ratio, 3)}x (${iops[1]} IOPS incl. flush)`, 'report only'];
   return [`${fmt(r.ratio, 3)}x`, r.target === undefined ? '—' : `≥ ${fmt(r.target, 2)}x`];
