@@ -24,7 +24,7 @@ const MAY_IMPORT = {
   experiments: ['layers', 'nbd', 'pool'],
   cli: ['experiments', 'layers', 'nbd', 'pool', 'thin', 'io'],
 };
-const ANYWHERE = new Set(['hot', 'errors', 'units', 'version', 'types']); // types: ambient declarations
+const ANYWHERE = new Set(['hot', 'errors', 'units', 'version', 'types', 'random']); // types: ambient declarations
 /** Modules that only their own layer may import: the bytes and the transactional machinery. */
 const PRIVATE = [
   // The checker walks damaged trees node by node, through pdata's node accessors (which

@@ -3,25 +3,10 @@
  * pseudo-random byte pattern, so a seed means the same thing everywhere and a failing seed
  * can be replayed. Not part of the library (nothing under src/ imports support/).
  */
+import { Mulberry32 } from '../src/random';
 
-/** Seeded PRNG (mulberry32): small, fast, and the same sequence on every platform. */
-export class Rand {
-  private a: number;
-  constructor(readonly seed: number) {
-    this.a = seed >>> 0;
-  }
-  /** Float in [0, 1). */
-  next(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = this.a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
+/** The project's seeded PRNG (src/random.ts) with the helpers tests and benchmarks use. */
+export class Rand extends Mulberry32 {
   /** Integer in [lo, hi]. */
   range(lo: number, hi: number): number {
     return lo + this.int(hi - lo + 1);

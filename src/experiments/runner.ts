@@ -16,6 +16,7 @@
  * - A Progress prints to stderr only, so `--json` output on stdout stays clean.
  */
 import { SingleBar, Presets } from 'cli-progress';
+import { Mulberry32 as Rng } from '../random';
 
 export interface Summary {
   median: number;
@@ -164,18 +165,8 @@ export async function interleave<C extends string, R>(
   return out;
 }
 
-/** A deterministic PRNG (mulberry32), so a workload's offsets are the same on every configuration. */
-export class Rng {
-  private s: number;
-  constructor(seed: number) { this.s = seed >>> 0; }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number { return Math.floor(this.next() * n); }
-}
+/** The project's PRNG, so a workload's offsets are the same on every configuration. */
+export { Rng };
 
 /** Bytes that do not compress or dedupe to nothing: a pattern per seed. */
 export function payload(len: number, seed: number): Buffer {

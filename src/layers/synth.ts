@@ -22,6 +22,7 @@
  */
 import { ThinError } from '../errors';
 import type { LayerInfo, LayerStore } from './snapshotter';
+import { Mulberry32 } from '../random';
 
 export interface SynthOptions {
   layers: number;
@@ -58,20 +59,6 @@ export interface SynthReport {
 
 const BLOCK = 4096;
 
-/** mulberry32: small, fast, and the same everywhere. */
-class Prng {
-  private a: number;
-  constructor(seed: number) { this.a = seed >>> 0; }
-  next(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = this.a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number { return Math.floor(this.next() * n); }
-}
-
 /** The 32-bit word layer `layer` (1-based) of a `seed` run fills chunk (or block) `vblock` with. */
 export function synthChunkWord(seed: number, layer: number, vblock: number): number {
   let h = Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(layer, 0xc2b2ae35) ^ Math.imul(vblock + 1, 0x27d4eb2f);
@@ -88,7 +75,7 @@ function filled(bytes: number, word: number): Buffer {
 }
 
 /** Take `k` distinct elements of `xs` (partial Fisher-Yates on a copy), returned sorted. */
-function sample(rng: Prng, xs: number[], k: number): number[] {
+function sample(rng: Mulberry32, xs: number[], k: number): number[] {
   const a = xs.slice();
   const n = Math.min(k, a.length);
   for (let i = 0; i < n; i++) {
@@ -116,7 +103,7 @@ export async function synthesize(store: LayerStore, o: SynthOptions): Promise<Sy
   checkPercent(o.deletePercent, 'delete');
   const seed = (o.seed ?? 1) >>> 0;
   const prefix = o.prefix ?? 'synth';
-  const rng = new Prng(seed);
+  const rng = new Mulberry32(seed);
   const pool = store.pool;
   const cb = pool.chunkBytes;
   const report: SynthReport = { seed, chunkBytes: cb, layers: [], top: undefined };
@@ -158,7 +145,7 @@ export async function synthesize(store: LayerStore, o: SynthOptions): Promise<Sy
 }
 
 /** `want` distinct chunks in [0, chunks) not in `mapped`, sorted. */
-function pickUnmapped(rng: Prng, chunks: number, mapped: Set<number>, want: number): number[] {
+function pickUnmapped(rng: Mulberry32, chunks: number, mapped: Set<number>, want: number): number[] {
   const free = chunks - mapped.size;
   if (want >= free) {
     const all: number[] = [];
