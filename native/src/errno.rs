@@ -9,6 +9,9 @@
 pub const EINTR: i32 = 4;
 pub const EIO: i32 = 5;
 pub const EBADF: i32 = 9;
+/// EAGAIN/EWOULDBLOCK on Linux (the number differs on other Unixes, so Linux-only use).
+#[cfg(target_os = "linux")]
+pub const EAGAIN: i32 = 11;
 pub const EXDEV: i32 = 18;
 pub const EINVAL: i32 = 22;
 pub const ENOSPC: i32 = 28;
@@ -62,7 +65,7 @@ fn portable_name(errno: i32) -> Option<&'static str> {
 #[cfg(target_os = "linux")]
 fn os_name(errno: i32) -> Option<&'static str> {
     Some(match errno {
-        11 => "EAGAIN",
+        EAGAIN => "EAGAIN",
         35 => "EDEADLK",
         36 => "ENAMETOOLONG",
         37 => "ENOLCK",

@@ -82,6 +82,7 @@ callbacks! {
     c"copyRange" => copy_range / 5,
     c"copyRangeAsync" => copy_range_async / 5,
     c"patchCopyAsync" => patch_copy_async / 6,
+    c"readNoWait" => read_no_wait / 3,
     c"zeroRange" => zero_range / 4,
     c"alignedBuffer" => aligned_buffer / 2,
     c"_panicForTest" => panic_for_test / 0,
@@ -307,6 +308,21 @@ fn patch_copy_async(a: &Args<6>) -> NResult<napi_value> {
         move || Ok(chunk::patch_copy(fd, src, dst, len, &patch, patch_off)?),
         |env, n| env.double(n as f64),
     )
+}
+
+/// `readNoWait(fd, buf, off)`: bytes read from the page cache (short only at EOF), or -1
+/// when that would mean waiting for I/O. See `chunk::read_nowait`.
+fn read_no_wait(a: &Args<3>) -> NResult<napi_value> {
+    let fd = a.fd(0, "fd")?;
+    let bytes = a.bytes(1, "buf")?;
+    let off = a.index(2, "off")?;
+    check_span(off, bytes.len as u64, "off")?;
+    // SAFETY: within the callback that produced `bytes`, and the only slice made of it.
+    let buf = unsafe { bytes.as_mut_slice() };
+    match chunk::read_nowait(fd, buf, off)? {
+        Some(n) => a.env.double(n as f64),
+        None => a.env.double(-1.0),
+    }
 }
 
 fn zero_range(a: &Args<4>) -> NResult<napi_value> {

@@ -96,6 +96,15 @@ export interface HotPath {
    */
   patchCopyAsync(fd: number, src: number, dst: number, len: number, patch: Uint8Array, patchOff: number): Promise<number>;
   /**
+   * Read buf.length bytes at `off` only if that needs no I/O wait (the page cache has
+   * them): the bytes read, short only at the file's end, or -1 for "not without
+   * waiting", after which the caller reads the ordinary way (what was read is read
+   * again). Native: preadv2 with RWF_NOWAIT; -1 also where the kernel or filesystem
+   * cannot say. The twin always returns -1 (Node has no non-blocking file read).
+   * Other failures throw. For buffered files: O_DIRECT reads are not page-cache reads.
+   */
+  readNoWait(fd: number, buf: Uint8Array, off: number): number;
+  /**
    * Make [off, off+len) read as zeros; returns which method ran (ZERO_METHOD).
    * punch=true never changes the file size (PUNCH_HOLE|KEEP_SIZE; the write fallback stops
    * at EOF of a regular file). punch=false may grow the file like a write (ZERO_RANGE, or

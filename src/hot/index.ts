@@ -45,6 +45,7 @@ const HOT_CALLS = [
   'copyRangeAsync',
   'patchCopyAsync',
   'zeroRange',
+  'readNoWait',
   'alignedBuffer',
 ] as const satisfies readonly (keyof HotPath)[];
 
@@ -159,6 +160,7 @@ export const nativeImpl: HotPath | undefined =
     copyRangeAsync: loaded.addon.copyRangeAsync,
     patchCopyAsync: loaded.addon.patchCopyAsync,
     zeroRange: loaded.addon.zeroRange,
+    readNoWait: loaded.addon.readNoWait,
     alignedBuffer: loaded.addon.alignedBuffer,
   });
 

@@ -329,6 +329,13 @@ async function writeAllAsync(fd: number, buf: Buffer, pos: number): Promise<void
   while (w < buf.length) w += await writeAsync(fd, buf, w, buf.length - w, pos + w);
 }
 
+function readNoWait(fd: number, buf: Uint8Array, off: number): number {
+  fdArg(fd, 'fd');
+  const b = bytesArg(buf, 'buf');
+  checkSpan(indexArg(off, 'off'), b.length, 'off');
+  return -1;
+}
+
 function zeroRange(fd: number, off: number, len: number, punch: boolean): ZeroMethod {
   const f = fdArg(fd, 'fd');
   const o = indexArg(off, 'off');
@@ -383,5 +390,6 @@ export const twin: HotPath = Object.freeze({
   copyRangeAsync,
   patchCopyAsync,
   zeroRange,
+  readNoWait,
   alignedBuffer,
 });

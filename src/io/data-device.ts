@@ -10,24 +10,45 @@
  * widened to 4 KiB boundaries and read-modify-written, so callers must serialise
  * overlapping requests (the pool's chunk locks do). `sync()` makes every completed
  * write durable. The open, size, grow and read/write loops are FileDevice's.
+ *
+ * Inline I/O (`readNow`, `writeNow`), buffered devices only: a trip through the thread
+ * pool costs more than a page-cache copy (two thread switches and an event-loop turn,
+ * several times the syscall itself on a small request), so the data path first tries
+ * the I/O on the calling thread. `readNow` never waits for the disk: it reads only what
+ * the page cache holds (preadv2 RWF_NOWAIT) and otherwise says no. Linux offers no such
+ * flag for buffered writes, so `writeNow` writes while writes stay fast, and says no for
+ * a while (`INLINE_BACKOFF_MS`) after one took longer than `INLINE_SLOW_MS` (the kernel
+ * throttling dirty pages or waiting on the journal): then the thread pool takes the
+ * wait, and the event loop keeps serving. A "no" changes nothing on the device.
  */
 import { ioError } from '../errors';
 import { hot, requireNative } from '../hot';
 import { FileDevice } from './file-device';
 
 const ALIGN = 4096;
+/** An inline write slower than this sends writes to the thread pool for a while. */
+export const INLINE_SLOW_MS = 2;
+/** How long writes stay on the thread pool after a slow inline one. */
+export const INLINE_BACKOFF_MS = 250;
 
 export interface DataDeviceOptions {
   direct?: boolean;
   readOnly?: boolean;
+  /** Allow readNow/writeNow (default true; they are never used on O_DIRECT devices). */
+  inline?: boolean;
 }
 
 export class DataDevice {
   readonly direct: boolean;
+  /** Whether readNow/writeNow may do I/O at all. */
+  readonly inline: boolean;
   private readonly file: FileDevice;
+  /** performance.now() before which writes do not run inline (after a slow one). */
+  private inlineWritesFrom = 0;
 
   constructor(path: string, opts: DataDeviceOptions = {}) {
     this.direct = !!opts.direct;
+    this.inline = !this.direct && opts.inline !== false;
     if (this.direct) requireNative('direct-lvm needs aligned buffers for O_DIRECT');
     this.file = new FileDevice(path, { direct: this.direct, readOnly: opts.readOnly });
   }
@@ -48,6 +69,39 @@ export class DataDevice {
   async write(buf: Uint8Array, offset: number): Promise<void> {
     if (this.direct) return this.directWrite(buf, offset);
     await this.file.writevAsync([buf], offset);
+  }
+
+  /**
+   * Read into `buf` at `offset` now, from the page cache, if every byte is there (past
+   * the end of a sparse file reads as zeros). false: nothing is promised about `buf`;
+   * use read().
+   */
+  readNow(buf: Uint8Array, offset: number): boolean {
+    if (!this.inline) return false;
+    let n: number;
+    try {
+      n = hot.readNoWait(this.fd, buf, offset);
+    } catch (e) {
+      throw ioError('read', this.path, e);
+    }
+    if (n < 0) return false;
+    if (n < buf.length) buf.fill(0, n);
+    return true;
+  }
+
+  /**
+   * Write `bufs`, one after another, at `offset` now, unless inline writes are backing
+   * off (or the device is O_DIRECT, or inline I/O is off): false, and nothing was written; use write().
+   * Errors throw, as write() would reject.
+   */
+  writeNow(bufs: readonly Uint8Array[], offset: number): boolean {
+    if (!this.inline) return false;
+    const t0 = performance.now();
+    if (t0 < this.inlineWritesFrom) return false;
+    this.file.writev(bufs, offset);
+    const t1 = performance.now();
+    if (t1 - t0 > INLINE_SLOW_MS) this.inlineWritesFrom = t1 + INLINE_BACKOFF_MS;
+    return true;
   }
 
   /** Copy `len` bytes within the device (a chunk copy when breaking sharing). */

@@ -15,6 +15,12 @@
  *   snapshot) copies the chunk to a new block, applies the write and remaps.
  * - Discard unmaps whole chunks and zeroes the partial ones at either end; a data
  *   block whose count reaches 0 is punched out of the data file under passdown.
+ * - Inline fast path: a read or write whose chunks, device gate and (when it
+ *   provisions) pool gate nobody holds or waits for runs synchronously, in the call,
+ *   when the data device can do the I/O without waiting (DataDevice.readNow/writeNow).
+ *   Taking the locks and releasing them at once would order it the same way, so the
+ *   contract above holds on both paths; a request that cannot finish inline changes
+ *   nothing and queues (a multi-chunk write queues only its remaining chunks).
  */
 import { ThinError } from '../errors';
 import type { Release } from './gates';
@@ -24,6 +30,11 @@ import { discardMode } from './table';
 
 /** One chunk's part of a request: virtual block, offset in the chunk, length, offset in the request. */
 interface Piece { vblock: number; off: number; len: number; at: number }
+/** Bytes on the data device: offset `dev`, length `len`, at `at` in the request's buffer. */
+interface Run { dev: number; at: number; len: number }
+
+/** Largest chunk whose partial write is done inline (its old bytes or zeros are staged in memory). */
+const INLINE_CHUNK_MAX = 1024 * 1024;
 
 export interface BlockStatusRun { offset: number; length: number; mapped: boolean }
 
@@ -31,6 +42,10 @@ export class DataPath {
   private readonly chunks = new KeyedMutex<string>();
   /** Data blocks whose count dropped to 0 during the current unmap (for passdown). */
   private freed: number[] = [];
+  /** A chunk's worth of bytes for inline sharing breaks (used and done with synchronously). */
+  private scratch: Buffer | undefined;
+  /** A chunk of zeros for inline first writes (never written to). */
+  private zeros: Uint8Array | undefined;
 
   constructor(private readonly s: PoolState) {
     s.md.onDataBlockFreed = (b) => this.freed.push(b);
@@ -39,37 +54,19 @@ export class DataPath {
   /** Read `length` bytes at `offset` of thin device `id`; unmapped ranges read as zeros. */
   read(id: number, offset: number, length: number): Promise<Buffer> {
     const pieces = this.pieces(id, offset, length);
+    const now = this.readInline(id, pieces, length);
+    if (now) return Promise.resolve(now);
     const gate = this.s.devGate(id).acquireShared();
     const locks = pieces.map((p) => this.chunks.lock(key(id, p.vblock)));
     return this.run(gate, locks, async () => {
-      // Not zero-filled: every byte below is either read or zeroed (unmapped), and the
-      // buffer is dropped if a read fails. Zeroing 1 MiB costs as much as copying it.
-      // allocUnsafeSlow, not allocUnsafe: the buffer owns its memory, as Buffer.alloc did.
       const out = Buffer.allocUnsafeSlow(length);
       // Hold every chunk of the request, then read each run of chunks that lie next to
-      // each other on the data device with one request: sequential provisioning makes
-      // that the common case, and a 1 MiB read is then one pread instead of 16 trips
-      // through the thread pool. No deadlock: chunk locks are queued in issue order.
+      // each other on the data device with one request. No deadlock: chunk locks are
+      // queued in issue order.
       const unlocks = await Promise.all(locks);
       try {
-        const cb = this.s.chunkBytes;
-        const reads: Promise<void>[] = [];
-        let run: { dev: number; at: number; len: number } | undefined;
-        const blocks = this.mappedBlocks(id, pieces);
-        for (let i = 0; i < pieces.length; i++) {
-          const p = pieces[i];
-          const dev = blocks[i] >= 0 ? blocks[i] * cb + p.off : -1;
-          if (dev < 0) out.fill(0, p.at, p.at + p.len);
-          if (run && dev >= 0 && dev === run.dev + run.len) {
-            run.len += p.len;
-            continue;
-          }
-          if (run) reads.push(this.s.data.read(out.subarray(run.at, run.at + run.len), run.dev));
-          run = dev >= 0 ? { dev, at: p.at, len: p.len } : undefined;
-        }
-        if (run) reads.push(this.s.data.read(out.subarray(run.at, run.at + run.len), run.dev));
         // Settle every read before the chunks are unlocked, even when one fails.
-        await settleAll(reads);
+        await settleAll(this.readRuns(id, pieces, out).map((r) => this.s.data.read(out.subarray(r.at, r.at + r.len), r.dev)));
       } finally {
         for (const unlock of unlocks) unlock();
       }
@@ -80,7 +77,14 @@ export class DataPath {
   /** Write `data` at `offset` of thin device `id`. */
   write(id: number, offset: number, data: Uint8Array): Promise<void> {
     this.s.assertOpenForWrite();
-    const pieces = this.pieces(id, offset, data.length);
+    let pieces = this.pieces(id, offset, data.length);
+    if (this.quiet(id, pieces)) {
+      // Chunk by chunk, as far as each can be done inline; the rest takes the queue.
+      let done = 0;
+      while (done < pieces.length && this.writeChunkInline(id, pieces[done], data)) done++;
+      if (done === pieces.length) return Promise.resolve();
+      pieces = pieces.slice(done);
+    }
     const gate = this.s.devGate(id).acquireShared();
     const locks = pieces.map((p) => this.chunks.lock(key(id, p.vblock)));
     return this.run(gate, locks, async () => {
@@ -154,6 +158,111 @@ export class DataPath {
   }
 
   // ------------------------------------------------------------------ internals
+
+  // ------------------------------------------------------------------ inline fast path
+  //
+  // A request whose chunks nobody holds or waits for, on a device and pool no message or
+  // commit is waiting to quiesce, may run to the end synchronously: taking the locks and
+  // releasing them at once would order it exactly as the queue does. It runs inline
+  // only if the data device can do its I/O without waiting (DataDevice.readNow/writeNow);
+  // otherwise it changes nothing and takes the queued path.
+
+  /** Nothing holds or waits for the device's gate or any of the pieces' chunks. */
+  private quiet(id: number, pieces: Piece[]): boolean {
+    if (!this.s.devGate(id).freeForShared) return false;
+    for (const p of pieces) if (!this.chunks.isFree(key(id, p.vblock))) return false;
+    return true;
+  }
+
+  /** The whole read, done now; undefined if it must wait (for a lock or for the disk). */
+  private readInline(id: number, pieces: Piece[], length: number): Buffer | undefined {
+    if (!this.quiet(id, pieces)) return undefined;
+    // Not zero-filled: every byte is either read or zeroed (unmapped) below, and the
+    // buffer is dropped if a read cannot be done now. allocUnsafeSlow: the buffer owns
+    // its memory (no pool slice kept alive by a client).
+    const out = Buffer.allocUnsafeSlow(length);
+    for (const r of this.readRuns(id, pieces, out)) {
+      if (!this.s.data.readNow(out.subarray(r.at, r.at + r.len), r.dev)) return undefined;
+    }
+    return out;
+  }
+
+  /**
+   * One chunk's write, done now, as writeChunk would do it; false (nothing changed) if it
+   * must wait: for the pool gate, for the disk, or for space (the queued path applies
+   * the no-space policy).
+   */
+  private writeChunkInline(id: number, p: Piece, data: Uint8Array): boolean {
+    const { md, data: dev, chunkBytes: cb } = this.s;
+    const buf = data.subarray(p.at, p.at + p.len);
+    const m = md.lookup(id, p.vblock);
+    if (m && !md.isShared(id, m)) return dev.writeNow([buf], m.block * cb + p.off);
+    if (!this.s.poolGate.freeForShared) return false;
+    const whole = p.off === 0 && p.len === cb;
+    let bufs: Uint8Array[];
+    let at = 0;
+    if (whole) {
+      bufs = [buf];
+    } else if (cb > INLINE_CHUNK_MAX) {
+      return false;
+    } else if (m) {
+      // Break sharing: the old chunk's bytes around the write, if the page cache has them.
+      const old = this.scratch ??= Buffer.allocUnsafeSlow(cb);
+      if (!dev.readNow(old, m.block * cb)) return false;
+      bufs = [old.subarray(0, p.off), buf, old.subarray(p.off + p.len)];
+    } else if (!this.s.table.features.skipBlockZeroing) {
+      const zeros = this.zeros ??= new Uint8Array(cb);
+      bufs = [zeros.subarray(0, p.off), buf, zeros.subarray(p.off + p.len)];
+    } else {
+      bufs = [buf];
+      at = p.off;
+    }
+    const b = this.s.metadataOp(() => md.allocateDataBlock());
+    if (b < 0) return false;
+    try {
+      if (!dev.writeNow(bufs, b * cb + at)) {
+        md.releaseDataBlock(b);
+        return false;
+      }
+    } catch (e) {
+      if (this.s.mode !== 'ro') this.s.metadataOp(() => md.releaseDataBlock(b));
+      throw e;
+    }
+    this.s.checkLowWater();
+    this.s.metadataOp(() => md.insertMapping(id, p.vblock, b));
+    return true;
+  }
+
+  /**
+   * Zero-fill the unmapped pieces of a read in `out` and return the mapped ones as runs:
+   * chunks that lie next to each other on the data device merge into one run (sequential
+   * provisioning makes that the common case: a 1 MiB read is one pread, not 16). Call
+   * with the chunks held (or quiet): a multi-chunk request walks the mapping tree once.
+   */
+  private readRuns(id: number, pieces: Piece[], out: Buffer): Run[] {
+    const cb = this.s.chunkBytes;
+    const blocks = this.mappedBlocks(id, pieces);
+    const runs: Run[] = [];
+    let run: Run | undefined;
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i];
+      if (blocks[i] < 0) {
+        out.fill(0, p.at, p.at + p.len);
+        run = undefined;
+        continue;
+      }
+      const dev = blocks[i] * cb + p.off;
+      if (run && dev === run.dev + run.len) {
+        run.len += p.len;
+      } else {
+        run = { dev, at: p.at, len: p.len };
+        runs.push(run);
+      }
+    }
+    return runs;
+  }
+
+  // ------------------------------------------------------------------ queued path
 
   private async writeChunk(id: number, vblock: number, off: number, buf: Uint8Array): Promise<void> {
     const { md, data, chunkBytes: cb } = this.s;

@@ -28,6 +28,11 @@ export class KeyedMutex<K> {
     };
   }
 
+  /** Nobody holds or waits for `key`: a lock taken now would be granted at once. */
+  isFree(key: K): boolean {
+    return !this.tails.has(key);
+  }
+
   get size(): number {
     return this.tails.size;
   }
@@ -58,6 +63,11 @@ export class Gate {
     }
     let done = false;
     return () => { if (!done) { done = true; this.exclusive = false; this.pump(); } };
+  }
+
+  /** acquireShared() would be granted at once (no exclusive holder, nobody queued). */
+  get freeForShared(): boolean {
+    return !this.exclusive && this.queue.length === 0;
   }
 
   get busy(): boolean {

@@ -74,6 +74,12 @@ export interface OpenOptions {
   noSpaceTimeoutMs?: number;
   /** Metadata blocks to cache. */
   cacheBlocks?: number;
+  /**
+   * Let the data path do page-cache I/O on the calling thread when that needs no wait
+   * (loop-lvm; see DataDevice). Default true. false sends every read and write through
+   * the thread pool, which is always correct, only slower.
+   */
+  inlineIo?: boolean;
 }
 
 /** Docker's defaults for loop-lvm. */
@@ -174,7 +180,7 @@ export class Pool extends EventEmitter {
         metaDev.close();
         throw e;
       }
-      const data = new DataDevice(resolveDev(dir, table.dataDev), { direct: table.mode === 'direct-lvm', readOnly });
+      const data = new DataDevice(resolveDev(dir, table.dataDev), { direct: table.mode === 'direct-lvm', readOnly, inline: opts.inlineIo ?? true });
       return new Pool(dir, table, md, data, lock, { ...opts, readOnly: readOnly || table.features.readOnly });
     } catch (e) {
       lock?.release();

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { isThinError } from '../../src/errors';
+import { DataDevice } from '../../src/io/data-device';
 import { FileDevice } from '../../src/io/file-device';
 import { MemoryDevice } from '../../src/io/memory-device';
 import type { BlockDevice } from '../../src/io/block-device';
@@ -92,4 +93,45 @@ test('MemoryDevice.writev matches the model, and a crash keeps or drops each buf
   dev.sync();
   const img = dev.crashImage(9);
   bufs.forEach((b, i) => assert.ok(Buffer.from(img.subarray(4096 * (i + 1), 4096 * (i + 2))).equals(Buffer.from(b)), `after sync, buffer ${i} survives`));
+});
+
+test('DataDevice inline I/O: writeNow writes back to back, readNow reads what the file holds (zeros past its end), and off means untouched', () => {
+  const dir = tmpdir('thinsim-io-');
+  try {
+    const file = dir.sparse('data', 1 << 20);
+    const model = Buffer.alloc(1 << 20);
+    const r = new Rand(11);
+    const dev = new DataDevice(file);
+    try {
+      for (let i = 0; i < 50; i++) {
+        const bufs = Array.from({ length: 1 + r.int(4) }, () => Buffer.from(Array.from({ length: r.int(9000) }, () => r.int(256))));
+        const total = bufs.reduce((n, b) => n + b.length, 0);
+        const at = r.int(model.length - total);
+        assert.ok(dev.writeNow(bufs, at), 'a fast write runs inline');
+        Buffer.concat(bufs).copy(model, at);
+      }
+      assert.ok(fs.readFileSync(file).equals(model), 'the file holds the writes, in order');
+      for (let i = 0; i < 50; i++) {
+        const len = 1 + r.int(70_000);
+        const at = r.int(model.length + 4096);
+        const buf = Buffer.alloc(len, 0xcd);
+        const want = Buffer.alloc(len);
+        model.copy(want, 0, Math.min(at, model.length), Math.min(at + len, model.length));
+        // -1 ("not without waiting") is always allowed; the twin never reads inline.
+        if (dev.readNow(buf, at)) assert.ok(buf.equals(want), `inline read at ${at}+${len}`);
+      }
+    } finally {
+      dev.close();
+    }
+    const off = new DataDevice(file, { inline: false });
+    try {
+      assert.equal(off.writeNow([Buffer.alloc(16, 1)], 0), false);
+      assert.equal(off.readNow(Buffer.alloc(16), 0), false);
+    } finally {
+      off.close();
+    }
+    assert.ok(fs.readFileSync(file).equals(model), 'a refused write wrote nothing');
+  } finally {
+    dir.cleanup();
+  }
 });

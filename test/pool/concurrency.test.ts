@@ -82,11 +82,15 @@ function range(r: Rand, size: number, cb: number, maxLen: number, hot = 0.6): [n
 
 oracleAvailability(test);
 
-for (const seed of suiteSeeds(3, 7000)) {
-  test(`hundreds of overlapping reads/writes/discards in flight match the model in issue order (seed ${seed})`, async (t) => {
+// Both data paths: inline (page-cache I/O on the event loop when nothing waits) and
+// queued (every request through chunk locks and the thread pool).
+const PATHS = [{ inlineIo: true, label: 'inline I/O' }, { inlineIo: false, label: 'thread pool only' }];
+
+for (const seed of suiteSeeds(3, 7000)) for (const { inlineIo, label } of PATHS) {
+  test(`hundreds of overlapping reads/writes/discards in flight match the model in issue order, ${label} (seed ${seed})`, async (t) => {
     await seeded(t, seed, async () => {
       const r = new Rand(seed);
-      const s = await makePool(t, { blockSize: r.pick([128, 128, 256]) });
+      const s = await makePool(t, { blockSize: r.pick([128, 128, 256]) }, { inlineIo });
       await s.pool.createThin(1, 12 * MiB);
       s.model.createThin(1, 12 * MiB);
       await s.pool.createThin(2, 3 * MiB);
@@ -125,11 +129,11 @@ for (const seed of suiteSeeds(3, 7000)) {
   });
 }
 
-for (const seed of suiteSeeds(2, 7100)) {
-  test(`overlapping writes to one chunk apply in issue order, unmapped and shared (seed ${seed})`, async (t) => {
+for (const seed of suiteSeeds(2, 7100)) for (const { inlineIo, label } of PATHS) {
+  test(`overlapping writes to one chunk apply in issue order, unmapped and shared, ${label} (seed ${seed})`, async (t) => {
     await seeded(t, seed, async () => {
       const r = new Rand(seed);
-      const s = await makePool(t);
+      const s = await makePool(t, {}, { inlineIo });
       await s.pool.createThin(1, 2 * MiB);
       s.model.createThin(1, 2 * MiB);
       // Round 1: chunk 3 is unmapped; round 2: it is shared with a snapshot.

@@ -173,6 +173,43 @@ pub fn zero_range(_fd: i32, _off: u64, _len: u64, _punch: bool) -> Result<ZeroMe
     })
 }
 
+/// Read `buf.len()` bytes at `off` only if no I/O wait is needed: from the page cache
+/// (preadv2 with RWF_NOWAIT). `Some(n)` is the number of bytes read, short only at the
+/// file's end; `None` means "not without waiting" (data not cached, or a kernel or
+/// filesystem that cannot tell), and the caller reads the ordinary way: whatever was
+/// read so far is simply read again. Other failures are errors. Off Linux, always None.
+#[cfg(target_os = "linux")]
+pub fn read_nowait(fd: i32, buf: &mut [u8], off: u64) -> Result<Option<usize>, ChunkError> {
+    use crate::errno::EAGAIN;
+    let mut done = 0usize;
+    while done < buf.len() {
+        let n = sys::linux::preadv2_into(fd, &mut buf[done..], off + done as u64, sys::linux::RWF_NOWAIT);
+        if n > 0 {
+            done += n as usize;
+            continue;
+        }
+        if n == 0 {
+            break; // end of file
+        }
+        match sys::last_errno() {
+            EINTR => continue,
+            EAGAIN | EOPNOTSUPP | ENOSYS => return Ok(None),
+            errno => {
+                return Err(ChunkError::Sys {
+                    syscall: "preadv2",
+                    errno,
+                })
+            }
+        }
+    }
+    Ok(Some(done))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn read_nowait(_fd: i32, _buf: &mut [u8], _off: u64) -> Result<Option<usize>, ChunkError> {
+    Ok(None)
+}
+
 /// Copy `[0, len)` from `src` to `dst` within one file, except `[patch_off, patch_off +
 /// patch.len())`, which gets `patch`: what breaking a shared chunk needs, as one call so
 /// it costs one trip through the thread pool. The three ranges of `dst` are disjoint, so

@@ -139,9 +139,18 @@ pub fn regular_file_size(fd: i32) -> Result<Option<u64>, ChunkError> {
 pub mod linux {
     //! Linux-only fast paths.
 
-    use std::ffi::{c_int, c_uint};
+    use std::ffi::{c_int, c_uint, c_void};
+
+    /// struct iovec.
+    #[repr(C)]
+    struct IoVec {
+        base: *mut c_void,
+        len: usize,
+    }
 
     extern "C" {
+        #[cfg_attr(all(target_env = "gnu", target_pointer_width = "32"), link_name = "preadv64v2")]
+        fn preadv2(fd: c_int, iov: *const IoVec, iovcnt: c_int, offset: i64, flags: c_int) -> isize;
         fn copy_file_range(
             fd_in: c_int,
             off_in: *mut i64,
@@ -153,6 +162,9 @@ pub mod linux {
         #[cfg_attr(target_env = "gnu", link_name = "fallocate64")]
         fn fallocate(fd: c_int, mode: c_int, offset: i64, len: i64) -> c_int;
     }
+
+    /// preadv2 flag: fail with EAGAIN rather than wait for I/O (Linux 4.14).
+    pub const RWF_NOWAIT: c_int = 0x08;
 
     pub const FALLOC_FL_KEEP_SIZE: c_int = 0x01;
     pub const FALLOC_FL_PUNCH_HOLE: c_int = 0x02;
@@ -169,6 +181,17 @@ pub mod linux {
         // SAFETY: both offset pointers come from live `&mut i64`s; the kernel reads and
         // updates only them and validates the descriptors itself.
         unsafe { copy_file_range(fd_in, off_in, fd_out, off_out, len, 0) }
+    }
+
+    /// One preadv2 into `buf` at `off` with `flags`: bytes read, or -1 (errno set).
+    pub fn preadv2_into(fd: i32, buf: &mut [u8], off: u64, flags: c_int) -> isize {
+        let iov = IoVec {
+            base: buf.as_mut_ptr() as *mut c_void,
+            len: buf.len(),
+        };
+        // SAFETY: `iov` describes `buf`, a live, exclusively borrowed region the kernel
+        // may write, and outlives the call; one iovec is passed.
+        unsafe { preadv2(fd, &iov, 1, off as i64, flags) }
     }
 
     /// One fallocate call: 0 or -1 (errno set).

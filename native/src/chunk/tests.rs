@@ -174,3 +174,29 @@ fn aligned_alloc() {
         }
     }
 }
+
+#[test]
+fn read_nowait_reads_cached_bytes_and_stops_at_eof() {
+    let p = temp("nowait");
+    let data = pattern(200_000);
+    let mut f = rw(&p);
+    f.write_all(&data).unwrap(); // just written: in the page cache
+    let fd = f.as_raw_fd();
+    let mut buf = vec![0u8; 100_000];
+    // A cached read either succeeds whole or (a kernel without RWF_NOWAIT) says "not
+    // without waiting"; it never returns other bytes.
+    if let Some(n) = read_nowait(fd, &mut buf, 50_000).unwrap() {
+        assert_eq!(n, 100_000);
+        assert_eq!(&buf[..], &data[50_000..150_000]);
+        // Short only at the end of the file.
+        assert_eq!(read_nowait(fd, &mut buf, 150_000).unwrap(), Some(50_000));
+        assert_eq!(&buf[..50_000], &data[150_000..]);
+        assert_eq!(read_nowait(fd, &mut buf, 300_000).unwrap(), Some(0));
+    }
+    // A bad descriptor is an error, not "would block" (-1: a closed number could be
+    // reused by a test running beside this one).
+    drop(f);
+    let err = read_nowait(-1, &mut buf, 0).unwrap_err();
+    assert!(matches!(err, ChunkError::Sys { syscall: "preadv2", .. }));
+    std::fs::remove_file(&p).unwrap();
+}
