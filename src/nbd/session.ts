@@ -7,25 +7,21 @@
  *   the session). Unknown options get NBD_REP_ERR_UNSUP; malformed ones ERR_INVALID;
  *   data over `maxOptionBytes` is skipped and answered ERR_TOO_BIG. The whole handshake
  *   must finish within `handshakeTimeoutMs` and `maxOptions` options.
- * - Transmission: requests are read in order and run concurrently; replies go out as
- *   each finishes (any order) with the client's cookie echoed byte for byte. At most
- *   `maxInflightRequests` requests and `maxInflightBytes` of payload and reply data per
- *   connection are held; a request counts until its reply has been handed to the
- *   kernel. At the cap the session stops reading, the socket is paused and TCP pushes
- *   back on the client, so a client that never reads replies costs bounded memory.
- * - A bad request magic or a truncated request ends the session (the stream cannot be
- *   resynchronised); everything else is an error reply and the session goes on.
+ * - Transmission (./transmission.ts): requests run concurrently and reply in any order,
+ *   with bounded requests and bytes in flight per connection.
  * - `done` resolves once the socket is closed and every pool request this session
- *   started has settled. `drain()` (server shutdown) stops reading new requests, lets
- *   the ones in flight finish and reply, then closes.
+ *   started has settled. `drain()` (server shutdown) drops a connection still in its
+ *   handshake; in transmission it stops reading new requests, lets the ones in flight
+ *   finish and reply, then closes.
  */
 import type { Socket } from 'net';
 import type { Pool } from '../pool/pool';
 import { isThinError } from '../errors';
-import { commandName, execute, MAX_PAYLOAD, Outcome, Target, validate } from './commands';
+import { MAX_PAYLOAD, type Target } from './commands';
 import type { Export, ExportTable } from './exports';
 import * as P from './protocol';
 import { ReaderClosed, SocketReader } from './socket-reader';
+import { Transmission } from './transmission';
 
 export interface SessionLimits {
   /** Largest option data accepted during the handshake (bytes). */
@@ -63,11 +59,6 @@ export interface SessionContext {
 
 /** The id we give base:allocation in NBD_REP_META_CONTEXT. */
 const ALLOCATION_CONTEXT_ID = 1;
-/** Per-request overhead counted against maxInflightBytes (headers, bookkeeping). */
-const REQUEST_OVERHEAD = 64;
-
-/** Failed requests logged per connection. */
-const ERRORS_LOGGED = 20;
 
 class Violation extends Error {}
 
@@ -79,13 +70,8 @@ export class Session {
   private noZeroes = false;
   /** Export (resolved name) for which base:allocation was selected, if it was. */
   private metaFor: string | undefined;
-  private inflight = 0;
-  private inflightBytes = 0;
-  private readonly running = new Set<Promise<void>>();
-  private wakeLoop: (() => void) | undefined;
-  private waitingForHeader = false;
+  private transmission: Transmission | undefined;
   private draining = false;
-  private errorsLogged = 0;
   /** Sends not yet handed to the kernel; released when the socket closes. */
   private readonly sending = new Set<() => void>();
 
@@ -94,7 +80,6 @@ export class Session {
     socket.on('error', () => undefined); // reported through the reader; never an unhandled 'error'
     socket.on('close', () => {
       for (const done of [...this.sending]) done();
-      this.poke();
     });
     socket.setNoDelay?.(true);
     this.done = this.run();
@@ -111,15 +96,13 @@ export class Session {
       this.socket.destroy();
       return;
     }
-    if (this.waitingForHeader) this.reader.cancel('the server is shutting down');
-    this.poke();
+    this.transmission?.drain();
   }
 
   /** Drop the connection now (in-flight pool requests still settle before `done`). */
   destroy(): void {
     this.socket.destroy();
     this.reader.cancel('connection dropped');
-    this.poke();
   }
 
   private async run(): Promise<void> {
@@ -143,8 +126,6 @@ export class Session {
     } finally {
       clearTimeout(timer);
       this.phase = 'closing';
-      // Every pool request this connection started settles before the session is done.
-      while (this.running.size > 0) await Promise.allSettled([...this.running]);
       await this.close();
     }
   }
@@ -276,88 +257,12 @@ export class Session {
       pool: this.ctx.pool, exp, structured: this.structured,
       allocationContext: this.structured && this.metaFor === exp.name ? ALLOCATION_CONTEXT_ID : undefined,
     };
-    const lim = this.ctx.limits;
-    for (;;) {
-      await this.until(() => this.draining || this.socket.destroyed || (this.inflight < lim.maxInflightRequests && this.inflightBytes < lim.maxInflightBytes));
-      // Requests still buffered from a client that is gone could never be answered.
-      if (this.draining || this.socket.destroyed) return;
-      let header: Buffer;
-      this.waitingForHeader = true;
-      try {
-        header = await this.reader.read(P.REQUEST_SIZE);
-      } catch (e) {
-        if (e instanceof ReaderClosed && this.draining) return;
-        throw e;
-      } finally {
-        this.waitingForHeader = false;
-      }
-      const req = P.parseRequest(header);
-      if (req.type === P.Cmd.DISC) return;
-      const cost = REQUEST_OVERHEAD + (req.type === P.Cmd.READ || req.type === P.Cmd.WRITE ? Math.min(req.length, MAX_PAYLOAD) : 0);
-      let payload: Buffer | undefined;
-      if (req.type === P.Cmd.WRITE) {
-        if (req.length > MAX_PAYLOAD) {
-          // Too big to hold: consume it so the stream stays in step, then refuse it.
-          await this.reader.skip(req.length);
-          this.start(req, undefined, target, REQUEST_OVERHEAD);
-          continue;
-        }
-        await this.until(() => this.inflightBytes === 0 || this.inflightBytes + cost <= lim.maxInflightBytes);
-        this.inflightBytes += cost; // reserved before the payload is read into memory
-        try {
-          payload = await this.reader.read(req.length);
-        } catch (e) {
-          this.inflightBytes -= cost;
-          throw e;
-        }
-        this.start(req, payload, target, cost, true);
-      } else {
-        await this.until(() => this.inflightBytes === 0 || this.inflightBytes + cost <= lim.maxInflightBytes);
-        this.start(req, undefined, target, cost);
-      }
-    }
-  }
-
-  private start(req: P.Request, payload: Buffer | undefined, target: Target, cost: number, reserved = false): void {
-    this.inflight++;
-    if (!reserved) this.inflightBytes += cost;
-    const work = (async () => {
-      const outcome = validate(req, target) ?? await execute(req, payload, target);
-      if (outcome.error !== 0) this.logError(`${commandName(req.type)} ${req.offset}+${req.length}: error ${outcome.error}: ${outcome.message ?? ''}`);
-      await this.send(this.reply(req, outcome, target));
-    })();
-    this.running.add(work);
-    work.catch((e) => this.ctx.log(`${this.label}: reply failed: ${(e as Error).message}`)).finally(() => {
-      this.running.delete(work);
-      this.inflight--;
-      this.inflightBytes -= cost;
-      this.poke();
-    });
-  }
-
-  private reply(req: P.Request, o: Outcome, t: Target): Buffer[] {
-    const c = req.cookie;
-    if (!this.structured) {
-      if (o.error !== 0) return [P.simpleReply(o.error, c)];
-      return o.data && o.data.length > 0 ? [P.simpleReply(0, c), o.data] : [P.simpleReply(0, c)];
-    }
-    if (o.error !== 0) return [P.errorChunk(c, o.error, o.message)];
-    if (req.type === P.Cmd.READ) {
-      if (!o.data || o.data.length === 0) return [P.noneChunk(c)];
-      return [P.offsetDataHeader(c, req.offset, o.data.length, true), o.data];
-    }
-    if (req.type === P.Cmd.BLOCK_STATUS) return [P.blockStatusChunk(c, t.allocationContext!, o.extents!, true)];
-    return [P.simpleReply(0, c)];
+    this.transmission = new Transmission(this.socket, this.ctx, target, this.label, this.reader.detach());
+    if (this.draining) this.transmission.drain();
+    await this.transmission.done;
   }
 
   // ---------------------------------------------------------------- plumbing
-
-  /** Failed requests are logged, but a client cannot flood the log: the first few per connection. */
-  private logError(message: string): void {
-    this.errorsLogged++;
-    if (this.errorsLogged <= ERRORS_LOGGED) this.ctx.log(`${this.label}: ${message}`);
-    if (this.errorsLogged === ERRORS_LOGGED) this.ctx.log(`${this.label}: further failed requests on this connection are not logged`);
-  }
 
   /** Write buffers as one unit; resolves when the kernel has them (or the socket is gone). */
   private send(bufs: Buffer[]): Promise<void> {
@@ -375,16 +280,6 @@ export class Session {
       }
       this.socket.uncork();
     });
-  }
-
-  private async until(ready: () => boolean): Promise<void> {
-    while (!ready()) await new Promise<void>((r) => { this.wakeLoop = r; });
-  }
-
-  private poke(): void {
-    const w = this.wakeLoop;
-    this.wakeLoop = undefined;
-    w?.();
   }
 
   private async close(): Promise<void> {

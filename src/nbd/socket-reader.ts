@@ -29,16 +29,40 @@ export class SocketReader {
   private cancelled: string | undefined;
   private paused = false;
 
+  private readonly onData = (c: Buffer) => {
+    this.chunks.push(c);
+    this.buffered += c.length;
+    if (this.buffered >= Math.max(this.highWater, this.want)) this.pause();
+    this.poke();
+  };
+  private readonly onEnd = () => this.close('the client closed the connection');
+  private readonly onClose = () => this.close('the connection closed');
+  private readonly onError = (e: Error) => this.close(`connection error: ${e.message}`);
+
   constructor(private readonly socket: Socket, private readonly highWater = 256 * 1024) {
-    socket.on('data', (c: Buffer) => {
-      this.chunks.push(c);
-      this.buffered += c.length;
-      if (this.buffered >= Math.max(this.highWater, this.want)) this.pause();
-      this.poke();
-    });
-    socket.on('end', () => this.close('the client closed the connection'));
-    socket.on('close', () => this.close('the connection closed'));
-    socket.on('error', (e) => this.close(`connection error: ${e.message}`));
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onClose);
+    socket.on('error', this.onError);
+  }
+
+  /**
+   * Stop reading: the socket's events are no longer handled here, the socket is left
+   * paused, and the bytes received but not consumed are returned, in order, for the
+   * next owner, with whether the peer had already finished sending. No read may be
+   * pending.
+   */
+  detach(): { chunks: Buffer[]; ended: boolean } {
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+    this.socket.off('close', this.onClose);
+    this.socket.off('error', this.onError);
+    this.socket.pause();
+    this.paused = true;
+    const chunks = this.chunks;
+    this.chunks = [];
+    this.buffered = 0;
+    return { chunks, ended: this.closedReason !== undefined };
   }
 
   /** Bytes received and not yet consumed. */
