@@ -12,7 +12,14 @@
  *    written raw backing file; file and null have nothing to share);
  *  - 4 KiB random reads of a fully written device,
  * at queue depths 1 and 16. The servers are interleaved (A B C D A B C D ...) and each
- * row reports the median with min and max. Targets (NBD issue): thinsim >= 1.0x qemu-nbd
+ * row reports the median with min and max.
+ *
+ * Warm-up: every device is twice the measured size. Each measurement starts a fresh
+ * server, runs the same workload for WARMUP_SECONDS on the upper half (caches, the
+ * allocator, and for thinsim V8's optimising compiler, which takes the first second or
+ * so of a new Node process), then measures on the lower half, which is still fresh
+ * (unwritten, or shared with the origin). Every server gets the same warm-up; the
+ * warm-up's own IOPS are kept in the JSON as the cold-start figure. Targets (NBD issue): thinsim >= 1.0x qemu-nbd
  * on every workload and depth; >= 0.8x nbdkit file on sequential writes; the distance
  * from nbdkit null is reported. A server whose tool is missing is skipped, and said so.
  * THINSIM_NBD_BENCH_REPEATS (default 3) sets the rounds.
@@ -27,7 +34,10 @@ import { RESULTS_DIR, type BenchRow, type BenchSuite } from './bench-suite';
 const SUITE = 'nbd';
 const MiB = 2 ** 20;
 const CHUNK = 64 * 1024;
+/** The measured region; each device is twice this (the upper half is for the warm-up). */
 const SIZE = 256 * MiB;
+const DEVICE = 2 * SIZE;
+const WARMUP_SECONDS = Number(process.env.THINSIM_NBD_BENCH_WARMUP ?? 1);
 const BIN = path.resolve(__dirname, '../../bin/thinsim.js');
 const REPEATS = Number(process.env.THINSIM_NBD_BENCH_REPEATS ?? 3);
 const DEPTHS = [1, 16];
@@ -41,7 +51,7 @@ interface Server {
   prepare(w: Workload, run: number): { argv: string[]; exportName: string };
 }
 
-interface Sample { iops: number; mibps: number; p50us: number; p99us: number }
+interface Sample { iops: number; mibps: number; p50us: number; p99us: number; coldIops: number }
 
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
@@ -53,13 +63,13 @@ function sh(cmd: string, args: string[]): string {
 
 const thinsim = (...args: string[]): string => sh(process.execPath, [BIN, ...args]);
 
-/** A raw file of `SIZE` bytes of non-zero data (what the origin / backing holds). */
+/** A raw file of `DEVICE` bytes of non-zero data (what the origin / backing holds). */
 function writtenRaw(file: string): void {
   const buf = Buffer.alloc(MiB);
   for (let i = 0; i < buf.length; i++) buf[i] = (i * 131 + 7) & 0xff;
   const fd = fs.openSync(file, 'w');
   try {
-    for (let o = 0; o < SIZE; o += MiB) fs.writeSync(fd, buf, 0, MiB, o);
+    for (let o = 0; o < DEVICE; o += MiB) fs.writeSync(fd, buf, 0, MiB, o);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
@@ -74,8 +84,8 @@ function servers(root: string): { list: Server[]; skipped: string[] } {
 
   // thinsim: one pool; device 1 holds the written origin (imported once).
   const poolDir = path.join(root, 'pool');
-  thinsim('pool', 'create', poolDir, '--data-size', `${4 * SIZE}`, '--metadata-size', '64M');
-  thinsim('thin', 'create', poolDir, '1', '--size', `${SIZE}`);
+  thinsim('pool', 'create', poolDir, '--data-size', `${4 * DEVICE}`, '--metadata-size', '64M');
+  thinsim('thin', 'create', poolDir, '1', '--size', `${DEVICE}`);
   thinsim('thin', 'import', poolDir, '1', raw);
   let nextId = 100;
   let previous: number | undefined;
@@ -87,7 +97,7 @@ function servers(root: string): { list: Server[]; skipped: string[] } {
         // The previous run's device goes first, so the pool never fills up.
         if (previous !== undefined) thinsim('thin', 'delete', poolDir, `${previous}`);
         id = previous = nextId++;
-        if (w === 'seqwrite') thinsim('thin', 'create', poolDir, `${id}`, '--size', `${SIZE}`);
+        if (w === 'seqwrite') thinsim('thin', 'create', poolDir, `${id}`, '--size', `${DEVICE}`);
         else thinsim('thin', 'snap', poolDir, `${id}`, '1');
       }
       return { argv: [process.execPath, BIN, 'serve', poolDir, '--socket', '{sock}'], exportName: `${id}` };
@@ -95,7 +105,7 @@ function servers(root: string): { list: Server[]; skipped: string[] } {
   });
 
   if (have('nbdkit')) {
-    list.push({ name: 'nbdkit-null', prepare: () => ({ argv: ['nbdkit', '-f', '-U', '{sock}', 'null', `size=${SIZE}`], exportName: '' }) });
+    list.push({ name: 'nbdkit-null', prepare: () => ({ argv: ['nbdkit', '-f', '-U', '{sock}', 'null', `size=${DEVICE}`], exportName: '' }) });
     list.push({
       name: 'nbdkit-file',
       prepare(w, run) {
@@ -103,7 +113,7 @@ function servers(root: string): { list: Server[]; skipped: string[] } {
         if (w === 'seqwrite') {
           file = path.join(root, `fresh-${run}.img`);
           fs.writeFileSync(file, '');
-          fs.truncateSync(file, SIZE);
+          fs.truncateSync(file, DEVICE);
         } else if (w === 'cow') {
           // Nothing to share: plain overwrites of a written file.
           file = path.join(root, `copy-${run}.img`);
@@ -125,7 +135,7 @@ function servers(root: string): { list: Server[]; skipped: string[] } {
         let img = base;
         if (w === 'seqwrite') {
           img = path.join(root, `fresh-${run}.qcow2`);
-          sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=64k', img, `${SIZE}`]);
+          sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=64k', img, `${DEVICE}`]);
         } else if (w === 'cow') {
           img = path.join(root, `overlay-${run}.qcow2`);
           sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=64k', '-b', raw, '-F', 'raw', img]);
@@ -157,8 +167,13 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
-function fioArgs(w: Workload, depth: number, uri: string): string[] {
-  const common = ['--name=job', '--ioengine=nbd', `--uri=${uri}`, `--iodepth=${depth}`, `--size=${SIZE}`, '--output-format=json', '--randrepeat=1', '--random_generator=tausworthe64'];
+/** The fio job: measured on [0, SIZE); the warm-up runs the same job on [SIZE, 2*SIZE) for WARMUP_SECONDS. */
+function fioArgs(w: Workload, depth: number, uri: string, warmup: boolean): string[] {
+  const common = [
+    '--name=job', '--ioengine=nbd', `--uri=${uri}`, `--iodepth=${depth}`, `--offset=${warmup ? SIZE : 0}`, `--size=${SIZE}`,
+    '--output-format=json', '--randrepeat=1', '--random_generator=tausworthe64',
+    ...(warmup ? ['--time_based', `--runtime=${WARMUP_SECONDS}`] : []),
+  ];
   switch (w) {
     case 'seqwrite': return [...common, '--rw=write', '--bs=64k'];
     // One 4 KiB write per 64 KiB chunk, in random order (the random map forbids repeats).
@@ -177,12 +192,16 @@ async function measure(server: Server, w: Workload, depth: number, run: number, 
   try {
     await waitForSocket(sock, child);
     const uri = `nbd+unix:///${encodeURIComponent(exportName)}?socket=${sock}`;
-    const r = spawnSync('fio', fioArgs(w, depth, uri), { encoding: 'utf8', maxBuffer: 64 * MiB });
-    if (r.status !== 0) throw new Error(`fio against ${server.name} failed: ${r.stderr}\n${stderr}`);
-    const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
-    const side = w === 'randread' ? job.read : job.write;
+    const fio = (warmup: boolean) => {
+      const r = spawnSync('fio', fioArgs(w, depth, uri, warmup), { encoding: 'utf8', maxBuffer: 64 * MiB });
+      if (r.status !== 0) throw new Error(`fio against ${server.name} failed: ${r.stderr}\n${stderr}`);
+      const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
+      return w === 'randread' ? job.read : job.write;
+    };
+    const cold = WARMUP_SECONDS > 0 ? fio(true).iops : NaN;
+    const side = fio(false);
     const pct = side.clat_ns.percentile ?? {};
-    return { iops: side.iops, mibps: side.bw / 1024, p50us: (pct['50.000000'] ?? NaN) / 1000, p99us: (pct['99.000000'] ?? NaN) / 1000 };
+    return { iops: side.iops, mibps: side.bw / 1024, p50us: (pct['50.000000'] ?? NaN) / 1000, p99us: (pct['99.000000'] ?? NaN) / 1000, coldIops: cold };
   } finally {
     await stop(child);
   }
@@ -222,12 +241,13 @@ async function run(): Promise<BenchRow[]> {
         const stats = Object.fromEntries([...samples].map(([name, xs]) => [name, {
           iopsMedian: sig3(median(xs.map((x) => x.iops))), iopsMin: sig3(Math.min(...xs.map((x) => x.iops))), iopsMax: sig3(Math.max(...xs.map((x) => x.iops))),
           mibpsMedian: sig3(median(xs.map((x) => x.mibps))), p50us: sig3(median(xs.map((x) => x.p50us))), p99us: sig3(median(xs.map((x) => x.p99us))),
+          warmupIopsMedian: sig3(median(xs.map((x) => x.coldIops))),
         }]));
         raw[`${w}-qd${depth}`] = stats;
         const ours = stats.thinsim;
         const note = (peer: string) => {
           const p = (stats as any)[peer];
-          return `IOPS median ${ours.iopsMedian} [${ours.iopsMin}-${ours.iopsMax}] vs ${p.iopsMedian} [${p.iopsMin}-${p.iopsMax}]; p50/p99 ${ours.p50us}/${ours.p99us} us vs ${p.p50us}/${p.p99us} us`;
+          return `IOPS median ${ours.iopsMedian} [${ours.iopsMin}-${ours.iopsMax}] vs ${p.iopsMedian} [${p.iopsMin}-${p.iopsMax}]; p50/p99 ${ours.p50us}/${ours.p99us} us vs ${p.p50us}/${p.p99us} us; in the ${WARMUP_SECONDS} s warm-up ${ours.warmupIopsMedian} vs ${p.warmupIopsMedian} IOPS`;
         };
         const add = (peer: ServerName, target?: number) => {
           if (!(peer in stats)) return;
@@ -246,7 +266,7 @@ async function run(): Promise<BenchRow[]> {
     fs.rmSync(root, { recursive: true, force: true });
   }
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
-  fs.writeFileSync(path.join(RESULTS_DIR, 'nbd.json'), JSON.stringify({ date: new Date().toISOString(), repeats: REPEATS, sizeBytes: SIZE, results: raw }, null, 2) + '\n');
+  fs.writeFileSync(path.join(RESULTS_DIR, 'nbd.json'), JSON.stringify({ date: new Date().toISOString(), repeats: REPEATS, sizeBytes: SIZE, deviceBytes: DEVICE, warmupSeconds: WARMUP_SECONDS, results: raw }, null, 2) + '\n');
   return rows;
 }
 

@@ -15,7 +15,7 @@
  *   touching anything, whenever zeroing would mean writing data.
  */
 import { isThinError } from '../errors';
-import type { Pool } from '../pool/pool';
+import type { Bytes, Pool } from '../pool/pool';
 import type { Export } from './exports';
 import { Cmd, CmdFlag, Errno, Extent, Request, State } from './protocol';
 
@@ -90,8 +90,8 @@ export function validate(req: Request, t: Target): Outcome | undefined {
   return undefined;
 }
 
-/** Run a validated request. `payload` is the WRITE data. Never throws. */
-export async function execute(req: Request, payload: Buffer | undefined, t: Target): Promise<Outcome> {
+/** Run a validated request. `payload` is the WRITE data (one buffer or several back to back). Never throws. */
+export async function execute(req: Request, payload: Bytes | undefined, t: Target): Promise<Outcome> {
   const { pool, exp } = t;
   const offset = Number(req.offset);
   const fua = (req.flags & CmdFlag.FUA) !== 0;

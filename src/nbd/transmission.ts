@@ -176,7 +176,7 @@ export class Transmission {
       const payload = h.req.type === P.Cmd.WRITE ? h.req.length : 0;
       if (this.buffered < payload) return Step.NEED_BYTES;
       this.held = undefined;
-      this.begin(h.req, payload > 0 ? this.take(payload) : undefined, h.cost);
+      this.begin(h.req, payload > 0 ? this.takeList(payload) : undefined, h.cost);
       return Step.PROGRESS;
     }
     if (this.inflight >= lim.maxInflightRequests || this.inflightBytes >= lim.maxInflightBytes) return Step.NEED_BUDGET;
@@ -201,7 +201,7 @@ export class Transmission {
   }
 
   /** Start a request, already counted in `inflight` with its cost reserved. */
-  private begin(req: P.Request, payload: Buffer | undefined, cost: number): void {
+  private begin(req: P.Request, payload: Buffer[] | undefined, cost: number): void {
     this.running++;
     const bad = validate(req, this.target);
     const work = bad ? Promise.resolve(bad) : execute(req, payload, this.target);
@@ -353,6 +353,26 @@ export class Transmission {
         at += k;
         if (k === c.length) this.chunks.shift();
         else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.buffered -= n;
+    return out;
+  }
+
+  /** The next n bytes as views of the received buffers (a payload is not copied). */
+  private takeList(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const c = this.chunks[0];
+      if (c.length <= left) {
+        out.push(c);
+        this.chunks.shift();
+        left -= c.length;
+      } else {
+        out.push(c.subarray(0, left));
+        this.chunks[0] = c.subarray(left);
+        left = 0;
       }
     }
     this.buffered -= n;

@@ -23,6 +23,7 @@
  *   nothing and queues (a multi-chunk write queues only its remaining chunks).
  */
 import { ThinError } from '../errors';
+import { byteLength, type Bytes, flatten, sliceBytes } from '../io/byte-list';
 import type { Release } from './gates';
 import { KeyedMutex } from './gates';
 import type { PoolState } from './state';
@@ -74,10 +75,10 @@ export class DataPath {
     });
   }
 
-  /** Write `data` at `offset` of thin device `id`. */
-  write(id: number, offset: number, data: Uint8Array): Promise<void> {
+  /** Write `data` (one buffer, or several back to back) at `offset` of thin device `id`. */
+  write(id: number, offset: number, data: Bytes): Promise<void> {
     this.s.assertOpenForWrite();
-    let pieces = this.pieces(id, offset, data.length);
+    let pieces = this.pieces(id, offset, byteLength(data));
     if (this.quiet(id, pieces)) {
       // Chunk by chunk, as far as each can be done inline; the rest takes the queue.
       let done = 0;
@@ -91,7 +92,7 @@ export class DataPath {
       await Promise.all(pieces.map(async (p, i) => {
         const unlock = await locks[i];
         try {
-          await this.writeChunk(id, p.vblock, p.off, data.subarray(p.at, p.at + p.len));
+          await this.writeChunk(id, p.vblock, p.off, flatten(sliceBytes(data, p.at, p.len)));
         } finally {
           unlock();
         }
@@ -192,29 +193,29 @@ export class DataPath {
    * must wait: for the pool gate, for the disk, or for space (the queued path applies
    * the no-space policy).
    */
-  private writeChunkInline(id: number, p: Piece, data: Uint8Array): boolean {
+  private writeChunkInline(id: number, p: Piece, data: Bytes): boolean {
     const { md, data: dev, chunkBytes: cb } = this.s;
-    const buf = data.subarray(p.at, p.at + p.len);
+    const buf = sliceBytes(data, p.at, p.len);
     const m = md.lookup(id, p.vblock);
-    if (m && !md.isShared(id, m)) return dev.writeNow([buf], m.block * cb + p.off);
+    if (m && !md.isShared(id, m)) return dev.writeNow(buf, m.block * cb + p.off);
     if (!this.s.poolGate.freeForShared) return false;
     const whole = p.off === 0 && p.len === cb;
     let bufs: Uint8Array[];
     let at = 0;
     if (whole) {
-      bufs = [buf];
+      bufs = buf;
     } else if (cb > INLINE_CHUNK_MAX) {
       return false;
     } else if (m) {
       // Break sharing: the old chunk's bytes around the write, if the page cache has them.
       const old = this.scratch ??= Buffer.allocUnsafeSlow(cb);
       if (!dev.readNow(old, m.block * cb)) return false;
-      bufs = [old.subarray(0, p.off), buf, old.subarray(p.off + p.len)];
+      bufs = [old.subarray(0, p.off), ...buf, old.subarray(p.off + p.len)];
     } else if (!this.s.table.features.skipBlockZeroing) {
       const zeros = this.zeros ??= new Uint8Array(cb);
-      bufs = [zeros.subarray(0, p.off), buf, zeros.subarray(p.off + p.len)];
+      bufs = [zeros.subarray(0, p.off), ...buf, zeros.subarray(p.off + p.len)];
     } else {
-      bufs = [buf];
+      bufs = buf;
       at = p.off;
     }
     const b = this.s.metadataOp(() => md.allocateDataBlock());

@@ -27,6 +27,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ThinError } from '../errors';
 import { DataDevice } from '../io/data-device';
+import type { Bytes } from '../io/byte-list';
+
+export type { Bytes } from '../io/byte-list';
 import { FileDevice } from '../io/file-device';
 import { checkMetadata, CheckReport } from '../thin/check';
 import { deltaRanges } from '../thin/device-delta';
@@ -99,6 +102,8 @@ export class Pool extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
   private readonly inflight = new Set<Promise<unknown>>();
+  /** The periodic commit in progress, if any (one at a time). */
+  private periodicCommit: Promise<void> | undefined;
 
   private constructor(dir: string, table: PoolTable, md: ThinMetadata, data: DataDevice, lock: PoolLock | undefined, opts: OpenOptions) {
     super();
@@ -113,7 +118,11 @@ export class Pool extends EventEmitter {
     this.reconcileTable();
     const every = opts.commitInterval ?? 1000;
     if (!this.readOnly && every > 0) {
-      this.timer = setInterval(() => { if (md.dirty && !this.state.poolGate.busy) this.commit().catch(() => undefined); }, every);
+      this.timer = setInterval(() => {
+        if (md.dirty && !this.state.poolGate.busy && !this.periodicCommit) {
+          this.periodicCommit = this.state.commit({ presync: true }).catch(() => undefined).finally(() => { this.periodicCommit = undefined; });
+        }
+      }, every);
       this.timer.unref();
     }
   }
@@ -199,6 +208,7 @@ export class Pool extends EventEmitter {
     s.failWaiters(new ThinError('E_CLOSED', `pool ${this.dir} is closing; a write waiting for data space was not done`));
     // Every request already issued finishes (or fails) before the files close.
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    if (this.periodicCommit) await this.periodicCommit;
     try {
       if (!this.readOnly && s.mode !== 'ro') await this.commit();
     } finally {
@@ -283,8 +293,8 @@ export class Pool extends EventEmitter {
     return this.request(() => this.dataPath.read(id, offset, length));
   }
 
-  /** Write `data` at `offset` of thin device `id`. */
-  write(id: number, offset: number, data: Uint8Array): Promise<void> {
+  /** Write `data` at `offset` of thin device `id`: one buffer, or several written back to back. */
+  write(id: number, offset: number, data: Bytes): Promise<void> {
     return this.request(() => this.dataPath.write(id, offset, data));
   }
 

@@ -114,9 +114,16 @@ export class PoolState {
     }
   }
 
-  /** Sync the data device, then commit the metadata (superblock last). */
-  async commit(): Promise<void> {
+  /**
+   * Sync the data device, then commit the metadata (superblock last). Provisioning
+   * waits while the pool gate is held, so with `presync` (the periodic commit) the data
+   * device is first synced without the gate: writes go on while most of the dirty data
+   * reaches the disk, and the sync under the gate has only the rest to do.
+   */
+  async commit(opts: { presync?: boolean } = {}): Promise<void> {
     if (this.readOnly || this.health === 'ro' || this.closed) return;
+    if (opts.presync) await this.data.sync();
+    if (this.closed) return;
     const release = await this.poolGate.acquireExclusive();
     try {
       await this.data.sync();

@@ -41,8 +41,9 @@ class Burst {
   reads = 0;
   constructor(private readonly s: Setup) {}
 
-  write(id: number, off: number, data: Buffer): void {
-    this.pending.push(this.s.pool.write(id, off, data));
+  /** Write `data`, handed to the pool as one buffer or, with `r`, sometimes as a gather list of views. */
+  write(id: number, off: number, data: Buffer, r?: Rand): void {
+    this.pending.push(this.s.pool.write(id, off, r && r.chance(0.4) ? gather(r, data) : data));
     this.s.model.write(id, off, data);
   }
 
@@ -71,6 +72,18 @@ class Burst {
     const bad = rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (bad.length) throw bad[0].reason;
   }
+}
+
+/** `data` cut at random points into views (some empty), as a socket's reads would deliver it. */
+function gather(r: Rand, data: Buffer): Buffer[] {
+  const cuts = Array.from({ length: r.int(4) }, () => r.int(data.length + 1)).sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const c of [...cuts, data.length]) {
+    out.push(data.subarray(at, c));
+    at = c;
+  }
+  return out;
 }
 
 /** A random range, `hot` of the time inside the first 8 chunks so requests collide. */
@@ -103,7 +116,7 @@ for (const seed of suiteSeeds(3, 7000)) for (const { inlineIo, label } of PATHS)
         const op = r.weighted({ write: 55, read: 30, discard: 12, flush: 2, snap: 1 });
         if (op === 'write') {
           const [off, len] = range(r, size, s.cb, r.chance(0.2) ? 3 * s.cb : 6000);
-          b.write(id, off, pattern(r.int(2 ** 31), len));
+          b.write(id, off, pattern(r.int(2 ** 31), len), r);
         } else if (op === 'read') {
           const [off, len] = range(r, size, s.cb, 3 * s.cb);
           b.read(id, off, len);
@@ -146,7 +159,7 @@ for (const seed of suiteSeeds(2, 7100)) for (const { inlineIo, label } of PATHS)
         for (let i = 0; i < 200; i++) {
           const off = 3 * s.cb + r.int(s.cb);
           const len = 1 + r.int(r.chance(0.1) ? s.cb : 3000);
-          b.write(1, off, pattern(r.int(2 ** 31), Math.min(len, 2 * MiB - off)));
+          b.write(1, off, pattern(r.int(2 ** 31), Math.min(len, 2 * MiB - off)), r);
           if (r.chance(0.2)) b.read(1, 3 * s.cb, 2 * s.cb);
         }
         await b.settle();
