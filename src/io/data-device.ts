@@ -89,15 +89,19 @@ export class DataDevice {
     return true;
   }
 
+  /** Whether writeNow would write now (it says so until a write or a change of time says otherwise). */
+  canWriteNow(): boolean {
+    return this.inline && performance.now() >= this.inlineWritesFrom;
+  }
+
   /**
    * Write `bufs`, one after another, at `offset` now, unless inline writes are backing
    * off (or the device is O_DIRECT, or inline I/O is off): false, and nothing was written; use write().
    * Errors throw, as write() would reject.
    */
   writeNow(bufs: readonly Uint8Array[], offset: number): boolean {
-    if (!this.inline) return false;
+    if (!this.canWriteNow()) return false;
     const t0 = performance.now();
-    if (t0 < this.inlineWritesFrom) return false;
     this.file.writev(bufs, offset);
     const t1 = performance.now();
     if (t1 - t0 > INLINE_SLOW_MS) this.inlineWritesFrom = t1 + INLINE_BACKOFF_MS;

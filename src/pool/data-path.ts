@@ -218,13 +218,13 @@ export class DataPath {
       bufs = buf;
       at = p.off;
     }
+    // Decided before allocating: a block allocated and given back would leave a hole that
+    // a later commit makes reusable, and allocation would then depend on timing.
+    if (!dev.canWriteNow()) return false;
     const b = this.s.metadataOp(() => md.allocateDataBlock());
     if (b < 0) return false;
     try {
-      if (!dev.writeNow(bufs, b * cb + at)) {
-        md.releaseDataBlock(b);
-        return false;
-      }
+      if (!dev.writeNow(bufs, b * cb + at)) throw new ThinError('E_INVARIANT', 'an inline write was refused after canWriteNow() said yes');
     } catch (e) {
       if (this.s.mode !== 'ro') this.s.metadataOp(() => md.releaseDataBlock(b));
       throw e;
