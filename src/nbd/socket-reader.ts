@@ -12,6 +12,7 @@
  *   closed socket.
  */
 import type { Socket } from 'net';
+import { ByteQueue } from './byte-queue';
 
 export class ReaderClosed extends Error {
   constructor(message: string, readonly partial: boolean) {
@@ -21,8 +22,7 @@ export class ReaderClosed extends Error {
 }
 
 export class SocketReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly queue = new ByteQueue();
   private want = 0;
   private wake: (() => void) | undefined;
   private closedReason: string | undefined;
@@ -30,8 +30,7 @@ export class SocketReader {
   private paused = false;
 
   private readonly onData = (c: Buffer) => {
-    this.chunks.push(c);
-    this.buffered += c.length;
+    this.queue.push(c);
     if (this.buffered >= Math.max(this.highWater, this.want)) this.pause();
     this.poke();
   };
@@ -59,15 +58,16 @@ export class SocketReader {
     this.socket.off('error', this.onError);
     this.socket.pause();
     this.paused = true;
-    const chunks = this.chunks;
-    this.chunks = [];
-    this.buffered = 0;
-    return { chunks, ended: this.closedReason !== undefined };
+    return { chunks: this.queue.takeAll(), ended: this.closedReason !== undefined };
   }
 
   /** Bytes received and not yet consumed. */
   get pending(): number {
-    return this.buffered;
+    return this.queue.length;
+  }
+
+  private get buffered(): number {
+    return this.queue.length;
   }
 
   async read(n: number): Promise<Buffer> {
@@ -105,42 +105,13 @@ export class SocketReader {
   }
 
   private take(n: number): Buffer {
-    const first = this.chunks[0];
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let at = 0;
-      while (at < n) {
-        const c = this.chunks[0];
-        const k = Math.min(c.length, n - at);
-        c.copy(out, at, 0, k);
-        at += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
-    }
-    this.buffered -= n;
+    const out = this.queue.take(n);
     if (this.buffered < this.highWater) this.resume();
     return out;
   }
 
   private drop(n: number): void {
-    let left = n;
-    while (left > 0) {
-      const c = this.chunks[0];
-      if (c.length <= left) {
-        this.chunks.shift();
-        left -= c.length;
-      } else {
-        this.chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
-    this.buffered -= n;
+    this.queue.drop(n);
     if (this.buffered < this.highWater) this.resume();
   }
 

@@ -23,6 +23,7 @@
 import type { Socket } from 'net';
 import { isThinError } from '../errors';
 import { commandName, execute, failure, MAX_PAYLOAD, type Outcome, type Target, validate } from './commands';
+import { ByteQueue } from './byte-queue';
 import * as P from './protocol';
 
 export interface TransmissionLimits {
@@ -54,8 +55,7 @@ const enum Step { PROGRESS, NEED_BYTES, NEED_BUDGET }
 export class Transmission {
   readonly done: Promise<void>;
   private resolveDone!: () => void;
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly input = new ByteQueue();
   private held: Held | undefined;
   /** Bytes of an oversized WRITE still to be consumed, and its request. */
   private skipLeft = 0;
@@ -118,9 +118,8 @@ export class Transmission {
   // ---------------------------------------------------------------- requests in
 
   private push(c: Buffer): void {
-    this.chunks.push(c);
-    this.buffered += c.length;
-    if (!this.paused && this.buffered >= this.bufferLimit()) {
+    this.input.push(c);
+    if (!this.paused && this.input.length >= this.bufferLimit()) {
       this.paused = true;
       this.socket.pause();
     }
@@ -147,7 +146,7 @@ export class Transmission {
       this.stop(this.partial() ? 'the client closed the connection in the middle of a request' : undefined);
       return;
     }
-    if (this.paused && this.buffered < this.bufferLimit()) {
+    if (this.paused && this.input.length < this.bufferLimit()) {
       this.paused = false;
       this.socket.resume();
     }
@@ -157,8 +156,8 @@ export class Transmission {
   private step(): Step {
     const lim = this.ctx.limits;
     if (this.skipLeft > 0) {
-      const k = Math.min(this.skipLeft, this.buffered);
-      this.drop(k);
+      const k = Math.min(this.skipLeft, this.input.length);
+      this.input.drop(k);
       this.skipLeft -= k;
       if (this.skipLeft > 0) return Step.NEED_BYTES;
       const req = this.skipReq!;
@@ -174,14 +173,14 @@ export class Transmission {
         h.reserved = true;
       }
       const payload = h.req.type === P.Cmd.WRITE ? h.req.length : 0;
-      if (this.buffered < payload) return Step.NEED_BYTES;
+      if (this.input.length < payload) return Step.NEED_BYTES;
       this.held = undefined;
-      this.begin(h.req, payload > 0 ? this.takeList(payload) : undefined, h.cost);
+      this.begin(h.req, payload > 0 ? this.input.takeList(payload) : undefined, h.cost);
       return Step.PROGRESS;
     }
     if (this.inflight >= lim.maxInflightRequests || this.inflightBytes >= lim.maxInflightBytes) return Step.NEED_BUDGET;
-    if (this.buffered < P.REQUEST_SIZE) return Step.NEED_BYTES;
-    const req = P.parseRequest(this.take(P.REQUEST_SIZE));
+    if (this.input.length < P.REQUEST_SIZE) return Step.NEED_BYTES;
+    const req = P.parseRequest(this.input.take(P.REQUEST_SIZE));
     if (req.type === P.Cmd.DISC) {
       this.stop();
       return Step.NEED_BYTES;
@@ -325,72 +324,12 @@ export class Transmission {
 
   /** A request was cut off: bytes of it were received, not all of them. */
   private partial(): boolean {
-    return this.buffered > 0 || this.skipLeft > 0 || (this.held !== undefined && this.held.req.type === P.Cmd.WRITE);
+    return this.input.length > 0 || this.skipLeft > 0 || (this.held !== undefined && this.held.req.type === P.Cmd.WRITE);
   }
 
   private logError(message: string): void {
     this.errorsLogged++;
     if (this.errorsLogged <= ERRORS_LOGGED) this.ctx.log(`${this.label}: ${message}`);
     if (this.errorsLogged === ERRORS_LOGGED) this.ctx.log(`${this.label}: further failed requests on this connection are not logged`);
-  }
-
-  // ---------------------------------------------------------------- bytes
-
-  private take(n: number): Buffer {
-    const first = this.chunks[0];
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafeSlow(n);
-      let at = 0;
-      while (at < n) {
-        const c = this.chunks[0];
-        const k = Math.min(c.length, n - at);
-        c.copy(out, at, 0, k);
-        at += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
-    }
-    this.buffered -= n;
-    return out;
-  }
-
-  /** The next n bytes as views of the received buffers (a payload is not copied). */
-  private takeList(n: number): Buffer[] {
-    const out: Buffer[] = [];
-    let left = n;
-    while (left > 0) {
-      const c = this.chunks[0];
-      if (c.length <= left) {
-        out.push(c);
-        this.chunks.shift();
-        left -= c.length;
-      } else {
-        out.push(c.subarray(0, left));
-        this.chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
-    this.buffered -= n;
-    return out;
-  }
-
-  private drop(n: number): void {
-    let left = n;
-    while (left > 0) {
-      const c = this.chunks[0];
-      if (c.length <= left) {
-        this.chunks.shift();
-        left -= c.length;
-      } else {
-        this.chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
-    this.buffered -= n;
   }
 }
