@@ -71,6 +71,11 @@ export class DataDevice {
     await this.file.writevAsync([buf], offset);
   }
 
+  /** Whether readNow can ever say yes here (inline I/O on, and a native non-blocking read). */
+  get canReadNow(): boolean {
+    return this.inline && hot.native;
+  }
+
   /**
    * Read into `buf` at `offset` now, from the page cache, if every byte is there (past
    * the end of a sparse file reads as zeros). false: nothing is promised about `buf`;

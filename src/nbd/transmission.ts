@@ -22,7 +22,7 @@
  */
 import type { Socket } from 'net';
 import { isThinError } from '../errors';
-import { commandName, execute, failure, MAX_PAYLOAD, type Outcome, type Target, validate } from './commands';
+import { commandName, execute, failure, MAX_EXTENTS, MAX_PAYLOAD, type Outcome, type Target, validate } from './commands';
 import { ByteQueue } from './byte-queue';
 import * as P from './protocol';
 
@@ -97,7 +97,7 @@ export class Transmission {
     socket.on('close', () => {
       this.closed = true;
       for (const release of [...this.sending]) release();
-      this.stop(this.partial() ? 'the connection closed in the middle of a request' : undefined);
+      this.stop(this.partial() ? 'the connection closed before every request it sent was read' : undefined);
       this.settle();
     });
     if (socket.destroyed) {
@@ -193,7 +193,9 @@ export class Transmission {
       this.inflightBytes += REQUEST_OVERHEAD;
       return Step.PROGRESS;
     }
-    const data = req.type === P.Cmd.READ || req.type === P.Cmd.WRITE ? Math.min(req.length, MAX_PAYLOAD) : 0;
+    // What the request's payload or reply may hold: data, or a block status reply's extents.
+    const data = req.type === P.Cmd.READ || req.type === P.Cmd.WRITE ? Math.min(req.length, MAX_PAYLOAD)
+      : req.type === P.Cmd.BLOCK_STATUS ? 8 * MAX_EXTENTS : 0;
     this.inflight++;
     this.held = { req, cost: REQUEST_OVERHEAD + data, reserved: false };
     return Step.PROGRESS;
@@ -212,8 +214,16 @@ export class Transmission {
 
   private finish(req: P.Request, o: Outcome, cost: number): void {
     this.running--;
-    if (o.error !== 0) this.logError(`${commandName(req.type)} ${req.offset}+${req.length}: error ${o.error}: ${o.message ?? ''}`);
-    this.queue(this.reply(req, o), cost);
+    let reply: Buffer[];
+    try {
+      if (o.error !== 0) this.logError(`${commandName(req.type)} ${req.offset}+${req.length}: error ${o.error}: ${o.message ?? ''}`);
+      reply = this.reply(req, o);
+    } catch (e) {
+      // A reply that cannot be built (thinsim's bug) still answers, and still releases the request.
+      this.ctx.log(`${this.label}: ${commandName(req.type)}: building the reply failed: ${(e as Error)?.stack ?? String(e)}`);
+      reply = this.reply(req, failure(e, commandName(req.type)));
+    }
+    this.queue(reply, cost);
     this.settle();
   }
 

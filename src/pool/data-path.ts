@@ -34,7 +34,7 @@ interface Piece { vblock: number; off: number; len: number; at: number }
 /** Bytes on the data device: offset `dev`, length `len`, at `at` in the request's buffer. */
 interface Run { dev: number; at: number; len: number }
 
-/** Largest chunk whose partial write is done inline (its old bytes or zeros are staged in memory). */
+/** Largest chunk whose partial write is done inline when that stages the old bytes or zeros in memory. */
 const INLINE_CHUNK_MAX = 1024 * 1024;
 
 export interface BlockStatusRun { offset: number; length: number; mapped: boolean }
@@ -177,7 +177,7 @@ export class DataPath {
 
   /** The whole read, done now; undefined if it must wait (for a lock or for the disk). */
   private readInline(id: number, pieces: Piece[], length: number): Buffer | undefined {
-    if (!this.quiet(id, pieces)) return undefined;
+    if (!this.s.data.canReadNow || !this.quiet(id, pieces)) return undefined;
     // Not zero-filled: every byte is either read or zeroed (unmapped) below, and the
     // buffer is dropped if a read cannot be done now. allocUnsafeSlow: the buffer owns
     // its memory (no pool slice kept alive by a client).
@@ -204,14 +204,14 @@ export class DataPath {
     let at = 0;
     if (whole) {
       bufs = buf;
-    } else if (cb > INLINE_CHUNK_MAX) {
-      return false;
     } else if (m) {
       // Break sharing: the old chunk's bytes around the write, if the page cache has them.
+      if (cb > INLINE_CHUNK_MAX) return false;
       const old = this.scratch ??= Buffer.allocUnsafeSlow(cb);
       if (!dev.readNow(old, m.block * cb)) return false;
       bufs = [old.subarray(0, p.off), ...buf, old.subarray(p.off + p.len)];
     } else if (!this.s.table.features.skipBlockZeroing) {
+      if (cb > INLINE_CHUNK_MAX) return false;
       const zeros = this.zeros ??= new Uint8Array(cb);
       bufs = [zeros.subarray(0, p.off), ...buf, zeros.subarray(p.off + p.len)];
     } else {
@@ -229,8 +229,9 @@ export class DataPath {
       if (this.s.mode !== 'ro') this.s.metadataOp(() => md.releaseDataBlock(b));
       throw e;
     }
-    this.s.checkLowWater();
     this.s.metadataOp(() => md.insertMapping(id, p.vblock, b));
+    // After mapping: its listeners run now, and nothing holds this chunk for them.
+    this.s.checkLowWater();
     return true;
   }
 

@@ -210,7 +210,7 @@ export class Pool extends EventEmitter {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     if (this.periodicCommit) await this.periodicCommit;
     try {
-      if (!this.readOnly && s.mode !== 'ro') await this.commit();
+      if (!this.readOnly && s.mode !== 'ro') await s.commit();
     } finally {
       s.closed = true;
       s.failWaiters(new ThinError('E_CLOSED', `pool ${this.dir} is closed`));
@@ -320,9 +320,12 @@ export class Pool extends EventEmitter {
     return this.commit();
   }
 
-  /** Commit: wait for in-flight provisioning, sync the data device, commit metadata. */
+  /**
+   * Commit: wait for in-flight provisioning, sync the data device, commit metadata.
+   * Counted as a request: close() waits for it, and refuses one issued once closing.
+   */
   commit(): Promise<void> {
-    return this.state.commit();
+    return this.request(() => this.state.commit());
   }
 
   // ------------------------------------------------------------------ status

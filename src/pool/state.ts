@@ -121,11 +121,13 @@ export class PoolState {
    * reaches the disk, and the sync under the gate has only the rest to do.
    */
   async commit(opts: { presync?: boolean } = {}): Promise<void> {
-    if (this.readOnly || this.health === 'ro' || this.closed) return;
+    if (!this.commitAllowed()) return;
     if (opts.presync) await this.data.sync();
-    if (this.closed) return;
     const release = await this.poolGate.acquireExclusive();
     try {
+      // Re-checked under the gate: the pool may have closed, turned read-only, or been
+      // committed by someone else (nothing left to do for a periodic commit) meanwhile.
+      if (!this.commitAllowed() || (opts.presync && !this.md.dirty)) return;
       await this.data.sync();
       await this.commitMetadata();
       this.events.emit('commit', this.md.transactionId);
@@ -133,6 +135,11 @@ export class PoolState {
       release();
     }
     this.onSpaceAvailable();
+  }
+
+  /** Writable, healthy and open: a commit has something it may write. */
+  private commitAllowed(): boolean {
+    return !this.readOnly && this.health !== 'ro' && !this.closed;
   }
 
   private failMetadata(): void {

@@ -625,6 +625,21 @@ test('low-water-mark fires once when free data blocks cross it, again after a re
   await verifyPool(t, s.pool, s.model);
 });
 
+test('a low-water-mark listener that reads the chunk just provisioned sees the write, on both data paths', async (t) => {
+  for (const inlineIo of [true, false]) {
+    const s = await makePool(t, { dataSize: 4 * MiB, lowWaterMark: 60 }, { inlineIo });
+    await thin(s, 1, 16 * MiB);
+    const seen: Array<Promise<Buffer>> = [];
+    // The event fires while the write that crossed the mark is being done; a read issued
+    // from the listener comes after that write, so it must see it.
+    s.pool.on('low-water-mark', () => seen.push(s.pool.read(1, 3 * s.cb, 512)));
+    for (let v = 0; v < 4; v++) await write(s, 1, v * s.cb, pattern(v, 512));
+    assert.equal(seen.length, 1, `inlineIo ${inlineIo}: the event fired once`);
+    assert.ok((await seen[0]).equals(pattern(3, 512)), `inlineIo ${inlineIo}: the listener's read saw the write`);
+    await verifyPool(t, s.pool, s.model);
+  }
+});
+
 // ------------------------------------------------------------------------------ metadata space
 
 for (const seed of suiteSeeds(1, 6000)) {

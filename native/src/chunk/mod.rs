@@ -176,7 +176,7 @@ pub fn zero_range(_fd: i32, _off: u64, _len: u64, _punch: bool) -> Result<ZeroMe
 /// Read `buf.len()` bytes at `off` only if no I/O wait is needed: from the page cache
 /// (preadv2 with RWF_NOWAIT). `Some(n)` is the number of bytes read, short only at the
 /// file's end; `None` means "not without waiting" (data not cached, or a kernel or
-/// filesystem that cannot tell), and the caller reads the ordinary way: whatever was
+/// filesystem that cannot tell: EAGAIN, EOPNOTSUPP, ENOSYS, EINVAL), and the caller reads the ordinary way: whatever was
 /// read so far is simply read again. Other failures are errors. Off Linux, always None.
 #[cfg(target_os = "linux")]
 pub fn read_nowait(fd: i32, buf: &mut [u8], off: u64) -> Result<Option<usize>, ChunkError> {
@@ -193,7 +193,8 @@ pub fn read_nowait(fd: i32, buf: &mut [u8], off: u64) -> Result<Option<usize>, C
         }
         match sys::last_errno() {
             EINTR => continue,
-            EAGAIN | EOPNOTSUPP | ENOSYS => return Ok(None),
+            // EINVAL: a kernel (or sandbox) that does not know RWF_NOWAIT.
+            EAGAIN | EOPNOTSUPP | ENOSYS | EINVAL => return Ok(None),
             errno => {
                 return Err(ChunkError::Sys {
                     syscall: "preadv2",
