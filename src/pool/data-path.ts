@@ -15,8 +15,8 @@
  *   snapshot) copies the chunk to a new block, applies the write and remaps.
  * - Discard unmaps whole chunks and zeroes the partial ones at either end; a data
  *   block whose count reaches 0 is punched out of the data file under passdown.
- * - Inline fast path: a read or write whose chunks, device gate and (when it
- *   provisions) pool gate nobody holds or waits for runs synchronously, in the call,
+ * - Inline fast path: a read or write of at most 1 MiB whose chunks, device gate and
+ *   (when it provisions) pool gate nobody holds or waits for runs synchronously, in the call,
  *   when the data device can do the I/O without waiting (DataDevice.readNow/writeNow).
  *   Taking the locks and releasing them at once would order it the same way, so the
  *   contract above holds on both paths; a request that cannot finish inline changes
@@ -34,6 +34,11 @@ interface Piece { vblock: number; off: number; len: number; at: number }
 /** Bytes on the data device: offset `dev`, length `len`, at `at` in the request's buffer. */
 interface Run { dev: number; at: number; len: number }
 
+/**
+ * Largest request done inline: one inline request blocks the event loop for its copies,
+ * and above this the thread pool's fixed cost is small beside the I/O anyway.
+ */
+const INLINE_REQUEST_MAX = 1024 * 1024;
 /** Largest chunk whose partial write is done inline when that stages the old bytes or zeros in memory. */
 const INLINE_CHUNK_MAX = 1024 * 1024;
 
@@ -78,8 +83,9 @@ export class DataPath {
   /** Write `data` (one buffer, or several back to back) at `offset` of thin device `id`. */
   write(id: number, offset: number, data: Bytes): Promise<void> {
     this.s.assertOpenForWrite();
-    let pieces = this.pieces(id, offset, byteLength(data));
-    if (this.quiet(id, pieces)) {
+    const length = byteLength(data);
+    let pieces = this.pieces(id, offset, length);
+    if (length <= INLINE_REQUEST_MAX && this.quiet(id, pieces)) {
       // Chunk by chunk, as far as each can be done inline; the rest takes the queue.
       let done = 0;
       while (done < pieces.length && this.writeChunkInline(id, pieces[done], data)) done++;
@@ -177,7 +183,7 @@ export class DataPath {
 
   /** The whole read, done now; undefined if it must wait (for a lock or for the disk). */
   private readInline(id: number, pieces: Piece[], length: number): Buffer | undefined {
-    if (!this.s.data.canReadNow || !this.quiet(id, pieces)) return undefined;
+    if (length > INLINE_REQUEST_MAX || !this.s.data.canReadNow || !this.quiet(id, pieces)) return undefined;
     // Not zero-filled: every byte is either read or zeroed (unmapped) below, and the
     // buffer is dropped if a read cannot be done now. allocUnsafeSlow: the buffer owns
     // its memory (no pool slice kept alive by a client).
