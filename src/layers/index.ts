@@ -8,8 +8,10 @@
  */
 export { LayerStore, DEFAULT_BASE_SIZE, DEFAULT_MIN_FREE_SPACE } from './snapshotter';
 export type { LayerInfo, LayerKind, LayerStoreOptions, LayerUsage, LayerDiffRange, CommitMeta, Filesystem } from './snapshotter';
-export { DockerRecords, DeviceTransactions, dockerPaths, newCacheId, writeAtomic } from './records';
-export type { DevInfo, DeviceSetMetadata, TransactionMetadata, LayerRecord, LayerIndex, LayerdbEntry, DockerPaths, Recovery } from './records';
+export { DockerRecords, dockerPaths, newCacheId, writeAtomic } from './records';
+export type { DevInfo, DeviceSetMetadata, TransactionMetadata, LayerRecord, LayerIndex, LayerdbEntry, DockerPaths } from './records';
+export { DeviceTransactions } from './device-transactions';
+export type { Recovery } from './device-transactions';
 export { exportDevice, makeFilesystem, mountDevice, requireTool, findTool, mountsUnder, TOOL_PACKAGES } from './fs';
 export type { ExportedFile, Mounted } from './fs';
 export { synthesize, synthChunkWord, parsePercent } from './synth';

@@ -24,9 +24,10 @@
 import { ThinError } from '../errors';
 import { Pool } from '../pool/pool';
 import { exportDevice, makeFilesystem, filesystemUuid, mountDevice, type Filesystem, type Mounted } from './fs';
+import { DeviceTransactions, type Recovery } from './device-transactions';
 import {
-  DeviceTransactions, DIGEST_RE, DockerRecords, newCacheId,
-  type DevInfo, type LayerIndex, type LayerKind, type LayerRecord, type Recovery,
+  DIGEST_RE, DockerRecords, newCacheId,
+  type DevInfo, type LayerIndex, type LayerKind, type LayerRecord,
 } from './records';
 
 export type { LayerKind, Filesystem };
