@@ -10,10 +10,9 @@
  * pool's status (used data and metadata blocks) and the host's stat.
  */
 import * as fs from 'fs';
-import { ThinError } from '../errors';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
-import { Experiment, ExperimentContext, KiB, MiB } from './experiment';
+import { Experiment, ExperimentContext, KiB, MiB, requireSizeInMiB } from './experiment';
 import * as host from './host';
 import { Row } from './report/model';
 import { interleave, OpsResult, payload, Rng, summarize, timeOps, workloadStats } from './runner';
@@ -92,7 +91,7 @@ export const blockSize: Experiment = {
   quick: { size: 16 * MiB, repeat: 2 },
   tools: [],
   async run(ctx) {
-    if (ctx.size % MiB !== 0 || ctx.size < 2 * MiB) throw new ThinError('E_INVALID', '--size must be a whole number of MiB, at least 2M');
+    requireSizeInMiB(ctx.size, 2);
     const p = blockSizeParams(ctx);
     const configs = CHUNK_SIZES.map(label);
     const trials = await interleave(configs, ctx.repeat, (c, rep) => trial(CHUNK_SIZES[configs.indexOf(c)], ctx, 7 + rep), ctx.progress, 'block-size');

@@ -28,7 +28,7 @@ import { LayerStore } from '../layers/snapshotter';
 import { Pool } from '../pool/pool';
 import { BIG_FILE, BuiltImage, debianImage, FEW_FILES, generatedImage, MED_SIZE } from './dc-image';
 import { realFilesystemBlocker } from './demo';
-import { Experiment, ExperimentContext, GiB, KiB, MiB } from './experiment';
+import { Experiment, ExperimentContext, GiB, KiB, MiB, requireSizeInMiB } from './experiment';
 import * as host from './host';
 import { Row } from './report/model';
 import { interleave, payload, summarize } from './runner';
@@ -267,7 +267,7 @@ export const driverCompare: Experiment = {
   quick: { size: 8 * MiB, repeat: 1 },
   tools: ['mmdebstrap', 'umoci', 'skopeo', 'nbdfuse', 'mkfs.ext4', 'mount', 'fincore', 'du', 'setfattr', 'tar'],
   async run(ctx) {
-    if (ctx.size % MiB !== 0 || ctx.size < 2 * MiB) throw new ThinError('E_INVALID', '--size must be a whole number of MiB, at least 2M');
+    requireSizeInMiB(ctx.size, 2);
     const p = dcParams(ctx);
     const drivers: Driver[] = [];
     const dmBlock = realFilesystemBlocker() ?? (host.isRoot() ? undefined : 'devicemapper containers are mounted with mount -o loop, which needs root');

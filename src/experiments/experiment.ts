@@ -10,6 +10,7 @@
  *   `skipped` with the reason and has no figures; the rest still runs.
  * - `--quick` settings finish in seconds; defaults give steadier numbers.
  */
+import { ThinError } from '../errors';
 import { machineInfo, toolVersions } from './host';
 import { rendererVersions } from './report/charts';
 import type { Report } from './report/model';
@@ -68,3 +69,12 @@ export async function runWithHeader(e: Experiment, ctx: ExperimentContext, repor
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
+
+/**
+ * E_INVALID unless the experiment's `--size` is a whole number of MiB, at least
+ * `minMiB`; `means` (what the size is, when it is not obvious) goes into the message.
+ */
+export function requireSizeInMiB(size: number, minMiB: number, means?: string): void {
+  if (size % MiB === 0 && size >= minMiB * MiB) return;
+  throw new ThinError('E_INVALID', `--size${means ? ` (${means})` : ''} must be a whole number of MiB, at least ${minMiB}M`);
+}

@@ -15,7 +15,7 @@ import * as fs from 'fs';
 import { ThinError } from '../errors';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
-import { Experiment, ExperimentContext, KiB, MiB } from './experiment';
+import { Experiment, ExperimentContext, KiB, MiB, requireSizeInMiB } from './experiment';
 import * as host from './host';
 import { Row } from './report/model';
 import { interleave, OpsResult, payload, summarize, timeOps, workloadStats } from './runner';
@@ -101,7 +101,7 @@ export const layerDepth: Experiment = {
   quick: { size: 8 * MiB, repeat: 1 },
   tools: ['qemu-img', 'qemu-io'],
   async run(ctx) {
-    if (ctx.size % MiB !== 0 || ctx.size < MiB) throw new ThinError('E_INVALID', '--size must be a whole number of MiB');
+    requireSizeInMiB(ctx.size, 1);
     const ops = ctx.quick ? 300 : 2000;
     const ds = depths(ctx.quick);
     const qemuMissing = host.toolMissing('qemu-img', 'qemu-utils') ?? host.toolMissing('qemu-io', 'qemu-utils');

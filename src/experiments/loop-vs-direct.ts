@@ -13,7 +13,7 @@ import { ThinError } from '../errors';
 import { hot, loadError } from '../hot';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
-import { Experiment, ExperimentContext, KiB, MiB } from './experiment';
+import { Experiment, ExperimentContext, KiB, MiB, requireSizeInMiB } from './experiment';
 import * as host from './host';
 import { ChartSpec, mib, Row, Section, Table } from './report/model';
 import { interleave, OpsResult, payload, Rng, timeOps, workloadStats, WorkloadStats, summarize } from './runner';
@@ -201,7 +201,7 @@ export const loopVsDirect: Experiment = {
       const why = host.toolMissing(tool, pkg);
       if (why) ctx.skip(what, why);
     }
-    if (ctx.size % MiB !== 0 || ctx.size < 4 * MiB) throw new ThinError('E_INVALID', '--size must be a whole number of MiB, at least 4M');
+    requireSizeInMiB(ctx.size, 4);
     const trials = await interleave(backends, ctx.repeat, (b, rep) => trial(b, ctx, 1000 + rep), ctx.progress, 'loop-vs-direct');
     const rcfgs: RemovalConfig[] = backends.flatMap((b) => [`${b} / passdown`, `${b} / nopassdown`] as RemovalConfig[]);
     const removals = await interleave(rcfgs, ctx.repeat, (c, rep) => removalTrial(c, ctx, 2000 + rep), ctx.progress, 'layer removal');

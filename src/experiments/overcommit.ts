@@ -10,10 +10,9 @@
  * performance.now(); the three policies run the same writes, repeats interleaved.
  */
 import * as fs from 'fs';
-import { ThinError } from '../errors';
 import * as path from 'path';
 import { Pool } from '../pool/pool';
-import { Experiment, ExperimentContext, KiB, MiB } from './experiment';
+import { Experiment, ExperimentContext, KiB, MiB, requireSizeInMiB } from './experiment';
 import * as host from './host';
 import { Row } from './report/model';
 import { interleave, payload, summarize } from './runner';
@@ -131,7 +130,7 @@ export const overcommit: Experiment = {
   quick: { size: 8 * MiB, repeat: 1 },
   tools: [],
   async run(ctx) {
-    if (ctx.size % MiB !== 0 || ctx.size < 2 * MiB) throw new ThinError('E_INVALID', '--size (the pool size) must be a whole number of MiB, at least 2M');
+    requireSizeInMiB(ctx.size, 2, 'the pool size');
     const p = overcommitParams(ctx);
     const trials = await interleave(POLICIES, ctx.repeat, (c, rep) => trial(c, ctx, 40 + rep), ctx.progress, 'overcommit');
     const curveRows: Row[] = [];
