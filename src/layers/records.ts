@@ -162,7 +162,10 @@ function readText(file: string): string | undefined {
   }
 }
 
-function parseJson(text: string, file: string): Record<string, unknown> {
+/** The JSON object in `file`; undefined if there is no such file; E_PARSE if it is not a JSON object. */
+function readJson(file: string): Record<string, unknown> | undefined {
+  const text = readText(file);
+  if (text === undefined) return undefined;
   try {
     const v = JSON.parse(text);
     if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
@@ -203,9 +206,8 @@ export class DockerRecords {
 
   readDevInfo(hash: string): DevInfo | undefined {
     const file = this.recordFile(hash);
-    const text = readText(file);
-    if (text === undefined) return undefined;
-    const o = parseJson(text, file);
+    const o = readJson(file);
+    if (o === undefined) return undefined;
     return {
       device_id: field<number>(o, 'device_id', 'number', file),
       size: field<number>(o, 'size', 'number', file),
@@ -247,9 +249,8 @@ export class DockerRecords {
 
   readDeviceSet(): DeviceSetMetadata {
     const file = path.join(this.paths.metadataDir, DEVICESET_META_FILE);
-    const text = readText(file);
-    if (text === undefined) return { next_device_id: 0, BaseDeviceUUID: '', BaseDeviceFilesystem: '' };
-    const o = parseJson(text, file);
+    const o = readJson(file);
+    if (o === undefined) return { next_device_id: 0, BaseDeviceUUID: '', BaseDeviceFilesystem: '' };
     return {
       next_device_id: field<number>(o, 'next_device_id', 'number', file, 0),
       BaseDeviceUUID: field<string>(o, 'BaseDeviceUUID', 'string', file, ''),
@@ -265,9 +266,8 @@ export class DockerRecords {
 
   readTransaction(): TransactionMetadata | undefined {
     const file = path.join(this.paths.metadataDir, TRANSACTION_META_FILE);
-    const text = readText(file);
-    if (text === undefined) return undefined;
-    const o = parseJson(text, file);
+    const o = readJson(file);
+    if (o === undefined) return undefined;
     return {
       open_transaction_id: field<number>(o, 'open_transaction_id', 'number', file),
       device_hash: field<string>(o, 'device_hash', 'string', file),
@@ -288,9 +288,8 @@ export class DockerRecords {
 
   readIndex(): LayerIndex {
     const file = this.paths.index;
-    const text = readText(file);
-    if (text === undefined) return { version: 1, layers: {} };
-    const o = parseJson(text, file);
+    const o = readJson(file);
+    if (o === undefined) return { version: 1, layers: {} };
     const layers = o.layers;
     if (o.version !== 1 || !layers || typeof layers !== 'object') {
       throw new ThinError('E_PARSE', `${file}: expected {"version":1,"layers":{...}}`, { file });
