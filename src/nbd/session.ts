@@ -21,21 +21,15 @@ import { MAX_PAYLOAD, type Target } from './commands';
 import type { Export, ExportTable } from './exports';
 import * as P from './protocol';
 import { ReaderClosed, SocketReader } from './socket-reader';
-import { Transmission } from './transmission';
+import { endSocket, Transmission, type TransmissionLimits } from './transmission';
 
-export interface SessionLimits {
+export interface SessionLimits extends TransmissionLimits {
   /** Largest option data accepted during the handshake (bytes). */
   maxOptionBytes: number;
   /** Options one connection may send before choosing an export. */
   maxOptions: number;
   /** Time allowed from connect to entering transmission (ms). */
   handshakeTimeoutMs: number;
-  /** Requests in flight per connection (received, reply not yet sent). */
-  maxInflightRequests: number;
-  /** Payload and reply bytes in flight per connection. Must be at least MAX_PAYLOAD. */
-  maxInflightBytes: number;
-  /** Received bytes buffered ahead of the parser before the socket is paused. */
-  readHighWater: number;
 }
 
 export const DEFAULT_LIMITS: SessionLimits = {
@@ -126,7 +120,7 @@ export class Session {
     } finally {
       clearTimeout(timer);
       this.phase = 'closing';
-      await this.close();
+      await endSocket(this.socket);
     }
   }
 
@@ -279,14 +273,6 @@ export class Session {
         else this.socket.write(bufs[i]);
       }
       this.socket.uncork();
-    });
-  }
-
-  private async close(): Promise<void> {
-    if (this.socket.destroyed) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => { this.socket.destroy(); resolve(); }, 2000);
-      this.socket.end(() => { clearTimeout(t); this.socket.destroy(); resolve(); });
     });
   }
 }

@@ -27,8 +27,11 @@ import { ByteQueue } from './byte-queue';
 import * as P from './protocol';
 
 export interface TransmissionLimits {
+  /** Requests in flight per connection (received, reply not yet sent). */
   maxInflightRequests: number;
+  /** Payload and reply bytes in flight per connection. Must be at least MAX_PAYLOAD. */
   maxInflightBytes: number;
+  /** Received bytes buffered ahead of the parser before the socket is paused. */
   readHighWater: number;
 }
 
@@ -38,13 +41,22 @@ export interface TransmissionContext {
 }
 
 /** Per-request overhead counted against maxInflightBytes (headers, bookkeeping). */
-export const REQUEST_OVERHEAD = 64;
+const REQUEST_OVERHEAD = 64;
 /** Failed requests logged per connection. */
 const ERRORS_LOGGED = 20;
 /** Replies of one turn up to this many bytes are copied into one buffer; larger ones go out as a writev. */
 const COALESCE_BYTES = 64 * 1024;
 /** How long a closing connection may take to flush before it is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;
+
+/** Close our side once what was written has gone out; destroy it if that takes over CLOSE_TIMEOUT_MS. Resolves when closed. */
+export function endSocket(socket: Socket): Promise<void> {
+  if (socket.destroyed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(() => { socket.destroy(); resolve(); }, CLOSE_TIMEOUT_MS);
+    socket.end(() => { clearTimeout(t); socket.destroy(); resolve(); });
+  });
+}
 
 /** A parsed request waiting for its byte budget or its payload. */
 interface Held { req: P.Request; cost: number; reserved: boolean }
@@ -324,12 +336,7 @@ export class Transmission {
     }
     if (!this.stopped || this.closing || this.inflight > 0 || this.flushScheduled) return;
     this.closing = true;
-    const t = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS);
-    t.unref?.();
-    this.socket.end(() => {
-      clearTimeout(t);
-      this.socket.destroy();
-    });
+    void endSocket(this.socket);
   }
 
   /** A request was cut off: bytes of it were received, not all of them. */
