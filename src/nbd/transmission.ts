@@ -274,6 +274,7 @@ export class Transmission {
   private flush(): void {
     this.flushScheduled = false;
     const bufs = this.out;
+    const total = this.outBytes;
     const n = this.outRequests;
     const cost = this.outCost;
     this.out = [];
@@ -295,7 +296,6 @@ export class Transmission {
       return;
     }
     this.sending.add(release);
-    const total = bufs.reduce((k, b) => k + b.length, 0);
     if (bufs.length === 1) {
       this.socket.write(bufs[0], release);
     } else if (total <= COALESCE_BYTES) {
