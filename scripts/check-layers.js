@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Enforces the layer rule of docs/architecture.md over src/: imports point down only,
-//   cli -> experiments -> layers -> nbd -> pool -> thin -> pdata -> io,
+//   cli -> experiments -> containerd -> layers -> mounts -> nbd -> pool -> thin -> pdata -> io,
 // each layer talks to the layers listed for it below and nothing else; hot, errors,
 // units and version are usable from anywhere; nothing imports cli; only src/hot
 // loads the native addon. Also: no file outside pdata imports pdata's node codec
@@ -20,11 +20,13 @@ const MAY_IMPORT = {
   thin: ['pdata', 'io'], // thin opens the devices its metadata lives on
   pool: ['thin', 'io'], // the data device is an io device
   nbd: ['pool'],
-  layers: ['nbd', 'pool'], // layers mount through the NBD export and name pool devices
-  experiments: ['layers', 'nbd', 'pool'],
-  cli: ['experiments', 'layers', 'nbd', 'pool', 'thin', 'io'],
+  mounts: ['nbd', 'pool'], // a thin device as a block device: NBD export, nbdfuse, loop, mount
+  layers: ['mounts', 'nbd', 'pool'], // layers mount through the mounts layer and name pool devices
+  containerd: ['layers', 'mounts', 'pool'], // containerd's snapshotter API over a layer store
+  experiments: ['containerd', 'layers', 'mounts', 'nbd', 'pool'],
+  cli: ['experiments', 'containerd', 'layers', 'mounts', 'nbd', 'pool', 'thin', 'io'],
 };
-const ANYWHERE = new Set(['hot', 'errors', 'units', 'version', 'types', 'random']); // types: ambient declarations
+const ANYWHERE = new Set(['hot', 'errors', 'units', 'version', 'types', 'random', 'tools']); // types: ambient declarations
 /** Modules that only their own layer may import: the bytes and the transactional machinery. */
 const PRIVATE = [
   // The checker walks damaged trees node by node, through pdata's node accessors (which

@@ -24,7 +24,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { runToolOk } from '../layers/fs';
+import { runToolOk } from '../tools';
 import { seededContent, writeDockerArchive, type GenEntry } from './image-gen';
 
 export const BIG_FILE = 'opt/app/data/big.bin';

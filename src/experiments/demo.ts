@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { createContainer, removeContainer } from '../layers/container';
-import { findTool } from '../layers/fs';
+import { findTool } from '../tools';
 import { importImage } from '../layers/image';
 import { LayerStore } from '../layers/snapshotter';
 import { synthesize } from '../layers/synth';

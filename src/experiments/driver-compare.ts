@@ -22,7 +22,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ThinError } from '../errors';
 import { createContainer } from '../layers/container';
-import { findTool, runTool, runToolOk } from '../layers/fs';
+import { findTool, runTool, runToolOk } from '../tools';
 import { importImage } from '../layers/image';
 import { LayerStore } from '../layers/snapshotter';
 import { Pool } from '../pool/pool';

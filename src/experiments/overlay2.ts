@@ -21,7 +21,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { applyLayer } from '../layers/apply';
 import { setupInitLayer } from '../layers/container';
-import { runTool, runToolOk } from '../layers/fs';
+import { runTool, runToolOk } from '../tools';
 import { checkDiffId, openImageArchive } from '../layers/image-archive';
 
 interface O2Layer { id: string; link: string; lower: string[] }
