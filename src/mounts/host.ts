@@ -99,6 +99,22 @@ async function waitLoopGone(file: string, ms: number): Promise<boolean> {
   return true;
 }
 
+/**
+ * Dirty pages of a filesystem on `loop` start going to the device once 32 MiB are dirty
+ * (the BDI's max_bytes with strict_limit, Linux 6.2+), instead of at 10 % of memory: the
+ * writeback through nbdfuse then runs beside the writer rather than all at unmount. A
+ * tuning only: where the kernel lacks these knobs, nothing changes but the timing.
+ */
+function startWritebackEarly(loop: string): void {
+  const m = /^\/dev\/loop(\d+)$/.exec(loop);
+  if (!m) return;
+  const bdi = `/sys/class/bdi/7:${m[1]}`;
+  try {
+    fs.writeFileSync(`${bdi}/max_bytes`, String(32 * 2 ** 20));
+    fs.writeFileSync(`${bdi}/strict_limit`, '1');
+  } catch { /* older kernel or no sysfs: the default writeback thresholds apply (see above) */ }
+}
+
 /** Undo what a dead owner left, as far as it goes; returns one line per thing done. */
 async function cleanRecord(r: AttachRecord): Promise<string[]> {
   const done: string[] = [];
@@ -230,6 +246,7 @@ export class MountHost {
         loop = (await runToolOk('losetup', ['-f', '--show', ...(opts.readOnly ? ['-r'] : []), nbd.file], `attach thin device ${id} to a loop device`)).trim();
         rec.loop = loop;
         save();
+        if (!opts.readOnly) startWritebackEarly(loop);
       }
     } catch (e) {
       await detach();
