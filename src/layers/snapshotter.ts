@@ -311,7 +311,8 @@ export class LayerStore {
       path: m.path,
       file: m.file,
       unmount: () => {
-        done ??= m.unmount().finally(() => set.delete(m));
+        // A failed unmount (busy: E_MOUNTED) leaves the layer mounted: it may be retried.
+        done ??= m.unmount().then(() => { set.delete(m); }, (e) => { done = undefined; throw e; });
         return done;
       },
     };
