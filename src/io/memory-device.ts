@@ -28,7 +28,11 @@ export interface MemoryFaults {
   failSyncAt?: number;
   /** Throw E_IO on every sync from now on. */
   failSyncs?: boolean;
-  /** Async reads, writes and syncs settle this many ms after they were issued (default: next turn). */
+  /**
+   * Async reads, writes and syncs that succeed settle this many ms after they were issued
+   * (default: the next turn); injected failures settle on the next turn (a failing disk
+   * answers at once, a healthy one takes its time).
+   */
   asyncDelayMs?: number;
 }
 
@@ -99,15 +103,17 @@ export class MemoryDevice implements BlockDevice {
   }
 
   readAsync(buf: Uint8Array, offset: number): Promise<void> {
-    return this.later(() => this.read(buf, offset));
+    return this.later(overlaps(this.faults.failReadRange, offset, buf.length), () => this.read(buf, offset));
   }
 
   writevAsync(bufs: readonly Uint8Array[], offset: number): Promise<void> {
-    return this.later(() => this.writev(bufs, offset));
+    const f = this.faults;
+    const fails = f.failWriteAt === 1 || overlaps(f.failWriteRange, offset, bufs.reduce((n, b) => n + b.length, 0));
+    return this.later(fails, () => this.writev(bufs, offset));
   }
 
   syncAsync(): Promise<void> {
-    return this.later(() => this.sync());
+    return this.later(!!this.faults.failSyncs || this.faults.failSyncAt === 1, () => this.sync());
   }
 
   sync(): void {
@@ -155,11 +161,11 @@ export class MemoryDevice implements BlockDevice {
     return out;
   }
 
-  /** Run `op` as an async call does: on the next turn, or after `asyncDelayMs`. */
-  private async later(op: () => void): Promise<void> {
+  /** Run `op` as an async call does: on the next turn if it `fails`, else after `asyncDelayMs`. */
+  private async later(fails: boolean, op: () => void): Promise<void> {
     this.inflight++;
     try {
-      const ms = this.faults.asyncDelayMs;
+      const ms = fails ? 0 : this.faults.asyncDelayMs;
       await new Promise<void>((resolve) => (ms ? setTimeout(resolve, ms) : setImmediate(resolve)));
       op();
     } finally {
