@@ -102,11 +102,19 @@ export class NbdServer {
     server.on('error', (e) => log(`listener error: ${e.message}`));
     server.on('connection', (socket) => self.accept(socket, limits, maxConnections));
     pool.on('low-water-mark', self.onLowWater);
+    pool.on('mode', self.onMode);
+    if (pool.mode === 'ro' || pool.mode === 'fail') log(`warning: the pool is in ${pool.mode} mode: ${pool.modeReason ?? ''}`);
     return self;
   }
 
   private readonly onLowWater = (e: { free: number; lowWaterMark: number }) =>
     this.opts.log(`warning: the pool crossed its low-water mark: ${e.free} free data blocks (mark ${e.lowWaterMark})`);
+
+  /** The kernel's "switching pool to ... mode" line, with the reason. */
+  private readonly onMode = (mode: string, why?: string) => {
+    const words: Record<string, string> = { rw: 'write', ro: 'read-only', fail: 'failure', out_of_data_space: 'out-of-data-space' };
+    this.opts.log(`switching pool to ${words[mode] ?? mode} mode${why && (mode === 'ro' || mode === 'fail') ? `: ${why}` : ''}`);
+  };
 
   /** The URI a client uses for export `name` (default: the first export). */
   uri(name?: string): string {
@@ -147,6 +155,7 @@ export class NbdServer {
     clearTimeout(timer);
     await listenerClosed;
     this.pool.off('low-water-mark', this.onLowWater);
+    this.pool.off('mode', this.onMode);
     try {
       if (this.opts.closePool) await this.pool.close();
       else await this.pool.flush();
