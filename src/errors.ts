@@ -37,6 +37,8 @@ export type ThinErrorCode =
   | 'E_CLOSED'
   /** Another process holds the pool open read-write. */
   | 'E_POOL_BUSY'
+  /** The address a server should listen on (TCP host:port, unix socket path) is taken. */
+  | 'E_ADDR_IN_USE'
   /** The pool (or its metadata) is read-only / needs_check. */
   | 'E_READ_ONLY'
   /** Input parse errors (XML, JSON, CLI). */

@@ -92,7 +92,8 @@ export class NbdServer {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) => {
         const where = endpoint.kind === 'unix' ? endpoint.path : `${endpoint.host}:${endpoint.port}`;
-        reject(new ThinError(e.code === 'EADDRINUSE' ? 'E_POOL_BUSY' : 'E_IO', `cannot listen on ${where}: ${e.message}`, { errno: e.code }));
+        const inUse = e.code === 'EADDRINUSE';
+        reject(new ThinError(inUse ? 'E_ADDR_IN_USE' : 'E_IO', `cannot listen on ${where}: ${e.message}${inUse ? '; stop the other server or choose another address (--listen HOST:PORT or --socket PATH)' : ''}`, { errno: e.code }));
       });
       if (endpoint.kind === 'unix') server.listen(endpoint.path, resolve);
       else server.listen(endpoint.port, endpoint.host, resolve);
@@ -251,6 +252,6 @@ async function removeStaleSocket(p: string): Promise<void> {
     c.once('connect', () => { c.destroy(); resolve(true); });
     c.once('error', () => resolve(false));
   });
-  if (live) throw new ThinError('E_POOL_BUSY', `another server is listening on ${p}`, { file: p });
+  if (live) throw new ThinError('E_ADDR_IN_USE', `another server is listening on ${p}; stop it or choose another --socket path`, { file: p });
   try { fs.unlinkSync(p); } catch { /* gone */ }
 }
