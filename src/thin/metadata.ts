@@ -318,17 +318,12 @@ export class ThinMetadata {
     return this.unmap(id, from, to).removed;
   }
 
-  /**
-   * Unmap every block of `id` in [from, to): how many were mapped, and the data blocks
-   * whose reference count dropped to 0 (free once committed: what discard passdown punches).
-   */
+  /** `removeRange`, also returning the data blocks whose count dropped to 0 (what discard passdown punches). */
   unmap(id: number, from: number, to: number): { removed: number; freed: number[] } {
     this.assertWritable();
-    const freed: number[] = [];
-    this.freedSink = freed;
+    const freed: number[] = (this.freedSink = []);
     try {
-      const removed = to - from === 1 ? (this.mappings_.remove(id, from) ? 1 : 0) : this.mappings_.removeRange(id, from, to);
-      return { removed, freed };
+      return { removed: to - from === 1 ? Number(this.mappings_.remove(id, from) !== undefined) : this.mappings_.removeRange(id, from, to), freed };
     } finally {
       this.freedSink = undefined;
     }
