@@ -136,6 +136,40 @@ test('a metadata write that keeps failing: the commit fails, needs_check cannot 
   checkDurable(t, p);
 });
 
+test('a metadata read error inside a metadata operation (a discard\'s unmap): ro with needs_check on disk; the committed data stays readable', async (t) => {
+  const p = await memoryPool(t);
+  const kept = pattern(9, CHUNK);
+  await p.pool.write(1, CHUNK, kept);
+  await p.pool.close();
+  // A fresh open: nothing of the mapping tree is cached yet. Its top-level node fails to read.
+  const root = ThinMetadata.open(MemoryDevice.from(p.meta.image())).superblock().dataMappingRoot;
+  const pool = Pool.open(p.dir, { devices: { metadata: p.meta, data: p.data }, commitInterval: 0 });
+  t.after(() => pool.close());
+  p.meta.faults.failReadRange = [root * 4096, (root + 1) * 4096];
+  const e = await rejection(pool.discard(1, 0, CHUNK));
+  assert.equal(e.code, 'E_IO', e.message);
+  assert.equal(pool.mode, 'ro');
+  assert.match(pool.modeReason ?? '', /discard failed: injected read error/);
+  assert.ok(needsCheckOnDisk(p.meta));
+  p.meta.faults.failReadRange = undefined;
+  assert.ok((await pool.read(1, CHUNK, CHUNK)).equals(kept), 'the committed chunk reads back');
+  assert.equal(await codeOf(pool.flush()), 'E_IO');
+});
+
+test('a metadata read error that also breaks the rollback: fail mode', async (t) => {
+  const p = await memoryPool(t);
+  await p.pool.close();
+  const pool = Pool.open(p.dir, { devices: { metadata: p.meta, data: p.data }, commitInterval: 0 });
+  t.after(() => pool.close());
+  p.meta.faults.failReadRange = [4096, p.meta.size()]; // every block but the superblock
+  assert.equal(await codeOf(pool.discard(1, 0, CHUNK)), 'E_IO');
+  assert.equal(pool.mode, 'fail');
+  assert.match(pool.modeReason ?? '', /aborting the metadata transaction failed/);
+  assert.equal(await codeOf(pool.read(1, 0, 512)), 'E_IO');
+  p.meta.faults.failReadRange = undefined;
+  assert.ok(needsCheckOnDisk(p.meta), 'the flag itself could still be written');
+});
+
 test('the periodic commit does not swallow its failure: the pool turns ro and the next flush fails', async (t) => {
   const p = await memoryPool(t, { commitInterval: 20 });
   const { pool } = p;
