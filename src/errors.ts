@@ -39,6 +39,8 @@ export type ThinErrorCode =
   | 'E_POOL_BUSY'
   /** A layer or device is mounted (or held by a process) and cannot be changed or torn down now. */
   | 'E_MOUNTED'
+  /** The address a server should listen on (TCP host:port, unix socket path) is taken. */
+  | 'E_ADDR_IN_USE'
   /** The pool (or its metadata) is read-only / needs_check. */
   | 'E_READ_ONLY'
   /** Input parse errors (XML, JSON, CLI). */
