@@ -312,18 +312,27 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
   const blobTap = new Tap(opts.onProgress);
   const tarTap = new Tap();
   const extract = tar.extract();
+  const gunzip = compression === 'gzip' ? createGunzip() : undefined;
+  // A stream that cannot be decoded fails in gunzip or in the tar parser: note which,
+  // at the source, so the error is the layer's (bad input), not the mount's.
+  let undecodable: Error | undefined;
+  gunzip?.once('error', (e) => { undecodable ??= e; });
+  extract.once('error', (e: Error) => { undecodable ??= e; });
   const applier = new Applier(root, opts.whiteouts === 'overlay');
-  const feed = pipeline(input, blobTap, ...(compression === 'gzip' ? [createGunzip()] : []), tarTap, extract as unknown as NodeJS.WritableStream);
+  const feed = pipeline(input, blobTap, ...(gunzip ? [gunzip] : []), tarTap, extract as unknown as NodeJS.WritableStream);
   feed.catch(() => undefined); // reported below, after the entries
   try {
     for await (const e of extract) await applier.entry(e.header, e as unknown as Readable);
     await feed;
   } catch (e) {
+    const streamFault = undecodable; // read before destroy(), which fails the stream too
     input.destroy();
     await feed.catch(() => undefined);
     if (e instanceof ThinError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'Z_DATA_ERROR' || /tar|header/i.test(err.message ?? '')) throw new ThinError('E_CORRUPT', `layer ${src.file} is not a valid ${compression === 'gzip' ? 'gzip ' : ''}tar: ${err.message}`, { file: src.file }, { cause: e });
+    if (streamFault) {
+      const where = src.start === undefined ? src.file : `${src.file} (the layer at byte ${src.start}, ${src.length ?? '?'} bytes)`;
+      throw new ThinError('E_PARSE', `layer ${where} is not a valid ${compression === 'gzip' ? 'gzip ' : ''}tar, or is truncated: ${streamFault.message}`, { file: src.file, start: src.start }, { cause: streamFault });
+    }
     throw ioError('apply layer onto', root, e);
   }
   await applier.finish();
