@@ -25,6 +25,7 @@ import { ThinError } from '../errors';
 import { Pool } from '../pool/pool';
 import { exportDevice, makeFilesystem, filesystemUuid, mountDevice, type Filesystem, type Mounted } from './fs';
 import { DeviceTransactions, type Recovery } from './device-transactions';
+import { Tree } from './tree';
 import {
   DIGEST_RE, DockerRecords, newCacheId,
   type DevInfo, type LayerIndex, type LayerKind, type LayerRecord,
@@ -309,7 +310,20 @@ export class LayerStore {
     };
   }
 
-  /** Mount, run `fn` on the tree (asynchronous fs calls only), always unmount. */
+  /**
+   * Mount, run `fn` on the tree through a tree worker (tree.ts: a child process does the
+   * fs calls), always unmount. Use this to read or change files.
+   */
+  async withTree<T>(name: string, fn: (tree: Tree) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
+    return this.withMounted(name, (dir) => fn(new Tree(dir)), opts);
+  }
+
+  /**
+   * Mount, run `fn` with the mount point, always unmount. The NBD server behind the mount
+   * runs in this process: `fn` may hand the path to other processes (tools, a Tree), but
+   * must not touch it with this process's own fs calls (they would share the server's
+   * thread pool and event loop, and could deadlock).
+   */
   async withMounted<T>(name: string, fn: (dir: string) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
     const m = await this.mount(name, opts);
     try {
