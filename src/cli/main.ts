@@ -28,13 +28,23 @@ export function exitCodeFor(e: unknown): number {
   return EXIT_FAILURE;
 }
 
+/** The command words the user typed ("pool create"), for a pointer to that verb's --help. */
+let commandWords = '';
+
+function usageLine(msg: string): string {
+  // yargs' wording for missing positionals names no argument: say what to do instead.
+  const m = /^Not enough non-option arguments: got (\d+), need at least (\d+)$/.exec(msg);
+  const what = m ? `missing argument${Number(m[2]) - Number(m[1]) > 1 ? 's' : ''} (got ${m[1]}, need at least ${m[2]})` : msg;
+  return `thinsim: ${what}\nRun "thinsim ${commandWords ? commandWords + ' ' : ''}--help" for usage.\n`;
+}
+
 export function reportError(e: unknown): void {
   const t = asThinError(e);
   if (t) {
     const bug = t.code === 'E_INVARIANT' ? ' (a bug in thinsim, not damage to your pool: nothing wrong was committed; please report it)' : '';
     process.stderr.write(`thinsim: ${t.message} [${t.code}]${bug}\n`);
   } else if (isUsageError(e)) {
-    process.stderr.write(`thinsim: ${typeof e === 'string' ? e : (e as Error).message}\nRun "thinsim --help" for usage.\n`);
+    process.stderr.write(usageLine(typeof e === 'string' ? e : (e as Error).message));
   } else {
     process.stderr.write(`thinsim: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
   }
@@ -86,6 +96,9 @@ export function joinOptionValues(argv: string[]): string[] {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  const words: string[] = [];
+  for (const a of argv) { if (a.startsWith('-') || words.length === 2) break; words.push(a); }
+  commandWords = words.join(' ');
   let y = yargs(joinOptionValues(argv))
     .scriptName('thinsim')
     .usage('$0 <command> [options]\n\nA userspace dm-thin pool: kernel-format metadata, copy-on-write snapshots, image layers.')
@@ -109,7 +122,7 @@ export async function main(argv: string[]): Promise<void> {
         reportError(err);
         process.exit(exitCodeFor(err));
       }
-      process.stderr.write(`thinsim: ${msg}\nRun "thinsim --help" for usage.\n`);
+      process.stderr.write(usageLine(msg));
       process.exit(EXIT_USAGE);
     });
   for (const c of commands) y = y.command(c as any);

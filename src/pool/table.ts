@@ -65,6 +65,9 @@ export function loadTable(dir: string): PoolTable {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new ThinError('E_INVALID', `${dir} is a file, not a thinsim pool: a pool is a directory (thinsim pool create DIR)`, { file: dir });
+    }
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new ThinError('E_NOT_FOUND', `${dir} is not a thinsim pool (no ${TABLE_FILE}); create one with "thinsim pool create ${dir}"`, { file });
     }

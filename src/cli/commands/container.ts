@@ -51,7 +51,7 @@ const ls: CommandModule<{}, any> = {
 };
 
 export const containerCommand: CommandModule<{}, {}> = {
-  command: 'container <command>',
+  command: 'container',
   describe: 'Containers as Docker\'s devicemapper driver makes them: an init layer and a read-write layer',
   builder: (y) => y.command(create).command(rm).command(ls).demandCommand(1, 'Name a container command: create, rm or ls.'),
   handler: () => undefined,

@@ -99,7 +99,7 @@ const rm: CommandModule<{}, any> = {
 };
 
 export const imageCommand: CommandModule<{}, {}> = {
-  command: 'image <command>',
+  command: 'image',
   describe: 'Images on thin-snapshot layers: import docker save / OCI archives, list, remove',
   builder: (y) => y.command(importCmd).command(ls).command(rm).demandCommand(1, 'Name an image command: import, ls or rm.'),
   handler: () => undefined,

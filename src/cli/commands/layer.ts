@@ -168,9 +168,9 @@ const files: CommandModule<{}, any> = {
 };
 
 export const layerCommand: CommandModule = {
-  command: 'layer <command>',
+  command: 'layer',
   describe: 'Image layers as thin snapshots: prepare, commit, view, rm, stat, ls, usage, diff, synth, cat, files',
   builder: (y: Argv) => y.command(prepare).command(commit).command(view).command(rm).command(stat).command(ls).command(usage)
-    .command(diff).command(synth).command(cat).command(files).demandCommand(1),
+    .command(diff).command(synth).command(cat).command(files).demandCommand(1, 'Name a layer command: prepare, commit, view, rm, stat, ls, usage, diff, synth, cat or files.'),
   handler: () => undefined,
 };

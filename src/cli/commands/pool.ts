@@ -129,8 +129,8 @@ const message: CommandModule<{}, any> = {
 };
 
 export const poolCommand: CommandModule = {
-  command: 'pool <command>',
+  command: 'pool',
   describe: 'Create, inspect, resize and message a thin pool',
-  builder: (y: Argv) => y.command(create).command(status).command(resize).command(message).demandCommand(1),
+  builder: (y: Argv) => y.command(create).command(status).command(resize).command(message).demandCommand(1, 'Name a pool command: create, status, resize or message.'),
   handler: () => undefined,
 };

@@ -138,9 +138,9 @@ const exp: CommandModule<{}, any> = {
 };
 
 export const thinCommand: CommandModule = {
-  command: 'thin <command>',
+  command: 'thin',
   describe: 'Thin devices: create, snapshot, delete, status, read/write/discard, import/export',
   builder: (y: Argv) => y.command(create).command(snap).command(del).command(status).command(write).command(read)
-    .command(discard).command(imp).command(exp).demandCommand(1),
+    .command(discard).command(imp).command(exp).demandCommand(1, 'Name a thin command: create, snap, delete, status, write, read, discard, import or export.'),
   handler: () => undefined,
 };
