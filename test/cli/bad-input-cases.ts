@@ -29,6 +29,8 @@ export interface Row {
   after?: After;
   /** Prepare the row (e.g. a private pool copy with a damaged pool.json). */
   setup?: (e: Env) => void;
+  /** Further checks after the row (e.g. the pool works on). */
+  then?: (e: Env) => void;
   /** Why the row cannot run here (a missing tool), or undefined. */
   skip?: () => string | undefined;
   /** Run with `thinsim serve` holding this pool (stopped with SIGTERM after the row). */
@@ -142,6 +144,18 @@ export const ROWS: Row[] = [
   { name: 'restore -i a file that does not exist', args: (e) => ['restore', e.pool, '-i', e.missing], status: 1, words: [/--input/, /does not exist/], code: 'E_NOT_FOUND', after: 'unchanged' },
   { name: 'restore -i a directory', args: (e) => ['restore', e.pool, '-i', e.emptyDir], status: 2, words: [/--input/, /is a directory/], code: 'E_INVALID', after: 'unchanged' },
   { name: 'restore of broken XML leaves the pool as it was', args: (e) => ['restore', e.pool, '-i', e.garbage], status: 2, words: [/garbage\.xml|XML|xml/], code: 'E_PARSE', after: 'unchanged' },
+  { name: 'restore of XML with another data block size into a pool', setup: (e) => fs.writeFileSync(priv(e, 'bs.xml'), fs.readFileSync(e.xml, 'utf8').replace('data_block_size="128"', 'data_block_size="256"')), args: (e) => ['restore', e.pool, '-i', priv(e, 'bs.xml')], status: 2, words: [/data block size of 256 sectors/, /uses 128/], code: 'E_INVALID', after: 'unchanged' },
+  { name: 'restore of XML with more data blocks than the pool holds', setup: (e) => fs.writeFileSync(priv(e, 'nb.xml'), fs.readFileSync(e.xml, 'utf8').replace(/nr_data_blocks="\d+"/, 'nr_data_blocks="999999"')), args: (e) => ['restore', e.pool, '-i', priv(e, 'nb.xml')], status: 2, words: [/999999 data blocks/, /pool resize/], code: 'E_INVALID', after: 'unchanged' },
+  {
+    name: 'restore of XML with a device the pool.json does not know: pool.json follows the metadata',
+    setup: (e) => { e.copyPool('p-renum'); fs.writeFileSync(priv(e, 'renum.xml'), fs.readFileSync(e.xml, 'utf8').replace('dev_id="2"', 'dev_id="5"')); },
+    args: (e) => ['restore', priv(e, 'p-renum'), '-i', priv(e, 'renum.xml'), '-q'], status: 0, words: [], pool: (e) => priv(e, 'p-renum'), after: 'clean',
+    then: (e) => {
+      const thins = JSON.parse(fs.readFileSync(path.join(priv(e, 'p-renum'), 'pool.json'), 'utf8')).thins;
+      if (Object.keys(thins).sort().join() !== '1,5') throw new Error(`pool.json thins after the restore: ${JSON.stringify(thins)}`);
+      thinsimOk(['thin', 'status', priv(e, 'p-renum'), '5']);
+    },
+  },
   { name: 'restore into a directory that does not exist', args: (e) => ['restore', path.join(e.missingDir, 'metadata'), '-i', e.xml], status: 1, words: [/does not exist/, /create it first/], code: 'E_NOT_FOUND' },
   { name: 'restore --metadata-size negative', args: (e) => ['restore', priv(e, 'm-neg'), '-i', e.xml, '--metadata-size', '-1M'], status: 2, words: [/--metadata-size/, /negative/], code: 'E_INVALID' },
   { name: 'check of a path that does not exist', args: (e) => ['check', e.missing], status: 1, words: [/does not exist/], code: 'E_NOT_FOUND' },

@@ -49,6 +49,7 @@ async function runRow(t: import('node:test').TestContext, env: Env, row: Row, ch
   if (row.code) assert.match(r.stderr, new RegExp(`\\[${row.code}\\]`), `code ${row.code}: ${shown}`);
   if (row.after === 'unchanged') assert.equal(poolFingerprint(pool), before, `metadata and pool.json unchanged: ${shown}`);
   if (row.after === 'clean') checkClean(t, pool, checker);
+  row.then?.(env);
 }
 
 function checkClean(t: import('node:test').TestContext, pool: string, checker: ReturnType<typeof tools1x>): void {

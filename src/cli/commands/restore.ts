@@ -38,8 +38,10 @@ export const restoreCommand: CommandModule<{}, Args> = {
         if (holders.length > 0) {
           throw new ThinError('E_POOL_BUSY', `${target} is open in process ${holders.join(', ')}; stop it (a thinsim serve or another tool using this metadata) before restoring over it`, { file: target, pids: holders });
         }
+        const poolDir = lockDir && fs.existsSync(path.join(lockDir, TABLE_FILE)) ? lockDir : undefined;
+        if (poolDir && a.input !== '-') checkXmlFitsPool(a.input, poolDir);
         r = await restoreFile(target, a.input === '-' ? process.stdin : a.input, { metadataSize });
-        if (lockDir && fs.existsSync(path.join(lockDir, TABLE_FILE))) reconcileThinSizes(lockDir);
+        if (poolDir) reconcileThinSizes(poolDir);
       } finally {
         lock?.release();
       }
@@ -51,6 +53,35 @@ export const restoreCommand: CommandModule<{}, Args> = {
     else if (!a.quiet) stderr(`restored ${r.devices} device(s), ${r.mappings} mapping(s) into ${r.path} (${r.metadataUsed} of ${r.metadataBlocks} metadata blocks used)\n`);
   },
 };
+
+/**
+ * Before a restore into a pool directory overwrites its metadata: the XML's superblock
+ * must fit the pool, as the kernel requires of a pool table (the same data block size;
+ * no more data blocks than the data device holds). Read from the XML's first 64 KiB,
+ * where thin_dump puts the superblock element; an XML that has none there is left to
+ * the restore itself to refuse.
+ */
+function checkXmlFitsPool(xml: string, dir: string): void {
+  const fd = fs.openSync(xml, 'r');
+  const head = Buffer.alloc(64 * 1024);
+  let n: number;
+  try { n = fs.readSync(fd, head, 0, head.length, 0); } finally { fs.closeSync(fd); }
+  const sb = /<superblock\b([^>]*)>/.exec(head.subarray(0, n).toString('utf8'));
+  if (!sb) return;
+  const attr = (k: string) => { const m = new RegExp(`\\b${k}="(\\d+)"`).exec(sb[1]); return m ? Number(m[1]) : undefined; };
+  const table = loadTable(dir);
+  const file = path.join(dir, TABLE_FILE);
+  const bs = attr('data_block_size');
+  if (bs !== undefined && bs !== table.dataBlockSize) {
+    throw new ThinError('E_INVALID', `${xml} uses a data block size of ${bs} sectors, but pool ${dir} uses ${table.dataBlockSize} (${file}): restore XML dumped from a pool with the same block size, or restore into a new directory`, { file: xml });
+  }
+  const blocks = attr('nr_data_blocks');
+  const dataBytes = fs.statSync(resolveDev(dir, table.dataDev)).size;
+  const have = Math.floor(dataBytes / (table.dataBlockSize * SECTOR_SIZE));
+  if (blocks !== undefined && blocks > have) {
+    throw new ThinError('E_INVALID', `${xml} describes ${blocks} data blocks, but the data device of pool ${dir} holds ${have}: grow it first (thinsim pool resize ${dir} --data-size ...) or restore into a new directory`, { file: xml });
+  }
+}
 
 /**
  * After a restore into a pool directory, pool.json's thin sizes follow the new metadata:
