@@ -39,7 +39,7 @@ export type ThinErrorCode =
   | 'E_CLOSED'
   /** Another process holds the pool open read-write (its pool.lock): only the pool lock. */
   | 'E_POOL_BUSY'
-  /** A layer is mounted (by this or another process): unmount it before changing it. */
+  /** A layer or device is mounted (or held by a process) and cannot be changed or torn down now. */
   | 'E_MOUNTED'
   /** A TCP address or unix socket another server is already listening on. */
   | 'E_ADDRESS_IN_USE'

@@ -10,7 +10,7 @@
  */
 import { ThinError } from '../errors';
 import { applyLayer, type ApplyOptions, type LayerSource } from './apply';
-import { listTree, readTreeFile, setupInitLayer, writeTreeFile } from './tree-ops';
+import { listTree, readTreeFile, readTreeFileCount, setupInitLayer, writeTreeFile } from './tree-ops';
 
 export interface TreeRequest { op: string; args: unknown[] }
 
@@ -29,7 +29,8 @@ async function run(req: TreeRequest, send: Send): Promise<unknown> {
     }
     case 'list': return listTree(a[0] as string);
     case 'read': return readTreeFile(a[0] as string, a[1] as string, a[2] as number | undefined, a[3] as number | undefined);
-    case 'write': writeTreeFile(a[0] as string, a[1] as string, a[2] as Uint8Array, a[3] as { offset?: number; append?: boolean }); return undefined;
+    case 'write': return writeTreeFile(a[0] as string, a[1] as string, a[2] as Uint8Array, a[3] as { offset?: number; append?: boolean });
+    case 'readCount': return readTreeFileCount(a[0] as string, a[1] as string);
     case 'init': return setupInitLayer(a[0] as string);
     default: throw new ThinError('E_INVARIANT', `the tree worker has no operation "${req.op}"`);
   }
