@@ -48,7 +48,7 @@ export class DeviceTransactions {
         return id;
       }
     }
-    throw new ThinError('E_NO_METADATA_SPACE', 'no free thin device id is left (2^24 devices)');
+    throw new ThinError('E_NO_DEVICE_ID', 'no free thin device id is left (all 2^24 are taken): remove layers or devices you no longer need');
   }
 
   private open(hash: string, deviceId: number): { current: number; next: number } {

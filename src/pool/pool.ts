@@ -53,7 +53,7 @@ import { PoolMessages } from './messages';
 import { PoolLock } from './pool-lock';
 import { PoolHealth, PoolState } from './state';
 import { poolStatus, PoolStatus, thinStatus, ThinStatus } from './status';
-import { defaultFeatures, DiscardMode, loadTable, PoolMode, PoolTable, resolveDev, saveTable, TABLE_FILE } from './table';
+import { defaultFeatures, DiscardMode, loadTable, PoolMode, requireThinSizes, PoolTable, resolveDev, saveTable, TABLE_FILE } from './table';
 
 export type { PoolHealth, PoolStatus, ThinStatus, BlockStatusRun, DiffRange };
 
@@ -214,6 +214,7 @@ export class Pool extends EventEmitter {
       let md: ThinMetadata;
       try {
         md = ThinMetadata.open(metaDev, { cacheBlocks: opts.cacheBlocks });
+        requireThinSizes(dir, table, md.devices());
       } catch (e) {
         metaDev.close();
         throw e;
