@@ -27,6 +27,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ThinError } from '../errors';
+import { mountsUnder } from '../layers/fs';
 import { findTool, runTool, type RunResult } from '../tools';
 
 export interface ProxyPlugin { name: string; address: string }
@@ -127,18 +128,8 @@ function tail(file: string, bytes = 3000): string {
   }
 }
 
-/** Mount points at or under `dir`, deepest first (mountinfo's octal escapes decoded). */
-export function mountsUnder(dir: string): string[] {
-  const text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    if (f.length < 5) continue;
-    const mp = f[4].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (mp === dir || mp.startsWith(dir + '/')) out.push(mp);
-  }
-  return out.sort((a, b) => b.length - a.length);
-}
+/** Mount points at or under `dir`, deepest first (unmount order). */
+const mountsDeepestFirst = (dir: string) => mountsUnder(dir).sort((a, b) => b.length - a.length);
 
 /** Pids of containerd shims serving `address` (their command line names it). */
 function shimsOf(address: string): number[] {
@@ -230,7 +221,7 @@ export async function startContainerd(opts: StartOptions = {}): Promise<PrivateC
     for (const pid of shimsOf(address)) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* it exited meanwhile */ }
     }
-    for (const mp of mountsUnder(dir)) {
+    for (const mp of mountsDeepestFirst(dir)) {
       const r = await runTool(findTool('umount') ?? 'umount', [mp], 60_000);
       if (r.status !== 0) problems.push(`${mp} not unmounted: ${r.stderr.trim()}`);
     }
