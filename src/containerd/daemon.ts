@@ -27,7 +27,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ThinError } from '../errors';
-import { mountsUnder } from '../layers/fs';
+import { mountsUnder } from '../mounts/table';
 import { findTool, runTool, type RunResult } from '../tools';
 
 export interface ProxyPlugin { name: string; address: string }
@@ -128,9 +128,6 @@ function tail(file: string, bytes = 3000): string {
   }
 }
 
-/** Mount points at or under `dir`, deepest first (unmount order). */
-const mountsDeepestFirst = (dir: string) => mountsUnder(dir).sort((a, b) => b.length - a.length);
-
 /** Pids of containerd shims serving `address` (their command line names it). */
 function shimsOf(address: string): number[] {
   const pids: number[] = [];
@@ -221,7 +218,7 @@ export async function startContainerd(opts: StartOptions = {}): Promise<PrivateC
     for (const pid of shimsOf(address)) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* it exited meanwhile */ }
     }
-    for (const mp of mountsDeepestFirst(dir)) {
+    for (const mp of mountsUnder(dir)) { // deepest first
       const r = await runTool(findTool('umount') ?? 'umount', [mp], 60_000);
       if (r.status !== 0) problems.push(`${mp} not unmounted: ${r.stderr.trim()}`);
     }

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isThinError } from '../../src/errors';
 import { containerdMissing, startContainerd, type PrivateContainerd } from '../../src/containerd/daemon';
-import { mountsUnder } from '../../src/layers/fs';
+import { mountsUnder } from '../../src/mounts/table';
 import { findTool } from '../../src/tools';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p));
