@@ -1,6 +1,9 @@
 /**
- * A private containerd: a containerd daemon of our own, for tests and benchmarks, that
- * shares nothing with a system containerd (its own root, state, sockets, runc root).
+ * A private containerd: a containerd daemon of our own, for tests and benchmarks, beside
+ * any system containerd (its own root, state, grpc and ttrpc sockets, runc root). Two
+ * things containerd 1.6 keeps under /run/containerd whatever the config says: the shims'
+ * sockets (/run/containerd/s/<hash of our address, namespace, id>, so never shared) and,
+ * unless `ctr run --runc-root` says otherwise, runc's state (see ctr below).
  *
  * Contract:
  * - containerdMissing() says why a private containerd cannot run here (a program missing,
