@@ -30,6 +30,8 @@ export interface Recovery {
   droppedIndex: string[];
   /** layerdb directories removed because no committed layer named them. */
   droppedLayerdb: string[];
+  /** Scratch layers removed because the process that owned them is gone (LayerStore.open). */
+  abandoned?: string[];
 }
 
 export class DeviceTransactions {
