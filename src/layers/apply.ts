@@ -58,8 +58,8 @@ export interface LayerSource {
 export interface ApplyOptions {
   /** sha256:<hex> the stored bytes must hash to (an OCI descriptor's digest). */
   expectBlobDigest?: string;
-  /** Called with the count of stored (possibly compressed) bytes read so far. */
-  onProgress?: (blobBytesRead: number) => void;
+  /** Called with the count of stored (possibly compressed) bytes read so far, and of files applied. */
+  onProgress?: (blobBytesRead: number, files: number) => void;
   /** 'apply' (default): whiteouts delete from the tree below. 'overlay': stored as overlayfs whiteouts (see the contract). */
   whiteouts?: 'apply' | 'overlay';
 }
@@ -336,10 +336,11 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
   const compression = await sniff(src);
   const start = src.start ?? 0;
   const input = fs.createReadStream(src.file, { start, end: src.length === undefined ? undefined : start + src.length - 1, highWaterMark: 1 << 20 });
-  const blobTap = new Tap(opts.onProgress);
+  const applier = new Applier(root, opts.whiteouts === 'overlay');
+  const onProgress = opts.onProgress;
+  const blobTap = new Tap(onProgress && ((n) => onProgress(n, applier.r.files)));
   const tarTap = new Tap();
   const extract = tar.extract();
-  const applier = new Applier(root, opts.whiteouts === 'overlay');
   // Which stage failed decides the error: the tar parser or gunzip (bad input: E_PARSE,
   // naming the layer) or the file and the tree (E_IO).
   let badInput: { what: string; err: Error } | undefined;

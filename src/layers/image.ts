@@ -37,6 +37,10 @@ export interface ImportProgress {
   /** Stored bytes of this image read so far, and in all. */
   bytes: number;
   totalBytes: number;
+  /** Stored bytes of this layer read so far, and in all; files of this layer applied so far. */
+  layerBytes: number;
+  layerTotal: number;
+  files: number;
   /** What just happened, for line-by-line output. */
   event: 'bytes' | 'layer-done';
   report?: LayerImportReport;
@@ -86,7 +90,7 @@ async function importOne(store: LayerStore, img: ArchiveImage, n: number, of: nu
   const layers: LayerImportReport[] = [];
   let done = 0;
   let parent: string | undefined;
-  const progress = (p: Omit<ImportProgress, 'image' | 'images' | 'layers' | 'totalBytes'>) => opts.onProgress?.({ image: n, images: of, layers: img.layers.length, totalBytes, ...p });
+  const progress = (p: Omit<ImportProgress, 'image' | 'images' | 'layers' | 'totalBytes' | 'layerTotal'>) => opts.onProgress?.({ image: n, images: of, layers: img.layers.length, totalBytes, layerTotal: img.layers[p.layer - 1].size, ...p });
   for (const [i, l] of img.layers.entries()) {
     const lt0 = performance.now();
     const have = store.list().find((x) => x.chainId === chain[i] && x.kind === 'committed');
@@ -101,7 +105,7 @@ async function importOne(store: LayerStore, img: ArchiveImage, n: number, of: nu
           if (store.filesystem() === 'none') throw new ThinError('E_UNSUPPORTED', `the layers of ${store.pool.dir} carry no filesystem (created with filesystem "none"); images need ext4 or xfs`);
           r = await store.withTree(key, (tree) => tree.apply(l.source, {
             expectBlobDigest: l.digest,
-            onProgress: (b) => progress({ layer: i + 1, bytes: done + b, event: 'bytes' }),
+            onProgress: (b, files) => progress({ layer: i + 1, bytes: done + b, layerBytes: b, files, event: 'bytes' }),
           }), { readOnly: false });
           checkDiffId(img, i, r.diffId);
           const info = await store.commit(chain[i], key, { chainId: chain[i], diffId: diffIds[i], parentChainId: i > 0 ? chain[i - 1] : undefined, size: r.fileBytes });
@@ -124,7 +128,7 @@ async function importOne(store: LayerStore, img: ArchiveImage, n: number, of: nu
       mappedBytes: 0, exclusiveBytes: 0, sharedBytes: 0, warnings: r?.warnings ?? [],
     };
     layers.push(rep);
-    progress({ layer: i + 1, bytes: done, event: 'layer-done', report: rep });
+    progress({ layer: i + 1, bytes: done, layerBytes: l.size, files: rep.files, event: 'layer-done', report: rep });
   }
   const records = new ImageRecords(store.pool.dir);
   records.writeImage(img.id, img.configBytes);

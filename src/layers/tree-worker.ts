@@ -24,7 +24,7 @@ async function run(req: TreeRequest, send: Send): Promise<unknown> {
       let last = 0;
       return applyLayer(a[0] as LayerSource, a[1] as string, {
         ...opts,
-        onProgress: (n) => { if (n - last >= 1 << 20) { last = n; send({ progress: n }); } },
+        onProgress: (n, files) => { if (n - last >= 1 << 20) { last = n; send({ progress: n, files }); } },
       });
     }
     case 'list': return listTree(a[0] as string);

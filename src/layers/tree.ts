@@ -15,13 +15,13 @@ import type { LayerFileEntry } from './tree-ops';
 
 const WORKER = path.join(__dirname, 'tree-worker.js');
 
-function call<T>(op: string, args: unknown[], onProgress?: (n: number) => void): Promise<T> {
+function call<T>(op: string, args: unknown[], onProgress?: (n: number, files: number) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     // No inherited exec flags (--test, --cpu-prof, --inspect): the worker is a plain node.
     const child = fork(WORKER, [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     let settled = false;
-    child.on('message', (m: { progress?: number; result?: T; error?: { code: ThinErrorCode; message: string; details: ThinErrorDetails } }) => {
-      if (m.progress !== undefined) { onProgress?.(m.progress); return; }
+    child.on('message', (m: { progress?: number; files?: number; result?: T; error?: { code: ThinErrorCode; message: string; details: ThinErrorDetails } }) => {
+      if (m.progress !== undefined) { onProgress?.(m.progress, m.files ?? 0); return; }
       settled = true;
       if (m.error) reject(new ThinError(m.error.code, m.error.message, m.error.details));
       else resolve(m.result as T);
@@ -39,7 +39,7 @@ export class Tree {
   constructor(readonly root: string) {}
 
   /** Apply a layer tar (apply.ts's contract); progress reports stored bytes read. */
-  apply(src: LayerSource, opts: Omit<ApplyOptions, 'onProgress'> & { onProgress?: (n: number) => void } = {}): Promise<ApplyResult> {
+  apply(src: LayerSource, opts: ApplyOptions = {}): Promise<ApplyResult> {
     const { onProgress, ...rest } = opts;
     return call('apply', [src, this.root, rest], onProgress);
   }

@@ -71,11 +71,14 @@ export async function startNbdFile(pool: Pool, id: number, dir: string, opts: { 
     c.on('error', (e) => { err += String(e); });
     if (c.pid) opts.onStep?.({ socket, fuseDir, nbdfusePid: c.pid });
     const file = path.join(fuseDir, 'nbd');
-    for (let i = 0; ; i++) {
+    // nbdfuse writes its pid file once the FUSE mount is up (usually within ~20 ms): poll
+    // briefly at first, then back off.
+    const deadline = Date.now() + 60_000;
+    for (let wait = 5; ; wait = Math.min(100, wait * 2)) {
       if (fs.existsSync(pidfile) && fs.existsSync(file)) break;
       if (c.exitCode !== null || c.signalCode !== null) throw new ThinError('E_IO', `nbdfuse exited (${c.exitCode ?? c.signalCode}) before the export appeared: ${err.trim()}`);
-      if (i > 600) throw new ThinError('E_IO', `nbdfuse did not expose ${server.uri(name)} within 60 s: ${err.trim()}`);
-      await sleep(100);
+      if (Date.now() > deadline) throw new ThinError('E_IO', `nbdfuse did not expose ${server.uri(name)} within 60 s: ${err.trim()}`);
+      await sleep(wait);
     }
     return { file, dir, close };
   } catch (e) {

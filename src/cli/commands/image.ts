@@ -17,23 +17,28 @@ function layerLine(l: LayerImportReport, layers: number): string {
   return `  layer ${l.index}/${layers} ${short(l.chainId)}: ${what}`;
 }
 
-/** A cli-progress bar on a terminal; plain lines otherwise. */
+/**
+ * One progress line per layer: on a terminal a cli-progress bar with the layer's bytes of
+ * tar read and files applied, replaced by the layer's summary line when it is done;
+ * otherwise only the plain summary line per layer.
+ */
 async function progressPrinter(): Promise<{ on: (p: ImportProgress) => void; stop: () => void }> {
   if (!process.stderr.isTTY) {
     return { on: (p) => { if (p.event === 'layer-done') stdout(layerLine(p.report!, p.layers) + '\n'); }, stop: () => undefined };
   }
   const { SingleBar, Presets } = await import('cli-progress');
   const bar = new SingleBar({
-    format: 'image {image}/{images} layer {layer}/{layers} [{bar}] {percentage}% {done}/{all}', stream: process.stderr, hideCursor: true, clearOnComplete: true,
+    format: 'image {image}/{images} layer {layer}/{layers} [{bar}] {percentage}% {done}/{all} of tar, {files} files', stream: process.stderr, hideCursor: true, clearOnComplete: true,
   }, Presets.shades_classic);
-  let started = 0;
+  let layer = 0;
+  let running = false;
   return {
     on: (p) => {
-      if (started !== p.image) { if (started) bar.stop(); bar.start(p.totalBytes, 0); started = p.image; }
-      bar.update(p.bytes, { image: p.image, images: p.images, layer: p.layer, layers: p.layers, done: humanSize(p.bytes), all: humanSize(p.totalBytes) });
-      if (p.event === 'layer-done') { bar.stop(); stdout(layerLine(p.report!, p.layers) + '\n'); bar.start(p.totalBytes, p.bytes); }
+      if (layer !== p.layer || !running) { if (running) bar.stop(); bar.start(Math.max(1, p.layerTotal), 0); running = true; layer = p.layer; }
+      bar.update(p.layerBytes, { image: p.image, images: p.images, layer: p.layer, layers: p.layers, done: humanSize(p.layerBytes), all: humanSize(p.layerTotal), files: p.files });
+      if (p.event === 'layer-done') { bar.stop(); running = false; stdout(layerLine(p.report!, p.layers) + '\n'); }
     },
-    stop: () => bar.stop(),
+    stop: () => { if (running) bar.stop(); running = false; },
   };
 }
 
