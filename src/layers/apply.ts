@@ -339,7 +339,8 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
   const applier = new Applier(root, opts.whiteouts === 'overlay');
   const onProgress = opts.onProgress;
   const blobTap = new Tap(onProgress && ((n) => onProgress(n, applier.r.files)));
-  const tarTap = new Tap();
+  // A plain tar's DiffID is its blob digest: hash those bytes once.
+  const tarTap = compression === 'gzip' ? new Tap() : undefined;
   const extract = tar.extract();
   // Which stage failed decides the error: the tar parser or gunzip (bad input: E_PARSE,
   // naming the layer) or the file and the tree (E_IO).
@@ -347,7 +348,7 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
   const gunzip = compression === 'gzip' ? createGunzip() : undefined;
   gunzip?.on('error', (err) => { badInput ??= { what: 'gzip stream', err }; });
   extract.on('error', (err: Error) => { badInput ??= { what: 'tar', err }; });
-  const feed = pipeline(input, blobTap, ...(gunzip ? [gunzip] : []), tarTap, extract as unknown as NodeJS.WritableStream);
+  const feed = pipeline(input, blobTap, ...(gunzip && tarTap ? [gunzip, tarTap] : []), extract as unknown as NodeJS.WritableStream);
   feed.catch(() => undefined); // reported below, after the entries
   try {
     for await (const e of extract) await applier.entry(e.header, e as unknown as Readable);
@@ -367,5 +368,6 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
   if (opts.expectBlobDigest && opts.expectBlobDigest !== blobDigest) {
     throw new ThinError('E_CORRUPT', `layer blob ${src.file} hashes to ${blobDigest}, but its descriptor says ${opts.expectBlobDigest}`, { kind: 'blob_digest_mismatch', file: src.file });
   }
-  return { diffId: 'sha256:' + tarTap.hash.digest('hex'), blobDigest, compression, tarBytes: tarTap.bytes, blobBytes: blobTap.bytes, ...applier.r };
+  const diffId = tarTap ? 'sha256:' + tarTap.hash.digest('hex') : blobDigest;
+  return { diffId, blobDigest, compression, tarBytes: tarTap ? tarTap.bytes : blobTap.bytes, blobBytes: blobTap.bytes, ...applier.r };
 }
