@@ -1,0 +1,55 @@
+/**
+ * `thinsim snapshotter POOL --address SOCKET`: serve the pool as a containerd proxy
+ * snapshotter (src/containerd) until SIGINT/SIGTERM. Options are named as containerd's
+ * devmapper snapshotter names them in its config (base_image_size, fs_type,
+ * async_remove, discard_blocks). On a signal: stop serving (calls in flight finish),
+ * detach every loop device the service attached, commit and close the pool (releasing
+ * its lock), exit 0.
+ */
+import type { Argv, CommandModule } from 'yargs';
+import { ThinError } from '../../errors';
+import { parseSize } from '../../units';
+import { stderr, stdout } from '../output';
+
+export const snapshotterCommand: CommandModule<{}, any> = {
+  command: 'snapshotter <pool>',
+  describe: 'Serve a pool as a containerd proxy snapshotter (gRPC on a unix socket) until SIGINT/SIGTERM',
+  builder: (y: Argv) => y
+    .positional('pool', { type: 'string', demandOption: true, describe: 'pool directory (thinsim pool create); opened read-write (holds its lock)' })
+    .option('address', { type: 'string', demandOption: true, describe: 'unix socket to listen on (created 0600); containerd\'s proxy_plugins address' })
+    .option('base-image-size', { type: 'string', default: '10G', describe: 'virtual size of the base device, made on the first Prepare without a parent' })
+    .option('fs-type', { type: 'string', choices: ['ext4', 'xfs'], default: 'ext4', describe: 'filesystem of the base device' })
+    .option('async-remove', { type: 'boolean', default: false, describe: 'Remove only forgets a snapshot; Cleanup deletes its device' })
+    .option('discard-blocks', { type: 'boolean', default: true, describe: 'discard a device\'s blocks before deleting it (a sparse data file gives the space back); --no-discard-blocks to skip' }),
+  handler: async (a) => {
+    const { ThinSnapshotter, startSnapshotServer } = await import('../../containerd');
+    const log = (m: string) => stderr(`thinsim snapshotter: ${m}\n`);
+    if (typeof a.address !== 'string' || a.address === '') throw new ThinError('E_INVALID', '--address needs a unix socket path, e.g. /run/thinsim/snapshotter.sock');
+    const snap = await ThinSnapshotter.open(a.pool, {
+      baseSize: parseSize(a['base-image-size'], '--base-image-size'),
+      fsType: a['fs-type'], asyncRemove: a['async-remove'], discardBlocks: a['discard-blocks'],
+    });
+    let server;
+    try {
+      server = await startSnapshotServer(snap, a.address);
+    } catch (e) {
+      await snap.close();
+      throw e;
+    }
+    const srv = server;
+    const stopped = new Promise<void>((resolve, reject) => {
+      let signals = 0;
+      const stop = (sig: string) => {
+        if (signals++ > 0) { log(`${sig} again: still stopping (detaching loop devices, committing the pool)`); return; }
+        log(`${sig}: finishing calls in flight, detaching loop devices, committing and closing the pool`);
+        srv.stop().then(() => snap.close()).then(resolve, reject);
+      };
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+    });
+    stdout(`${srv.socket}\n`);
+    log(`serving ${a.pool} on ${srv.socket}; SIGINT or SIGTERM stops`);
+    await stopped;
+    log('stopped; pool closed');
+  },
+};
