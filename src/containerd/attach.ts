@@ -54,6 +54,8 @@ export async function attachDevice(pool: Pool, id: number, opts: { readOnly: boo
     done ??= (async () => {
       try {
         const r = await runTool(losetup, ['-d', device], 60_000);
+        // Already detached (by an operator, or a cleanup of loop devices): nothing to do.
+        if (r.status !== 0 && boundTo(device) !== exported.file) return;
         if (r.status !== 0) throw new ThinError('E_IO', `losetup -d ${device} exited ${r.status}: ${r.stderr.trim()}`, { device: id });
       } finally {
         await exported.close();
@@ -62,6 +64,15 @@ export async function attachDevice(pool: Pool, id: number, opts: { readOnly: boo
     return done;
   };
   return { device, readOnly: opts.readOnly, detach };
+}
+
+/** The backing file of loop device `device` now, or undefined when it is not bound. */
+function boundTo(device: string): string | undefined {
+  try {
+    return fs.readFileSync(`/sys/block/${device.replace(/^\/dev\//, '')}/loop/backing_file`, 'utf8').trim();
+  } catch {
+    return undefined; // no backing_file: the loop device is not bound
+  }
 }
 
 /** Mount points (in this process's mount namespace) whose source is `device`. */

@@ -8,6 +8,8 @@ export interface SnapshotterProcess {
   socket: string;
   child: ChildProcess;
   stderr(): string;
+  /** How it ended, once it has; undefined if it is still running after `ms`. */
+  exited(ms: number): Promise<{ code: number | null; signal: string | null } | undefined>;
   /** SIGTERM (or `signal`), resolve with how it ended. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: string | null }>;
 }
@@ -24,6 +26,7 @@ export async function startSnapshotterProcess(pool: string, socket: string, args
   });
   return {
     socket: out.trim(), child, stderr: () => err,
+    exited: (ms: number) => Promise.race([ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]),
     stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return ended;
