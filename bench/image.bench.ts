@@ -1,32 +1,46 @@
 /**
- * Image import benchmark: the same generated image (a docker save archive: one layer of
- * 2000 small files, one of four 32 MiB files, one of changes with whiteouts) three ways,
- * interleaved in one run:
+ * Image import benchmark: each image (a docker save archive) imported four ways,
+ * interleaved round by round in one run:
  *  - `tar -x` of each layer tar into a plain directory, then `sync -f` (the baseline:
- *    GNU tar on the host filesystem, made durable as an import is);
+ *    GNU tar on the host filesystem, made durable as an import is; whiteouts are not
+ *    applied, they land as .wh. files);
  *  - thinsim's applyLayer of each layer onto a plain directory, then `sync -f` (our
  *    extractor alone, whiteouts and DiffIDs included);
- *  - `importImage` into a fresh layer store (snapshot per layer, ext4 mounted through
- *    NBD, apply, commit with ChainIDs); the base device's mkfs is done before timing.
- * Each row is the median throughput in MiB/s of uncompressed tar over the rounds, as a
- * ratio to tar -x. THINSIM_IMAGE_BENCH_REPEATS (default 3) sets the rounds. Without the
- * tools to mount layers, the import row is NaN and says why.
+ *  - `importImage(store, archive)` (the public API only) into a fresh layer store
+ *    (snapshot per layer, ext4 mounted through NBD, apply, commit with ChainIDs); the base
+ *    device's mkfs is done before timing;
+ *  - containerd 1.6 with its overlayfs snapshotter: `ctr image import --snapshotter
+ *    overlayfs` into a private containerd (src/containerd/daemon.ts) started afresh for
+ *    each round outside the timing (an empty root every round: no blob or snapshot
+ *    left from the round before), then `sync -f` of its root. ctr writes every blob to
+ *    the content store and unpacks it into snapshots: what a containerd import costs.
+ * The images: the generated one (one layer of 2000 small files, one of four 32 MiB files,
+ * one of changes with whiteouts), and the issue's Debian image (debian-python-image.ts:
+ * minbase, python3, an app layer; ~215 MB, built and cached on first use).
+ * Each row is a median throughput in MiB/s of uncompressed layer tar over the rounds, as a
+ * ratio to tar -x (and thinsim against containerd). THINSIM_IMAGE_BENCH_REPEATS (default 3)
+ * sets the rounds, THINSIM_IMAGE_BENCH_IMAGES (default "generated,debian") the images.
+ * A subject that cannot run here is NaN and its row says why.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { containerdMissing, startContainerd } from '../src/containerd/daemon';
 import { writeDockerArchive, type GenEntry } from '../src/experiments/image-gen';
+import { debianPythonImage } from '../src/experiments/debian-python-image';
 import { realFilesystemBlocker } from '../src/experiments/demo';
 import { applyLayer } from '../src/layers/apply';
 import { importImage } from '../src/layers/image';
 import { LayerStore } from '../src/layers/snapshotter';
 import { Pool } from '../src/pool/pool';
+import { findTool } from '../src/tools';
 import { RESULTS_DIR, type BenchRow, type BenchSuite } from './bench-suite';
 
 const SUITE = 'image';
 const MiB = 2 ** 20;
 const REPEATS = Number(process.env.THINSIM_IMAGE_BENCH_REPEATS ?? 3);
+const IMAGES = (process.env.THINSIM_IMAGE_BENCH_IMAGES ?? 'generated,debian').split(',').map((s) => s.trim()).filter(Boolean);
 
 function layers(): GenEntry[][] {
   const small: GenEntry[] = [];
@@ -43,63 +57,128 @@ function layers(): GenEntry[][] {
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
+type Subject = 'tar' | 'apply' | 'import' | 'containerd';
+interface BenchImage { archive: string; label: string; baseSize: number }
+
+/** Why the Debian image cannot be built here, or undefined. */
+function debianBlocker(): string | undefined {
+  if (process.getuid?.() !== 0) return 'the Debian image needs root (mmdebstrap, umoci keep owners)';
+  const gone = ['mmdebstrap', 'umoci', 'skopeo'].filter((t) => !findTool(t));
+  return gone.length ? `the Debian image needs ${gone.join(', ')} (apt-get install ${gone.join(' ')})` : undefined;
+}
+
+/** The layer tars of a docker-archive, in order, unpacked under `dir`. */
+function layerTars(archive: string, dir: string): string[] {
+  fs.mkdirSync(dir);
+  execFileSync('tar', ['-xf', archive, '-C', dir]);
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { Layers: string[] }[];
+  return manifest[0].Layers.map((l) => path.join(dir, l));
+}
+
+async function measure(img: BenchImage, tmp: string, blockers: { import?: string; containerd?: string }): Promise<{ times: Record<Subject, number[]>; tarBytes: number }> {
+  const layerFiles = layerTars(img.archive, path.join(tmp, 'archive'));
+  const tarBytes = layerFiles.reduce((a, f) => a + fs.statSync(f).size, 0);
+  const times: Record<Subject, number[]> = { tar: [], apply: [], import: [], containerd: [] };
+  for (let round = 0; round < REPEATS; round++) {
+    console.log(`image bench: ${img.label}: round ${round + 1} of ${REPEATS}`);
+    const dir = fs.mkdtempSync(path.join(tmp, 'tar-'));
+    let t0 = performance.now();
+    for (const f of layerFiles) execFileSync('tar', ['-xf', f, '-C', dir]);
+    execFileSync('sync', ['-f', dir]);
+    times.tar.push((performance.now() - t0) / 1000);
+    fs.rmSync(dir, { recursive: true });
+
+    const dir2 = fs.mkdtempSync(path.join(tmp, 'apply-'));
+    t0 = performance.now();
+    for (const f of layerFiles) await applyLayer({ file: f }, dir2);
+    execFileSync('sync', ['-f', dir2]);
+    times.apply.push((performance.now() - t0) / 1000);
+    fs.rmSync(dir2, { recursive: true });
+
+    if (!blockers.import) {
+      const poolDir = path.join(tmp, `pool-${round}`);
+      await Pool.create(poolDir, { dataSize: 2048 * MiB, metadataSize: 32 * MiB }).close();
+      const store = await LayerStore.open(poolDir, { baseSize: img.baseSize });
+      try {
+        await store.prepare('warm-up'); // makes the base device and its ext4 outside the timing
+        await store.remove('warm-up');
+        t0 = performance.now();
+        await importImage(store, img.archive);
+        times.import.push((performance.now() - t0) / 1000);
+      } finally {
+        await store.close();
+      }
+      fs.rmSync(poolDir, { recursive: true });
+    }
+
+    if (!blockers.containerd) {
+      const ctd = await startContainerd({ dir: tmp });
+      try {
+        t0 = performance.now();
+        await ctd.ctrOk(['image', 'import', '--snapshotter', 'overlayfs', img.archive], 'ctr image import', { timeoutMs: 1_800_000 });
+        execFileSync('sync', ['-f', ctd.root]);
+        times.containerd.push((performance.now() - t0) / 1000);
+      } finally {
+        await ctd.stop();
+      }
+    }
+  }
+  fs.rmSync(path.join(tmp, 'archive'), { recursive: true });
+  return { times, tarBytes };
+}
+
+function rowsFor(label: string, tarBytes: number, times: Record<Subject, number[]>, blockers: { import?: string; containerd?: string }): BenchRow[] {
+  const mibps = (ts: number[]) => (ts.length ? tarBytes / MiB / median(ts) : NaN);
+  const tar = mibps(times.tar);
+  const c = `import ${Number.isFinite(tarBytes) ? `${(tarBytes / MiB).toFixed(0)} MiB ` : ''}image (${label}), MiB/s of tar, median of ${REPEATS}`;
+  const row = (subject: string, ops: number, baseline: string, baseOps: number, note?: string): BenchRow =>
+    ({ suite: SUITE, case: c, subject, baseline, subjectOps: ops, baselineOps: baseOps, ratio: ops / baseOps, ...(note ? { note } : {}) });
+  const thinsim = 'thinsim image import (ext4 layers via NBD)';
+  const ctd = 'containerd ctr image import (overlayfs snapshotter)';
+  const why = (...b: (string | undefined)[]) => { const w = b.filter(Boolean).join('; '); return w ? `not measured: ${w}` : undefined; };
+  return [
+    row('applyLayer onto a plain dir', mibps(times.apply), 'tar -x into a plain dir', tar),
+    row(thinsim, mibps(times.import), 'tar -x into a plain dir', tar, why(blockers.import)),
+    row(ctd, mibps(times.containerd), 'tar -x into a plain dir', tar, why(blockers.containerd)),
+    row(thinsim, mibps(times.import), ctd, mibps(times.containerd), why(blockers.import, blockers.containerd)),
+  ];
+}
+
 export const imageSuite: BenchSuite = {
   name: SUITE,
   async run(): Promise<BenchRow[]> {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-image-bench-'));
     try {
-      const archive = path.join(tmp, 'image.tar');
-      const gen = await writeDockerArchive(archive, { repoTag: 'bench/image:1', layers: layers() });
-      const tarBytes = gen.tarBytes.reduce((a, b) => a + b, 0);
-      const unpacked = path.join(tmp, 'archive');
-      fs.mkdirSync(unpacked);
-      execFileSync('tar', ['-xf', archive, '-C', unpacked]);
-      const layerFiles = gen.diffIds.map((d) => path.join(unpacked, d.slice(7), 'layer.tar'));
-      const blocker = realFilesystemBlocker();
-      const times: Record<'tar' | 'apply' | 'import', number[]> = { tar: [], apply: [], import: [] };
-      for (let round = 0; round < REPEATS; round++) {
-        const dir = fs.mkdtempSync(path.join(tmp, 'tar-'));
-        let t0 = performance.now();
-        for (const f of layerFiles) execFileSync('tar', ['-xf', f, '-C', dir]);
-        execFileSync('sync', ['-f', dir]);
-        times.tar.push((performance.now() - t0) / 1000);
-        fs.rmSync(dir, { recursive: true });
-
-        const dir2 = fs.mkdtempSync(path.join(tmp, 'apply-'));
-        t0 = performance.now();
-        for (const f of layerFiles) await applyLayer({ file: f }, dir2);
-        execFileSync('sync', ['-f', dir2]);
-        times.apply.push((performance.now() - t0) / 1000);
-        fs.rmSync(dir2, { recursive: true });
-
-        if (!blocker) {
-          const poolDir = path.join(tmp, `pool-${round}`);
-          await Pool.create(poolDir, { dataSize: 2048 * MiB, metadataSize: 32 * MiB }).close();
-          const store = await LayerStore.open(poolDir, { baseSize: 1024 * MiB });
-          try {
-            await store.prepare('warm-up'); // makes the base device and its ext4 outside the timing
-            await store.remove('warm-up');
-            t0 = performance.now();
-            await importImage(store, archive);
-            times.import.push((performance.now() - t0) / 1000);
-          } finally {
-            await store.close();
+      const blockers = { import: realFilesystemBlocker(), containerd: containerdMissing() };
+      const rows: BenchRow[] = [];
+      const seconds: Record<string, Record<Subject, number[]>> = {};
+      for (const which of IMAGES) {
+        let img: BenchImage;
+        let label: string;
+        if (which === 'generated') {
+          const archive = path.join(tmp, 'image.tar');
+          await writeDockerArchive(archive, { repoTag: 'bench/image:1', layers: layers() });
+          label = '3 layers: 2000 small files, 4 x 32 MiB, whiteouts';
+          img = { archive, label, baseSize: 1024 * MiB };
+        } else if (which === 'debian') {
+          const blocked = debianBlocker();
+          if (blocked) {
+            rows.push(...rowsFor('Debian minbase + python3 + app', NaN, { tar: [], apply: [], import: [], containerd: [] }, { import: blocked, containerd: blocked })
+              .map((r) => ({ ...r, note: `not measured: ${blocked}` })));
+            continue;
           }
-          fs.rmSync(poolDir, { recursive: true });
+          const built = await debianPythonImage((l) => console.log(l));
+          label = 'Debian bookworm minbase + python3 + app, 3 layers';
+          img = { archive: built.file, label, baseSize: 2048 * MiB };
+        } else {
+          throw new Error(`THINSIM_IMAGE_BENCH_IMAGES names "${which}": use generated, debian or both, comma-separated`);
         }
+        const m = await measure(img, tmp, blockers);
+        seconds[which] = m.times;
+        rows.push(...rowsFor(label, m.tarBytes, m.times, blockers));
       }
-      const mibps = (ts: number[]) => (ts.length ? tarBytes / MiB / median(ts) : NaN);
-      const base = mibps(times.tar);
-      const c = `import ${(tarBytes / MiB).toFixed(0)} MiB image (3 layers: 2000 small files, 4 x 32 MiB, whiteouts), MiB/s of tar, median of ${REPEATS}`;
-      const rows: BenchRow[] = [
-        { suite: SUITE, case: c, subject: 'applyLayer onto a plain dir', baseline: 'tar -x into a plain dir', subjectOps: mibps(times.apply), baselineOps: base, ratio: mibps(times.apply) / base },
-        {
-          suite: SUITE, case: c, subject: 'thinsim image import (ext4 layers via NBD)', baseline: 'tar -x into a plain dir', subjectOps: mibps(times.import), baselineOps: base, ratio: mibps(times.import) / base,
-          ...(blocker ? { note: `import not measured: ${blocker}` } : {}),
-        },
-      ];
       fs.mkdirSync(RESULTS_DIR, { recursive: true });
-      fs.writeFileSync(path.join(RESULTS_DIR, 'image.json'), JSON.stringify({ rows, seconds: times }, null, 2) + '\n');
+      fs.writeFileSync(path.join(RESULTS_DIR, 'image.json'), JSON.stringify({ date: new Date().toISOString(), loadavg: os.loadavg(), rows, seconds }, null, 2) + '\n');
       return rows;
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });

@@ -37,6 +37,8 @@ export type ThinErrorCode =
   | 'E_CLOSED'
   /** Another process holds the pool open read-write. */
   | 'E_POOL_BUSY'
+  /** A layer or device is mounted (or held by a process) and cannot be changed or torn down now. */
+  | 'E_MOUNTED'
   /** The pool (or its metadata) is read-only / needs_check. */
   | 'E_READ_ONLY'
   /** Input parse errors (XML, JSON, CLI). */

@@ -37,5 +37,13 @@ export type { BlockDevice } from './io/block-device';
 export { NbdServer, serve } from './nbd/server';
 export type { ServeOptions } from './nbd/server';
 
+// A thin device as a block device, and the filesystem on it.
+export { MountHost } from './mounts';
+export type { Attachment, MountedTree } from './mounts';
+
+// Image layers as thin snapshots (Docker's devicemapper driver).
+export { LayerStore, Tree } from './layers';
+export type { LayerInfo, LayerStoreOptions } from './layers';
+
 // The demo.
 export { runDemo } from './experiments/demo';

@@ -7,7 +7,8 @@
  * - findTool looks on PATH and in the sbin directories; requireTool throws E_NOT_FOUND
  *   naming the Debian package to install.
  * - runTool never throws: it resolves with the exit status (null when the program could
- *   not start or was killed at its timeout) and the captured output; runToolOk throws
+ *   not start or was killed at its timeout) and the captured output; `input`, when given,
+ *   is written to the program's stdin (otherwise stdin is /dev/null); runToolOk throws
  *   E_IO with the program's words when the status is not 0.
  */
 import { spawn } from 'child_process';
@@ -48,13 +49,19 @@ export function requireTool(tool: string, why: string): string {
 export interface RunResult { status: number | null; stdout: string; stderr: string }
 
 /** Run a program without blocking the event loop. */
-export function runTool(cmd: string, args: readonly string[], timeoutMs = 300_000): Promise<RunResult> {
+export function runTool(cmd: string, args: readonly string[], timeoutMs = 300_000, input?: string): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (input !== undefined && child.stdin) {
+      // A program that exits without reading all its input closes the pipe (EPIPE); its
+      // exit status and stderr, resolved below, say what went wrong.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(input);
+    }
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const timer = setTimeout(() => { stderr += `\n(killed after ${timeoutMs} ms)`; child.kill('SIGKILL'); }, timeoutMs);
     child.on('error', (e) => { clearTimeout(timer); resolve({ status: null, stdout, stderr: String(e) }); });
     child.on('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });

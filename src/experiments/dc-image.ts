@@ -15,6 +15,11 @@
  * - --quick: the same three-layer shape generated in Node (image-gen.ts), with a toy base
  *   layer instead of Debian, so a run takes seconds.
  *
+ * The machinery is shared with the other real-image recipes (debian-python-image.ts):
+ * debianRootfsTar (cached mmdebstrap tarballs, optionally with --include) and
+ * cachedImage (umoci bundle, one repack per layer, skopeo to docker-archive, cached by a
+ * hash of the recipe).
+ *
  * Contract: both images hold BIG_FILE (the size asked for) and every path of FEW_FILES;
  * every deletion is a real whiteout in the layer tar.
  */
@@ -85,14 +90,53 @@ async function writeSeeded(p: string, size: number, seed: number): Promise<void>
   await pipeline(seededContent(size, seed), fs.createWriteStream(p));
 }
 
-/** Build (or take from the cache) the Debian image; `log` gets one line per step. */
-export async function debianImage(bigSize: number, log: (l: string) => void): Promise<BuiltImage> {
-  const recipe = debianRecipe(bigSize);
-  const key = createHash('sha256').update(JSON.stringify(recipe)).digest('hex').slice(0, 16);
-  const cacheDir = path.join(os.homedir(), '.cache', 'thinsim', 'driver-compare', key);
+const CACHE_ROOT = path.join(os.homedir(), '.cache', 'thinsim');
+/** Where the mmdebstrap tarballs are kept (driver-compare kept them here first; the path stays so that cache stays valid). */
+const ROOTFS_DIR = path.join(CACHE_ROOT, 'driver-compare');
+const sha16 = (x: unknown) => createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 16);
+
+/**
+ * A bookworm root filesystem tarball from `mmdebstrap --variant=minbase` (plus `include`d
+ * packages) and this machine's apt sources, cached as rootfs-<hash of suite, variant,
+ * sources, includes>.tar; built once, then shared by every image recipe that starts from it.
+ */
+export async function debianRootfsTar(include: readonly string[], log: (l: string) => void): Promise<string> {
+  const recipe = debianRecipe(0);
+  const key = sha16({ suite: recipe.suite, variant: recipe.variant, sources: recipe.sources, ...(include.length ? { include } : {}) });
+  const file = path.join(ROOTFS_DIR, `rootfs-${key}.tar`);
+  if (fs.existsSync(file)) return file;
+  fs.mkdirSync(ROOTFS_DIR, { recursive: true });
+  const partial = `${file}.build-${process.pid}`;
+  log(`image: building a Debian root filesystem (mmdebstrap --variant=minbase bookworm${include.length ? ` --include=${include.join(',')}` : ''}), cached afterwards`);
+  try {
+    await runToolOk('mmdebstrap', ['--quiet', '--variant=minbase', ...(include.length ? [`--include=${include.join(',')}`] : []), 'bookworm', partial, APT_SOURCES], 'mmdebstrap', 1_200_000);
+    fs.renameSync(partial, file);
+  } finally {
+    fs.rmSync(partial, { force: true });
+  }
+  return file;
+}
+
+/** An OCI layout with one bundle whose rootfs is edited, then repacked layer by layer (umoci computes each diff). */
+export interface OciBuild {
+  oci: string;
+  rootfs: string;
+  /** `umoci repack` the bundle as tag `tag` (the next layer, on top of the previous tag). */
+  repack(tag: string, createdBy: string): Promise<void>;
+}
+
+/** What a recipe's build step returns: the OCI tag to export, and facts for build.json. */
+export interface RecipeResult { tag: string; facts?: Record<string, unknown> }
+
+/**
+ * Build (or take from the cache) a docker-archive image: `build` fills an empty umoci bundle
+ * and repacks it once per layer; skopeo copies the last tag to docker-archive. Cached under
+ * ~/.cache/thinsim/<dir>/<hash of recipe>/image.tar with recipe.json and build.json beside it.
+ */
+export async function cachedImage(spec: { dir: string; recipe: Record<string, unknown>; tag: string; description: string; build: (b: OciBuild) => Promise<RecipeResult> }): Promise<BuiltImage> {
+  const cacheDir = path.join(CACHE_ROOT, spec.dir, sha16(spec.recipe));
   const file = path.join(cacheDir, 'image.tar');
-  const tag = 'thinsim/debian-minbase:driver-compare';
-  const description = `Debian bookworm minbase (mmdebstrap, from ${APT_SOURCES}) and two umoci layers (adds /opt/app with a ${bigSize / 2 ** 20} MiB big file, modifies, whiteouts), as a docker-archive from skopeo`;
+  const { tag, description } = spec;
   if (fs.existsSync(file)) {
     const meta = JSON.parse(fs.readFileSync(path.join(cacheDir, 'build.json'), 'utf8')) as { buildSeconds: number };
     return { file, tag, kind: 'debian', cached: true, buildSeconds: meta.buildSeconds, description, cacheDir };
@@ -101,53 +145,60 @@ export async function debianImage(bigSize: number, log: (l: string) => void): Pr
   fs.mkdirSync(path.dirname(cacheDir), { recursive: true });
   const tmp = fs.mkdtempSync(`${cacheDir}.build-`);
   try {
-    // The root filesystem is cached on its own (keyed by suite, variant and sources), so a
-    // change to the layers above it does not run mmdebstrap again.
-    const baseKey = createHash('sha256').update(JSON.stringify({ suite: recipe.suite, variant: recipe.variant, sources: recipe.sources })).digest('hex').slice(0, 16);
-    const rootfsTar = path.join(path.dirname(cacheDir), `rootfs-${baseKey}.tar`);
-    if (!fs.existsSync(rootfsTar)) {
-      log('driver-compare: building the Debian root filesystem (mmdebstrap --variant=minbase bookworm), cached afterwards');
-      await runToolOk('mmdebstrap', ['--quiet', '--variant=minbase', 'bookworm', path.join(tmp, 'rootfs.tar'), APT_SOURCES], 'mmdebstrap', 1_200_000);
-      fs.renameSync(path.join(tmp, 'rootfs.tar'), rootfsTar);
-    }
     const oci = path.join(tmp, 'oci');
     const bundle = path.join(tmp, 'bundle');
-    const rootfs = path.join(bundle, 'rootfs');
     await runToolOk('umoci', ['init', '--layout', oci], 'umoci init');
     await runToolOk('umoci', ['new', '--image', `${oci}:empty`], 'umoci new');
     await runToolOk('umoci', ['unpack', '--image', `${oci}:empty`, bundle], 'umoci unpack');
-    await runToolOk('tar', ['-xpf', rootfsTar, '--numeric-owner', '-C', rootfs], 'tar -x the rootfs');
-    const repack = (t: string, what: string) => runToolOk('umoci', ['repack', '--refresh-bundle', '--history.created_by', what, '--image', `${oci}:${t}`, bundle], `umoci repack ${t}`, 1_200_000);
-    log('driver-compare: umoci repack layer 1 (the root filesystem)');
-    await repack('l1', 'mmdebstrap --variant=minbase bookworm');
-    // Layer 2: add /opt/app, modify two files, delete /etc/issue.net and 20 doc entries.
-    await writeSeeded(path.join(rootfs, BIG_FILE), bigSize, 11);
-    await fsp.mkdir(path.join(rootfs, 'opt/app/conf'), { recursive: true });
-    for (let i = 0; i < 50; i++) await fsp.writeFile(path.join(rootfs, name2(i)), conf(i, 1));
-    await fsp.writeFile(path.join(rootfs, 'etc/motd'), 'motd of layer 2\n');
-    await fsp.appendFile(path.join(rootfs, 'etc/issue'), 'thinsim driver-compare, layer 2\n');
-    await fsp.rm(path.join(rootfs, 'etc/issue.net'), { force: true });
-    const docs = (await fsp.readdir(path.join(rootfs, 'usr/share/doc'))).sort().slice(0, 20);
-    for (const d of docs) await fsp.rm(path.join(rootfs, 'usr/share/doc', d), { recursive: true, force: true });
-    log('driver-compare: umoci repack layer 2 (adds, modifies, deletes)');
-    await repack('l2', 'thinsim driver-compare layer 2');
-    // Layer 3: add a library and a config, rewrite 10 configs, append to /etc/passwd, delete 10 configs.
-    await writeSeeded(path.join(rootfs, 'opt/app/lib/libmed.so'), MED_SIZE, 12);
-    await fsp.writeFile(path.join(rootfs, 'etc/app.conf'), 'mode=production\n');
-    await fsp.appendFile(path.join(rootfs, 'etc/passwd'), 'app:x:1000:1000::/opt/app:/bin/sh\n');
-    for (let i = 0; i < 10; i++) await fsp.writeFile(path.join(rootfs, name2(i)), conf(i, 2));
-    for (let i = 40; i < 50; i++) await fsp.rm(path.join(rootfs, name2(i)));
-    log('driver-compare: umoci repack layer 3 (adds, modifies, deletes)');
-    await repack('l3', 'thinsim driver-compare layer 3');
+    const repack = async (t: string, createdBy: string) => {
+      await runToolOk('umoci', ['repack', '--refresh-bundle', '--history.created_by', createdBy, '--image', `${oci}:${t}`, bundle], `umoci repack ${t}`, 1_200_000);
+    };
+    const r = await spec.build({ oci, rootfs: path.join(bundle, 'rootfs'), repack });
     const out = path.join(tmp, 'image.tar');
-    await runToolOk('skopeo', ['copy', '--quiet', `oci:${oci}:l3`, `docker-archive:${out}:${tag}`], 'skopeo copy', 1_200_000);
+    await runToolOk('skopeo', ['copy', '--quiet', `oci:${oci}:${r.tag}`, `docker-archive:${out}:${tag}`], 'skopeo copy', 1_200_000);
     const buildSeconds = (performance.now() - t0) / 1000;
     fs.mkdirSync(cacheDir, { recursive: true });
-    fs.writeFileSync(path.join(cacheDir, 'recipe.json'), JSON.stringify(recipe, null, 2));
-    fs.writeFileSync(path.join(cacheDir, 'build.json'), JSON.stringify({ buildSeconds, built: new Date().toISOString(), docEntriesDeleted: docs }));
+    fs.writeFileSync(path.join(cacheDir, 'recipe.json'), JSON.stringify(spec.recipe, null, 2));
+    fs.writeFileSync(path.join(cacheDir, 'build.json'), JSON.stringify({ buildSeconds, built: new Date().toISOString(), ...r.facts }));
     fs.renameSync(out, file);
     return { file, tag, kind: 'debian', cached: false, buildSeconds, description, cacheDir };
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** Build (or take from the cache) the Debian image; `log` gets one line per step. */
+export async function debianImage(bigSize: number, log: (l: string) => void): Promise<BuiltImage> {
+  return cachedImage({
+    dir: 'driver-compare',
+    recipe: debianRecipe(bigSize),
+    tag: 'thinsim/debian-minbase:driver-compare',
+    description: `Debian bookworm minbase (mmdebstrap, from ${APT_SOURCES}) and two umoci layers (adds /opt/app with a ${bigSize / 2 ** 20} MiB big file, modifies, whiteouts), as a docker-archive from skopeo`,
+    build: async ({ rootfs, repack }) => {
+      const rootfsTar = await debianRootfsTar([], log);
+      await runToolOk('tar', ['-xpf', rootfsTar, '--numeric-owner', '-C', rootfs], 'tar -x the rootfs');
+      log('driver-compare: umoci repack layer 1 (the root filesystem)');
+      await repack('l1', 'mmdebstrap --variant=minbase bookworm');
+      // Layer 2: add /opt/app, modify two files, delete /etc/issue.net and 20 doc entries.
+      await writeSeeded(path.join(rootfs, BIG_FILE), bigSize, 11);
+      await fsp.mkdir(path.join(rootfs, 'opt/app/conf'), { recursive: true });
+      for (let i = 0; i < 50; i++) await fsp.writeFile(path.join(rootfs, name2(i)), conf(i, 1));
+      await fsp.writeFile(path.join(rootfs, 'etc/motd'), 'motd of layer 2\n');
+      await fsp.appendFile(path.join(rootfs, 'etc/issue'), 'thinsim driver-compare, layer 2\n');
+      await fsp.rm(path.join(rootfs, 'etc/issue.net'), { force: true });
+      const docs = (await fsp.readdir(path.join(rootfs, 'usr/share/doc'))).sort().slice(0, 20);
+      for (const d of docs) await fsp.rm(path.join(rootfs, 'usr/share/doc', d), { recursive: true, force: true });
+      log('driver-compare: umoci repack layer 2 (adds, modifies, deletes)');
+      await repack('l2', 'thinsim driver-compare layer 2');
+      // Layer 3: add a library and a config, rewrite 10 configs, append to /etc/passwd, delete 10 configs.
+      await writeSeeded(path.join(rootfs, 'opt/app/lib/libmed.so'), MED_SIZE, 12);
+      await fsp.writeFile(path.join(rootfs, 'etc/app.conf'), 'mode=production\n');
+      await fsp.appendFile(path.join(rootfs, 'etc/passwd'), 'app:x:1000:1000::/opt/app:/bin/sh\n');
+      for (let i = 0; i < 10; i++) await fsp.writeFile(path.join(rootfs, name2(i)), conf(i, 2));
+      for (let i = 40; i < 50; i++) await fsp.rm(path.join(rootfs, name2(i)));
+      log('driver-compare: umoci repack layer 3 (adds, modifies, deletes)');
+      await repack('l3', 'thinsim driver-compare layer 3');
+      return { tag: 'l3', facts: { docEntriesDeleted: docs } };
+    },
+  });
 }

@@ -14,7 +14,6 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -112,11 +111,11 @@ async function realStory(store: LayerStore, dir: string, log: (l: string) => voi
   });
   const chain = r.images[0].layers.map((l) => l.name);
   const top = chain[chain.length - 1];
-  const seen = await store.withMounted(top, async (d) => ({
-    motd: (await fsp.readFile(path.join(d, 'etc/motd'), 'utf8')).trim(),
-    config: (await fsp.readdir(path.join(d, 'app/config'))).join(' '),
-    docs: (await fsp.readdir(path.join(d, 'usr/share/doc'))).join(' '),
-  }), { readOnly: true });
+  const seen = await store.withTree(top, async (tree) => {
+    const files = await tree.list();
+    const inDir = (dir: string) => files.filter((f) => path.posix.dirname(f.path) === dir).map((f) => path.posix.basename(f.path)).join(' ');
+    return { motd: (await tree.read('etc/motd')).toString('utf8').trim(), config: inDir('/app/config'), docs: inDir('/usr/share/doc') };
+  }, { readOnly: true });
   log(`   top layer, mounted read-only: /etc/motd "${seen.motd}"; /app/config holds "${seen.config}" (legacy.conf whited out); /usr/share/doc holds "${seen.docs}" (opaque: layer 1's 20 packages gone)`);
 
   log(`${step()}. Two containers: each an init layer (Docker's /etc/hosts, /.dockerenv, ...) and a read-write layer on top`);
@@ -127,11 +126,9 @@ async function realStory(store: LayerStore, dir: string, log: (l: string) => voi
   log(`${step()}. Copy-on-write: web writes 18 bytes at 1 MiB into /app/bin/server (8 MiB, shared with the image)`);
   await store.pool.commit();
   const used0 = store.pool.status().usedDataBlocks;
-  const where = await store.withMounted(web.mountId, async (d) => {
-    const f = path.join(d, 'app/bin/server');
-    const at = await deviceOffsetOf(f, MiB);
-    const fh = await fsp.open(f, 'r+');
-    try { await fh.write(Buffer.from('web container data'), 0, 18, MiB); } finally { await fh.close(); }
+  const where = await store.withTree(web.mountId, async (tree) => {
+    const at = await deviceOffsetOf(path.join(tree.root, 'app/bin/server'), MiB); // filefrag, another process
+    await tree.write('app/bin/server', Buffer.from('web container data'), { offset: MiB });
     return at;
   });
   await store.pool.commit();
@@ -142,7 +139,7 @@ async function realStory(store: LayerStore, dir: string, log: (l: string) => voi
   log(`   the file's byte 1 MiB lives at device offset ${where ?? '?'} (filefrag), in chunk ${where === undefined ? '?' : Math.floor(where / cb)}`);
   log(`   pool data blocks used: ${used0} -> ${used1} (+${used1 - used0}); web now differs from its init layer in ${chunks} chunk(s) of ${cb / 1024} KiB:`);
   log(`   ${hit ? 'the written chunk is one of them: one chunk copied for the write' : 'the written chunk is not among them (unexpected)'}; the other ${chunks - (hit ? 1 : 0)} are ext4's own bookkeeping (inode times, journal)`);
-  await store.withMounted(db.mountId, (d) => fsp.writeFile(path.join(d, 'dump.sql'), Buffer.alloc(4 * MiB, 0x2a)));
+  await store.withTree(db.mountId, (tree) => tree.write('dump.sql', Buffer.alloc(4 * MiB, 0x2a)));
   log(`   db writes a new 4 MiB file: its layer now holds ${humanSize(store.usage(db.mountId)[0].exclusiveBytes)} of its own`);
 
   log(`${step()}. The layer tree (thin_ls arithmetic: exclusive = only this device maps the block)`);

@@ -18,13 +18,13 @@
  * mounts lives in this process); mounts are undone also when a trial fails.
  */
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ThinError } from '../errors';
 import { createContainer } from '../layers/container';
 import { findTool, runTool, runToolOk } from '../tools';
 import { importImage } from '../layers/image';
 import { LayerStore } from '../layers/snapshotter';
+import { Tree } from '../layers/tree';
 import { Pool } from '../pool/pool';
 import { BIG_FILE, BuiltImage, debianImage, FEW_FILES, generatedImage, MED_SIZE } from './dc-image';
 import { realFilesystemBlocker } from './demo';
@@ -86,24 +86,6 @@ async function dropCache(p: string): Promise<void> {
   await runToolOk('dd', [`if=${p}`, 'iflag=nocache', 'count=0', 'status=none'], `drop the cached pages of ${p}`);
 }
 
-async function readAll(p: string): Promise<number> {
-  const fh = await fsp.open(p, 'r');
-  const buf = Buffer.allocUnsafe(MiB);
-  let n = 0;
-  try {
-    for (;;) { const { bytesRead } = await fh.read(buf, 0, buf.length, null); if (!bytesRead) break; n += bytesRead; }
-  } finally { await fh.close(); }
-  return n;
-}
-
-/** Write `data` at `offset` of `p` and fsync: one timed "first write" (ms). */
-async function timedWrite(p: string, offset: number, data: Buffer): Promise<number> {
-  const t0 = performance.now();
-  const fh = await fsp.open(p, 'r+');
-  try { await fh.write(data, 0, data.length, offset); await fh.sync(); } finally { await fh.close(); }
-  return performance.now() - t0;
-}
-
 /** What a trial needs from a store: containers, their trees, a sync, host usage, cache plumbing. */
 interface Side {
   importImage(): Promise<void>;
@@ -126,9 +108,9 @@ async function dmSide(dir: string, img: BuiltImage, p: DcParams): Promise<Side> 
   // Docker makes and formats the base device when the daemon starts, before any pull.
   await store.prepare('base-warmup');
   await store.remove('base-warmup');
-  const mounts: { root: string; unmount(): Promise<void> }[] = [];
+  const mounts: { root: string; file: string; unmount(): Promise<void> }[] = [];
   const files = (rel: string) => mounts.map((m) => path.join(m.root, rel));
-  const fuseFiles = () => mounts.map((m) => path.join(path.dirname(m.root), 'nbd-mnt', 'nbd'));
+  const fuseFiles = () => mounts.map((m) => m.file);
   const dataFile = path.join(poolDir, 'data');
   const side: Side = {
     async importImage() { await importImage(store, img.file); },
@@ -137,7 +119,7 @@ async function dmSide(dir: string, img: BuiltImage, p: DcParams): Promise<Side> 
       const c = await createContainer(store, img.tag, `c${i}`);
       const t1 = performance.now();
       const m = await store.mount(c.mountId, { readOnly: false });
-      mounts.push({ root: m.path, unmount: m.unmount });
+      mounts.push({ root: m.path, file: m.file, unmount: m.unmount });
       return { createMs: t1 - t0, mountMs: performance.now() - t1, root: m.path };
     },
     async sync() {
@@ -161,8 +143,7 @@ async function dmSide(dir: string, img: BuiltImage, p: DcParams): Promise<Side> 
       return { files: f, plumbing };
     },
     async close() {
-      for (const m of mounts) await m.unmount().catch(() => undefined);
-      await store.close();
+      await store.close(); // tears down every mount, reporting any that stays busy
     },
   };
   return side;
@@ -229,7 +210,7 @@ async function trial(driver: Driver, ctx: ExperimentContext, img: BuiltImage, p:
     for (const rel of p.readSet) await side.drop(rel);
     const mem0 = host.meminfo().cached;
     let readBytes = 0;
-    for (const r of roots) for (const rel of p.readSet) readBytes += await readAll(path.join(r, rel));
+    for (const r of roots) for (const rel of p.readSet) readBytes += await new Tree(r).readCount(rel);
     const mem1 = host.meminfo().cached;
     let files = 0;
     let plumbing = 0;
@@ -238,8 +219,9 @@ async function trial(driver: Driver, ctx: ExperimentContext, img: BuiltImage, p:
     // Container 1's first small write into the big file shared with the image.
     const before = await side.usage();
     const data = payload(p.writeBytes, 99);
-    const firstMs = await timedWrite(path.join(roots[0], BIG_FILE), p.writeOffset, data);
-    const secondMs = await timedWrite(path.join(roots[0], BIG_FILE), p.writeOffset, data);
+    // Timed inside the tree worker: open, write, fsync (this process serves the mounts).
+    const firstMs = await new Tree(roots[0]).write(BIG_FILE, data, { offset: p.writeOffset });
+    const secondMs = await new Tree(roots[0]).write(BIG_FILE, data, { offset: p.writeOffset });
     const afterFirstWrite = await side.usage();
     const firstWrite = {
       firstMs, secondMs, hostBytes: afterFirstWrite.bytes - before.bytes,
@@ -249,7 +231,7 @@ async function trial(driver: Driver, ctx: ExperimentContext, img: BuiltImage, p:
 
     // Every container modifies a few files (appends 64 bytes to each).
     const tail = Buffer.from('x'.repeat(p.appendBytes - 1) + '\n');
-    for (const r of roots) for (const rel of FEW_FILES) await fsp.appendFile(path.join(r, rel), tail);
+    for (const r of roots) for (const rel of FEW_FILES) await new Tree(r).write(rel, tail, { append: true });
     const afterFew = await side.usage();
     return { empty, imported, importSeconds, createMs, mountMs, containers, cache: { containerFilesBytes: files, plumbingBytes: plumbing, meminfoDelta: mem1 - mem0, readBytes }, firstWrite, afterFirstWrite, afterFew };
   } finally {

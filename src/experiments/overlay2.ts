@@ -19,8 +19,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { applyLayer } from '../layers/apply';
-import { setupInitLayer } from '../layers/container';
+import { Tree } from '../layers/tree';
 import { runTool, runToolOk } from '../tools';
 import { checkDiffId, openImageArchive } from '../layers/image-archive';
 
@@ -77,7 +76,7 @@ export class Overlay2Store {
     let opaqueDirs = 0;
     for (const [i, l] of img.layers.entries()) {
       const layer = await this.create(parent);
-      const r = await applyLayer(l.source, this.dir(layer.id, 'diff'), { expectBlobDigest: l.digest, whiteouts: 'overlay' });
+      const r = await new Tree(this.dir(layer.id, 'diff')).apply(l.source, { expectBlobDigest: l.digest, whiteouts: 'overlay' });
       checkDiffId(img, i, r.diffId);
       whiteouts += r.whiteouts;
       opaqueDirs += r.opaqueDirs;
@@ -113,7 +112,7 @@ export class Overlay2Store {
     const init = await this.create(this.top, `${id}-init`);
     await this.mount(init.id);
     let initFiles: string[];
-    try { initFiles = await setupInitLayer(this.dir(init.id, 'merged')); } finally { await this.unmount(init.id); }
+    try { initFiles = await new Tree(this.dir(init.id, 'merged')).init(); } finally { await this.unmount(init.id); }
     await this.create(init.id, id);
     return { id, initFiles };
   }

@@ -27,18 +27,21 @@
  *   (LayerStore.remove of the active layer).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { execFile } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { ThinError, ioError } from '../errors';
 
-const execFileP = promisify(execFile);
+/** Run a program synchronously (this code runs in the tree worker, whose event loop serves nothing else). */
+function runSync(cmd: string, args: string[], what: string, rel: string): void {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new ThinError('E_IO', `${what} failed: ${(r.error?.message ?? r.stderr ?? '').trim() || `exit ${r.status}`}`, { path: rel });
+}
 
 export const WHITEOUT_PREFIX = '.wh.';
 export const WHITEOUT_META_PREFIX = '.wh..wh.';
@@ -110,15 +113,15 @@ async function sniff(src: LayerSource): Promise<'none' | 'gzip'> {
   } finally { await fh.close(); }
 }
 
-/** Copy an entry's body into a new file, through one file handle (no stream plumbing per file). */
+/** Copy an entry's body into a new file with synchronous writes (this runs in the tree worker, see the contract). */
 async function writeBody(body: Readable, target: string): Promise<void> {
-  const fh = await fsp.open(target, 'wx', 0o600);
+  const fd = fs.openSync(target, 'wx', 0o600);
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
       let off = 0;
-      while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+      while (off < chunk.length) off += fs.writeSync(fd, chunk, off, chunk.length - off);
     }
-  } finally { await fh.close(); }
+  } finally { fs.closeSync(fd); }
 }
 
 /** Normalise a tar member name to a root-relative POSIX path ('' is the root); refuse `..` escapes. */
@@ -137,8 +140,8 @@ function unsafe(name: string, why: string): ThinError {
   return new ThinError('E_INVALID', `refusing tar entry "${name}": it ${why}`, { kind: 'unsafe_path', path: name });
 }
 
-async function lstatOrNull(p: string): Promise<fs.Stats | null> {
-  try { return await fsp.lstat(p); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null; throw e; }
+function lstatOrNull(p: string): fs.Stats | null {
+  return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
 }
 
 /**
@@ -153,11 +156,11 @@ class Applier {
   readonly r: Omit<ApplyResult, 'diffId' | 'blobDigest' | 'compression' | 'tarBytes' | 'blobBytes'> = {
     entries: 0, files: 0, fileBytes: 0, dirs: 0, symlinks: 0, hardlinks: 0, specials: 0, whiteouts: 0, opaqueDirs: 0, warnings: [],
   };
-  private xattrs = 0;
+  private xattrsLost = 0;
   constructor(readonly root: string, readonly overlay = false) {}
 
   /** The host path of directory `rel`, following symlinks inside the root only; missing directories are made (0755). */
-  async dir(rel: string): Promise<string> {
+  dir(rel: string): string {
     const hit = this.resolved.get(rel);
     if (hit !== undefined) return hit;
     let todo = rel.split('/').filter((p) => p && p !== '.');
@@ -167,15 +170,15 @@ class Applier {
       const p = todo.shift()!;
       if (p === '..') { cur.pop(); continue; }
       const host = path.join(this.root, ...cur, p);
-      const st = await lstatOrNull(host);
+      const st = lstatOrNull(host);
       if (st?.isSymbolicLink()) {
         if (++hops > 40) throw new ThinError('E_INVALID', `too many symlinks resolving "${rel}" in the layer`, { kind: 'unsafe_path', path: rel });
-        const t = await fsp.readlink(host);
+        const t = fs.readlinkSync(host);
         if (t.startsWith('/')) cur = [];
         todo = [...t.split('/').filter((q) => q && q !== '.'), ...todo];
         continue;
       }
-      if (!st) await fsp.mkdir(host, { mode: 0o755 });
+      if (!st) fs.mkdirSync(host, { mode: 0o755 });
       else if (!st.isDirectory()) throw new ThinError('E_INVALID', `cannot apply "${rel}": "${path.posix.join(...cur, p)}" is not a directory in the tree below`, { path: rel });
       cur.push(p);
     }
@@ -184,52 +187,74 @@ class Applier {
     return out;
   }
 
-  private async clear(host: string, keepDir: boolean): Promise<void> {
-    const st = await lstatOrNull(host);
+  private clear(host: string, keepDir: boolean): void {
+    const st = lstatOrNull(host);
     if (!st) return;
     if (st.isDirectory()) {
       if (keepDir) return;
-      await fsp.rm(host, { recursive: true, force: true });
+      fs.rmSync(host, { recursive: true, force: true });
       this.resolved.clear();
     } else {
-      await fsp.unlink(host);
+      fs.unlinkSync(host);
       if (st.isSymbolicLink()) this.resolved.clear();
     }
   }
 
   /** Remove from `host` (recursively) everything this layer did not create. */
-  private async opaque(host: string): Promise<void> {
-    for (const e of await fsp.readdir(host, { withFileTypes: true }).catch(() => [])) {
+  private opaque(host: string): void {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(host, { withFileTypes: true });
+    } catch (e) {
+      // A directory that cannot be listed cannot be made opaque: applying on would leave
+      // the lower layers' entries visible, so this is an error, never an empty directory.
+      throw ioError('list the opaque directory', host, e);
+    }
+    for (const e of entries) {
       const p = path.join(host, e.name);
-      if (!this.unpacked.has(p)) await fsp.rm(p, { recursive: true, force: true });
-      else if (e.isDirectory()) await this.opaque(p);
+      if (!this.unpacked.has(p)) fs.rmSync(p, { recursive: true, force: true });
+      else if (e.isDirectory()) this.opaque(p);
     }
     this.resolved.clear();
   }
 
-  private async meta(p: string, h: tar.Headers, link = false): Promise<void> {
-    if (this.isRoot) await (link ? fsp.lchown : fsp.chown)(p, h.uid ?? 0, h.gid ?? 0);
-    if (!link) await fsp.chmod(p, (h.mode ?? 0o644) & 0o7777); // after chown, which clears setuid
+  private meta(p: string, h: tar.Headers, link = false): void {
+    if (this.isRoot) (link ? fs.lchownSync : fs.chownSync)(p, h.uid ?? 0, h.gid ?? 0);
+    if (!link) fs.chmodSync(p, (h.mode ?? 0o644) & 0o7777); // after chown, which clears setuid
     const t = h.mtime ?? new Date(0);
-    await (link ? fsp.lutimes : fsp.utimes)(p, t, t);
+    (link ? fs.lutimesSync : fs.utimesSync)(p, t, t);
+  }
+
+  /**
+   * The entry's extended attributes (PAX SCHILY.xattr.*), set with setfattr. tar-stream
+   * decodes PAX values as UTF-8, so a binary value (security.capability) cannot be
+   * recovered exactly: such values are skipped and counted in the warnings.
+   */
+  private xattr(target: string, h: tar.Headers): void {
+    const pax = (h as { pax?: Record<string, string> }).pax;
+    if (!pax) return;
+    for (const [k, v] of Object.entries(pax)) {
+      if (!k.startsWith('SCHILY.xattr.')) continue;
+      if (v.includes('\ufffd')) { this.xattrsLost++; continue; }
+      const value = '0s' + Buffer.from(v, 'utf8').toString('base64');
+      runSync('setfattr', ['-h', '-n', k.slice('SCHILY.xattr.'.length), '-v', value, target], `setfattr ${k.slice(13)} on ${target} (the attr package is needed)`, target);
+    }
   }
 
   async entry(h: tar.Headers, body: Readable): Promise<void> {
     this.r.entries++;
-    const pax = (h as { pax?: Record<string, string> }).pax;
-    if (pax) for (const k of Object.keys(pax)) if (k.startsWith('SCHILY.xattr.')) this.xattrs++;
     const rel = memberPath(h.name);
     const base = path.posix.basename(rel);
     const parentRel = rel.includes('/') ? path.posix.dirname(rel) : '';
     if (rel === '') { // the root itself: only its metadata
-      if (h.type === 'directory') { await this.meta(this.root, { ...h, mtime: undefined }); this.dirTimes.push([this.root, h.mtime ?? new Date(0)]); }
+      if (h.type === 'directory') { this.meta(this.root, { ...h, mtime: undefined }); this.dirTimes.push([this.root, h.mtime ?? new Date(0)]); }
       return void body.resume();
     }
-    const parent = await this.dir(parentRel);
+    const parent = this.dir(parentRel);
     if (base === WHITEOUT_OPAQUE) {
       body.resume();
-      if (this.overlay) await execFileP('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', parent]).catch((e) => { throw new ThinError('E_IO', `setfattr trusted.overlay.opaque on ${parent} failed (root and the attr package are needed): ${e.message}`, { path: rel }); });
-      else await this.opaque(parent);
+      if (this.overlay) runSync('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', parent], `setfattr trusted.overlay.opaque on ${parent} (root and the attr package are needed)`, rel);
+      else this.opaque(parent);
       this.r.opaqueDirs++;
       return;
     }
@@ -237,27 +262,29 @@ class Applier {
     if (base.startsWith(WHITEOUT_PREFIX)) {
       const victim = base.slice(WHITEOUT_PREFIX.length);
       if (!victim || victim === '.' || victim === '..') throw unsafe(h.name, 'names no file to white out');
-      await this.clear(path.join(parent, victim), false);
+      this.clear(path.join(parent, victim), false);
       if (this.overlay) {
-        await execFileP('mknod', [path.join(parent, victim), 'c', '0', '0']).catch((e) => { throw new ThinError('E_IO', `mknod ${victim} c 0 0 (an overlay whiteout) failed: ${e.message}`, { path: rel }); });
-        await this.meta(path.join(parent, victim), { ...h, mode: 0 });
+        runSync('mknod', [path.join(parent, victim), 'c', '0', '0'], `mknod ${victim} c 0 0 (an overlay whiteout)`, rel);
+        this.meta(path.join(parent, victim), { ...h, mode: 0 });
       }
       this.r.whiteouts++;
       return void body.resume();
     }
     const target = path.join(parent, base);
     this.unpacked.add(target);
-    await this.clear(target, h.type === 'directory');
+    this.clear(target, h.type === 'directory');
     switch (h.type) {
       case 'directory':
-        await fsp.mkdir(target, { mode: 0o700 }).catch((e) => { if (e.code !== 'EEXIST') throw e; });
-        await this.meta(target, { ...h, mtime: undefined });
+        if (!lstatOrNull(target)) fs.mkdirSync(target, { mode: 0o700 });
+        this.meta(target, { ...h, mtime: undefined });
+        this.xattr(target, h);
         this.dirTimes.push([target, h.mtime ?? new Date(0)]);
         this.r.dirs++;
         return void body.resume();
       case 'file': case 'contiguous-file':
         await writeBody(body, target);
-        await this.meta(target, h);
+        this.meta(target, h);
+        this.xattr(target, h);
         this.r.files++;
         this.r.fileBytes += h.size ?? 0;
         return;
@@ -267,18 +294,18 @@ class Applier {
           let depth = parentRel ? parentRel.split('/').length : 0;
           for (const p of to.split('/')) { if (p === '..') depth--; else if (p && p !== '.') depth++; if (depth < 0) throw unsafe(h.name, `is a symlink to "${to}", outside the layer root`); }
         }
-        await fsp.symlink(to, target);
-        await this.meta(target, h, true);
+        fs.symlinkSync(to, target);
+        this.meta(target, h, true);
         this.resolved.clear();
         this.r.symlinks++;
         return void body.resume();
       }
       case 'link': {
         const toRel = memberPath(h.linkname ?? '');
-        const src = path.join(await this.dir(toRel.includes('/') ? path.posix.dirname(toRel) : ''), path.posix.basename(toRel));
-        const st = await lstatOrNull(src);
+        const src = path.join(this.dir(toRel.includes('/') ? path.posix.dirname(toRel) : ''), path.posix.basename(toRel));
+        const st = lstatOrNull(src);
         if (!toRel || !st || st.isDirectory()) throw new ThinError('E_INVALID', `hard link "${h.name}" -> "${h.linkname}": the target is ${!st ? 'missing' : 'a directory'}`, { path: h.name });
-        await fsp.link(src, target);
+        fs.linkSync(src, target);
         this.r.hardlinks++;
         return void body.resume();
       }
@@ -286,8 +313,8 @@ class Applier {
         body.resume();
         if (h.type !== 'fifo' && !this.isRoot) { this.r.warnings.push(`skipped device node ${rel}: making device nodes needs root`); return; }
         const args = h.type === 'fifo' ? [target, 'p'] : [target, h.type === 'block-device' ? 'b' : 'c', String(h.devmajor ?? 0), String(h.devminor ?? 0)];
-        await execFileP('mknod', args).catch((e) => { throw new ThinError('E_IO', `mknod ${args.join(' ')} failed: ${e.message}`, { path: rel }); });
-        await this.meta(target, h);
+        runSync('mknod', args, `mknod ${args.join(' ')}`, rel);
+        this.meta(target, h);
         this.r.specials++;
         return;
       }
@@ -297,10 +324,10 @@ class Applier {
     }
   }
 
-  async finish(): Promise<void> {
+  finish(): void {
     // Children first: setting a directory's time before writing into it would undo it.
-    for (let i = this.dirTimes.length - 1; i >= 0; i--) { const [p, t] = this.dirTimes[i]; await fsp.utimes(p, t, t).catch(() => undefined); }
-    if (this.xattrs) this.r.warnings.push(`${this.xattrs} extended attribute(s) not applied (thinsim does not set xattrs)`);
+    for (let i = this.dirTimes.length - 1; i >= 0; i--) { const [p, t] = this.dirTimes[i]; fs.utimesSync(p, t, t); }
+    if (this.xattrsLost) this.r.warnings.push(`${this.xattrsLost} extended attribute(s) with binary values not applied (the tar reader decodes them as text)`);
   }
 }
 
@@ -313,7 +340,13 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
   const tarTap = new Tap();
   const extract = tar.extract();
   const applier = new Applier(root, opts.whiteouts === 'overlay');
-  const feed = pipeline(input, blobTap, ...(compression === 'gzip' ? [createGunzip()] : []), tarTap, extract as unknown as NodeJS.WritableStream);
+  // Which stage failed decides the error: the tar parser or gunzip (bad input: E_PARSE,
+  // naming the layer) or the file and the tree (E_IO).
+  let badInput: { what: string; err: Error } | undefined;
+  const gunzip = compression === 'gzip' ? createGunzip() : undefined;
+  gunzip?.on('error', (err) => { badInput ??= { what: 'gzip stream', err }; });
+  extract.on('error', (err: Error) => { badInput ??= { what: 'tar', err }; });
+  const feed = pipeline(input, blobTap, ...(gunzip ? [gunzip] : []), tarTap, extract as unknown as NodeJS.WritableStream);
   feed.catch(() => undefined); // reported below, after the entries
   try {
     for await (const e of extract) await applier.entry(e.header, e as unknown as Readable);
@@ -322,11 +355,13 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
     input.destroy();
     await feed.catch(() => undefined);
     if (e instanceof ThinError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'Z_DATA_ERROR' || /tar|header/i.test(err.message ?? '')) throw new ThinError('E_CORRUPT', `layer ${src.file} is not a valid ${compression === 'gzip' ? 'gzip ' : ''}tar: ${err.message}`, { file: src.file }, { cause: e });
+    if (badInput) {
+      const where = src.start !== undefined ? ` (bytes ${src.start}-${src.start + (src.length ?? 0)} of the archive)` : '';
+      throw new ThinError('E_PARSE', `layer ${src.file}${where} is not a valid ${badInput.what === 'tar' && compression === 'gzip' ? 'gzip-compressed tar' : badInput.what}: ${badInput.err.message}; the archive may be truncated or damaged`, { file: src.file, kind: 'bad_layer_tar' }, { cause: e });
+    }
     throw ioError('apply layer onto', root, e);
   }
-  await applier.finish();
+  applier.finish();
   const blobDigest = 'sha256:' + blobTap.hash.digest('hex');
   if (opts.expectBlobDigest && opts.expectBlobDigest !== blobDigest) {
     throw new ThinError('E_CORRUPT', `layer blob ${src.file} hashes to ${blobDigest}, but its descriptor says ${opts.expectBlobDigest}`, { kind: 'blob_digest_mismatch', file: src.file });

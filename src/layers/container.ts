@@ -18,8 +18,6 @@
  * - Names are unique; a container is found by name, full ID, or a unique ID prefix.
  */
 import { randomBytes } from 'node:crypto';
-import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
 import { ThinError } from '../errors';
 import { imageChain } from './image';
 import { ImageRecords, type MountRecord } from './image-records';
@@ -28,26 +26,6 @@ import type { LayerStore } from './snapshotter';
 export interface ContainerInfo extends MountRecord { name: string; image: string }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
-
-/** Docker's initlayer.Setup: make each path only when it does not exist. */
-export async function setupInitLayer(root: string): Promise<string[]> {
-  const made: string[] = [];
-  const entries: Array<[string, 'dir' | 'file' | 'link', string?]> = [
-    ['/dev/pts', 'dir'], ['/dev/shm', 'dir'], ['/proc', 'dir'], ['/sys', 'dir'],
-    ['/.dockerenv', 'file'], ['/etc/resolv.conf', 'file'], ['/etc/hosts', 'file'], ['/etc/hostname', 'file'],
-    ['/dev/console', 'file'], ['/etc/mtab', 'link', '/proc/mounts'],
-  ];
-  for (const [p, kind, target] of entries) {
-    const host = path.join(root, p);
-    if (await fsp.lstat(host).then(() => true, () => false)) continue;
-    await fsp.mkdir(path.dirname(host), { recursive: true, mode: 0o755 });
-    if (kind === 'dir') await fsp.mkdir(host, { mode: 0o755 });
-    else if (kind === 'file') await (await fsp.open(host, 'wx', 0o755)).close();
-    else await fsp.symlink(target!, host);
-    made.push(p);
-  }
-  return made;
-}
 
 export function listContainers(store: LayerStore): ContainerInfo[] {
   return new ImageRecords(store.pool.dir).mounts().map((m) => ({ ...m, name: m.name ?? '', image: m.image ?? '' }));
@@ -79,7 +57,7 @@ export async function createContainer(store: LayerStore, imageRef: string, name:
   let initFiles: string[] = [];
   try {
     await store.prepare(initId, top.name);
-    initFiles = await store.withMounted(initId, setupInitLayer, { readOnly: false });
+    initFiles = await store.withTree(initId, (tree) => tree.init(), { readOnly: false });
     await store.commit(initId, initId);
     await store.prepare(mountId, initId);
   } catch (e) {

@@ -23,7 +23,7 @@
  *   that no other image and no container uses. An image a container uses is refused.
  */
 import { ThinError } from '../errors';
-import { applyLayer, type ApplyResult } from './apply';
+import type { ApplyResult } from './apply';
 import { chainIds, checkDiffId, openImageArchive, type ArchiveImage } from './image-archive';
 import { ImageRecords, normalizeTag, type ImageRecord } from './image-records';
 import type { LayerStore } from './snapshotter';
@@ -99,7 +99,7 @@ async function importOne(store: LayerStore, img: ArchiveImage, n: number, of: nu
         await store.prepare(key, parent);
         try {
           if (store.filesystem() === 'none') throw new ThinError('E_UNSUPPORTED', `the layers of ${store.pool.dir} carry no filesystem (created with filesystem "none"); images need ext4 or xfs`);
-          r = await store.withMounted(key, (dir) => applyLayer(l.source, dir, {
+          r = await store.withTree(key, (tree) => tree.apply(l.source, {
             expectBlobDigest: l.digest,
             onProgress: (b) => progress({ layer: i + 1, bytes: done + b, event: 'bytes' }),
           }), { readOnly: false });

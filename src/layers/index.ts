@@ -3,7 +3,8 @@
  *
  * Contract: LayerStore (snapshotter.ts) is the API the image importer, the CLI and the
  * experiments use; records.ts holds Docker's on-disk records and transaction protocol;
- * fs.ts makes and mounts filesystems through the NBD export; synth.ts builds synthetic
+ * mounts go through the mounts layer (MountHost), and work inside a mounted tree runs in
+ * a tree worker (tree.ts, a child process); synth.ts builds synthetic
  * block-level layer chains. Nothing here reaches below the pool's public API.
  */
 export { LayerStore, DEFAULT_BASE_SIZE, DEFAULT_MIN_FREE_SPACE } from './snapshotter';
@@ -12,8 +13,7 @@ export { DockerRecords, dockerPaths, newCacheId, writeAtomic } from './records';
 export type { DevInfo, DeviceSetMetadata, TransactionMetadata, LayerRecord, LayerIndex, LayerdbEntry, DockerPaths } from './records';
 export { DeviceTransactions } from './device-transactions';
 export type { Recovery } from './device-transactions';
-export { exportDevice, makeFilesystem, mountDevice, requireTool, findTool, mountsUnder, TOOL_PACKAGES } from './fs';
-export type { ExportedFile, Mounted } from './fs';
+export { Tree } from './tree';
 export { synthesize, synthChunkWord, parsePercent } from './synth';
 export type { SynthOptions, SynthReport, SynthLayerReport } from './synth';
 export { readLayerFile, listLayerFiles } from './files';

@@ -112,46 +112,8 @@ export function newCacheId(): string {
   return crypto.randomBytes(32).toString('hex');
 }
 
-// ------------------------------------------------------------------ atomic files
-
-function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Temporary file, fsync, rename over `file`, fsync the directory. */
-export function writeAtomic(file: string, data: string): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
-  try {
-    const fd = fs.openSync(tmp, 'w', 0o600);
-    try {
-      fs.writeSync(fd, data);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-    fsyncDir(dir);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw ioError('write', file, e);
-  }
-}
-
-/** Remove `file` (absent is fine) and fsync its directory. */
-export function removeDurable(file: string): void {
-  try {
-    fs.rmSync(file, { force: true, recursive: true });
-    fsyncDir(path.dirname(file));
-  } catch (e) {
-    throw ioError('remove', file, e);
-  }
-}
+export { writeAtomic, removeDurable } from '../durable';
+import { fsyncDir, writeAtomic, removeDurable } from '../durable';
 
 function readText(file: string): string | undefined {
   try {

@@ -23,8 +23,9 @@
  */
 import { ThinError } from '../errors';
 import { Pool } from '../pool/pool';
-import { exportDevice, makeFilesystem, filesystemUuid, mountDevice, type Filesystem, type Mounted } from './fs';
+import { MountHost, makeFilesystem, filesystemUuid, type Filesystem, type MountedTree } from '../mounts';
 import { DeviceTransactions, type Recovery } from './device-transactions';
+import { Tree } from './tree';
 import {
   DIGEST_RE, DockerRecords, newCacheId,
   type DevInfo, type LayerIndex, type LayerKind, type LayerRecord,
@@ -64,10 +65,14 @@ export class LayerStore {
   /** What open() rolled back or dropped (undefined for read-only stores). */
   readonly recovery: Recovery | undefined;
   private readonly tx: DeviceTransactions | undefined;
-  private readonly mounts = new Map<string, Set<Mounted>>();
+  private readonly mounts = new Map<string, Set<MountedTree>>();
   private readonly opts: Required<Omit<LayerStoreOptions, 'commitInterval'>>;
 
-  private constructor(readonly pool: Pool, readonly records: DockerRecords, opts: LayerStoreOptions, tx: DeviceTransactions | undefined, recovery: Recovery | undefined) {
+  private constructor(readonly pool: Pool, readonly records: DockerRecords, opts: LayerStoreOptions, tx: DeviceTransactions | undefined, recovery: Recovery | undefined,
+    /** The owner of every export, loop device and mount this store makes (mounts layer). */
+    readonly host: MountHost,
+    /** What open() cleaned up after dead processes' mounts, one line each. */
+    readonly staleMounts: string[]) {
     this.tx = tx;
     this.recovery = recovery;
     const minFreeSpace = opts.minFreeSpace ?? DEFAULT_MIN_FREE_SPACE;
@@ -83,10 +88,11 @@ export class LayerStore {
   static async open(poolDir: string, opts: LayerStoreOptions = {}): Promise<LayerStore> {
     const pool = Pool.open(poolDir, opts.commitInterval === undefined ? {} : { commitInterval: opts.commitInterval });
     try {
+      const { host, cleaned } = await MountHost.open(pool);
       const records = new DockerRecords(poolDir);
       const tx = new DeviceTransactions(pool, records);
       const recovery = await tx.recover();
-      return new LayerStore(pool, records, opts, tx, recovery);
+      return new LayerStore(pool, records, opts, tx, recovery, host, cleaned);
     } catch (e) {
       await pool.close();
       throw e;
@@ -97,7 +103,8 @@ export class LayerStore {
   static async openReadOnly(poolDir: string): Promise<LayerStore> {
     const pool = Pool.open(poolDir, { readOnly: true });
     try {
-      return new LayerStore(pool, new DockerRecords(poolDir, true), {}, undefined, undefined);
+      const { host, cleaned } = await MountHost.open(pool);
+      return new LayerStore(pool, new DockerRecords(poolDir, true), {}, undefined, undefined, host, cleaned);
     } catch (e) {
       await pool.close();
       throw e;
@@ -152,7 +159,7 @@ export class LayerStore {
     if (!rec) throw new ThinError('E_NOT_FOUND', `no active snapshot "${key}"; prepare it first (thinsim layer prepare)`, { layer: key });
     if (rec.kind !== 'active') throw new ThinError('E_INVALID', `"${key}" is ${rec.kind === 'view' ? 'a view' : 'already committed'}; only active snapshots can be committed`, { layer: key });
     if (name !== key && idx.layers[name]) throw new ThinError('E_DEVICE_EXISTS', `layer "${name}" already exists; commit under another name`, { layer: name });
-    if (this.mounts.get(key)?.size) throw new ThinError('E_POOL_BUSY', `"${key}" is mounted; unmount it before committing`, { layer: key });
+    if (this.mounts.get(key)?.size) throw new ThinError('E_MOUNTED', `"${key}" is mounted; unmount it before committing`, { layer: key });
     for (const [what, v] of [['chainId', meta.chainId], ['diffId', meta.diffId], ['parentChainId', meta.parentChainId]] as const) {
       if (v !== undefined && !DIGEST_RE.test(v)) throw new ThinError('E_INVALID', `${what} must be "sha256:" and 64 lowercase hex digits, got "${v}"`);
     }
@@ -184,7 +191,7 @@ export class LayerStore {
     if (children.length > 0) {
       throw new ThinError('E_INVALID', `layer "${rec.name}" has children (${children.join(', ')}); remove them first`, { layer: rec.name, children });
     }
-    if (this.mounts.get(rec.name)?.size) throw new ThinError('E_POOL_BUSY', `layer "${rec.name}" is mounted; unmount it first`, { layer: rec.name });
+    if (this.mounts.get(rec.name)?.size) throw new ThinError('E_MOUNTED', `layer "${rec.name}" is mounted; unmount it first`, { layer: rec.name });
     const dev = this.devInfo(rec);
     await this.discardDevice(dev);
     await tx.delete(rec.cacheId, (i) => { delete i.layers[rec.name]; });
@@ -288,20 +295,21 @@ export class LayerStore {
   }
 
   /** Mount a layer through NBD; read-only (and so exported) for committed layers and views. */
-  async mount(name: string, opts: { readOnly?: boolean } = {}): Promise<{ path: string; unmount(): Promise<void> }> {
+  async mount(name: string, opts: { readOnly?: boolean } = {}): Promise<{ path: string; file: string; unmount(): Promise<void> }> {
     const l = this.stat(name);
     const frozen = l.kind !== 'active' || this.pool.readOnly;
     if (opts.readOnly === false && frozen) {
       throw new ThinError('E_READ_ONLY', `layer "${l.name}" is ${l.kind === 'active' ? 'in a store opened read-only' : l.kind} and can only be mounted read-only`, { layer: l.name });
     }
     const readOnly = opts.readOnly ?? frozen;
-    const m = await mountDevice(this.pool, l.deviceId, this.filesystem(), { readOnly });
-    const set = this.mounts.get(l.name) ?? new Set<Mounted>();
+    const m = await this.host.mount(l.deviceId, this.filesystem(), { readOnly });
+    const set = this.mounts.get(l.name) ?? new Set<MountedTree>();
     this.mounts.set(l.name, set);
     set.add(m);
     let done: Promise<void> | undefined;
     return {
       path: m.path,
+      file: m.file,
       unmount: () => {
         done ??= m.unmount().finally(() => set.delete(m));
         return done;
@@ -309,7 +317,20 @@ export class LayerStore {
     };
   }
 
-  /** Mount, run `fn` on the tree (asynchronous fs calls only), always unmount. */
+  /**
+   * Mount, run `fn` on the tree through a tree worker (tree.ts: a child process does the
+   * fs calls), always unmount. Use this to read or change files.
+   */
+  async withTree<T>(name: string, fn: (tree: Tree) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
+    return this.withMounted(name, (dir) => fn(new Tree(dir)), opts);
+  }
+
+  /**
+   * Mount, run `fn` with the mount point, always unmount. The NBD server behind the mount
+   * runs in this process: `fn` may hand the path to other processes (tools, a Tree), but
+   * must not touch it with this process's own fs calls (they would share the server's
+   * thread pool and event loop, and could deadlock).
+   */
   async withMounted<T>(name: string, fn: (dir: string) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
     const m = await this.mount(name, opts);
     try {
@@ -321,21 +342,29 @@ export class LayerStore {
 
   /** Expose a layer's device as a file (nbdfuse) for tools such as e2fsck or debugfs; read-only. */
   async withExportedFile<T>(name: string, fn: (file: string) => Promise<T>): Promise<T> {
-    const e = await exportDevice(this.pool, this.stat(name).deviceId, { readOnly: true });
+    const e = await this.host.attach(this.stat(name).deviceId, { readOnly: true });
     try {
       return await fn(e.file);
     } finally {
-      await e.close();
+      await e.detach();
     }
   }
 
-  /** Unmount whatever is still mounted, then close the pool (committing it). */
+  /**
+   * Tear down every mount and attachment (mounts layer), then close the pool (committing
+   * it). A mount that stays busy is reported (E_MOUNTED, naming its holders) after the
+   * pool has been committed and closed: what the filesystem had not flushed by then is not
+   * in the pool, as after a crash of that layer's filesystem.
+   */
   async close(): Promise<void> {
+    let failed: unknown;
     try {
-      for (const set of this.mounts.values()) for (const m of [...set]) await m.unmount().catch(() => undefined);
-    } finally {
-      await this.pool.close();
+      await this.host.close();
+    } catch (e) {
+      failed = e;
     }
+    await this.pool.close();
+    if (failed) throw failed;
   }
 
   // ------------------------------------------------------------------ internals
@@ -392,12 +421,12 @@ export class LayerStore {
     this.records.writeDeviceSet({ ...meta, BaseDeviceFilesystem: fsType, BaseDeviceUUID: '' });
     let uuid = '';
     if (fsType !== 'none') {
-      const e = await exportDevice(this.pool, info.device_id, { readOnly: false, name: 'base' });
+      const e = await this.host.attach(info.device_id, { readOnly: false, name: 'base' });
       try {
         await makeFilesystem(e.file, fsType);
         uuid = await filesystemUuid(e.file);
       } finally {
-        await e.close();
+        await e.detach();
       }
     }
     await this.pool.flush();

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { generatedImage } from '../../src/experiments/dc-image';
 import { realFilesystemBlocker } from '../../src/experiments/demo';
 import { Overlay2Store, overlayUnavailable } from '../../src/experiments/overlay2';
-import { findTool } from '../../src/layers/fs';
+import { findTool } from '../../src/tools';
 import { browserSkip, checkReportInBrowser } from './browser';
 import { quickRun, rows } from './helpers';
 

@@ -8,7 +8,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LayerStore, requireTool, TOOL_PACKAGES } from '../../src/layers';
+import { LayerStore } from '../../src/layers';
+import { requireTool, TOOL_PACKAGES } from '../../src/tools';
 import { Pool } from '../../src/pool/pool';
 import { MiB, tempDir } from '../helpers/pool-model';
 import { expectCode } from './helpers';

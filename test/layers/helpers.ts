@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { findTool, mountsUnder } from '../../src/layers';
+import { mountsUnder } from '../../src/mounts';
+import { findTool } from '../../src/tools';
 
 /** Why this machine cannot mount layers, or undefined. */
 export function mountSkipReason(fsType: 'ext4' | 'xfs' = 'ext4'): string | undefined {
@@ -29,7 +30,7 @@ process.on('exit', () => {
 });
 
 export function ours(): string[] {
-  return mountsUnder(PRIVATE_TMP).filter((m) => m.includes('thinsim-layer-'));
+  return mountsUnder(PRIVATE_TMP).filter((m) => m.includes('thinsim-dev-'));
 }
 
 /** Assert that `p` (or the thunk) fails with ThinError code `code` (and a message matching `re`). */

@@ -9,7 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { runTool, type RunResult } from '../../src/layers/fs';
+import { runTool, type RunResult } from '../../src/tools';
 import { repoRoot } from '../helpers/oracle';
 import { thinsimOk } from '../helpers/workload';
 
