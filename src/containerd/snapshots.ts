@@ -116,7 +116,7 @@ export class ThinSnapshotter {
   private async attach(l: LayerInfo): Promise<Attachment> {
     const have = this.attached.get(l.name);
     if (have) return have;
-    const a = await attachDevice(this.store.pool, l.deviceId, { readOnly: l.kind !== 'active' });
+    const a = await attachDevice(this.store.host, l.deviceId, { readOnly: l.kind !== 'active' });
     this.attached.set(l.name, a);
     return a;
   }

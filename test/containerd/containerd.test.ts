@@ -20,7 +20,7 @@ import { Pool } from '../../src/pool/pool';
 import { DockerRecords } from '../../src/layers/records';
 import { runTool } from '../../src/tools';
 import { metadataOracles, tempDir } from '../helpers/pool-model';
-import { containerdMissing, startContainerd } from './ctrd';
+import { containerdMissing, startContainerd } from '../../src/containerd/daemon';
 import { attachMissing, createPool, metadataFile, MiB } from './helpers';
 import { BUSYBOX_REF, buildBusyboxArchive, imageToolsMissing } from './images';
 import { startSnapshotterProcess } from './snapshotter-process';
@@ -44,19 +44,21 @@ test('containerd runs runc containers on thinsim snapshots: import, run, files, 
   const sock = path.join(dir, 'thinsim.sock');
   let snap = await startSnapshotterProcess(pool, sock, ['--base-image-size', '512M']);
   assert.equal(fs.statSync(sock).mode & 0o777, 0o600);
-  const ctrd = await startContainerd({ dir: path.join(dir, 'ctrd'), proxyPlugins: [{ name: 'thinsim', address: sock }] });
+  const ctrd = await startContainerd({ dir, proxyPlugins: [{ name: 'thinsim', address: sock }] });
+  const id = (n: string) => `${n}-${process.pid}`; // container ids unique to the run (daemon.ts)
   const mnt = path.join(dir, 'mnt');
   fs.mkdirSync(mnt);
   try {
     const ctr = (args: string[]) => ctrd.ctr(args);
+    const run = (args: string[]) => ctr(['run', '--runc-root', ctrd.runcRoot, ...args]);
     const sn = (args: string[]) => ctr(['snapshots', '--snapshotter', 'thinsim', ...args]);
     ok(await ctr(['image', 'import', '--snapshotter', 'thinsim', archive]), 'ctr image import');
-    const echo = ok(await ctr(['run', '--rm', '--snapshotter', 'thinsim', BUSYBOX_REF, 'echo1', '/bin/echo', 'hello', 'from', 'thinsim']), 'ctr run --rm');
+    const echo = ok(await run(['--rm', '--snapshotter', 'thinsim', BUSYBOX_REF, id('echo1'), '/bin/echo', 'hello', 'from', 'thinsim']), 'ctr run --rm');
     assert.equal(echo.trim(), 'hello from thinsim');
 
     // A container that writes a file, and a second one from the same image.
-    ok(await ctr(['run', '--snapshotter', 'thinsim', BUSYBOX_REF, 'w1', '/bin/sh', '-c', 'dd if=/dev/urandom of=/big bs=1M count=4 2>/dev/null; echo written-in-w1 > /note; sync']), 'ctr run w1');
-    ok(await ctr(['run', '--snapshotter', 'thinsim', BUSYBOX_REF, 'w2', '/bin/sh', '-c', 'echo w2 > /note']), 'ctr run w2');
+    ok(await run(['--snapshotter', 'thinsim', BUSYBOX_REF, id('w1'), '/bin/sh', '-c', 'dd if=/dev/urandom of=/big bs=1M count=4 2>/dev/null; echo written-in-w1 > /note; sync']), 'ctr run w1');
+    ok(await run(['--snapshotter', 'thinsim', BUSYBOX_REF, id('w2'), '/bin/sh', '-c', 'echo w2 > /note']), 'ctr run w2');
     const readNote = async (key: string): Promise<string> => {
       const cmd = ok(await sn(['mounts', mnt, key]), 'ctr snapshots mounts').trim();
       const m = /^mount -t (\S+) (\/dev\/loop\d+) \S+(?: -o ?(\S*))?$/.exec(cmd);
@@ -68,28 +70,28 @@ test('containerd runs runc containers on thinsim snapshots: import, run, files, 
         ok(await runTool('umount', [mnt]), 'umount');
       }
     };
-    assert.equal(await readNote('w1'), 'written-in-w1\n');
-    assert.equal(await readNote('w2'), 'w2\n');
+    assert.equal(await readNote(id('w1')), 'written-in-w1\n');
+    assert.equal(await readNote(id('w2')), 'w2\n');
 
     // The reports.
     const ls = ok(await sn(['ls']), 'ctr snapshots ls');
     const keys = ls.trim().split('\n').slice(1).map((l) => l.split(/\s+/));
-    assert.deepEqual(keys.filter((k) => k[0] === 'w1' || k[0] === 'w2').map((k) => k[2]), ['Active', 'Active']);
+    assert.deepEqual(keys.filter((k) => k[0] === id('w1') || k[0] === id('w2')).map((k) => k[2]), ['Active', 'Active']);
     const layerKey = keys.find((k) => k[0].startsWith('sha256:'))![0];
-    assert.ok(keys.filter((k) => k[0] === 'w1')[0][1] === layerKey, 'w1\'s parent is the image layer');
-    const usage = ok(await sn(['usage', 'w1']), 'ctr snapshots usage');
-    const size = /w1\s+([\d.]+) (KiB|MiB)/.exec(usage);
+    assert.ok(keys.filter((k) => k[0] === id('w1'))[0][1] === layerKey, 'w1\'s parent is the image layer');
+    const usage = ok(await sn(['usage', id('w1')]), 'ctr snapshots usage');
+    const size = new RegExp(`${id('w1')}\\s+([\\d.]+) (KiB|MiB)`).exec(usage);
     assert.ok(size && (size[2] === 'MiB' ? Number(size[1]) * MiB : Number(size[1]) * 1024) >= 4 * MiB, `w1 uses at least its 4 MiB file: ${usage}`);
-    const info = JSON.parse(ok(await sn(['info', 'w1']), 'ctr snapshots info'));
+    const info = JSON.parse(ok(await sn(['info', id('w1')]), 'ctr snapshots info'));
     assert.equal(info.Kind, 'Active');
     assert.equal(info.Parent, layerKey);
-    assert.match(ok(await sn(['tree']), 'ctr snapshots tree'), /sha256:[0-9a-f]{64}\n\s+\\_ w[12]\n\s+\\_ w[12]/);
+    assert.match(ok(await sn(['tree']), 'ctr snapshots tree'), /sha256:[0-9a-f]{64}\n\s+\\_ w[12]-\d+\n\s+\\_ w[12]-\d+/);
 
     // Sharing: the image layer's blocks are shared by both containers, each container's own writes are exclusive.
     const u = await layerUsage(pool);
     const img = u.find((r) => r.name.endsWith(layerKey))!;
-    const w1 = u.find((r) => r.name.endsWith('/w1'))!;
-    const w2 = u.find((r) => r.name.endsWith('/w2'))!;
+    const w1 = u.find((r) => r.name.endsWith(`/${id('w1')}`))!;
+    const w2 = u.find((r) => r.name.endsWith(`/${id('w2')}`))!;
     assert.ok(img.sharedBytes > 1 * MiB && img.sharedBytes > 2 * img.exclusiveBytes, `image layer mostly shared (the containers rewrote some ext4 metadata blocks): ${JSON.stringify(img)}`);
     assert.ok(w1.exclusiveBytes >= 4 * MiB && w1.sharedBytes >= img.mappedBytes / 2, `w1: its 4 MiB exclusive, the image's blocks shared: ${JSON.stringify(w1)}`);
     assert.ok(w2.exclusiveBytes < 1 * MiB, `w2 wrote a few bytes: ${JSON.stringify(w2)}`);
@@ -100,11 +102,11 @@ test('containerd runs runc containers on thinsim snapshots: import, run, files, 
     assert.deepEqual(r1, { code: 0, signal: null }, `SIGTERM: exit 0 (${snap.stderr()})`);
     snap = await startSnapshotterProcess(pool, sock, ['--base-image-size', '512M']);
     assert.equal(ok(await sn(['ls']), 'ls after restart'), before);
-    assert.equal(await readNote('w1'), 'written-in-w1\n', 'w1\'s mount works after the restart');
-    assert.equal(ok(await ctr(['run', '--rm', '--snapshotter', 'thinsim', BUSYBOX_REF, 'echo2', '/bin/echo', 'again']), 'ctr run after the restart').trim(), 'again');
+    assert.equal(await readNote(id('w1')), 'written-in-w1\n', 'w1\'s mount works after the restart');
+    assert.equal(ok(await run(['--rm', '--snapshotter', 'thinsim', BUSYBOX_REF, id('echo2'), '/bin/echo', 'again']), 'ctr run after the restart').trim(), 'again');
 
     // Remove containers and the image: containerd's GC removes the snapshots; the space comes back.
-    for (const c of ['w1', 'w2']) ok(await ctr(['containers', 'rm', c]), `ctr containers rm ${c}`);
+    for (const c of [id('w1'), id('w2')]) ok(await ctr(['containers', 'rm', c]), `ctr containers rm ${c}`);
     ok(await ctr(['image', 'rm', '--sync', BUSYBOX_REF]), 'ctr image rm --sync');
     assert.equal(ok(await sn(['ls']), 'ls after GC').trim().split('\n').length, 1, 'no snapshot is left');
   } finally {

@@ -6,9 +6,9 @@
  * labels of the other snapshots are intact, and thinsim's check and both thin_checks
  * pass on the metadata as the crash left it and after the reopen.
  *
- * The killed process's nbdfuse helpers and loop devices outlive it (the mounts layer's
- * start-up cleanup will take that over); the child runs with a private TMPDIR, so the
- * test finds and detaches exactly its loop devices.
+ * The killed process's nbdfuse helpers and loop devices outlive it; the reopen (the
+ * mounts layer's clean-up after dead owners) must detach them. The child runs with a
+ * private TMPDIR, so the test sees exactly its loop devices.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,14 +30,9 @@ async function loops(): Promise<Map<string, string>> {
   return new Map(r.stdout.trim().split('\n').filter(Boolean).map((l) => { const [n, ...f] = l.trim().split(/\s+/); return [n, f.join(' ')]; }));
 }
 
-/** Detach the loop devices backed by files under `tmp` (the killed snapshotter's TMPDIR) and unmount their nbdfuse files. */
-async function cleanLeftovers(tmp: string): Promise<void> {
-  const mine = async () => [...(await loops())].filter(([, file]) => file.startsWith(tmp + '/'));
-  for (const [dev, file] of await mine()) {
-    await runTool('losetup', ['-d', dev]);
-    await runTool('fusermount3', ['-u', path.dirname(file)]);
-  }
-  assert.deepEqual(await mine(), [], 'the killed snapshotter\'s loop devices are detached');
+/** Loop devices backed by files under `tmp` (the killed snapshotter's TMPDIR). */
+async function loopsUnder(tmp: string): Promise<string[]> {
+  return [...(await loops())].filter(([, file]) => file.startsWith(tmp + '/')).map(([dev]) => dev);
 }
 
 /** Records, index, device records and pool devices agree; returns the snapshot names. */
@@ -95,13 +90,13 @@ for (const [op, point] of POINTS) {
       assert.equal(ended?.signal, 'SIGKILL', `the snapshotter killed itself at ${point} (${child.stderr()})`);
     } finally {
       c.close();
-      await cleanLeftovers(tmp);
     }
     fs.rmSync(sock, { force: true });
     metadataOracles(t, metadataFile(pool), `as the crash left it (${point}): `);
 
     s = await ThinSnapshotter.open(pool, OPEN);
     try {
+      assert.deepEqual(await loopsUnder(tmp), [], 'the reopen detached the killed snapshotter\'s loop devices');
       const names = assertConsistent(s, point);
       assert.ok(JSON.stringify(names) === JSON.stringify(before) || JSON.stringify(names) === JSON.stringify(after), `${point}: ${names} is the state before (${before}) or after (${after})`);
       assert.deepEqual((await s.stat('P')).labels, { keep: 'P' }, 'P\'s labels are intact');
