@@ -45,6 +45,8 @@ export interface SnapshotInfo { name: string; parent: string; kind: Kind; create
 export interface SnapshotterOptions {
   baseSize?: number;
   fsType?: 'ext4' | 'xfs';
+  /** Extra mkfs arguments for the base device (devmapper's fs_options). */
+  fsOptions?: string[];
   asyncRemove?: boolean;
   discardBlocks?: boolean;
   /** The pool's periodic commit interval in ms (default 1000). */
@@ -73,7 +75,7 @@ export class ThinSnapshotter {
   private readonly tx: DeviceTransactions;
   readonly records: SnapshotRecords;
 
-  private constructor(readonly store: LayerStore, private readonly opts: Required<Omit<SnapshotterOptions, 'commitInterval' | 'baseSize' | 'fsType'>>) {
+  private constructor(readonly store: LayerStore, private readonly opts: Required<Omit<SnapshotterOptions, 'commitInterval' | 'baseSize' | 'fsType' | 'fsOptions'>>) {
     this.records = new SnapshotRecords(store.pool.dir);
     this.tx = new DeviceTransactions(store.pool, store.records);
   }
@@ -83,6 +85,7 @@ export class ThinSnapshotter {
     const store = await LayerStore.open(poolDir, {
       ...(opts.baseSize !== undefined ? { baseSize: opts.baseSize } : {}),
       filesystem: (opts.fsType ?? 'ext4') as Filesystem,
+      fsOptions: opts.fsOptions ?? [],
       commitInterval: opts.commitInterval ?? 1000,
     });
     const s = new ThinSnapshotter(store, { asyncRemove: opts.asyncRemove ?? false, discardBlocks: opts.discardBlocks ?? true });

@@ -35,7 +35,7 @@ async function umount(dir: string): Promise<void> {
 }
 
 async function serve(poolDir: string, sock: string) {
-  const snap = await ThinSnapshotter.open(poolDir, { baseSize: 64 * MiB });
+  const snap = await ThinSnapshotter.open(poolDir, { baseSize: 64 * MiB, fsOptions: ['-L', 'thinsim-base'] });
   const server = await startSnapshotServer(snap, sock);
   const client = new SnapshotsClient(sock);
   return {
@@ -60,6 +60,8 @@ test('Snapshots over gRPC: containerd\'s semantics, errdefs codes, mounts the ke
     assert.equal(am.type, 'ext4');
     assert.match(am.source, /^\/dev\/loop\d+$/);
     assert.deepEqual(am.options, [], 'an active snapshot mounts read-write');
+    const label = await runTool('blkid', ['-p', '-s', 'LABEL', '-o', 'value', am.source]);
+    assert.equal(label.stdout.trim(), 'thinsim-base', 'fs_options reached mkfs of the base device');
     await mount(am, mnt);
     await fs.promises.writeFile(path.join(mnt, 'hello.bin'), payload);
     await umount(mnt);

@@ -2,7 +2,7 @@
  * `thinsim snapshotter POOL --address SOCKET`: serve the pool as a containerd proxy
  * snapshotter (src/containerd) until SIGINT/SIGTERM. Options are named as containerd's
  * devmapper snapshotter names them in its config (base_image_size, fs_type,
- * async_remove, discard_blocks). On a signal: stop serving (calls in flight finish),
+ * fs_options, async_remove, discard_blocks). On a signal: stop serving (calls in flight finish),
  * detach every loop device the service attached, commit and close the pool (releasing
  * its lock), exit 0.
  */
@@ -19,6 +19,7 @@ export const snapshotterCommand: CommandModule<{}, any> = {
     .option('address', { type: 'string', demandOption: true, describe: 'unix socket to listen on (created 0600); containerd\'s proxy_plugins address' })
     .option('base-image-size', { type: 'string', default: '10G', describe: 'virtual size of the base device, made on the first Prepare without a parent' })
     .option('fs-type', { type: 'string', choices: ['ext4', 'xfs'], default: 'ext4', describe: 'filesystem of the base device' })
+    .option('fs-options', { type: 'string', default: '', describe: 'extra mkfs arguments for the base device, split at spaces (e.g. "-N 200000")' })
     .option('async-remove', { type: 'boolean', default: false, describe: 'Remove only forgets a snapshot; Cleanup deletes its device' })
     .option('discard-blocks', { type: 'boolean', default: true, describe: 'discard a device\'s blocks before deleting it (a sparse data file gives the space back); --no-discard-blocks to skip' }),
   handler: async (a) => {
@@ -27,7 +28,7 @@ export const snapshotterCommand: CommandModule<{}, any> = {
     if (typeof a.address !== 'string' || a.address === '') throw new ThinError('E_INVALID', '--address needs a unix socket path, e.g. /run/thinsim/snapshotter.sock');
     const snap = await ThinSnapshotter.open(a.pool, {
       baseSize: parseSize(a['base-image-size'], '--base-image-size'),
-      fsType: a['fs-type'], asyncRemove: a['async-remove'], discardBlocks: a['discard-blocks'],
+      fsType: a['fs-type'], fsOptions: String(a['fs-options']).split(/\s+/).filter(Boolean), asyncRemove: a['async-remove'], discardBlocks: a['discard-blocks'],
     });
     let server;
     try {
