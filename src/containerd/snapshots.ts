@@ -14,8 +14,9 @@
  *   Commit or Remove while the loop device is mounted -> FailedPrecondition.
  * - Mounts: active and view snapshots are attached as loop devices at Prepare / View
  *   and at open (restart), committed ones on their first Mounts call; a mount is
- *   {type: ext4|xfs, source: /dev/loopN, options}; views are read-only at the loop and
- *   the mount (ro + noload for ext4, ro + norecovery for xfs; xfs always nouuid).
+ *   {type: ext4|xfs, source: /dev/loopN, options}: rw for active snapshots; views and
+ *   committed snapshots are read-only at the loop and the mount (ro + noload for ext4,
+ *   ro + norecovery for xfs); xfs always adds nouuid.
  * - Records (records.ts) are written before a device is created and removed after it
  *   is deleted; open() drops records without a layer. Kill points:
  *   THINSIM_CONTAINERD_CRASH=prepare:N|commit:N|remove:N SIGKILLs the process right
@@ -136,8 +137,8 @@ export class ThinSnapshotter {
   private mounts(l: LayerInfo, a: Attachment): Mount[] {
     const fsType = this.store.filesystem();
     if (fsType === 'none') throw new ThinError('E_UNSUPPORTED', 'the pool\'s base device has no filesystem (made with filesystem none); containerd needs ext4 or xfs');
-    const options: string[] = [];
-    if (l.kind !== 'active') options.push('ro', ...(fsType === 'ext4' ? ['noload'] : ['norecovery']));
+    // "rw" is the default; it is spelled out so `ctr snapshots mounts` prints a mount command that runs.
+    const options: string[] = l.kind === 'active' ? ['rw'] : ['ro', ...(fsType === 'ext4' ? ['noload'] : ['norecovery'])];
     if (fsType === 'xfs') options.push('nouuid');
     return [{ type: fsType, source: a.device, target: '', options }];
   }

@@ -101,7 +101,13 @@ test('containerd runs runc containers on thinsim snapshots: import, run, files, 
     const r1 = await snap.stop();
     assert.deepEqual(r1, { code: 0, signal: null }, `SIGTERM: exit 0 (${snap.stderr()})`);
     snap = await startSnapshotterProcess(pool, sock, ['--base-image-size', '512M']);
-    assert.equal(ok(await sn(['ls']), 'ls after restart'), before);
+    // containerd's proxy client redials with a backoff (up to 3 s in 1.6): give it 15 s.
+    let again = await sn(['ls']);
+    for (let i = 0; i < 30 && again.status !== 0 && /unavailable|connection error/.test(again.stderr); i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      again = await sn(['ls']);
+    }
+    assert.equal(ok(again, 'ls after restart'), before);
     assert.equal(await readNote(id('w1')), 'written-in-w1\n', 'w1\'s mount works after the restart');
     assert.equal(ok(await run(['--rm', '--snapshotter', 'thinsim', BUSYBOX_REF, id('echo2'), '/bin/echo', 'again']), 'ctr run after the restart').trim(), 'again');
 

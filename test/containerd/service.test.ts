@@ -59,7 +59,7 @@ test('Snapshots over gRPC: containerd\'s semantics, errdefs codes, mounts the ke
     const am = p.mounts[0];
     assert.equal(am.type, 'ext4');
     assert.match(am.source, /^\/dev\/loop\d+$/);
-    assert.deepEqual(am.options, [], 'an active snapshot mounts read-write');
+    assert.deepEqual(am.options, ['rw'], 'an active snapshot mounts read-write');
     const label = await runTool('blkid', ['-p', '-s', 'LABEL', '-o', 'value', am.source]);
     assert.equal(label.stdout.trim(), 'thinsim-base', 'fs_options reached mkfs of the base device');
     await mount(am, mnt);
