@@ -3,7 +3,7 @@ import { ThinError } from '../../errors';
 import { parseSize } from '../../units';
 import { printJson, stdout } from '../output';
 
-interface Args { name: string; size?: string; repeat?: number; out?: string; json?: boolean; quick?: boolean }
+interface Args { name: string; size?: string; repeat?: number; out?: string; json?: boolean; quick?: boolean; via?: string }
 
 export const experimentCommand: CommandModule<{}, Args> = {
   command: 'experiment <name>',
@@ -14,7 +14,8 @@ export const experimentCommand: CommandModule<{}, Args> = {
     .option('repeat', { type: 'number', describe: 'repeats per configuration (interleaved)' })
     .option('out', { type: 'string', describe: 'report directory (default ./thinsim-experiment-NAME-<date>)' })
     .option('json', { type: 'boolean', describe: 'print report.json to stdout instead of a summary' })
-    .option('quick', { type: 'boolean', describe: 'small sizes and one or two repeats: finishes in seconds' }),
+    .option('quick', { type: 'boolean', describe: 'small sizes and one or two repeats: finishes in seconds' })
+    .option('via', { type: 'string', choices: ['containerd'], describe: 'driver-compare only: run the comparison through a real containerd and runc (driver-compare-containerd)' }),
   handler: async (a) => {
     const lib = await import('../../experiments'); // loaded by the verb that needs it
     if (a.name === 'list') {
@@ -26,6 +27,8 @@ export const experimentCommand: CommandModule<{}, Args> = {
       }
       return;
     }
+    if (a.via !== undefined && a.name !== 'driver-compare') throw new ThinError('E_INVALID', `--via ${a.via} applies to driver-compare only`);
+    if (a.via === 'containerd') a.name = 'driver-compare-containerd';
     const size = a.size === undefined ? undefined : parseSize(a.size, '--size');
     if (a.repeat !== undefined && !(Number.isSafeInteger(a.repeat) && a.repeat >= 1)) throw new ThinError('E_INVALID', '--repeat must be a whole number of at least 1');
     const { report, written } = await lib.runExperiment(a.name, { size, repeat: a.repeat, out: a.out, quick: a.quick });
