@@ -12,6 +12,7 @@
  * - Every RPC calls one ThinSnapshotter method; a ThinError becomes the gRPC status
  *   of status.ts with "CODE: message" as its details. List streams infos in batches of
  *   100 per message.
+ * - THINSIM_CONTAINERD_TRACE=1 logs each unary call (method, key, ms, error) on stderr.
  * - stop() refuses new calls, waits for calls in flight, removes the socket file.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -61,10 +62,20 @@ function wireMounts(ms: Mount[]): object {
 
 type Req = Record<string, any>;
 
+const TRACE = process.env.THINSIM_CONTAINERD_TRACE === '1';
+
+/** With THINSIM_CONTAINERD_TRACE=1, one line per call on stderr: method, key, milliseconds, outcome. */
+function trace(method: string, req: Req, t0: number, e?: unknown): void {
+  if (!TRACE) return;
+  const key = String(req.key ?? req.name ?? (req.info as Req | undefined)?.name ?? '').slice(0, 120);
+  process.stderr.write(`thinsim snapshotter: ${method} ${JSON.stringify(key)} ${(performance.now() - t0).toFixed(1)} ms${e ? ` ${toServiceError(e).details.slice(0, 200)}` : ''}\n`);
+}
+
 /** A unary handler: run `fn`, answer its value or the error's status. */
-function unary(fn: (req: Req) => Promise<object>): grpc.handleUnaryCall<Req, object> {
+function unary(method: string, fn: (req: Req) => Promise<object>): grpc.handleUnaryCall<Req, object> {
   return (call, cb) => {
-    fn(call.request).then((v) => cb(null, v), (e) => cb({ ...toServiceError(e), name: 'Error', message: '' } as grpc.ServiceError));
+    const t0 = performance.now();
+    fn(call.request).then((v) => { trace(method, call.request, t0); cb(null, v); }, (e) => { trace(method, call.request, t0, e); cb({ ...toServiceError(e), name: 'Error', message: '' } as grpc.ServiceError); });
   };
 }
 
@@ -74,13 +85,13 @@ function labelsOf(req: Req): Record<string, string> {
 
 function handlers(s: ThinSnapshotter): grpc.UntypedServiceImplementation {
   return {
-    Prepare: unary(async (r) => wireMounts(await s.prepare(r.key, r.parent, labelsOf(r)))),
-    View: unary(async (r) => wireMounts(await s.view(r.key, r.parent, labelsOf(r)))),
-    Mounts: unary(async (r) => wireMounts(await s.mountsOf(r.key))),
-    Commit: unary(async (r) => { await s.commit(r.name, r.key, labelsOf(r)); return {}; }),
-    Remove: unary(async (r) => { await s.remove(r.key); return {}; }),
-    Stat: unary(async (r) => ({ info: wireInfo(await s.stat(r.key)) })),
-    Update: unary(async (r) => {
+    Prepare: unary('Prepare', async (r) => wireMounts(await s.prepare(r.key, r.parent, labelsOf(r)))),
+    View: unary('View', async (r) => wireMounts(await s.view(r.key, r.parent, labelsOf(r)))),
+    Mounts: unary('Mounts', async (r) => wireMounts(await s.mountsOf(r.key))),
+    Commit: unary('Commit', async (r) => { await s.commit(r.name, r.key, labelsOf(r)); return {}; }),
+    Remove: unary('Remove', async (r) => { await s.remove(r.key); return {}; }),
+    Stat: unary('Stat', async (r) => ({ info: wireInfo(await s.stat(r.key)) })),
+    Update: unary('Update', async (r) => {
       const info = (r.info ?? {}) as Req;
       const paths = ((r.update_mask as Req | null)?.paths as string[] | undefined) ?? [];
       return { info: wireInfo(await s.update(info.name ?? '', labelsOf(info), paths)) };
@@ -91,8 +102,8 @@ function handlers(s: ThinSnapshotter): grpc.UntypedServiceImplementation {
         call.end();
       }, (e) => call.emit('error', Object.assign(new Error(''), toServiceError(e))));
     },
-    Usage: unary(async (r) => s.usage(r.key)),
-    Cleanup: unary(async () => { await s.cleanup(); return {}; }),
+    Usage: unary('Usage', async (r) => s.usage(r.key)),
+    Cleanup: unary('Cleanup', async () => { await s.cleanup(); return {}; }),
   };
 }
 

@@ -318,16 +318,23 @@ export class ThinSnapshotter {
     });
   }
 
+  /** Snapshots whose loop device is mounted now (a running container, or an operator's mount). */
+  mounted(): Array<{ key: string; device: string; at: string[] }> {
+    return [...this.attached].map(([key, a]) => ({ key, device: a.device, at: mountedAt(a.device) })).filter((m) => m.at.length > 0);
+  }
+
   /** The loop device of an attached snapshot (for tests and `ls`). */
   attachedDevice(key: string): string | undefined {
     return this.attached.get(key)?.device;
   }
 
-  /** Wait for requests in flight, detach everything (newest first), close the pool (committing it). */
+  /** Wait for requests in flight, detach everything (newest first), close the pool (committing it); a mounted device fails the close (E_MOUNTED). */
   async close(): Promise<void> {
     await this.queue;
     const errors: unknown[] = [];
     for (const [key, a] of [...this.attached].reverse()) {
+      // A mounted one is left to the mount host's close, which waits for it and reports it.
+      if (mountedAt(a.device).length) continue;
       try {
         await a.detach();
         this.attached.delete(key);

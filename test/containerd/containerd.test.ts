@@ -111,6 +111,17 @@ test('containerd runs runc containers on thinsim snapshots: import, run, files, 
     assert.equal(await readNote(id('w1')), 'written-in-w1\n', 'w1\'s mount works after the restart');
     assert.equal(ok(await run(['--rm', '--snapshotter', 'thinsim', BUSYBOX_REF, id('echo2'), '/bin/echo', 'again']), 'ctr run after the restart').trim(), 'again');
 
+    // A running container's snapshot is mounted: the first SIGTERM only warns, the container keeps working.
+    ok(await run(['-d', '--snapshotter', 'thinsim', BUSYBOX_REF, id('long'), '/bin/sleep', '1000']), 'ctr run -d');
+    snap.child.kill('SIGTERM');
+    assert.equal(await snap.exited(3000), undefined, 'the snapshotter keeps serving under a running container');
+    assert.match(snap.stderr(), /1 snapshot\(s\) are mounted .*still serving/);
+    assert.equal(ok(await ctr(['task', 'exec', '--exec-id', 'ls', id('long'), '/bin/ls', '/bin/busybox']), 'exec in the running container').trim(), '/bin/busybox');
+    ok(await ctr(['task', 'kill', '-s', 'SIGKILL', id('long')]), 'ctr task kill');
+    for (let i = 0; i < 50 && !/STOPPED/.test((await ctr(['task', 'ls'])).stdout); i++) await new Promise((r) => setTimeout(r, 100));
+    ok(await ctr(['task', 'delete', id('long')]), 'ctr task delete');
+    ok(await ctr(['containers', 'rm', id('long')]), 'ctr containers rm long');
+
     // Remove containers and the image: containerd's GC removes the snapshots; the space comes back.
     for (const c of [id('w1'), id('w2')]) ok(await ctr(['containers', 'rm', c]), `ctr containers rm ${c}`);
     ok(await ctr(['image', 'rm', '--sync', BUSYBOX_REF]), 'ctr image rm --sync');

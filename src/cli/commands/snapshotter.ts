@@ -4,7 +4,10 @@
  * devmapper snapshotter names them in its config (base_image_size, fs_type,
  * fs_options, async_remove, discard_blocks). On a signal: stop serving (calls in flight finish),
  * detach every loop device the service attached, commit and close the pool (releasing
- * its lock), exit 0.
+ * its lock), exit 0. While a snapshot's loop device is mounted (a running container) the
+ * first signal only warns and the service keeps serving: the devices are served by this
+ * process. A second signal stops anyway (the mounted devices fail the close after the
+ * mount host's wait: E_MOUNTED, exit 1).
  */
 import type { Argv, CommandModule } from 'yargs';
 import { ThinError } from '../../errors';
@@ -40,8 +43,18 @@ export const snapshotterCommand: CommandModule<{}, any> = {
     const srv = server;
     const stopped = new Promise<void>((resolve, reject) => {
       let signals = 0;
+      let stopping = false;
       const stop = (sig: string) => {
-        if (signals++ > 0) { log(`${sig} again: still stopping (detaching loop devices, committing the pool)`); return; }
+        signals++;
+        if (stopping) { log(`${sig} again: still stopping (detaching loop devices, committing the pool)`); return; }
+        // The loop devices are served by this process: stopping under a mounted one (a running
+        // container) breaks that container's filesystem, so the first signal only warns.
+        const busy = snap.mounted();
+        if (busy.length && signals === 1) {
+          log(`${sig}: ${busy.length} snapshot(s) are mounted (${busy.slice(0, 5).map((m) => `${m.key} on ${m.device} at ${m.at[0]}`).join('; ')}); still serving: stop those containers first, or send ${sig} again to stop anyway (their filesystems will fail)`);
+          return;
+        }
+        stopping = true;
         log(`${sig}: finishing calls in flight, detaching loop devices, committing and closing the pool`);
         srv.stop().then(() => snap.close()).then(resolve, reject);
       };
