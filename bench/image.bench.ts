@@ -18,7 +18,8 @@
  * one of changes with whiteouts), and the issue's Debian image (debian-python-image.ts:
  * minbase, python3, an app layer; ~215 MB, built and cached on first use).
  * Each row is a median throughput in MiB/s of uncompressed layer tar over the rounds, as a
- * ratio to tar -x (and thinsim against containerd). THINSIM_IMAGE_BENCH_REPEATS (default 3)
+ * ratio to tar -x (and thinsim against containerd); its note gives the range of the ratios
+ * within one round, a measure of the noise. THINSIM_IMAGE_BENCH_REPEATS (default 3)
  * sets the rounds, THINSIM_IMAGE_BENCH_IMAGES (default "generated,debian") the images.
  * A subject that cannot run here is NaN and its row says why.
  */
@@ -129,18 +130,26 @@ async function measure(img: BenchImage, tmp: string, blockers: { import?: string
 
 function rowsFor(label: string, tarBytes: number, times: Record<Subject, number[]>, blockers: { import?: string; containerd?: string }): BenchRow[] {
   const mibps = (ts: number[]) => (ts.length ? tarBytes / MiB / median(ts) : NaN);
-  const tar = mibps(times.tar);
   const c = `import ${Number.isFinite(tarBytes) ? `${(tarBytes / MiB).toFixed(0)} MiB ` : ''}image (${label}), MiB/s of tar, median of ${REPEATS}`;
-  const row = (subject: string, ops: number, baseline: string, baseOps: number, note?: string): BenchRow =>
-    ({ suite: SUITE, case: c, subject, baseline, subjectOps: ops, baselineOps: baseOps, ratio: ops / baseOps, ...(note ? { note } : {}) });
+  /** The same-round ratios (baseline seconds / subject seconds): how far the shared machine moved the figure. */
+  const spread = (sub: number[], base: number[]) => {
+    const r = sub.map((t, i) => base[i] / t).filter(Number.isFinite);
+    return r.length > 1 ? `per round ${Math.min(...r).toFixed(2)}-${Math.max(...r).toFixed(2)}x` : undefined;
+  };
+  const row = (subject: string, sub: number[], baseline: string, base: number[], blocked?: string): BenchRow => {
+    const ops = mibps(sub);
+    const baseOps = mibps(base);
+    const note = blocked ?? spread(sub, base);
+    return { suite: SUITE, case: c, subject, baseline, subjectOps: ops, baselineOps: baseOps, ratio: ops / baseOps, ...(note ? { note } : {}) };
+  };
   const thinsim = 'thinsim image import (ext4 layers via NBD)';
   const ctd = 'containerd ctr image import (overlayfs snapshotter)';
   const why = (...b: (string | undefined)[]) => { const w = b.filter(Boolean).join('; '); return w ? `not measured: ${w}` : undefined; };
   return [
-    row('applyLayer onto a plain dir', mibps(times.apply), 'tar -x into a plain dir', tar),
-    row(thinsim, mibps(times.import), 'tar -x into a plain dir', tar, why(blockers.import)),
-    row(ctd, mibps(times.containerd), 'tar -x into a plain dir', tar, why(blockers.containerd)),
-    row(thinsim, mibps(times.import), ctd, mibps(times.containerd), why(blockers.import, blockers.containerd)),
+    row('applyLayer onto a plain dir', times.apply, 'tar -x into a plain dir', times.tar),
+    row(thinsim, times.import, 'tar -x into a plain dir', times.tar, why(blockers.import)),
+    row(ctd, times.containerd, 'tar -x into a plain dir', times.tar, why(blockers.containerd)),
+    row(thinsim, times.import, ctd, times.containerd, why(blockers.import, blockers.containerd)),
   ];
 }
 

@@ -25,6 +25,8 @@ export type ThinErrorCode =
   /** Data or metadata space exhausted. */
   | 'ENOSPC'
   | 'E_NO_METADATA_SPACE'
+  /** Every thin device id (24 bits) is taken: delete a device to free one. */
+  | 'E_NO_DEVICE_ID'
   /** A thin device id that does not exist / already exists. */
   | 'E_NO_DEVICE'
   | 'E_DEVICE_EXISTS'
@@ -35,13 +37,15 @@ export type ThinErrorCode =
   | 'E_NO_METADATA_SNAP'
   /** The pool is closing or closed: the request was not started (NBD: ESHUTDOWN). */
   | 'E_CLOSED'
-  /** Another process holds the pool open read-write. */
+  /** Another process holds the pool open read-write (its pool.lock): only the pool lock. */
   | 'E_POOL_BUSY'
   /** A layer or device is mounted (or held by a process) and cannot be changed or torn down now. */
   | 'E_MOUNTED'
+  /** The address a server should listen on (TCP host:port, unix socket path) is taken. */
+  | 'E_ADDR_IN_USE'
   /** The pool (or its metadata) is read-only / needs_check. */
   | 'E_READ_ONLY'
-  /** Input parse errors (XML, JSON, CLI). */
+  /** Input parse errors (XML, JSON, CLI, a tar or gzip stream that is not one, or truncated). */
   | 'E_PARSE'
   /** Underlying OS I/O failure. */
   | 'E_IO'

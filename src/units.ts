@@ -4,7 +4,7 @@
  *
  * Contract: byte counts are JavaScript numbers and must stay exact integers, so a
  * parsed size that is not a safe integer (< 2^53) is E_RANGE, and one that is not a
- * size at all is E_INVALID naming the input. Suffixes are binary (K = 1024), as in
+ * size at all (negative, fractional bytes, an unknown unit) is E_INVALID naming the input. Suffixes are binary (K = 1024), as in
  * LVM and dmsetup; a bare number is bytes. 64-bit on-disk fields are pdata's
  * (one checked u64 codec there).
  */
@@ -38,6 +38,9 @@ export function checkedInt(n: number, what: string): number {
  */
 export function parseSize(input: string | number, what = 'size'): number {
   if (typeof input === 'number') return checkedInt(input, what);
+  if (/^\s*-\s*\d/.test(input)) {
+    throw new ThinError('E_INVALID', `${what} "${input}" is negative: sizes count up from 0, e.g. 4096, 64K, 10G`, { value: input });
+  }
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(input);
   const unit = m ? SUFFIX[m[2].toLowerCase()] : undefined;
   if (!m || unit === undefined) {
@@ -46,6 +49,9 @@ export function parseSize(input: string | number, what = 'size'): number {
   const bytes = Number(m[1]) * unit;
   if (!Number.isInteger(bytes)) {
     throw new ThinError('E_INVALID', `${what} "${input}" is not a whole number of bytes`, { value: input });
+  }
+  if (bytes > MAX_SAFE) {
+    throw new ThinError('E_RANGE', `${what} "${input}" is too large: at most 2^53-1 bytes (just under 8P)`, { value: input });
   }
   return checkedInt(bytes, what);
 }

@@ -4,7 +4,7 @@
  * statuses. Nothing in src/ imports cli.
  */
 import yargs from 'yargs';
-import { ThinError } from '../errors';
+import { ioError, ThinError } from '../errors';
 import { commands } from './commands';
 import { versionLine } from '../version';
 
@@ -13,8 +13,10 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 export function exitCodeFor(e: unknown): number {
-  if (e instanceof ThinError) {
-    switch (e.code) {
+  if (isUsageError(e)) return EXIT_USAGE;
+  const t = asThinError(e);
+  if (t) {
+    switch (t.code) {
       case 'E_INVALID':
       case 'E_PARSE':
       case 'E_RANGE':
@@ -26,17 +28,78 @@ export function exitCodeFor(e: unknown): number {
   return EXIT_FAILURE;
 }
 
+/** The command words the user typed ("pool create"), for a pointer to that verb's --help. */
+let commandWords = '';
+
+function usageLine(msg: string): string {
+  // yargs' wording for missing positionals names no argument: say what to do instead.
+  const m = /^Not enough non-option arguments: got (\d+), need at least (\d+)$/.exec(msg);
+  const what = m ? `missing argument${Number(m[2]) - Number(m[1]) > 1 ? 's' : ''} (got ${m[1]}, need at least ${m[2]})` : msg;
+  return `thinsim: ${what}\nRun "thinsim ${commandWords ? commandWords + ' ' : ''}--help" for usage.\n`;
+}
+
 export function reportError(e: unknown): void {
-  if (e instanceof ThinError) {
-    const bug = e.code === 'E_INVARIANT' ? ' (a bug in thinsim, not damage to your pool: nothing wrong was committed; please report it)' : '';
-    process.stderr.write(`thinsim: ${e.message} [${e.code}]${bug}\n`);
+  const t = asThinError(e);
+  if (t) {
+    const bug = t.code === 'E_INVARIANT' ? ' (a bug in thinsim, not damage to your pool: nothing wrong was committed; please report it)' : '';
+    process.stderr.write(`thinsim: ${t.message} [${t.code}]${bug}\n`);
+  } else if (isUsageError(e)) {
+    process.stderr.write(usageLine(typeof e === 'string' ? e : (e as Error).message));
   } else {
     process.stderr.write(`thinsim: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
   }
 }
 
+/**
+ * yargs' own validation failures are usage errors: a YError (a missing argument), or the
+ * bare string a `.check()` returned, which yargs throws as is from a nested command.
+ */
+function isUsageError(e: unknown): boolean {
+  return typeof e === 'string' || (e as Error | undefined)?.name === 'YError';
+}
+
+/**
+ * A ThinError as is; an OS error that escaped a verb (it carries errno, syscall and path)
+ * as one naming the file, so a user never sees a stack trace for a missing or wrong path.
+ */
+function asThinError(e: unknown): ThinError | undefined {
+  if (e instanceof ThinError) return e;
+  const err = e as NodeJS.ErrnoException | undefined;
+  if (err && typeof err.code === 'string' && typeof err.syscall === 'string') {
+    return ioError(err.syscall, err.path ?? '', e);
+  }
+  return undefined;
+}
+
+/** Options whose names start with "no-" but take a value (not the negation of a flag). */
+const VALUED_NO_OPTIONS = new Set(['--no-space-timeout']);
+
+/**
+ * Two spellings yargs misreads, passed on as `--option=value`:
+ * - `--size -5G`: an option without its value, then the flags -5 and -G. A value that
+ *   starts with a minus and a digit belongs to the option before it, so the verb can say
+ *   the size is negative instead of "Unknown arguments".
+ * - `--no-space-timeout 30`: the negation of a flag "space-timeout", then a stray 30.
+ */
+export function joinOptionValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = argv[i + 1];
+    const valued = VALUED_NO_OPTIONS.has(a) && next !== undefined && !next.startsWith('--');
+    if (valued || (/^--[a-z][\w-]*$/i.test(a) && next !== undefined && /^-\d/.test(next))) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
 export async function main(argv: string[]): Promise<void> {
-  let y = yargs(argv)
+  const words: string[] = [];
+  for (const a of argv) { if (a.startsWith('-') || words.length === 2) break; words.push(a); }
+  commandWords = words.join(' ');
+  let y = yargs(joinOptionValues(argv))
     .scriptName('thinsim')
     .usage('$0 <command> [options]\n\nA userspace dm-thin pool: kernel-format metadata, copy-on-write snapshots, image layers.')
     .version(versionLine())
@@ -59,7 +122,7 @@ export async function main(argv: string[]): Promise<void> {
         reportError(err);
         process.exit(exitCodeFor(err));
       }
-      process.stderr.write(`thinsim: ${msg}\nRun "thinsim --help" for usage.\n`);
+      process.stderr.write(usageLine(msg));
       process.exit(EXIT_USAGE);
     });
   for (const c of commands) y = y.command(c as any);

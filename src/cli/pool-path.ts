@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ThinError } from '../errors';
 import { FileDevice } from '../io/file-device';
+import { poolOfMetadata } from '../pool/pool-lock';
 import { loadTable, resolveDev, TABLE_FILE } from '../pool/table';
 
 export function metadataPath(pool: string): string {
@@ -30,15 +31,27 @@ export function openMetadataReadOnly(pool: string): FileDevice {
   return new FileDevice(metadataPath(pool), { readOnly: true });
 }
 
-/** Where `restore` writes: a pool directory's metadata device (created if missing), else the path itself. */
-export function restoreTarget(pool: string): string {
-  if (fs.existsSync(pool) && fs.statSync(pool).isDirectory() && fs.existsSync(path.join(pool, TABLE_FILE))) {
-    return resolveDev(pool, loadTable(pool).metadataDev);
+/**
+ * Where `restore` writes, and the pool directory whose lock it must hold while it does:
+ * a pool directory's metadata device (its lock); a directory without a pool, or a new
+ * path, gets `<dir>/metadata` (the directory is made; its lock is taken too, so two
+ * restores cannot interleave); a bare metadata file is locked through the pool whose
+ * pool.json beside it names it, if any (`lockDir` undefined otherwise: the caller checks
+ * that no other process holds the file open).
+ */
+export function restoreTarget(pool: string): { target: string; lockDir?: string; madeDir: boolean } {
+  let st: fs.Stats | undefined;
+  try { st = fs.statSync(pool); } catch { /* a new path */ }
+  if (st?.isDirectory()) {
+    if (fs.existsSync(path.join(pool, TABLE_FILE))) return { target: resolveDev(pool, loadTable(pool).metadataDev), lockDir: pool, madeDir: false };
+    return { target: path.join(pool, 'metadata'), lockDir: pool, madeDir: false };
   }
-  if (fs.existsSync(pool)) return fs.statSync(pool).isDirectory() ? path.join(pool, 'metadata') : pool;
+  if (st) return { target: pool, lockDir: poolOfMetadata(pool), madeDir: false };
   if (pool.endsWith('/') || path.basename(pool) !== 'metadata') {
     fs.mkdirSync(pool, { recursive: true });
-    return path.join(pool, 'metadata');
+    return { target: path.join(pool, 'metadata'), lockDir: pool, madeDir: true };
   }
-  return pool;
+  const dir = path.dirname(path.resolve(pool));
+  if (!fs.existsSync(dir)) throw new ThinError('E_NOT_FOUND', `cannot restore into ${pool}: directory ${dir} does not exist; create it first`, { file: pool });
+  return { target: pool, madeDir: false };
 }

@@ -1,6 +1,9 @@
 /**
- * A private containerd: a containerd daemon of our own, for tests and benchmarks, that
- * shares nothing with a system containerd (its own root, state, sockets, runc root).
+ * A private containerd: a containerd daemon of our own, for tests and benchmarks, beside
+ * any system containerd (its own root, state, grpc and ttrpc sockets, runc root). Two
+ * things containerd 1.6 keeps under /run/containerd whatever the config says: the shims'
+ * sockets (/run/containerd/s/<hash of our address, namespace, id>, so never shared) and,
+ * unless `ctr run --runc-root` says otherwise, runc's state (see ctr below).
  *
  * Contract:
  * - containerdMissing() says why a private containerd cannot run here (a program missing,
@@ -27,6 +30,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ThinError } from '../errors';
+import { mountsUnder } from '../mounts/table';
 import { findTool, runTool, type RunResult } from '../tools';
 
 export interface ProxyPlugin { name: string; address: string }
@@ -127,19 +131,6 @@ function tail(file: string, bytes = 3000): string {
   }
 }
 
-/** Mount points at or under `dir`, deepest first (mountinfo's octal escapes decoded). */
-export function mountsUnder(dir: string): string[] {
-  const text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    if (f.length < 5) continue;
-    const mp = f[4].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (mp === dir || mp.startsWith(dir + '/')) out.push(mp);
-  }
-  return out.sort((a, b) => b.length - a.length);
-}
-
 /** Pids of containerd shims serving `address` (their command line names it). */
 function shimsOf(address: string): number[] {
   const pids: number[] = [];
@@ -230,7 +221,7 @@ export async function startContainerd(opts: StartOptions = {}): Promise<PrivateC
     for (const pid of shimsOf(address)) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* it exited meanwhile */ }
     }
-    for (const mp of mountsUnder(dir)) {
+    for (const mp of mountsUnder(dir)) { // deepest first
       const r = await runTool(findTool('umount') ?? 'umount', [mp], 60_000);
       if (r.status !== 0) problems.push(`${mp} not unmounted: ${r.stderr.trim()}`);
     }

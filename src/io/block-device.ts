@@ -3,7 +3,7 @@
  *
  * Contract: a BlockDevice reads and writes whole buffers at byte offsets,
  * synchronously; `sync()` returns once everything written before it is durable.
- * `writevAsync` and `syncAsync` do the same off the event loop (a commit must not
+ * `readAsync`, `writevAsync` and `syncAsync` do the same off the event loop (a commit must not
  * stall other clients of the pool); their order against other calls is the
  * caller's to keep.
  * A read that reaches past the end of the device throws E_IO (metadata must never
@@ -21,6 +21,11 @@ export interface BlockDevice {
   size(): number;
   /** Fill `buf` from `offset`; throws E_IO on short read. */
   read(buf: Uint8Array, offset: number): void;
+  /**
+   * `read` without blocking the event loop (a data device's chunk reads). Past the end
+   * of a sparse file reads as zeros here (FileDevice); a MemoryDevice fails as `read` does.
+   */
+  readAsync(buf: Uint8Array, offset: number): Promise<void>;
   write(buf: Uint8Array, offset: number): void;
   /** Write `bufs` back to back from `offset` (one gathered write where the OS allows). */
   writev(bufs: readonly Uint8Array[], offset: number): void;

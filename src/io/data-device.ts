@@ -1,15 +1,21 @@
 /**
  * A pool's data device: chunk I/O on a sparse file (loop-lvm, buffered through the
- * page cache) or on a preallocated file or block device opened with O_DIRECT
- * (direct-lvm).
+ * page cache), on a preallocated file or block device opened with O_DIRECT
+ * (direct-lvm), or on any BlockDevice handed in (tests: a MemoryDevice with faults).
  *
- * Contract: every call is asynchronous and runs on the libuv thread pool (or the
- * addon's async copy), so the event loop stays free. Offsets are byte offsets on
- * the device. Past the end of a sparse file reads as zeros. In direct mode all I/O
- * goes through 4 KiB-aligned buffers from the addon; an unaligned request is
- * widened to 4 KiB boundaries and read-modify-written, so callers must serialise
- * overlapping requests (the pool's chunk locks do). `sync()` makes every completed
- * write durable. The open, size, grow and read/write loops are FileDevice's.
+ * Contract: `read`, `write`, `copy`, `patchCopy` and `sync` are asynchronous and keep
+ * the event loop free (libuv's thread pool, or the addon's async copy); `zero` is one
+ * fallocate on the calling thread (it does not wait for data). `readNow`/`writeNow`
+ * (below) are the only calls that do data I/O on the calling thread, and only when they
+ * can do it without waiting. Offsets are byte offsets on the device. Past the end of a
+ * sparse file reads as zeros. In direct mode all I/O goes through 4 KiB-aligned buffers
+ * from the addon; an unaligned request is widened to 4 KiB boundaries and
+ * read-modify-written, so callers must serialise overlapping requests (the pool's chunk
+ * locks do). `sync()` makes every completed write durable, and a failure of any call is a
+ * ThinError (E_IO naming the file) through its promise (or thrown, for the calls that do
+ * not return one). The open, size, grow and read/write loops are FileDevice's. A device
+ * without a file descriptor (MemoryDevice) gets the same results by plain reads and
+ * writes: no inline I/O, copies through memory, zeros written instead of punched.
  *
  * Inline I/O (`readNow`, `writeNow`), buffered devices only: a trip through the thread
  * pool costs more than a page-cache copy (two thread switches and an event-loop turn,
@@ -21,8 +27,9 @@
  * throttling dirty pages or waiting on the journal): then the thread pool takes the
  * wait, and the event loop keeps serving. A "no" changes nothing on the device.
  */
-import { ioError } from '../errors';
+import { ioError, ThinError } from '../errors';
 import { hot, requireNative } from '../hot';
+import type { BlockDevice } from './block-device';
 import { FileDevice } from './file-device';
 
 const ALIGN = 4096;
@@ -42,20 +49,34 @@ export class DataDevice {
   readonly direct: boolean;
   /** Whether readNow/writeNow may do I/O at all. */
   readonly inline: boolean;
-  private readonly file: FileDevice;
+  private readonly file: BlockDevice;
+  /** The file descriptor the native calls use; undefined for a device without one (memory). */
+  private readonly fdOrNone: number | undefined;
   /** performance.now() before which writes do not run inline (after a slow one). */
   private inlineWritesFrom = 0;
 
-  constructor(path: string, opts: DataDeviceOptions = {}) {
-    this.direct = !!opts.direct;
-    this.inline = !this.direct && opts.inline !== false;
-    if (this.direct) requireNative('direct-lvm needs aligned buffers for O_DIRECT');
-    this.file = new FileDevice(path, { direct: this.direct, readOnly: opts.readOnly });
+  /** Open the file or block device at `target`, or use the given device (tests). */
+  constructor(target: string | BlockDevice, opts: DataDeviceOptions = {}) {
+    if (typeof target === 'string') {
+      this.direct = !!opts.direct;
+      if (this.direct) requireNative('direct-lvm needs aligned buffers for O_DIRECT');
+      this.file = new FileDevice(target, { direct: this.direct, readOnly: opts.readOnly });
+    } else {
+      this.direct = false;
+      this.file = target;
+    }
+    this.fdOrNone = this.file.fd;
+    this.inline = !this.direct && opts.inline !== false && this.fdOrNone !== undefined;
   }
 
   get path(): string { return this.file.name; }
-  get fd(): number { return this.file.fd; }
-  get isBlockDevice(): boolean { return this.file.isBlockDevice; }
+  get isBlockDevice(): boolean { return this.file instanceof FileDevice && this.file.isBlockDevice; }
+
+  /** The file descriptor (only the inline and native paths ask, and only when there is one). */
+  private get fd(): number {
+    if (this.fdOrNone === undefined) throw new ThinError('E_INVARIANT', `${this.path} has no file descriptor; only a file-backed data device does inline or native I/O`);
+    return this.fdOrNone;
+  }
 
   size(): number {
     return this.file.size();
@@ -116,8 +137,8 @@ export class DataDevice {
 
   /** Copy `len` bytes within the device (a chunk copy when breaking sharing). */
   async copy(src: number, dst: number, len: number): Promise<void> {
-    if (this.direct) {
-      const b = hot.alignedBuffer(len);
+    if (this.direct || this.fdOrNone === undefined) {
+      const b = this.direct ? hot.alignedBuffer(len) : new Uint8Array(len);
       await this.file.readAsync(b, src);
       await this.file.writevAsync([b], dst);
       return;
@@ -150,6 +171,13 @@ export class DataDevice {
       await this.write(patch, dst + patchOff);
       return;
     }
+    if (this.fdOrNone === undefined) {
+      const chunk = new Uint8Array(len);
+      await this.file.readAsync(chunk, src);
+      chunk.set(patch, patchOff);
+      await this.file.writevAsync([chunk], dst);
+      return;
+    }
     try {
       await hot.patchCopyAsync(this.fd, src, dst, len, patch, patchOff);
     } catch (e) {
@@ -163,6 +191,7 @@ export class DataDevice {
    */
   async zero(offset: number, len: number, punch: boolean): Promise<void> {
     if (len === 0) return;
+    if (this.fdOrNone === undefined) return this.file.writevAsync([new Uint8Array(len)], offset);
     if (this.direct && (offset % ALIGN || len % ALIGN)) {
       return this.directWrite(new Uint8Array(len), offset);
     }

@@ -157,7 +157,13 @@ export class FileDevice implements BlockDevice {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try { fs.closeSync(this.fd); } catch { /* already closed */ }
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // Dropped on purpose: `closed` rules out EBADF, and on local filesystems close(2)
+      // reports no write-back errors; what must be durable was synced (and its failure
+      // reported) before close, and a pool that could not sync is already ro or fail.
+    }
   }
 }
 

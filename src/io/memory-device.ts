@@ -1,3 +1,19 @@
+/**
+ * An in-memory BlockDevice for tests, with fault injection and crash images.
+ *
+ * Contract:
+ * - It tracks what is durable: `crashImage()` returns the bytes a power cut would
+ *   leave, i.e. everything synced plus an arbitrary (seeded) subset of the writes made
+ *   since the last sync.
+ * - Faults (`faults`) fail reads, writes or syncs with E_IO (details.errno 'EIO'), as a
+ *   failing disk would. A failed sync behaves as Linux's writeback does ("fsyncgate"):
+ *   the writes made since the last good sync are dropped from what is durable and
+ *   forgotten, so a later sync that succeeds does not make them durable. The device's
+ *   current contents (what reads return) keep them, as the page cache does until the
+ *   pages are evicted.
+ * - The async calls settle on a later turn (or after `faults.asyncDelayMs`), as a real
+ *   device's would; `inflight` counts the ones not yet settled.
+ */
 import { ThinError } from '../errors';
 import type { BlockDevice } from './block-device';
 
@@ -6,19 +22,30 @@ export interface MemoryFaults {
   failWriteAt?: number;
   /** Throw E_IO on every read of this byte offset range [start, end). */
   failReadRange?: [number, number];
+  /** Throw E_IO on every write that touches this byte offset range [start, end). */
+  failWriteRange?: [number, number];
+  /** Throw E_IO on the Nth sync from now (1 = the next sync); unsynced writes are then lost. */
+  failSyncAt?: number;
+  /** Throw E_IO on every sync from now on. */
+  failSyncs?: boolean;
+  /**
+   * Async reads, writes and syncs that succeed settle this many ms after they were issued
+   * (default: the next turn); injected failures settle on the next turn (a failing disk
+   * answers at once, a healthy one takes its time).
+   */
+  asyncDelayMs?: number;
 }
 
-/**
- * An in-memory device for tests. It tracks what is durable: `crashImage()`
- * returns the bytes a power cut would leave, i.e. everything synced plus an
- * arbitrary (seeded) subset of the writes made since the last sync.
- */
 export class MemoryDevice implements BlockDevice {
   readonly name: string;
   readOnly = false;
   faults: MemoryFaults = {};
   writes = 0;
   syncs = 0;
+  /** Syncs that failed (injected). */
+  failedSyncs = 0;
+  /** Async calls issued and not yet settled. */
+  inflight = 0;
   private bytes: Uint8Array;
   private unsynced: Array<{ offset: number; data: Uint8Array }> = [];
   private durable: Uint8Array;
@@ -42,9 +69,8 @@ export class MemoryDevice implements BlockDevice {
     if (offset + buf.length > this.bytes.length) {
       throw new ThinError('E_IO', `short read from ${this.name}: wanted ${buf.length} bytes at offset ${offset}, device ends at ${this.bytes.length}`, { offset });
     }
-    const f = this.faults.failReadRange;
-    if (f && offset < f[1] && offset + buf.length > f[0]) {
-      throw new ThinError('E_IO', `injected read error on ${this.name} at offset ${offset}`, { offset });
+    if (overlaps(this.faults.failReadRange, offset, buf.length)) {
+      throw new ThinError('E_IO', `injected read error on ${this.name} at offset ${offset}`, { offset, errno: 'EIO' });
     }
     buf.set(this.bytes.subarray(offset, offset + buf.length));
   }
@@ -56,11 +82,14 @@ export class MemoryDevice implements BlockDevice {
   /** One call for fault injection; each buffer is its own unsynced write for crash images. */
   writev(bufs: readonly Uint8Array[], offset: number): void {
     if (this.readOnly) throw new ThinError('E_READ_ONLY', `${this.name} is read-only`);
+    const total = bufs.reduce((n, b) => n + b.length, 0);
     if (this.faults.failWriteAt !== undefined && --this.faults.failWriteAt <= 0) {
       this.faults.failWriteAt = undefined;
-      throw new ThinError('E_IO', `injected write error on ${this.name} at offset ${offset}`, { offset });
+      throw new ThinError('E_IO', `injected write error on ${this.name} at offset ${offset}`, { offset, errno: 'EIO' });
     }
-    const total = bufs.reduce((n, b) => n + b.length, 0);
+    if (overlaps(this.faults.failWriteRange, offset, total)) {
+      throw new ThinError('E_IO', `injected write error on ${this.name} at offset ${offset}`, { offset, errno: 'EIO' });
+    }
     if (offset + total > this.bytes.length) {
       throw new ThinError('E_IO', `write past the end of ${this.name}: ${total} bytes at offset ${offset}, size ${this.bytes.length}`, { offset });
     }
@@ -73,19 +102,32 @@ export class MemoryDevice implements BlockDevice {
     }
   }
 
-  /** Settles on a later turn of the event loop, as a real device's would. */
-  async writevAsync(bufs: readonly Uint8Array[], offset: number): Promise<void> {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    this.writev(bufs, offset);
+  readAsync(buf: Uint8Array, offset: number): Promise<void> {
+    return this.later(overlaps(this.faults.failReadRange, offset, buf.length), () => this.read(buf, offset));
   }
 
-  async syncAsync(): Promise<void> {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    this.sync();
+  writevAsync(bufs: readonly Uint8Array[], offset: number): Promise<void> {
+    const f = this.faults;
+    const fails = f.failWriteAt === 1 || overlaps(f.failWriteRange, offset, bufs.reduce((n, b) => n + b.length, 0));
+    return this.later(fails, () => this.writev(bufs, offset));
+  }
+
+  syncAsync(): Promise<void> {
+    return this.later(!!this.faults.failSyncs || this.faults.failSyncAt === 1, () => this.sync());
   }
 
   sync(): void {
     this.syncs++;
+    const f = this.faults;
+    const failNow = f.failSyncs || (f.failSyncAt !== undefined && --f.failSyncAt <= 0);
+    if (failNow) {
+      if (!f.failSyncs) f.failSyncAt = undefined;
+      this.failedSyncs++;
+      // The dirty pages were "written back" and failed: Linux marks them clean, so they
+      // are neither durable nor written again by a later sync.
+      this.unsynced = [];
+      throw new ThinError('E_IO', `injected sync error on ${this.name}: Input/output error`, { errno: 'EIO' });
+    }
     for (const w of this.unsynced) this.durable.set(w.data, w.offset);
     this.unsynced = [];
   }
@@ -102,6 +144,9 @@ export class MemoryDevice implements BlockDevice {
   /** Current contents (including unsynced writes). */
   image(): Uint8Array { return Uint8Array.from(this.bytes); }
 
+  /** What a power cut would leave of the synced writes only (no unsynced write kept). */
+  durableImage(): Uint8Array { return Uint8Array.from(this.durable); }
+
   /**
    * What survives a power cut now: durable bytes plus each unsynced write kept
    * with probability 1/2 (deterministic in `seed`), applied in a shuffled order.
@@ -115,4 +160,20 @@ export class MemoryDevice implements BlockDevice {
     for (const w of kept) out.set(w.data, w.offset);
     return out;
   }
+
+  /** Run `op` as an async call does: on the next turn if it `fails`, else after `asyncDelayMs`. */
+  private async later(fails: boolean, op: () => void): Promise<void> {
+    this.inflight++;
+    try {
+      const ms = fails ? 0 : this.faults.asyncDelayMs;
+      await new Promise<void>((resolve) => (ms ? setTimeout(resolve, ms) : setImmediate(resolve)));
+      op();
+    } finally {
+      this.inflight--;
+    }
+  }
+}
+
+function overlaps(range: [number, number] | undefined, offset: number, length: number): boolean {
+  return !!range && offset < range[1] && offset + length > range[0];
 }

@@ -30,6 +30,8 @@ export interface Recovery {
   droppedIndex: string[];
   /** layerdb directories removed because no committed layer named them. */
   droppedLayerdb: string[];
+  /** Scratch layers removed because the process that owned them is gone (LayerStore.open). */
+  abandoned?: string[];
 }
 
 export class DeviceTransactions {
@@ -48,7 +50,7 @@ export class DeviceTransactions {
         return id;
       }
     }
-    throw new ThinError('E_NO_METADATA_SPACE', 'no free thin device id is left (2^24 devices)');
+    throw new ThinError('E_NO_DEVICE_ID', 'no free thin device id is left (all 2^24 are taken): remove layers or devices you no longer need');
   }
 
   private open(hash: string, deviceId: number): { current: number; next: number } {

@@ -65,16 +65,22 @@ async function tarMembers(file: string): Promise<Members> {
   try {
     const { size: total } = await fh.stat();
     const block = Buffer.alloc(512);
+    await fh.read(block, 0, 2, 0);
+    if (block[0] === 0x1f && block[1] === 0x8b) {
+      throw new ThinError('E_PARSE', `${file} is gzip-compressed: gunzip it first (gunzip -k ${file}), then import the .tar`, { file, kind: 'gzip' });
+    }
     let off = 0;
+    let last = '';
+    let ended = false;
     let longName: string | undefined;
     let pax: Record<string, string> | undefined;
     while (off + 512 <= total) {
       await fh.read(block, 0, 512, off);
       let h;
       try { h = headers.decode(block, 'utf-8', false); } catch (e) {
-        throw new ThinError('E_CORRUPT', `${file} is not a tar archive (bad header at byte ${off}: ${(e as Error).message})`, { file });
+        throw new ThinError('E_PARSE', `${file} is not a tar archive (bad header at byte ${off}: ${(e as Error).message})`, { file });
       }
-      if (!h) break; // end-of-archive block
+      if (!h) { ended = true; break; } // end-of-archive block
       const body = off + 512;
       const span = Math.ceil(h.size / 512) * 512;
       const small = async () => { const b = Buffer.alloc(h!.size); await fh.read(b, 0, h!.size, body); return b; };
@@ -82,6 +88,7 @@ async function tarMembers(file: string): Promise<Members> {
       else if (h.type === 'pax-header') pax = headers.decodePax(await small());
       else if (h.type !== 'pax-global-header' && h.type !== 'gnu-long-link-path') {
         const name = clean(pax?.path ?? longName ?? h.name);
+        last = name;
         const linkname = pax?.linkpath ?? h.linkname ?? undefined;
         const size = pax?.size !== undefined ? Number(pax.size) : h.size;
         if (h.type === 'symlink' && linkname) map.set(name, { offset: 0, size: 0, link: clean(path.posix.join(path.posix.dirname(name), linkname)) });
@@ -92,6 +99,11 @@ async function tarMembers(file: string): Promise<Members> {
         continue;
       }
       off = body + span;
+    }
+    // A tar ends with zero blocks, or at least at a member's end: anything else was cut short.
+    if (!ended && off !== total) {
+      const what = off > total ? `member ${last || '?'} runs past the end` : `a partial header at byte ${off}`;
+      throw new ThinError('E_PARSE', `${file} is a truncated tar: it ends at byte ${total} (${what}); copy or save it again`, { file, kind: 'truncated', bytes: total });
     }
   } finally { await fh.close(); }
   const get = (name: string): Member => {

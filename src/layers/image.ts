@@ -96,7 +96,7 @@ async function importOne(store: LayerStore, img: ArchiveImage, n: number, of: nu
     } else {
       const key = `import-${chain[i].slice(7, 19)}-${process.pid}`;
       try {
-        await store.prepare(key, parent);
+        await store.prepare(key, parent, { scratch: true });
         try {
           if (store.filesystem() === 'none') throw new ThinError('E_UNSUPPORTED', `the layers of ${store.pool.dir} carry no filesystem (created with filesystem "none"); images need ext4 or xfs`);
           r = await store.withTree(key, (tree) => tree.apply(l.source, {

@@ -71,6 +71,11 @@ export interface LayerRecord {
   chainId?: string;
   diffId?: string;
   created: string;
+  /**
+   * A scratch layer's owner (an image import's work in progress): when that process is
+   * gone, the next read-write open removes the layer.
+   */
+  owner?: { pid: number; start: string };
 }
 
 export interface LayerIndex {

@@ -23,7 +23,7 @@
  */
 import { ThinError } from '../errors';
 import { Pool } from '../pool/pool';
-import { MountHost, makeFilesystem, filesystemUuid, type Filesystem, type MountedTree } from '../mounts';
+import { MountHost, makeFilesystem, filesystemUuid, processStart, type Filesystem, type MountedTree } from '../mounts';
 import { DeviceTransactions, type Recovery } from './device-transactions';
 import { Tree } from './tree';
 import {
@@ -94,7 +94,14 @@ export class LayerStore {
       const records = new DockerRecords(poolDir);
       const tx = new DeviceTransactions(pool, records);
       const recovery = await tx.recover();
-      return new LayerStore(pool, records, opts, tx, recovery, host, cleaned);
+      const store = new LayerStore(pool, records, opts, tx, recovery, host, cleaned);
+      recovery.abandoned = [];
+      for (const l of Object.values(records.readIndex().layers)) {
+        if (l.kind !== 'active' || !l.owner || processStart(l.owner.pid) === l.owner.start) continue;
+        await store.remove(l.name);
+        recovery.abandoned.push(l.name);
+      }
+      return store;
     } catch (e) {
       await pool.close();
       throw e;
@@ -120,8 +127,13 @@ export class LayerStore {
 
   // ------------------------------------------------------------------ lifecycle of layers
 
-  async prepare(key: string, parent?: string): Promise<LayerInfo> {
-    return this.snapshot(key, parent, 'active');
+  /**
+   * An active snapshot of `parent` (or of the base device). `scratch`: the layer is this
+   * process's work in progress, removed by the next read-write open once this process is
+   * gone (until it is committed).
+   */
+  async prepare(key: string, parent?: string, opts: { scratch?: boolean } = {}): Promise<LayerInfo> {
+    return this.snapshot(key, parent, 'active', opts.scratch ? { pid: process.pid, start: processStart(process.pid) ?? '' } : undefined);
   }
 
   async view(key: string, parent: string): Promise<LayerInfo> {
@@ -129,7 +141,7 @@ export class LayerStore {
     return this.snapshot(key, parent, 'view');
   }
 
-  private async snapshot(key: string, parentName: string | undefined, kind: LayerKind): Promise<LayerInfo> {
+  private async snapshot(key: string, parentName: string | undefined, kind: LayerKind, owner?: LayerRecord['owner']): Promise<LayerInfo> {
     const tx = this.writable();
     checkKey(key);
     const idx = this.records.readIndex();
@@ -147,7 +159,7 @@ export class LayerStore {
     }
     this.checkFreeSpace();
     const cacheId = newCacheId();
-    const rec: LayerRecord = { name: key, kind, ...(parent ? { parent: parent.name } : {}), cacheId, created: new Date().toISOString() };
+    const rec: LayerRecord = { name: key, kind, ...(parent ? { parent: parent.name } : {}), cacheId, created: new Date().toISOString(), ...(owner ? { owner } : {}) };
     const info = await tx.create(cacheId, origin.size, origin.device_id, (i) => { i.layers[key] = rec; });
     return toInfo(rec, info);
   }
@@ -177,6 +189,7 @@ export class LayerStore {
       this.records.writeLayerdb({ chainId: meta.chainId, cacheId: rec.cacheId, diffId: meta.diffId, parent: parentChainId, size: meta.size });
     }
     const next: LayerRecord = { ...rec, name, kind: 'committed' };
+    delete next.owner;
     if (meta.chainId) next.chainId = meta.chainId;
     if (meta.diffId) next.diffId = meta.diffId;
     delete idx.layers[key];
@@ -313,7 +326,8 @@ export class LayerStore {
       path: m.path,
       file: m.file,
       unmount: () => {
-        done ??= m.unmount().finally(() => set.delete(m));
+        // A failed unmount (busy: E_MOUNTED) leaves the layer mounted: it may be retried.
+        done ??= m.unmount().then(() => { set.delete(m); }, (e) => { done = undefined; throw e; });
         return done;
       },
     };

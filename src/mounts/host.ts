@@ -299,18 +299,31 @@ export class MountHost {
     }
   }
 
-  /** Tear down every attachment, newest first; every failure is reported together. */
+  /**
+   * Tear down every attachment, newest first. A mount still busy after unmount's retries
+   * is detached lazily (umount -l) and its loop device given up for autoclear; its NBD
+   * server keeps serving until the kernel lets go of the device (the holders exit), for
+   * up to 60 s. Every failure is reported together, naming the holders.
+   */
   async close(): Promise<void> {
     const errors: string[] = [];
     for (const a of [...this.live.values()].reverse()) {
       const mnt = path.join(a.dir, 'mnt');
       try {
-        if (isMounted(mnt)) await unmountFilesystem(mnt, { fuse: !a.loop });
+        if (isMounted(mnt)) {
+          try {
+            await unmountFilesystem(mnt, { fuse: !a.loop });
+          } catch (e) {
+            if (!(e instanceof ThinError && e.code === 'E_MOUNTED') || !a.loop) throw e;
+            await runToolOk('umount', ['-l', mnt], `lazily unmount ${mnt}`);
+            errors.push(`${e.message.replace(/ \(the layer stays mounted and served\)$/, '')}; detached lazily`);
+          }
+        }
         await a.detach();
       } catch (e) {
         errors.push((e as Error).message);
       }
     }
-    if (errors.length) throw new ThinError('E_MOUNTED', `could not tear down every attachment of ${this.pool.dir}: ${errors.join('; ')}`, { errors });
+    if (errors.length) throw new ThinError('E_MOUNTED', `tearing down the mounts of ${this.pool.dir}: ${errors.join('; ')}`, { errors });
   }
 }

@@ -109,15 +109,6 @@ export function parseOptionHeader(b: Buffer): OptionHeader {
   return { option: b.readUInt32BE(8), length: b.readUInt32BE(12) };
 }
 
-/** Serialise an option request (what a client sends; used by tests and tools). */
-export function optionRequest(option: number, data: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(OPTION_HEADER_SIZE);
-  h.writeBigUInt64BE(OPTION_MAGIC, 0);
-  h.writeUInt32BE(option, 8);
-  h.writeUInt32BE(data.length, 12);
-  return Buffer.concat([h, data]);
-}
-
 /** S: reply magic, option, reply type, length, data. */
 export function optionReply(option: number, type: number, data: Buffer = Buffer.alloc(0)): Buffer {
   const b = Buffer.alloc(20 + data.length);

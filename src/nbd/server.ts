@@ -92,7 +92,8 @@ export class NbdServer {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) => {
         const where = endpoint.kind === 'unix' ? endpoint.path : `${endpoint.host}:${endpoint.port}`;
-        reject(new ThinError(e.code === 'EADDRINUSE' ? 'E_POOL_BUSY' : 'E_IO', `cannot listen on ${where}: ${e.message}`, { errno: e.code }));
+        const inUse = e.code === 'EADDRINUSE';
+        reject(new ThinError(inUse ? 'E_ADDR_IN_USE' : 'E_IO', `cannot listen on ${where}: ${e.message}${inUse ? '; stop the other server or choose another address (--listen HOST:PORT or --socket PATH)' : ''}`, { errno: e.code }));
       });
       if (endpoint.kind === 'unix') server.listen(endpoint.path, resolve);
       else server.listen(endpoint.port, endpoint.host, resolve);
@@ -102,11 +103,19 @@ export class NbdServer {
     server.on('error', (e) => log(`listener error: ${e.message}`));
     server.on('connection', (socket) => self.accept(socket, limits, maxConnections));
     pool.on('low-water-mark', self.onLowWater);
+    pool.on('mode', self.onMode);
+    if (pool.mode === 'ro' || pool.mode === 'fail') log(`warning: the pool is in ${pool.mode} mode: ${pool.modeReason ?? ''}`);
     return self;
   }
 
   private readonly onLowWater = (e: { free: number; lowWaterMark: number }) =>
     this.opts.log(`warning: the pool crossed its low-water mark: ${e.free} free data blocks (mark ${e.lowWaterMark})`);
+
+  /** The kernel's "switching pool to ... mode" line, with the reason. */
+  private readonly onMode = (mode: string, why?: string) => {
+    const words: Record<string, string> = { rw: 'write', ro: 'read-only', fail: 'failure', out_of_data_space: 'out-of-data-space' };
+    this.opts.log(`switching pool to ${words[mode] ?? mode} mode${why && (mode === 'ro' || mode === 'fail') ? `: ${why}` : ''}`);
+  };
 
   /** The URI a client uses for export `name` (default: the first export). */
   uri(name?: string): string {
@@ -147,6 +156,7 @@ export class NbdServer {
     clearTimeout(timer);
     await listenerClosed;
     this.pool.off('low-water-mark', this.onLowWater);
+    this.pool.off('mode', this.onMode);
     try {
       if (this.opts.closePool) await this.pool.close();
       else await this.pool.flush();
@@ -242,6 +252,6 @@ async function removeStaleSocket(p: string): Promise<void> {
     c.once('connect', () => { c.destroy(); resolve(true); });
     c.once('error', () => resolve(false));
   });
-  if (live) throw new ThinError('E_POOL_BUSY', `another server is listening on ${p}`, { file: p });
+  if (live) throw new ThinError('E_ADDR_IN_USE', `another server is listening on ${p}; stop it or choose another --socket path`, { file: p });
   try { fs.unlinkSync(p); } catch { /* gone */ }
 }

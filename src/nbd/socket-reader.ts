@@ -5,14 +5,14 @@
  * - `read(n)` resolves with exactly n bytes, in order; `skip(n)` consumes n bytes
  *   without keeping them. One read or skip at a time (the session is sequential).
  * - At most `highWater` bytes (or what the pending read needs, if more) are buffered:
- *   beyond that the socket is paused, so a client that sends faster than the session
- *   consumes is held back by TCP flow control, and memory stays bounded.
+ *   beyond that the socket is paused (SocketInput), so a client that sends faster than
+ *   the session consumes is held back by TCP flow control, and memory stays bounded.
  * - A read fails with ReaderClosed when the peer closed (or the socket failed) before
  *   n bytes arrived, or when `cancel()` is called while it waits. It never hangs on a
  *   closed socket.
  */
 import type { Socket } from 'net';
-import { ByteQueue } from './byte-queue';
+import { SocketInput } from './socket-input';
 
 export class ReaderClosed extends Error {
   constructor(message: string, readonly partial: boolean) {
@@ -22,16 +22,14 @@ export class ReaderClosed extends Error {
 }
 
 export class SocketReader {
-  private readonly queue = new ByteQueue();
+  private readonly input: SocketInput;
   private want = 0;
   private wake: (() => void) | undefined;
   private closedReason: string | undefined;
   private cancelled: string | undefined;
-  private paused = false;
 
   private readonly onData = (c: Buffer) => {
-    this.queue.push(c);
-    if (this.buffered >= Math.max(this.highWater, this.want)) this.pause();
+    this.input.push(c, this.limit());
     this.poke();
   };
   private readonly onEnd = () => this.close('the client closed the connection');
@@ -39,6 +37,7 @@ export class SocketReader {
   private readonly onError = (e: Error) => this.close(`connection error: ${e.message}`);
 
   constructor(private readonly socket: Socket, private readonly highWater = 256 * 1024) {
+    this.input = new SocketInput(socket);
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onClose);
@@ -56,18 +55,17 @@ export class SocketReader {
     this.socket.off('end', this.onEnd);
     this.socket.off('close', this.onClose);
     this.socket.off('error', this.onError);
-    this.socket.pause();
-    this.paused = true;
-    return { chunks: this.queue.takeAll(), ended: this.closedReason !== undefined };
+    this.input.hold();
+    return { chunks: this.input.queue.takeAll(), ended: this.closedReason !== undefined };
   }
 
-  /** Bytes received and not yet consumed. */
-  get pending(): number {
-    return this.queue.length;
+  /** Bytes buffered before the socket is paused: the high-water mark, or what a pending read needs. */
+  private limit(): number {
+    return Math.max(this.highWater, this.want);
   }
 
   private get buffered(): number {
-    return this.queue.length;
+    return this.input.length;
   }
 
   async read(n: number): Promise<Buffer> {
@@ -98,21 +96,21 @@ export class SocketReader {
       const gone = this.cancelled ?? this.closedReason;
       if (gone !== undefined) throw new ReaderClosed(gone, this.buffered > 0);
       this.want = want;
-      this.resume();
+      this.input.relieve(this.limit());
       await new Promise<void>((r) => { this.wake = r; });
     }
     this.want = 0;
   }
 
   private take(n: number): Buffer {
-    const out = this.queue.take(n);
-    if (this.buffered < this.highWater) this.resume();
+    const out = this.input.queue.take(n);
+    this.input.relieve(this.highWater);
     return out;
   }
 
   private drop(n: number): void {
-    this.queue.drop(n);
-    if (this.buffered < this.highWater) this.resume();
+    this.input.queue.drop(n);
+    this.input.relieve(this.highWater);
   }
 
   private close(reason: string): void {
@@ -124,17 +122,5 @@ export class SocketReader {
     const w = this.wake;
     this.wake = undefined;
     w?.();
-  }
-
-  private pause(): void {
-    if (this.paused) return;
-    this.paused = true;
-    this.socket.pause();
-  }
-
-  private resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    this.socket.resume();
   }
 }

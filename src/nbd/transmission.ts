@@ -10,11 +10,15 @@
  *   data are held; a request counts from its header until its reply has been handed to
  *   the kernel, and a WRITE's bytes are reserved before its payload is taken. At a cap,
  *   parsing stops; once more than `readHighWater` bytes (or what the pending request
- *   needs) wait unparsed, the socket is paused and the kernel pushes back on the client.
+ *   needs) wait unparsed, the socket is paused (SocketInput) and the kernel pushes back
+ *   on the client.
  *   A client that never reads its replies therefore costs bounded memory.
  * - A bad request magic, or a connection that ends inside a request, ends the session
  *   (the stream cannot be resynchronised); every other fault is an error reply and the
  *   session goes on. A WRITE longer than MAX_PAYLOAD is consumed unread and refused.
+ * - A bug in this connection's handling (an exception from parsing, starting a request,
+ *   or sending replies) is logged with its stack and closes this connection only; it
+ *   never escapes into the socket's event handlers, where it would end the process.
  * - The session ends after DISC, `drain()` (server shutdown), a violation, or the end of
  *   the connection: no new request is parsed, the ones in flight finish and reply, then
  *   the socket is closed. `done` resolves once it is closed and every pool request this
@@ -23,8 +27,8 @@
 import type { Socket } from 'net';
 import { isThinError } from '../errors';
 import { commandName, execute, failure, MAX_EXTENTS, MAX_PAYLOAD, type Outcome, type Target, validate } from './commands';
-import { ByteQueue } from './byte-queue';
 import * as P from './protocol';
+import { SocketInput } from './socket-input';
 
 export interface TransmissionLimits {
   /** Requests in flight per connection (received, reply not yet sent). */
@@ -67,7 +71,7 @@ const enum Step { PROGRESS, NEED_BYTES, NEED_BUDGET }
 export class Transmission {
   readonly done: Promise<void>;
   private resolveDone!: () => void;
-  private readonly input = new ByteQueue();
+  private readonly input: SocketInput;
   private held: Held | undefined;
   /** Bytes of an oversized WRITE still to be consumed, and its request. */
   private skipLeft = 0;
@@ -82,7 +86,8 @@ export class Transmission {
   private eof = false;
   private closing = false;
   private closed = false;
-  private paused = false;
+  /** A bug was caught in this connection's handling: it is being closed. */
+  private broken = false;
   private errorsLogged = 0;
   /** Replies finished this turn, waiting for the flush. */
   private out: Buffer[] = [];
@@ -95,31 +100,51 @@ export class Transmission {
 
   constructor(private readonly socket: Socket, private readonly ctx: TransmissionContext, private readonly target: Target, readonly label: string, handover: { chunks: Buffer[]; ended: boolean }) {
     this.done = new Promise((resolve) => { this.resolveDone = resolve; });
-    for (const c of handover.chunks) this.push(c);
+    // The handshake's reader left the socket paused.
+    this.input = new SocketInput(socket, true);
+    for (const c of handover.chunks) this.input.push(c, this.bufferLimit());
     this.eof = handover.ended;
-    socket.on('data', (c: Buffer) => {
-      this.push(c);
+    socket.on('data', (c: Buffer) => this.guard(() => {
+      this.input.push(c, this.bufferLimit());
       this.pump();
-    });
-    socket.on('end', () => {
+    }));
+    socket.on('end', () => this.guard(() => {
       this.eof = true;
       this.pump();
-    });
+    }));
     socket.on('error', () => undefined); // 'close' follows
-    socket.on('close', () => {
+    socket.on('close', () => this.guard(() => {
       this.closed = true;
       for (const release of [...this.sending]) release();
       this.stop(this.partial() ? 'the connection closed before every request it sent was read' : undefined);
       this.settle();
-    });
+    }));
     if (socket.destroyed) {
       this.closed = true;
       this.stopped = true;
       this.resolveDone();
       return;
     }
-    if (!this.paused) socket.resume();
-    this.pump();
+    this.guard(() => this.pump());
+  }
+
+  /**
+   * Run a step of this connection's handling; an exception is thinsim's bug: it is
+   * logged, and this connection (only) is closed. Requests already running settle, and
+   * `done` still waits for them.
+   */
+  private guard(step: () => void): void {
+    try {
+      step();
+    } catch (e) {
+      if (!this.broken) {
+        this.broken = true;
+        this.ctx.log(`${this.label}: internal error, closing this connection (the server goes on): ${(e as Error)?.stack ?? String(e)}`);
+        this.stopped = true;
+        this.socket.destroy();
+      }
+      if (this.running === 0) this.resolveDone();
+    }
   }
 
   /** Server shutdown: parse nothing new, finish what is in flight, close. */
@@ -128,14 +153,6 @@ export class Transmission {
   }
 
   // ---------------------------------------------------------------- requests in
-
-  private push(c: Buffer): void {
-    this.input.push(c);
-    if (!this.paused && this.input.length >= this.bufferLimit()) {
-      this.paused = true;
-      this.socket.pause();
-    }
-  }
 
   /** Unparsed bytes allowed before the socket is paused: the high-water mark, or a reserved WRITE's payload. */
   private bufferLimit(): number {
@@ -158,10 +175,7 @@ export class Transmission {
       this.stop(this.partial() ? 'the client closed the connection in the middle of a request' : undefined);
       return;
     }
-    if (this.paused && this.input.length < this.bufferLimit()) {
-      this.paused = false;
-      this.socket.resume();
-    }
+    this.input.relieve(this.bufferLimit());
   }
 
   /** One parsing step. */
@@ -169,7 +183,7 @@ export class Transmission {
     const lim = this.ctx.limits;
     if (this.skipLeft > 0) {
       const k = Math.min(this.skipLeft, this.input.length);
-      this.input.drop(k);
+      this.input.queue.drop(k);
       this.skipLeft -= k;
       if (this.skipLeft > 0) return Step.NEED_BYTES;
       const req = this.skipReq!;
@@ -187,12 +201,12 @@ export class Transmission {
       const payload = h.req.type === P.Cmd.WRITE ? h.req.length : 0;
       if (this.input.length < payload) return Step.NEED_BYTES;
       this.held = undefined;
-      this.begin(h.req, payload > 0 ? this.input.takeList(payload) : undefined, h.cost);
+      this.begin(h.req, payload > 0 ? this.input.queue.takeList(payload) : undefined, h.cost);
       return Step.PROGRESS;
     }
     if (this.inflight >= lim.maxInflightRequests || this.inflightBytes >= lim.maxInflightBytes) return Step.NEED_BUDGET;
     if (this.input.length < P.REQUEST_SIZE) return Step.NEED_BYTES;
-    const req = P.parseRequest(this.input.take(P.REQUEST_SIZE));
+    const req = P.parseRequest(this.input.queue.take(P.REQUEST_SIZE));
     if (req.type === P.Cmd.DISC) {
       this.stop();
       return Step.NEED_BYTES;
@@ -215,12 +229,12 @@ export class Transmission {
 
   /** Start a request, already counted in `inflight` with its cost reserved. */
   private begin(req: P.Request, payload: Buffer[] | undefined, cost: number): void {
-    this.running++;
     const bad = validate(req, this.target);
     const work = bad ? Promise.resolve(bad) : execute(req, payload, this.target);
+    this.running++; // counted once started: a throw above started nothing
     work.then(
-      (o) => this.finish(req, o, cost),
-      (e) => this.finish(req, failure(e, commandName(req.type)), cost),
+      (o) => this.guard(() => this.finish(req, o, cost)),
+      (e) => this.guard(() => this.finish(req, failure(e, commandName(req.type)), cost)),
     );
   }
 
@@ -267,7 +281,7 @@ export class Transmission {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // After the promise jobs of this turn: replies finished together leave together.
-      process.nextTick(() => this.flush());
+      process.nextTick(() => this.guard(() => this.flush()));
     }
   }
 
@@ -288,8 +302,10 @@ export class Transmission {
       this.sending.delete(release);
       this.inflight -= n;
       this.inflightBytes -= cost;
-      this.pump();
-      this.settle();
+      this.guard(() => {
+        this.pump();
+        this.settle();
+      });
     };
     if (this.closed || this.socket.destroyed || !this.socket.writable) {
       release();

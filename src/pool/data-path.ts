@@ -4,11 +4,20 @@
  *
  * Contract:
  * - Offsets and lengths are bytes, of any alignment, within the device's size;
- *   anything else is E_INVALID. Every failure is reported through the promise.
+ *   anything else is E_INVALID. Failures found before anything is queued (a bad range,
+ *   a missing device, a pool that is closed, read-only or failed, an I/O error on the
+ *   inline path) throw synchronously; every later one rejects the promise. Pool turns
+ *   the throws into rejections (rejectOnThrow), so its callers see promises only.
+ * - Health (state.ts): in `ro`, reads and overwrites of mapped, unshared chunks run;
+ *   a write that must provision or break sharing, and a discard, fail with E_READ_ONLY.
+ *   In `fail` everything fails with E_IO. A failed data write fails its request only
+ *   (as a failed bio does in the kernel); the pool's health does not change.
  * - Requests touching one chunk run in the order they were issued (a FIFO lock per
  *   chunk, registered synchronously when the request is made); different chunks
  *   run in parallel. A device's gate is held shared, so a snapshot or delete of
- *   that device waits for its I/O to drain.
+ *   that device waits for its I/O to drain. A request of several chunks settles every
+ *   chunk's I/O, also when one fails, before it releases the chunks and the gate and
+ *   reports the first failure: no snapshot is ever taken under an in-place write.
  * - A first write to an unmapped chunk allocates, writes the data (zero-filling the
  *   rest unless skip_block_zeroing) and only then maps it, so metadata never points
  *   at unwritten data. A write to a shared chunk (mapped before the device's last
@@ -44,27 +53,31 @@ const INLINE_CHUNK_MAX = 1024 * 1024;
 
 export interface BlockStatusRun { offset: number; length: number; mapped: boolean }
 
+/**
+ * How a write of part of a chunk reaches a newly allocated block: the whole chunk is
+ * written; or the old (shared) chunk is copied with the write laid over it; or the rest
+ * of the chunk is zero-filled; or (skip_block_zeroing) only the written bytes go down.
+ */
+type Provision = 'whole' | 'copy' | 'zero' | 'raw';
+
 export class DataPath {
   private readonly chunks = new KeyedMutex<string>();
-  /** Data blocks whose count dropped to 0 during the current unmap (for passdown). */
-  private freed: number[] = [];
   /** A chunk's worth of bytes for inline sharing breaks (used and done with synchronously). */
   private scratch: Buffer | undefined;
   /** A chunk of zeros for inline first writes (never written to). */
   private zeros: Uint8Array | undefined;
 
-  constructor(private readonly s: PoolState) {
-    s.md.onDataBlockFreed = (b) => this.freed.push(b);
-  }
+  constructor(private readonly s: PoolState) {}
 
   /** Read `length` bytes at `offset` of thin device `id`; unmapped ranges read as zeros. */
   read(id: number, offset: number, length: number): Promise<Buffer> {
+    this.s.assertServing();
     const pieces = this.pieces(id, offset, length);
     const now = this.readInline(id, pieces, length);
     if (now) return Promise.resolve(now);
     const gate = this.s.devGate(id).acquireShared();
     const locks = pieces.map((p) => this.chunks.lock(key(id, p.vblock)));
-    return this.run(gate, locks, async () => {
+    return this.run(gate, async () => {
       const out = Buffer.allocUnsafeSlow(length);
       // Hold every chunk of the request, then read each run of chunks that lie next to
       // each other on the data device with one request. No deadlock: chunk locks are
@@ -82,7 +95,7 @@ export class DataPath {
 
   /** Write `data` (one buffer, or several back to back) at `offset` of thin device `id`. */
   write(id: number, offset: number, data: Bytes): Promise<void> {
-    this.s.assertOpenForWrite();
+    this.s.assertWritable();
     const length = byteLength(data);
     let pieces = this.pieces(id, offset, length);
     if (length <= INLINE_REQUEST_MAX && this.quiet(id, pieces)) {
@@ -94,16 +107,14 @@ export class DataPath {
     }
     const gate = this.s.devGate(id).acquireShared();
     const locks = pieces.map((p) => this.chunks.lock(key(id, p.vblock)));
-    return this.run(gate, locks, async () => {
-      await Promise.all(pieces.map(async (p, i) => {
-        const unlock = await locks[i];
-        try {
-          await this.writeChunk(id, p.vblock, p.off, flatten(sliceBytes(data, p.at, p.len)));
-        } finally {
-          unlock();
-        }
-      }));
-    });
+    return this.run(gate, () => settleAll(pieces.map(async (p, i) => {
+      const unlock = await locks[i];
+      try {
+        await this.writeChunk(id, p.vblock, p.off, flatten(sliceBytes(data, p.at, p.len)));
+      } finally {
+        unlock();
+      }
+    })));
   }
 
   /**
@@ -111,7 +122,7 @@ export class DataPath {
    * of the data file); the partial chunks at either end are zeroed.
    */
   discard(id: number, offset: number, length: number): Promise<void> {
-    this.s.assertOpenForWrite();
+    this.s.assertCanChangeMetadata();
     const pieces = this.pieces(id, offset, length);
     if (this.s.table.features.ignoreDiscard) return Promise.resolve();
     const cb = this.s.chunkBytes;
@@ -122,8 +133,8 @@ export class DataPath {
     const gate = big ? this.s.devGate(id).acquireExclusive() : this.s.devGate(id).acquireShared();
     const lockPieces = big ? partial : pieces;
     const locks = lockPieces.map((p) => this.chunks.lock(key(id, p.vblock)));
-    return this.run(gate, locks, async () => {
-      await Promise.all(lockPieces.map(async (p, i) => {
+    return this.run(gate, async () => {
+      await settleAll(lockPieces.map(async (p, i) => {
         const unlock = await locks[i];
         try {
           if (p.len === cb) await this.unmap(id, p.vblock, p.vblock + 1);
@@ -204,41 +215,61 @@ export class DataPath {
     const buf = sliceBytes(data, p.at, p.len);
     const m = md.lookup(id, p.vblock);
     if (m && !md.isShared(id, m)) return dev.writeNow(buf, m.block * cb + p.off);
-    if (!this.s.poolGate.freeForShared) return false;
-    const whole = p.off === 0 && p.len === cb;
+    // Provisioning: the queued path waits for the pool gate, and reports ro/fail.
+    if (!this.s.poolGate.freeForShared || !this.s.canChangeMetadata) return false;
+    const how = this.provision(m !== undefined, p.off, p.len);
     let bufs: Uint8Array[];
     let at = 0;
-    if (whole) {
-      bufs = buf;
-    } else if (m) {
-      // Break sharing: the old chunk's bytes around the write, if the page cache has them.
-      if (cb > INLINE_CHUNK_MAX) return false;
-      const old = this.scratch ??= Buffer.allocUnsafeSlow(cb);
-      if (!dev.readNow(old, m.block * cb)) return false;
-      bufs = [old.subarray(0, p.off), ...buf, old.subarray(p.off + p.len)];
-    } else if (!this.s.table.features.skipBlockZeroing) {
-      if (cb > INLINE_CHUNK_MAX) return false;
-      const zeros = this.zeros ??= new Uint8Array(cb);
-      bufs = [zeros.subarray(0, p.off), ...buf, zeros.subarray(p.off + p.len)];
-    } else {
-      bufs = buf;
-      at = p.off;
+    switch (how) {
+      case 'whole':
+        bufs = buf;
+        break;
+      case 'copy': {
+        // The old chunk's bytes around the write, if the page cache has them.
+        if (cb > INLINE_CHUNK_MAX) return false;
+        const old = this.scratch ??= Buffer.allocUnsafeSlow(cb);
+        if (!dev.readNow(old, m!.block * cb)) return false;
+        bufs = [old.subarray(0, p.off), ...buf, old.subarray(p.off + p.len)];
+        break;
+      }
+      case 'zero': {
+        if (cb > INLINE_CHUNK_MAX) return false;
+        const zeros = this.zeros ??= new Uint8Array(cb);
+        bufs = [zeros.subarray(0, p.off), ...buf, zeros.subarray(p.off + p.len)];
+        break;
+      }
+      case 'raw':
+        bufs = buf;
+        at = p.off;
+        break;
     }
     // Decided before allocating: a block allocated and given back would leave a hole that
     // a later commit makes reusable, and allocation would then depend on timing.
     if (!dev.canWriteNow()) return false;
-    const b = this.s.metadataOp(() => md.allocateDataBlock());
+    const b = this.s.metadataOp('allocate a data block', () => md.allocateDataBlock());
     if (b < 0) return false;
     try {
       if (!dev.writeNow(bufs, b * cb + at)) throw new ThinError('E_INVARIANT', 'an inline write was refused after canWriteNow() said yes');
     } catch (e) {
-      if (this.s.mode !== 'ro') this.s.metadataOp(() => md.releaseDataBlock(b));
+      this.releaseUnwritten(b);
       throw e;
     }
-    this.s.metadataOp(() => md.insertMapping(id, p.vblock, b));
+    this.s.metadataOp('insert a mapping', () => md.insertMapping(id, p.vblock, b));
     // After mapping: its listeners run now, and nothing holds this chunk for them.
     this.s.checkLowWater();
     return true;
+  }
+
+  /** How a write of `len` bytes at `off` in a chunk goes to a new block (one rule for both paths). */
+  private provision(mapped: boolean, off: number, len: number): Provision {
+    if (off === 0 && len === this.s.chunkBytes) return 'whole';
+    if (mapped) return 'copy';
+    return this.s.table.features.skipBlockZeroing ? 'raw' : 'zero';
+  }
+
+  /** Give back a block allocated for a write that failed (unless a rollback already dropped it). */
+  private releaseUnwritten(b: number): void {
+    if (this.s.canChangeMetadata) this.s.metadataOp('release an unwritten data block', () => this.s.md.releaseDataBlock(b));
   }
 
   /**
@@ -281,27 +312,26 @@ export class DataPath {
     }
     const hold = { release: await this.s.poolGate.acquireShared() };
     try {
-      this.s.assertOpenForWrite();
+      this.s.assertCanChangeMetadata();
       const b = await this.allocate(hold);
       try {
         const dst = b * cb;
-        if (off === 0 && buf.length === cb) {
-          await data.write(buf, dst);
-        } else if (m) {
-          // Break sharing: the old chunk's bytes with the write laid over them.
-          await data.patchCopy(m.block * cb, dst, cb, buf, off);
-        } else if (!this.s.table.features.skipBlockZeroing) {
-          const chunk = new Uint8Array(cb);
-          chunk.set(buf, off);
-          await data.write(chunk, dst);
-        } else {
-          await data.write(buf, dst + off);
+        switch (this.provision(m !== undefined, off, buf.length)) {
+          case 'whole': await data.write(buf, dst); break;
+          case 'copy': await data.patchCopy(m!.block * cb, dst, cb, buf, off); break;
+          case 'zero': {
+            const chunk = new Uint8Array(cb);
+            chunk.set(buf, off);
+            await data.write(chunk, dst);
+            break;
+          }
+          case 'raw': await data.write(buf, dst + off); break;
         }
       } catch (e) {
-        if (this.s.mode !== 'ro') this.s.metadataOp(() => md.releaseDataBlock(b));
+        this.releaseUnwritten(b);
         throw e;
       }
-      this.s.metadataOp(() => md.insertMapping(id, vblock, b));
+      this.s.metadataOp('insert a mapping', () => md.insertMapping(id, vblock, b));
     } finally {
       hold.release();
     }
@@ -311,12 +341,9 @@ export class DataPath {
   private async unmap(id: number, from: number, to: number): Promise<void> {
     const release = await this.s.poolGate.acquireShared();
     try {
-      this.s.assertOpenForWrite();
-      this.freed = [];
-      this.s.metadataOp(() => { if (to - from === 1) this.s.md.removeMapping(id, from); else this.s.md.removeRange(id, from, to); });
-      const freed = this.freed.sort((a, b) => a - b);
-      this.freed = [];
+      const { freed } = this.s.metadataOp('discard', () => this.s.md.unmap(id, from, to));
       if (discardMode(this.s.table.features) !== 'passdown') return;
+      freed.sort((a, b) => a - b);
       const cb = this.s.chunkBytes;
       for (let i = 0; i < freed.length;) {
         let j = i + 1;
@@ -332,7 +359,7 @@ export class DataPath {
   /** Allocate a data block, waiting for space (or failing) as the no-space policy says. */
   private async allocate(hold: { release: Release }): Promise<number> {
     for (let committed = false; ;) {
-      const b = this.s.metadataOp(() => this.s.md.allocateDataBlock());
+      const b = this.s.metadataOp('allocate a data block', () => this.s.md.allocateDataBlock());
       if (b >= 0) {
         this.s.checkLowWater();
         return b;
@@ -371,14 +398,11 @@ export class DataPath {
     return out;
   }
 
-  private async run<T>(gate: Promise<Release>, locks: Promise<Release>[], body: () => Promise<T>): Promise<T> {
+  /** Run `body` with the device's gate held; its chunk pieces settle before it resolves. */
+  private async run<T>(gate: Promise<Release>, body: () => Promise<T>): Promise<T> {
     const release = await gate;
     try {
       return await body();
-    } catch (e) {
-      // Let every queued chunk lock of this request pass so later requests proceed.
-      for (const l of locks) l.then((u) => u(), () => undefined);
-      throw e;
     } finally {
       release();
     }

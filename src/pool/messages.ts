@@ -11,6 +11,9 @@
  *   device without its size.
  * - Misuse (an existing or missing id, a wrong transaction id, a shrink) throws a
  *   ThinError and changes nothing.
+ * - In `ro` and `fail` mode every message and resize is refused (the kernel: "unable to
+ *   service pool target messages in READ_ONLY or FAIL mode"); a failure while one runs
+ *   moves the pool's health (state.ts).
  */
 import { ThinError } from '../errors';
 import { SECTOR_SIZE } from '../units';
@@ -21,35 +24,35 @@ export class PoolMessages {
 
   async createThin(id: number, size: number): Promise<void> {
     checkSize(size);
-    await this.withTableEntry(id, size, () => this.apply(undefined, () => this.s.md.createThin(id)));
+    await this.withTableEntry(id, size, () => this.apply(undefined, 'create_thin', () => this.s.md.createThin(id)));
   }
 
   async createSnap(id: number, origin: number, size?: number): Promise<void> {
     const originSize = this.s.deviceSize(origin);
     if (size !== undefined) checkSize(size);
-    await this.withTableEntry(id, size ?? originSize, () => this.apply(origin, () => this.s.md.createSnap(id, origin)));
+    await this.withTableEntry(id, size ?? originSize, () => this.apply(origin, 'create_snap', () => this.s.md.createSnap(id, origin)));
   }
 
   async deleteDevice(id: number): Promise<void> {
     this.s.requireDevice(id);
-    await this.apply(id, () => this.s.md.deleteDevice(id));
+    await this.apply(id, 'delete', () => this.s.md.deleteDevice(id));
     this.s.forgetDevice(id);
     delete this.s.table.thins[id];
     this.s.saveTable();
   }
 
   async setTransactionId(current: number, next: number): Promise<void> {
-    await this.apply(undefined, () => this.s.md.setTransactionId(current, next));
+    await this.apply(undefined, 'set_transaction_id', () => this.s.md.setTransactionId(current, next));
   }
 
   async reserveMetadataSnap(): Promise<number> {
     let at = 0;
-    await this.apply(undefined, () => { at = this.s.md.reserveMetadataSnap(); });
+    await this.apply(undefined, 'reserve_metadata_snap', () => { at = this.s.md.reserveMetadataSnap(); });
     return at;
   }
 
   async releaseMetadataSnap(): Promise<void> {
-    await this.apply(undefined, () => this.s.md.releaseMetadataSnap());
+    await this.apply(undefined, 'release_metadata_snap', () => this.s.md.releaseMetadataSnap());
   }
 
   /** The dm-thin pool messages, as `dmsetup message <pool> 0 ...` takes them. */
@@ -77,23 +80,22 @@ export class PoolMessages {
   /** Grow the data and/or metadata device (never shrink). Wakes writes waiting for space. */
   async resize(opts: { dataSize?: number; metadataSize?: number }): Promise<void> {
     const { md, data, chunkBytes } = this.s;
-    this.s.assertOpenForWrite();
-    if (opts.dataSize !== undefined) {
-      const blocks = Math.floor(opts.dataSize / chunkBytes);
-      if (blocks < md.nrDataBlocks) {
-        throw new ThinError('E_UNSUPPORTED', `cannot shrink the data device from ${md.nrDataBlocks * chunkBytes} to ${opts.dataSize} bytes; dm-thin pools only grow`, { from: md.nrDataBlocks, to: blocks });
-      }
-      data.grow(blocks * chunkBytes);
-      md.growData(blocks);
+    this.s.assertCanChangeMetadata();
+    const blocks = opts.dataSize === undefined ? undefined : Math.floor(opts.dataSize / chunkBytes);
+    if (blocks !== undefined && blocks < md.nrDataBlocks) {
+      throw new ThinError('E_UNSUPPORTED', `cannot shrink the data device from ${md.nrDataBlocks * chunkBytes} to ${opts.dataSize} bytes; dm-thin pools only grow`, { from: md.nrDataBlocks, to: blocks });
     }
-    if (opts.metadataSize !== undefined) md.growMetadata(opts.metadataSize);
-    this.s.rearmLowWater();
-    this.s.onSpaceAvailable();
-    await this.s.commit();
+    // The data file grows first (a grown file with the old metadata is still a valid pool).
+    if (blocks !== undefined) data.grow(blocks * chunkBytes);
+    await this.apply(undefined, 'resize', () => {
+      if (blocks !== undefined) md.growData(blocks);
+      if (opts.metadataSize !== undefined) md.growMetadata(opts.metadataSize);
+      this.s.rearmLowWater();
+    });
   }
 
   private async withTableEntry(id: number, size: number, create: () => Promise<void>): Promise<void> {
-    this.s.assertOpenForWrite();
+    this.s.assertCanChangeMetadata();
     if (this.s.md.hasDevice(id)) throw new ThinError('E_DEVICE_EXISTS', `thin device ${id} already exists`, { device: id });
     const table = this.s.table;
     const before = table.thins[id];
@@ -108,15 +110,16 @@ export class PoolMessages {
     }
   }
 
-  /** Quiesce `id` (when given) and the pool, sync data, run `fn`, commit. */
-  private async apply(id: number | undefined, fn: () => void): Promise<void> {
-    this.s.assertOpenForWrite();
+  /** Quiesce `id` (when given) and the pool, sync data, run `fn` (the message `op`), commit. */
+  private async apply(id: number | undefined, op: string, fn: () => void): Promise<void> {
+    this.s.assertCanChangeMetadata();
     const devRelease = id === undefined ? undefined : await this.s.devGate(id).acquireExclusive();
     try {
       const release = await this.s.poolGate.acquireExclusive();
       try {
-        await this.s.data.sync();
-        this.s.metadataOp(fn);
+        this.s.assertCanChangeMetadata(); // the pool may have failed while this waited
+        await this.s.syncData();
+        this.s.metadataOp(op, fn);
         await this.s.commitMetadata();
       } finally {
         release();

@@ -5,10 +5,17 @@
  * holding our pid, which fails if the lock exists). A lock whose pid is no longer
  * alive (a writer killed with -9) is stale and is taken over. A live holder gives
  * E_POOL_BUSY naming its pid. Read-only opens never take the lock.
+ *
+ * Every writer takes it: the pool's read-write open, and the offline tools that write
+ * metadata (restore). A writer handed a bare metadata file finds the pool it belongs
+ * to with `poolOfMetadata` (a pool.json beside it that names it) and takes that pool's
+ * lock; `openedBy` names other processes that hold the file open, for metadata whose
+ * pool directory lives elsewhere (a direct-lvm pool's block device).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { ioError, ThinError } from '../errors';
+import { loadTable, resolveDev, TABLE_FILE } from './table';
 
 export class PoolLock {
   private constructor(readonly file: string) {}
@@ -54,6 +61,47 @@ export class PoolLock {
     const pid = readPid(path.join(dir, 'pool.lock'));
     return pid !== undefined && alive(pid) ? pid : undefined;
   }
+}
+
+/**
+ * The pool directory whose metadata device is `file`: the directory holding `file`,
+ * when its pool.json names the same file (same device and inode). undefined otherwise.
+ */
+export function poolOfMetadata(file: string): string | undefined {
+  const dir = path.dirname(path.resolve(file));
+  if (!fs.existsSync(path.join(dir, TABLE_FILE))) return undefined;
+  try {
+    const mine = fs.statSync(file);
+    const theirs = fs.statSync(resolveDev(dir, loadTable(dir).metadataDev));
+    return mine.dev === theirs.dev && mine.ino === theirs.ino ? dir : undefined;
+  } catch {
+    // A pool.json that cannot be read, or names a device that is gone, does not own `file`;
+    // openedBy() still catches a live process that has it open.
+    return undefined;
+  }
+}
+
+/**
+ * Other processes that hold `file` open (Linux /proc/PID/fd), by pid. Processes whose
+ * descriptors we may not read are not seen: the pool lock is the rule, this a backstop.
+ */
+export function openedBy(file: string): number[] {
+  let target: fs.Stats;
+  try { target = fs.statSync(file); } catch { return []; }
+  const pids: number[] = [];
+  let procs: string[];
+  try { procs = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid); } catch { return []; }
+  for (const pid of procs) {
+    let fds: string[];
+    try { fds = fs.readdirSync(`/proc/${pid}/fd`); } catch { continue; } // exited, or not ours to read
+    for (const fd of fds) {
+      try {
+        const st = fs.statSync(`/proc/${pid}/fd/${fd}`);
+        if (st.dev === target.dev && st.ino === target.ino) { pids.push(Number(pid)); break; }
+      } catch { /* closed meanwhile */ }
+    }
+  }
+  return pids;
 }
 
 function takeOverStale(file: string, deadPid: number | undefined): void {

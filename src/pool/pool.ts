@@ -12,21 +12,30 @@
  * - Messages (create_thin, create_snap, delete, ...) and resize: messages.ts.
  * - Status in the kernel's and Docker's terms: status.ts, status-format.ts.
  * - `flush()` makes every completed write durable: data device sync, then metadata
- *   commit (superblock last). The pool also commits about once a second.
+ *   commit (superblock last), or fails. The pool also commits about once a second; a
+ *   failure there moves the pool's health as any other does.
+ * - Health (`mode`): dm-thin's pool modes, rw, out_of_data_space, ro and fail (state.ts
+ *   says when each is entered; docs/reliability.md next to the kernel's rules). After a
+ *   failed sync or metadata operation the pool is `ro` with needs_check set on disk, and
+ *   no later flush or commit succeeds while it stays open.
  * - A commit waits for in-flight provisioning (allocated but not yet mapped) to
  *   finish, so it never captures a leaked or unwritten block, and does not block
  *   the event loop while it writes (state.ts).
  * - Out of data space: ENOSPC at once with error_if_no_space, otherwise writes wait
  *   up to no_space_timeout for a resize. Out of metadata space: the pool turns
  *   read-only with needs_check set; nothing committed is lost.
- * - Events: 'low-water-mark' (once per crossing), 'mode' (rw/ro/out_of_data_space),
- *   'commit', 'error' is never emitted; failures reject the request that caused them.
+ * - Events: 'low-water-mark' (once per crossing), 'mode' (the new mode and, for ro and
+ *   fail, why), 'commit'. 'error' is never emitted; failures reject the request that
+ *   caused them (a periodic commit's failure shows in `mode` and `status()`).
+ * - Open refuses a data device shorter than the metadata's nr_data_blocks (as the kernel
+ *   refuses such a table); create refuses a data size below one data block.
  */
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ThinError } from '../errors';
 import { DataDevice } from '../io/data-device';
+import type { BlockDevice } from '../io/block-device';
 import type { Bytes } from '../io/byte-list';
 
 export type { Bytes } from '../io/byte-list';
@@ -44,7 +53,7 @@ import { PoolMessages } from './messages';
 import { PoolLock } from './pool-lock';
 import { PoolHealth, PoolState } from './state';
 import { poolStatus, PoolStatus, thinStatus, ThinStatus } from './status';
-import { defaultFeatures, DiscardMode, loadTable, PoolMode, PoolTable, resolveDev, saveTable, TABLE_FILE } from './table';
+import { defaultFeatures, DiscardMode, loadTable, PoolMode, requireThinSizes, PoolTable, resolveDev, saveTable, TABLE_FILE } from './table';
 
 export type { PoolHealth, PoolStatus, ThinStatus, BlockStatusRun, DiffRange };
 
@@ -78,6 +87,11 @@ export interface OpenOptions {
   /** Metadata blocks to cache. */
   cacheBlocks?: number;
   /**
+   * Use these devices instead of opening the files the table names (tests: in-memory
+   * devices with injected faults). The pool closes them.
+   */
+  devices?: { metadata?: BlockDevice; data?: BlockDevice };
+  /**
    * Let the data path do page-cache I/O on the calling thread when that needs no wait
    * (loop-lvm; see DataDevice). Default true. false sends every read and write through
    * the thread pool, which is always correct, only slower.
@@ -105,13 +119,13 @@ export class Pool extends EventEmitter {
   /** The periodic commit in progress, if any (one at a time). */
   private periodicCommit: Promise<void> | undefined;
 
-  private constructor(dir: string, table: PoolTable, md: ThinMetadata, data: DataDevice, lock: PoolLock | undefined, opts: OpenOptions) {
+  private constructor(dir: string, table: PoolTable, md: ThinMetadata, data: DataDevice, lock: PoolLock | undefined, opts: OpenOptions & { metadataFile: string }) {
     super();
     this.dir = dir;
     this.table = table;
     this.lock = lock;
     this.readOnly = !!opts.readOnly || table.features.readOnly;
-    this.state = new PoolState(dir, table, md, data, this, opts.noSpaceTimeoutMs ?? table.noSpaceTimeout * 1000, this.readOnly);
+    this.state = new PoolState(dir, table, md, data, this, opts.noSpaceTimeoutMs ?? table.noSpaceTimeout * 1000, this.readOnly, opts.metadataFile);
     this.chunkBytes = this.state.chunkBytes;
     this.dataPath = new DataPath(this.state);
     this.messages = new PoolMessages(this.state);
@@ -120,7 +134,15 @@ export class Pool extends EventEmitter {
     if (!this.readOnly && every > 0) {
       this.timer = setInterval(() => {
         if (md.dirty && !this.state.poolGate.busy && !this.periodicCommit) {
-          this.periodicCommit = this.state.commit({ presync: true }).catch(() => undefined).finally(() => { this.periodicCommit = undefined; });
+          this.periodicCommit = this.state.commit({ presync: true, periodic: true }).then(
+            () => { this.periodicCommit = undefined; },
+            () => {
+              // Not dropped: the failure already moved the pool's health (state.ts: `ro` with
+              // needs_check, or `fail`, with the error as the reason), which every later
+              // request, flush and status() reports. No request is waiting for this one.
+              this.periodicCommit = undefined;
+            },
+          );
         }
       }, every);
       this.timer.unref();
@@ -141,6 +163,10 @@ export class Pool extends EventEmitter {
     if (fs.existsSync(path.join(dir, TABLE_FILE))) {
       throw new ThinError('E_DEVICE_EXISTS', `${dir} already holds a pool (${TABLE_FILE}); open it, or remove the directory first`, { file: dir });
     }
+    const chunk = blockSize * SECTOR_SIZE;
+    if (opts.dataSize !== undefined && !(opts.dataSize >= chunk)) {
+      throw new ThinError('E_INVALID', `data size ${opts.dataSize} bytes is less than one data block (${chunk} bytes, the block size); a pool needs at least one: pass a data size of ${chunk} bytes or more`, { value: opts.dataSize, minimum: chunk });
+    }
     fs.mkdirSync(dir, { recursive: true });
     const dataDev = opts.dataDev ? path.resolve(opts.dataDev) : 'data';
     const metadataDev = opts.metadataDev ? path.resolve(opts.metadataDev) : 'metadata';
@@ -155,10 +181,12 @@ export class Pool extends EventEmitter {
       version: 1, mode, dataDev, metadataDev, dataBlockSize: blockSize, lowWaterMark: opts.lowWaterMark ?? 0,
       features, noSpaceTimeout: opts.noSpaceTimeout ?? 60, thins: {},
     };
-    const chunk = blockSize * SECTOR_SIZE;
+    const nrDataBlocks = Math.floor(fileSize(dataPath) / chunk);
+    if (nrDataBlocks < 1) {
+      throw new ThinError('E_INVALID', `data device ${dataPath} is ${fileSize(dataPath)} bytes, less than one data block (${chunk} bytes); a pool needs at least one: use a device of ${chunk} bytes or more`, { file: dataPath, minimum: chunk });
+    }
     const metaDev = new FileDevice(metaPath);
     try {
-      const nrDataBlocks = Math.floor(fileSize(dataPath) / chunk);
       if (ThinMetadata.hasSuperblock(metaDev)) {
         const md = ThinMetadata.open(metaDev);
         if (md.dataBlockSize !== blockSize) {
@@ -181,16 +209,31 @@ export class Pool extends EventEmitter {
     const readOnly = !!opts.readOnly;
     const lock = readOnly ? undefined : PoolLock.acquire(dir);
     try {
-      const metaDev = new FileDevice(resolveDev(dir, table.metadataDev), { readOnly });
+      const metadataFile = resolveDev(dir, table.metadataDev);
+      const metaDev = opts.devices?.metadata ?? new FileDevice(metadataFile, { readOnly });
       let md: ThinMetadata;
       try {
         md = ThinMetadata.open(metaDev, { cacheBlocks: opts.cacheBlocks });
+        requireThinSizes(dir, table, md.devices());
       } catch (e) {
         metaDev.close();
         throw e;
       }
-      const data = new DataDevice(resolveDev(dir, table.dataDev), { direct: table.mode === 'direct-lvm', readOnly, inline: opts.inlineIo ?? true });
-      return new Pool(dir, table, md, data, lock, { ...opts, readOnly: readOnly || table.features.readOnly });
+      let data: DataDevice;
+      try {
+        data = new DataDevice(opts.devices?.data ?? resolveDev(dir, table.dataDev), { direct: table.mode === 'direct-lvm', readOnly, inline: opts.inlineIo ?? true });
+      } catch (e) {
+        md.close();
+        throw e;
+      }
+      try {
+        checkDataDeviceSize(data, md, metadataFile);
+        return new Pool(dir, table, md, data, lock, { ...opts, readOnly: readOnly || table.features.readOnly, metadataFile });
+      } catch (e) {
+        data.close();
+        md.close();
+        throw e;
+      }
     } catch (e) {
       lock?.release();
       throw e;
@@ -210,7 +253,9 @@ export class Pool extends EventEmitter {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     if (this.periodicCommit) await this.periodicCommit;
     try {
-      if (!this.readOnly && s.mode !== 'ro') await s.commit();
+      // A pool that is `ro` or `fail` cannot commit (its failure, or needs_check, is on
+      // disk already); everything else commits what its requests did.
+      if (s.canChangeMetadata) await s.commit();
     } finally {
       s.closed = true;
       s.failWaiters(new ThinError('E_CLOSED', `pool ${this.dir} is closed`));
@@ -230,6 +275,11 @@ export class Pool extends EventEmitter {
 
   get mode(): PoolHealth {
     return this.state.mode;
+  }
+
+  /** Why the pool is `ro` or `fail` (the failure, or needs_check found at open); undefined when healthy. */
+  get modeReason(): string | undefined {
+    return this.state.modeReason;
   }
 
   /** The data device (for reports: direct I/O, block device or file). */
@@ -374,7 +424,27 @@ export class Pool extends EventEmitter {
   }
 }
 
-/** Data-path calls report every failure through their promise, never by throwing. */
+/**
+ * As the kernel refuses a pool table whose data device is smaller than the metadata's
+ * data space map ("pool target too small"): mappings past the end would read back as
+ * zeros, and new blocks would be handed out there.
+ */
+function checkDataDeviceSize(data: DataDevice, md: ThinMetadata, metadataFile: string): void {
+  const chunk = md.dataBlockSize * SECTOR_SIZE;
+  const need = md.nrDataBlocks * chunk;
+  const have = data.size();
+  if (have >= need) return;
+  throw new ThinError('E_TOO_SMALL',
+    `data device ${data.path} is ${have} bytes, but the metadata on ${metadataFile} describes ${md.nrDataBlocks} data blocks of ${chunk} bytes (${need} bytes): ` +
+    `was the data file truncated? The pool is not opened. Give the data device back its ${need} bytes (a file cut short has lost the blocks past its end), then run "thin_check ${metadataFile}"`,
+    { file: data.path, size: have, expected: need });
+}
+
+/**
+ * The one place a data-path call's synchronous throw (a bad range, a read-only or failed
+ * pool, an inline I/O error: DataPath throws those before queueing anything) becomes a
+ * rejection: Pool's data-path methods report every failure through their promise.
+ */
 function rejectOnThrow<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return fn();

@@ -6,9 +6,23 @@
  * - One PoolState per open pool; the data path (data-path.ts), the messages
  *   (messages.ts) and the status reports (status.ts) all work through it, and
  *   Pool (pool.ts) owns its lifecycle.
- * - Every metadata mutation runs through `metadataOp`: running out of metadata
- *   space turns the pool read-only with needs_check set, as the kernel does, and
- *   nothing committed is lost.
+ * - Health follows dm-thin's pool modes (docs/reliability.md has each transition next
+ *   to the kernel's rule): `rw`; `out_of_data_space` (provisioning waits or fails,
+ *   everything else works); `ro` (a metadata operation failed, or needs_check was set
+ *   when the pool opened: no provisioning, no metadata change, no commit; reads and
+ *   overwrites of mapped, unshared chunks still work); `fail` (even the rollback
+ *   failed: every request fails with E_IO). `ro` and `fail` are never left while the
+ *   pool is open.
+ * - Every metadata mutation runs through `metadataOp`, and every sync and commit
+ *   through `syncData` / `commitMetadata`. A failure of any of them (an I/O error,
+ *   damage, no metadata space; not a caller's misuse, which changes nothing) is the
+ *   kernel's metadata_operation_failed: the open transaction is aborted, needs_check
+ *   is set in the superblock on disk, and the pool turns `ro`; if the abort or the
+ *   flag cannot be written, `fail`. The error is rethrown to the caller.
+ * - After a failed sync of either device, no later flush or commit reports success
+ *   while the pool stays open: Linux may have dropped the dirty pages the sync failed
+ *   to write and marked them clean, so a later sync that succeeds proves nothing.
+ *   `commit()` in `ro` or `fail` fails with E_IO (the kernel errors flushes then too).
  * - `commit()` takes the pool gate exclusively (in-flight provisioning finishes
  *   first, so a commit never captures an allocated but unmapped block), syncs the
  *   data device, then commits the metadata without blocking the event loop.
@@ -17,14 +31,20 @@
  *   no_space_timeout; with error_if_no_space it fails at once.
  */
 import type { EventEmitter } from 'events';
-import { isThinError, ThinError } from '../errors';
+import { isThinError, ThinError, type ThinErrorCode } from '../errors';
 import type { DataDevice } from '../io/data-device';
 import type { ThinMetadata } from '../thin/metadata';
 import { SECTOR_SIZE } from '../units';
 import { Gate } from './gates';
 import { PoolTable, saveTable } from './table';
 
-export type PoolHealth = 'rw' | 'ro' | 'out_of_data_space';
+export type PoolHealth = 'rw' | 'out_of_data_space' | 'ro' | 'fail';
+
+/** Errors a metadata operation throws before it changes anything (a caller's misuse, not a failure). */
+const MISUSE = new Set<ThinErrorCode>([
+  'E_INVALID', 'E_RANGE', 'E_NO_DEVICE', 'E_DEVICE_EXISTS', 'E_TRANSACTION_MISMATCH', 'E_METADATA_SNAP_EXISTS',
+  'E_NO_METADATA_SNAP', 'E_READ_ONLY', 'E_CLOSED', 'E_UNSUPPORTED',
+]);
 
 interface SpaceWaiter { wake: () => void; fail: (e: Error) => void; timer: NodeJS.Timeout }
 
@@ -35,6 +55,8 @@ export class PoolState {
   readonly poolGate = new Gate();
   private readonly devGates = new Map<number, Gate>();
   private health: PoolHealth = 'rw';
+  /** Why the pool is `ro` or `fail` (the failure, or needs_check found at open). */
+  private why: string | undefined;
   private lowWaterSignalled = false;
   private spaceWaiters: SpaceWaiter[] = [];
   closed = false;
@@ -47,15 +69,32 @@ export class PoolState {
     private readonly events: EventEmitter,
     readonly noSpaceTimeoutMs: number,
     readOnly: boolean,
+    /** The metadata device's path, for messages that say what to check. */
+    readonly metadataFile: string,
   ) {
     this.readOnly = readOnly;
     this.chunkBytes = table.dataBlockSize * SECTOR_SIZE;
-    if (md.needsCheck) this.health = 'ro';
-    else if (!readOnly && md.spaceUsage().dataFree === 0 && md.nrDataBlocks > 0) this.health = 'out_of_data_space';
+    if (md.needsCheck) {
+      // The kernel: "unable to switch pool to write mode until repaired".
+      this.health = 'ro';
+      this.why = `needs_check is set in the superblock (a metadata operation or a sync failed while the pool was open). ${this.repairAdvice()}`;
+    } else if (!readOnly && md.spaceUsage().dataFree === 0 && md.nrDataBlocks > 0) {
+      this.health = 'out_of_data_space';
+    }
   }
 
   get mode(): PoolHealth {
     return this.health;
+  }
+
+  /** Why the pool is `ro` or `fail`; undefined while it is healthy. */
+  get modeReason(): string | undefined {
+    return this.why;
+  }
+
+  /** Provisioning, unmapping, messages and commits are allowed (`rw` or `out_of_data_space`, writable, open). */
+  get canChangeMetadata(): boolean {
+    return !this.readOnly && !this.closed && (this.health === 'rw' || this.health === 'out_of_data_space');
   }
 
   // ------------------------------------------------------------------ devices
@@ -86,20 +125,70 @@ export class PoolState {
     saveTable(this.dir, this.table);
   }
 
-  assertOpenForWrite(): void {
+  // ------------------------------------------------------------------ what may run
+
+  /** Open and not failed: reads may run. */
+  assertServing(): void {
     if (this.closed) throw new ThinError('E_CLOSED', `pool ${this.dir} is closed`);
+    if (this.health === 'fail') throw this.failError();
+  }
+
+  /** Serving and opened for writing: overwrites of mapped chunks may run (also in `ro`). */
+  assertWritable(): void {
+    this.assertServing();
     if (this.readOnly) throw new ThinError('E_READ_ONLY', `pool ${this.dir} is open read-only`);
-    if (this.health === 'ro') throw new ThinError('E_READ_ONLY', `pool ${this.dir} is read-only (needs_check is set); run "thinsim check" and repair`);
+  }
+
+  /** Writable and healthy: provisioning, unmapping, messages and resizes may run. */
+  assertCanChangeMetadata(): void {
+    this.assertWritable();
+    if (this.health === 'ro') {
+      throw new ThinError('E_READ_ONLY', `pool ${this.dir} is read-only: ${this.why}. ${this.repairAdvice()}`, { file: this.metadataFile, mode: 'ro' });
+    }
+  }
+
+  /** What to do about needs_check. */
+  repairAdvice(): string {
+    return `Close the pool, run "thin_check ${this.metadataFile}" (or "thinsim check ${this.dir}"), repair if it reports damage, ` +
+      `then clear the flag with "thin_check --clear-needs-check-flag ${this.metadataFile}" before writing again`;
+  }
+
+  private failError(): ThinError {
+    return new ThinError('E_IO', `pool ${this.dir} is in fail mode: ${this.why}; every request fails. ${this.repairAdvice()}`, { file: this.metadataFile, mode: 'fail' });
+  }
+
+  /** Why a flush or commit cannot be reported durable now. */
+  private notDurable(): ThinError {
+    if (this.health === 'fail') return this.failError();
+    return new ThinError('E_IO', `pool ${this.dir} is read-only (${this.why}): nothing can be committed, so writes since the last commit cannot be made durable. ${this.repairAdvice()}`,
+      { file: this.metadataFile, mode: this.health });
   }
 
   // ------------------------------------------------------------------ metadata
 
-  /** Run a metadata mutation; metadata exhaustion turns the pool read-only with needs_check. */
-  metadataOp<T>(fn: () => T): T {
+  /**
+   * Run a metadata mutation (`op` names it in the failure). Refused (E_READ_ONLY) unless
+   * the pool may change metadata; a failure is metadata_operation_failed (see the contract).
+   */
+  metadataOp<T>(op: string, fn: () => T): T {
+    this.assertCanChangeMetadata();
     try {
       return fn();
     } catch (e) {
-      if (isThinError(e, 'E_NO_METADATA_SPACE')) this.failMetadata();
+      if (isMetadataFailure(e)) this.metadataFailed(op, e);
+      throw e;
+    }
+  }
+
+  /**
+   * Sync the data device; a failure turns the pool `ro` with needs_check (a commit cannot
+   * follow it). The caller holds the pool gate (exclusively: no commit is writing).
+   */
+  async syncData(): Promise<void> {
+    try {
+      await this.data.sync();
+    } catch (e) {
+      this.metadataFailed(`sync of the data device ${this.data.path}`, e);
       throw e;
     }
   }
@@ -109,7 +198,7 @@ export class PoolState {
     try {
       await this.md.commitAsync();
     } catch (e) {
-      if (isThinError(e, 'E_NO_METADATA_SPACE')) this.failMetadata();
+      if (isMetadataFailure(e)) this.metadataFailed('commit', e);
       throw e;
     }
   }
@@ -119,16 +208,40 @@ export class PoolState {
    * waits while the pool gate is held, so with `presync` (the periodic commit) the data
    * device is first synced without the gate: writes go on while most of the dirty data
    * reaches the disk, and the sync under the gate has only the rest to do.
+   * A pool opened read-only has nothing to commit; one that is `ro` or `fail` fails with
+   * E_IO, except for the periodic commit (`periodic`), which then has nothing to do.
    */
-  async commit(opts: { presync?: boolean } = {}): Promise<void> {
-    if (!this.commitAllowed()) return;
-    if (opts.presync) await this.data.sync();
+  async commit(opts: { presync?: boolean; periodic?: boolean } = {}): Promise<void> {
+    if (this.readOnly || this.closed) return;
+    if (!this.canChangeMetadata) {
+      if (opts.periodic) return;
+      throw this.notDurable();
+    }
+    if (opts.presync) {
+      try {
+        await this.data.sync();
+      } catch (e) {
+        // Without the gate a commit may be writing: the rollback waits for it.
+        const held = await this.poolGate.acquireExclusive();
+        try {
+          this.metadataFailed(`sync of the data device ${this.data.path}`, e);
+        } finally {
+          held();
+        }
+        throw e;
+      }
+    }
     const release = await this.poolGate.acquireExclusive();
     try {
       // Re-checked under the gate: the pool may have closed, turned read-only, or been
       // committed by someone else (nothing left to do for a periodic commit) meanwhile.
-      if (!this.commitAllowed() || (opts.presync && !this.md.dirty)) return;
-      await this.data.sync();
+      if (this.closed) return;
+      if (!this.canChangeMetadata) {
+        if (opts.periodic) return;
+        throw this.notDurable();
+      }
+      if (opts.presync && !this.md.dirty) return;
+      await this.syncData();
       await this.commitMetadata();
       this.events.emit('commit', this.md.transactionId);
     } finally {
@@ -137,24 +250,45 @@ export class PoolState {
     this.onSpaceAvailable();
   }
 
-  /** Writable, healthy and open: a commit has something it may write. */
-  private commitAllowed(): boolean {
-    return !this.readOnly && this.health !== 'ro' && !this.closed;
-  }
-
-  private failMetadata(): void {
-    this.md.abort();
-    this.md.setNeedsCheck();
-    this.setHealth('ro');
-    this.failWaiters(new ThinError('E_READ_ONLY', 'pool turned read-only: out of metadata space'));
+  /**
+   * dm-thin's metadata_operation_failed: abort the open transaction, set needs_check on
+   * disk, turn `ro`; `fail` if the abort or the flag write fails. Queued writers fail.
+   * Runs with the pool gate held (shared by provisioning, exclusively by commits and
+   * messages), so no commit is writing the superblock meanwhile.
+   */
+  private metadataFailed(op: string, cause: unknown): void {
+    if (this.health === 'ro' || this.health === 'fail') return; // already done: the first failure is the reason
+    const why = `${op} failed: ${(cause as Error)?.message ?? String(cause)}`;
+    let mode: PoolHealth = 'ro';
+    let reason = why;
+    try {
+      this.md.abort();
+    } catch (e) {
+      mode = 'fail';
+      reason = `${why}; then aborting the metadata transaction failed: ${(e as Error)?.message ?? String(e)}`;
+    }
+    try {
+      this.md.setNeedsCheck();
+    } catch (e) {
+      mode = 'fail';
+      reason = `${reason}; then setting needs_check in the superblock failed: ${(e as Error)?.message ?? String(e)}`;
+    }
+    this.why = reason;
+    this.setHealth(mode);
+    this.failWaiters(mode === 'fail' ? this.failError() : new ThinError('E_READ_ONLY', `pool ${this.dir} turned read-only: ${reason}`, { mode }));
   }
 
   // ------------------------------------------------------------------ space
 
+  /**
+   * Move between `rw` and `out_of_data_space`, or into `ro`/`fail` (metadataFailed).
+   * As in the kernel's set_pool_mode, `fail` is never left, and `ro` only for `fail`.
+   */
   setHealth(h: PoolHealth): void {
-    if (this.health === h) return;
+    if (this.health === h || this.health === 'fail') return;
+    if (this.health === 'ro' && h !== 'fail') return;
     this.health = h;
-    this.events.emit('mode', h);
+    this.events.emit('mode', h, this.why);
   }
 
   noSpace(): ThinError {
@@ -200,4 +334,9 @@ export class PoolState {
     this.spaceWaiters = [];
     for (const w of waiters) { clearTimeout(w.timer); w.fail(e); }
   }
+}
+
+/** A failure of the metadata or a device, as opposed to a misuse that changed nothing. */
+function isMetadataFailure(e: unknown): boolean {
+  return !(isThinError(e) && MISUSE.has(e.code));
 }

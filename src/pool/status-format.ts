@@ -52,5 +52,6 @@ export function kernelFields(s: PoolStatus): Array<[string, string]> {
     ['no space policy', s.noSpacePolicy],
     ['needs_check', s.needsCheck ? 'needs_check' : '-'],
     ['metadata low watermark', String(s.metadataLowWatermark)],
+    ...(s.modeReason ? [['mode reason', s.modeReason] as [string, string]] : []),
   ];
 }

@@ -5,7 +5,8 @@
  *
  * Contract: read-only; a report reflects the committed metadata for the fields the
  * kernel reports from it (transaction id, held root) and the live space maps for
- * block counts, as dm-thin's status does.
+ * block counts, as dm-thin's status does. The mode is the pool's health (ro also for
+ * the read_only feature); in fail mode the status line is "Fail", as the kernel's is.
  */
 import * as fs from 'fs';
 import { PoolLock } from './pool-lock';
@@ -23,6 +24,8 @@ export interface PoolStatus {
   discard: 'discard_passdown' | 'no_discard_passdown' | 'ignore_discard';
   noSpacePolicy: 'queue_if_no_space' | 'error_if_no_space';
   needsCheck: boolean;
+  /** Why the mode is ro or fail (the failure, or needs_check found at open); absent when healthy. */
+  modeReason?: string;
   metadataLowWatermark: number;
   /** The kernel's status line (dmsetup status <pool>), without the "start length thin-pool" prefix. */
   line: string;
@@ -51,11 +54,13 @@ export function poolStatus(s: PoolState): PoolStatus {
   const f = table.features;
   const discard = f.ignoreDiscard ? 'ignore_discard' : f.noDiscardPassdown ? 'no_discard_passdown' : 'discard_passdown';
   const noSpacePolicy = f.errorIfNoSpace ? 'error_if_no_space' : 'queue_if_no_space';
-  const mode: PoolHealth = md.needsCheck || f.readOnly ? 'ro' : s.mode;
+  // The read_only feature reads as ro; needs_check always comes with ro or fail (state.ts).
+  const mode: PoolHealth = s.mode === 'fail' ? 'fail' : md.needsCheck || f.readOnly ? 'ro' : s.mode;
   // The kernel warns when free metadata falls below min(total / 4, 4096 blocks) (dm-thin.c).
   const metadataLowWatermark = Math.min(Math.floor(space.metadataBlocks / 4), 4096);
   const { transactionId, heldRoot } = md.committedSuperblock();
-  const line = `${transactionId} ${space.metadataUsed}/${space.metadataBlocks} ${space.dataUsed}/${space.dataBlocks} ${heldRoot || '-'} ${mode} ${discard} ${noSpacePolicy} ${md.needsCheck ? 'needs_check' : '-'} ${metadataLowWatermark}`;
+  // In fail mode the kernel's whole status line is "Fail".
+  const line = mode === 'fail' ? 'Fail' : `${transactionId} ${space.metadataUsed}/${space.metadataBlocks} ${space.dataUsed}/${space.dataBlocks} ${heldRoot || '-'} ${mode} ${discard} ${noSpacePolicy} ${md.needsCheck ? 'needs_check' : '-'} ${metadataLowWatermark}`;
   let hostFreeBytes: number | undefined;
   if (table.mode === 'loop-lvm') {
     try {
@@ -66,7 +71,7 @@ export function poolStatus(s: PoolState): PoolStatus {
   return {
     transactionId, usedMetadataBlocks: space.metadataUsed, totalMetadataBlocks: space.metadataBlocks,
     usedDataBlocks: space.dataUsed, totalDataBlocks: space.dataBlocks, heldRoot, mode, discard, noSpacePolicy,
-    needsCheck: md.needsCheck, metadataLowWatermark, line, dataBlockSize: table.dataBlockSize, lowWaterMark: table.lowWaterMark,
+    needsCheck: md.needsCheck, modeReason: s.modeReason, metadataLowWatermark, line, dataBlockSize: table.dataBlockSize, lowWaterMark: table.lowWaterMark,
     dataFile: resolveDev(s.dir, table.dataDev), metadataFile: resolveDev(s.dir, table.metadataDev),
     backend: table.mode, hostFreeBytes, lockedBy: s.readOnly ? PoolLock.holder(s.dir) : process.pid,
   };

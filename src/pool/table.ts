@@ -3,14 +3,19 @@
  * (devices, data block size, low-water mark, feature flags), plus what LVM or
  * Docker would keep beside it (backend mode, thin device sizes).
  *
- * Contract: `loadTable` validates everything and names the bad field; `saveTable`
- * replaces the file atomically (write a temporary file, fsync, rename), so a crash
+ * Contract: `loadTable` validates every field and names the bad one, the file and what
+ * to do (E_PARSE); `requireThinSizes` checks that each device the metadata holds has a
+ * size here (a pool.json is never trusted: a NaN size would let I/O past a device's end);
+ * `saveTable` replaces the file atomically (write a temporary file, fsync, rename), so a crash
  * leaves either the old or the new table.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { ioError, ThinError } from '../errors';
-import { checkDataBlockSize } from '../units';
+import { checkDataBlockSize, SECTOR_SIZE } from '../units';
+
+/** dm-thin device ids are 24 bits. */
+const MAX_THIN_ID = 2 ** 24 - 1;
 
 export type PoolMode = 'loop-lvm' | 'direct-lvm';
 export type DiscardMode = 'passdown' | 'nopassdown' | 'ignore';
@@ -60,6 +65,9 @@ export function loadTable(dir: string): PoolTable {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new ThinError('E_INVALID', `${dir} is a file, not a thinsim pool: a pool is a directory (thinsim pool create DIR)`, { file: dir });
+    }
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new ThinError('E_NOT_FOUND', `${dir} is not a thinsim pool (no ${TABLE_FILE}); create one with "thinsim pool create ${dir}"`, { file });
     }
@@ -71,16 +79,51 @@ export function loadTable(dir: string): PoolTable {
   } catch (e) {
     throw new ThinError('E_PARSE', `${file} is not valid JSON: ${(e as Error).message}`, { file });
   }
-  const bad = (field: string, why: string) => new ThinError('E_PARSE', `${file}: ${field} ${why}`, { file, field });
-  if (t.version !== 1) throw bad('version', `is ${t.version}; this thinsim reads version 1`);
-  if (t.mode !== 'loop-lvm' && t.mode !== 'direct-lvm') throw bad('mode', 'must be "loop-lvm" or "direct-lvm"');
-  if (typeof t.dataDev !== 'string' || typeof t.metadataDev !== 'string') throw bad('dataDev/metadataDev', 'must be paths');
+  const fix = `fix it in ${file}, or recreate the pool (thinsim pool create) and restore its metadata`;
+  const bad = (field: string, why: string) => new ThinError('E_PARSE', `${file}: ${field} ${why}; ${fix}`, { file, field });
+  if (t === null || typeof t !== 'object' || Array.isArray(t)) throw bad('the top level', 'must be a JSON object');
+  if (t.version !== 1) throw bad('version', `is ${JSON.stringify(t.version)}; this thinsim reads version 1`);
+  if (t.mode !== 'loop-lvm' && t.mode !== 'direct-lvm') throw bad('mode', `is ${JSON.stringify(t.mode)}; it must be "loop-lvm" or "direct-lvm"`);
+  for (const f of ['dataDev', 'metadataDev'] as const) {
+    if (typeof t[f] !== 'string' || t[f] === '') throw bad(f, `is ${JSON.stringify(t[f])}; it must be the path of the ${f === 'dataDev' ? 'data' : 'metadata'} file or block device`);
+  }
   try { checkDataBlockSize(t.dataBlockSize); } catch (e) { throw bad('dataBlockSize', (e as Error).message); }
-  if (!Number.isSafeInteger(t.lowWaterMark) || t.lowWaterMark < 0) throw bad('lowWaterMark', 'must be a whole number of blocks');
-  t.features = { ...defaultFeatures(), ...(t.features ?? {}) };
-  if (!(typeof t.noSpaceTimeout === 'number' && t.noSpaceTimeout >= 0)) t.noSpaceTimeout = 60;
-  t.thins = t.thins ?? {};
+  if (!Number.isSafeInteger(t.lowWaterMark) || t.lowWaterMark < 0) throw bad('lowWaterMark', `is ${JSON.stringify(t.lowWaterMark)}; it must be a whole number of blocks`);
+  const features: unknown = t.features ?? {};
+  if (features === null || typeof features !== 'object' || Array.isArray(features)) throw bad('features', 'must be an object of true/false flags');
+  const known = defaultFeatures();
+  for (const [k, v] of Object.entries(features)) {
+    if (!(k in known)) throw bad(`features.${k}`, `is not a feature; the features are ${Object.keys(known).join(', ')}`);
+    if (typeof v !== 'boolean') throw bad(`features.${k}`, `is ${JSON.stringify(v)}; it must be true or false`);
+  }
+  t.features = { ...known, ...(features as Partial<PoolFeatures>) };
+  if (t.noSpaceTimeout === undefined) t.noSpaceTimeout = 60;
+  else if (!(typeof t.noSpaceTimeout === 'number' && Number.isFinite(t.noSpaceTimeout) && t.noSpaceTimeout >= 0)) {
+    throw bad('noSpaceTimeout', `is ${JSON.stringify(t.noSpaceTimeout)}; it must be a number of seconds, 0 or more`);
+  }
+  const thins: unknown = t.thins ?? {};
+  if (thins === null || typeof thins !== 'object' || Array.isArray(thins)) throw bad('thins', 'must be an object of device id -> { "size": bytes }');
+  for (const [id, entry] of Object.entries(thins)) {
+    if (!/^\d+$/.test(id) || Number(id) > MAX_THIN_ID) throw bad(`thins["${id}"]`, `is not a thin device id (a whole number from 0 to ${MAX_THIN_ID})`);
+    const size = (entry as { size?: unknown } | null)?.size;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0 || size % SECTOR_SIZE !== 0) {
+      throw bad(`thins["${id}"].size`, `is ${JSON.stringify(size)}; it must be the device's size in bytes, a positive multiple of 512`);
+    }
+  }
+  t.thins = thins as PoolTable['thins'];
   return t;
+}
+
+/**
+ * Every thin device in the metadata has its size in the table (the size is written
+ * before the device is committed, so only an edited or damaged pool.json lacks one).
+ * Throws E_PARSE naming the device, the field and the file.
+ */
+export function requireThinSizes(dir: string, t: PoolTable, devices: readonly number[]): void {
+  const missing = devices.filter((id) => t.thins[id] === undefined);
+  if (missing.length === 0) return;
+  const file = path.join(dir, TABLE_FILE);
+  throw new ThinError('E_PARSE', `${file}: thins has no size for thin device${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which the metadata holds; add "${missing[0]}": { "size": BYTES } to thins (or delete the device)`, { file, field: 'thins', devices: missing });
 }
 
 export function saveTable(dir: string, t: PoolTable): void {

@@ -68,8 +68,8 @@ export interface SpaceUsage {
 
 export class ThinMetadata {
   readonly readOnly: boolean;
-  /** Called when a data block's count drops to 0 (discard passdown). */
-  onDataBlockFreed: ((block: number) => void) | undefined;
+  /** Where `unmap` collects the data blocks whose count drops to 0 while it runs. */
+  private freedSink: number[] | undefined;
 
   private readonly bm: BlockManager;
   private readonly tm: TransactionManager;
@@ -91,7 +91,7 @@ export class ThinMetadata {
     const counted = countedBlockTime({
       inc: (b) => this.requireDataSm().inc(b),
       dec: (b) => {
-        if (this.requireDataSm().dec(b) === 0 && this.onDataBlockFreed) this.onDataBlockFreed(b);
+        if (this.requireDataSm().dec(b) === 0) this.freedSink?.push(b);
       },
     });
     this.mappings_ = new MappingTree(this.tm, counted, this.devices_, {
@@ -291,7 +291,7 @@ export class ThinMetadata {
   /** Drop the caller's reference to a data block it allocated but did not map. */
   releaseDataBlock(block: number): void {
     this.assertWritable();
-    if (this.requireDataSm().dec(block) === 0 && this.onDataBlockFreed) this.onDataBlockFreed(block);
+    this.requireDataSm().dec(block);
   }
 
   /**
@@ -315,8 +315,18 @@ export class ThinMetadata {
 
   /** Unmap every block of `id` in [from, to); returns how many were mapped. */
   removeRange(id: number, from: number, to: number): number {
+    return this.unmap(id, from, to).removed;
+  }
+
+  /** `removeRange`, also returning the data blocks whose count dropped to 0 (what discard passdown punches). */
+  unmap(id: number, from: number, to: number): { removed: number; freed: number[] } {
     this.assertWritable();
-    return this.mappings_.removeRange(id, from, to);
+    const freed: number[] = (this.freedSink = []);
+    try {
+      return { removed: to - from === 1 ? Number(this.mappings_.remove(id, from) !== undefined) : this.mappings_.removeRange(id, from, to), freed };
+    } finally {
+      this.freedSink = undefined;
+    }
   }
 
   // ---------------------------------------------------------------- metadata snapshot

@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isThinError } from '../../src/errors';
-import { containerdMissing, mountsUnder, startContainerd, type PrivateContainerd } from '../../src/containerd/daemon';
+import { containerdMissing, startContainerd, type PrivateContainerd } from '../../src/containerd/daemon';
+import { mountsUnder } from '../../src/mounts/table';
 import { findTool } from '../../src/tools';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p));

@@ -129,9 +129,12 @@ describe('apply: path safety', () => {
     assert.equal(fs.readFileSync(path.join(root, 'c/d'), 'utf8'), 'in dir');
   });
 
-  it('zstd layers are refused with E_UNSUPPORTED; garbage is E_CORRUPT', async () => {
+  it('zstd layers are refused with E_UNSUPPORTED; garbage and truncated tars are E_PARSE naming the layer', async () => {
     const root = fs.mkdtempSync(path.join(tmp, 'r-'));
     await assert.rejects(applyBuf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]), root), (e) => isThinError(e, 'E_UNSUPPORTED'));
-    await assert.rejects(applyBuf(Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.alloc(600, 1)]), root), (e) => isThinError(e, 'E_CORRUPT'));
+    await assert.rejects(applyBuf(Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.alloc(600, 1)]), root), (e) => isThinError(e, 'E_PARSE'));
+    // A tar cut inside a member's body: the tar parser, not the filesystem, fails, and the error names the layer.
+    const whole = await packTar([{ h: { name: 'big', type: 'file', mode: 0o644 }, body: 'x'.repeat(8192) }]);
+    await assert.rejects(applyBuf(whole.subarray(0, 512 + 1000), root), (e) => isThinError(e, 'E_PARSE') && /truncated/.test((e as Error).message) && /\.tar/.test((e as Error).message));
   });
 });

@@ -2,7 +2,10 @@
  * Docker's records and transaction protocol (src/layers/records.ts).
  *
  *  - The records are Docker's files with Docker's field names, written as Go's encoding/json
- *    writes them (compact, field order of the structs in moby's deviceset.go).
+ *    writes them (compact, field order of the structs in moby's deviceset.go). The expected
+ *    fields and their Go types are the structs of moby's daemon/graphdriver/devmapper/
+ *    deviceset.go (GO_STRUCTS below: names from their json tags, untagged exported fields
+ *    under their Go names, `json:"-"` and unexported fields absent).
  *  - Crash between every pair of steps: a child process runs one device creation (of the
  *    base device, or of a layer) or deletion and SIGKILLs itself right after step N
  *    (THINSIM_LAYERS_CRASH). The metadata as the crash left it passes thinsim's check and both
@@ -58,6 +61,36 @@ function assertAgree(dir: string, label: string): { hashes: string[]; layers: st
   }
 }
 
+type GoType = 'int' | 'uint64' | 'bool' | 'string';
+
+/**
+ * What encoding/json writes for moby's devmapper records, field by field in struct order:
+ * devInfo (one file per device, "base" for the base device), DeviceSet (deviceset-metadata:
+ * only NextDeviceID is tagged, BaseDeviceUUID and BaseDeviceFilesystem are exported without
+ * tags, everything else is unexported or `json:"-"`) and transaction (transaction-metadata).
+ */
+const GO_STRUCTS: Record<'devInfo' | 'DeviceSet' | 'transaction', Array<[string, GoType]>> = {
+  devInfo: [['device_id', 'int'], ['size', 'uint64'], ['transaction_id', 'uint64'], ['initialized', 'bool'], ['deleted', 'bool']],
+  DeviceSet: [['next_device_id', 'int'], ['BaseDeviceUUID', 'string'], ['BaseDeviceFilesystem', 'string']],
+  transaction: [['open_transaction_id', 'uint64'], ['device_hash', 'string'], ['device_id', 'int']],
+};
+
+/** Parse a record and check it is what json.Marshal of `struct` writes: compact, those fields in that order, of those types. */
+function goRecord(file: string, struct: keyof typeof GO_STRUCTS): Record<string, unknown> {
+  const text = fs.readFileSync(file, 'utf8');
+  const v = JSON.parse(text) as Record<string, unknown>;
+  assert.equal(JSON.stringify(v), text, `${path.basename(file)}: compact JSON, as json.Marshal writes it`);
+  const fields = GO_STRUCTS[struct];
+  assert.deepEqual(Object.keys(v), fields.map(([k]) => k), `${path.basename(file)}: the fields of moby's ${struct}, in struct order`);
+  for (const [k, type] of fields) {
+    const x = v[k];
+    const ok = type === 'bool' ? typeof x === 'boolean' : type === 'string' ? typeof x === 'string'
+      : Number.isSafeInteger(x) && (type === 'int' || (x as number) >= 0);
+    assert.ok(ok, `${path.basename(file)}: ${k} is a Go ${type}, got ${JSON.stringify(x)}`);
+  }
+  return v;
+}
+
 test('records: Docker\'s files, field names and JSON as Go writes them', async (t) => {
   const dir = tempDir(t, 'thinsim-layers-rec-');
   await createPool(dir);
@@ -71,10 +104,19 @@ test('records: Docker\'s files, field names and JSON as Go writes them', async (
     const md = path.join(root, 'devicemapper', 'metadata');
     assert.deepEqual(fs.readdirSync(md).sort(), ['base', c.cacheId, 'deviceset-metadata', 'transaction-metadata'].sort());
     const tid = s.pool.status().transactionId;
-    assert.equal(fs.readFileSync(path.join(md, 'base'), 'utf8'), `{"device_id":1,"size":${16 * MiB},"transaction_id":1,"initialized":true,"deleted":false}`);
-    assert.equal(fs.readFileSync(path.join(md, c.cacheId), 'utf8'), `{"device_id":2,"size":${16 * MiB},"transaction_id":${tid},"initialized":false,"deleted":false}`);
-    assert.equal(fs.readFileSync(path.join(md, 'deviceset-metadata'), 'utf8'), '{"next_device_id":2,"BaseDeviceUUID":"","BaseDeviceFilesystem":"none"}');
-    assert.equal(fs.readFileSync(path.join(md, 'transaction-metadata'), 'utf8'), `{"open_transaction_id":${tid},"device_hash":"${c.cacheId}","device_id":2}`);
+    const devices = s.pool.devices();
+    const base = goRecord(path.join(md, 'base'), 'devInfo');
+    const layer = goRecord(path.join(md, c.cacheId), 'devInfo');
+    assert.ok(devices.includes(base.device_id as number) && devices.includes(layer.device_id as number) && base.device_id !== layer.device_id, 'each record names its own device of the pool');
+    assert.equal(layer.device_id, c.deviceId);
+    assert.deepEqual([base.size, layer.size], [16 * MiB, 16 * MiB], 'the base size, inherited by the snapshot');
+    assert.deepEqual([base.initialized, layer.initialized, base.deleted, layer.deleted], [true, false, false, false], 'the base has its filesystem (none); a layer is never initialized (Docker initializes only the base)');
+    assert.ok((base.transaction_id as number) < (layer.transaction_id as number) && layer.transaction_id === tid, 'each device was created in its own pool transaction, the layer in the last one');
+    const set = goRecord(path.join(md, 'deviceset-metadata'), 'DeviceSet');
+    assert.equal(set.next_device_id, Math.max(...devices), 'next_device_id is the last id handed out');
+    assert.equal(set.BaseDeviceFilesystem, 'none');
+    const tx = goRecord(path.join(md, 'transaction-metadata'), 'transaction');
+    assert.deepEqual([tx.open_transaction_id, tx.device_hash, tx.device_id], [tid, c.cacheId, c.deviceId], 'the last transaction: the layer\'s creation, closed at the pool\'s transaction id');
     const ldb = path.join(root, 'image', 'devicemapper', 'layerdb', 'sha256', 'c'.repeat(64));
     assert.deepEqual(fs.readdirSync(ldb).sort(), ['cache-id', 'diff', 'size']);
     assert.equal(fs.readFileSync(path.join(ldb, 'cache-id'), 'utf8'), c.cacheId);
@@ -156,7 +198,7 @@ for (const op of ['base', 'create', 'delete'] as const) {
         await s2.write('y', 0, Buffer.alloc(4096, 1));
         assert.equal((await s2.read('y', 0, 4096))[0], 1);
         if (op === 'base') assert.equal(new DockerRecords(dir, true).readDevInfo('')!.initialized, true, 'an uninitialized base is replaced');
-        assert.ok(y.deviceId > 0);
+        assert.ok(s2.pool.devices().includes(y.deviceId), 'the new layer is a device of the pool');
       } finally {
         await s2.close();
       }

@@ -50,13 +50,13 @@ export interface Served {
 
 /**
  * Start `thinsim serve POOL --socket <dir>/nbd.sock ...extra` (or, when `extra` has --listen,
- * on TCP) and wait for its URI line.
+ * on TCP), with `env` (default: this process's), and wait for its URI line.
  */
-export async function serve(pool: string, socketDir: string, extra: string[] = [], socketPath?: string): Promise<Served> {
+export async function serve(pool: string, socketDir: string, extra: string[] = [], socketPath?: string, env?: NodeJS.ProcessEnv): Promise<Served> {
   const socket = socketPath ?? path.join(socketDir, `nbd-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
   const tcp = extra.includes('--listen');
   const where = tcp ? [] : ['--socket', socket];
-  const child = spawn(process.execPath, [path.join(repoRoot(), 'bin', 'thinsim.js'), 'serve', pool, ...where, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(repoRoot(), 'bin', 'thinsim.js'), 'serve', pool, ...where, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
   let out = '';
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));

@@ -5,7 +5,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { humanSize } from '../../pool/status-format';
 import { printJson, stdout } from '../output';
-import { withStore, withStoreReadOnly } from './image';
+import { withStore, withStoreReadOnly } from '../store';
 
 const pool = (y: Argv) => y.positional('pool', { type: 'string', demandOption: true, describe: 'pool directory' });
 const json = (y: Argv) => y.option('json', { type: 'boolean', describe: 'print JSON' });
@@ -15,7 +15,7 @@ const create: CommandModule<{}, any> = {
   describe: 'Make a container: the <mount-id>-init layer (Docker\'s init files) on the image, and the container\'s read-write layer on that',
   builder: (y: Argv) => json(pool(y).positional('image', { type: 'string', demandOption: true, describe: 'repo:tag or image ID' })
     .positional('name', { type: 'string', demandOption: true, describe: 'container name' })),
-  handler: (a) => withStore(a.pool, async (s) => {
+  handler: (a) => withStore(a.pool, {}, async (s) => {
     const { createContainer } = await import('../../layers/container');
     const r = await createContainer(s, a.image, a.name);
     if (a.json) return printJson(r);
@@ -28,7 +28,7 @@ const rm: CommandModule<{}, any> = {
   command: 'rm <pool> <name>',
   describe: 'Remove a container: its layer and its init layer (discarded first), and its records',
   builder: (y: Argv) => json(pool(y).positional('name', { type: 'string', demandOption: true, describe: 'name, ID or ID prefix' })),
-  handler: (a) => withStore(a.pool, async (s) => {
+  handler: (a) => withStore(a.pool, {}, async (s) => {
     const { removeContainer } = await import('../../layers/container');
     const r = await removeContainer(s, a.name);
     if (a.json) return printJson(r);
@@ -51,7 +51,7 @@ const ls: CommandModule<{}, any> = {
 };
 
 export const containerCommand: CommandModule<{}, {}> = {
-  command: 'container <command>',
+  command: 'container',
   describe: 'Containers as Docker\'s devicemapper driver makes them: an init layer and a read-write layer',
   builder: (y) => y.command(create).command(rm).command(ls).demandCommand(1, 'Name a container command: create, rm or ls.'),
   handler: () => undefined,

@@ -5,8 +5,9 @@ import { dumpMetadata } from '../../thin/dump';
 import { HumanReadableWriter, JsonWriter, XmlWriter } from '../../thin/xml/writer';
 import { openMetadataReadOnly } from '../pool-path';
 import { writeFd } from '../output';
+import { openOutput, outputFile, thinId } from '../args';
 
-interface Args { pool: string; 'metadata-snap'?: boolean; format: string; output?: string; dev?: number[]; 'skip-mappings'?: boolean }
+interface Args { pool: string; 'metadata-snap'?: boolean; format: string; output?: string; dev?: string[]; 'skip-mappings'?: boolean }
 
 export const dumpCommand: CommandModule<{}, Args> = {
   command: 'dump <pool>',
@@ -16,16 +17,19 @@ export const dumpCommand: CommandModule<{}, Args> = {
     .option('metadata-snap', { alias: 'm', type: 'boolean', describe: 'dump the held metadata snapshot' })
     .option('format', { alias: 'f', choices: ['xml', 'json', 'human_readable'], default: 'xml' })
     .option('output', { alias: 'o', type: 'string', describe: 'write to a file instead of stdout' })
-    .option('dev', { alias: 'dev-id', type: 'number', array: true, describe: 'only these device ids' })
+    .option('dev', { alias: 'dev-id', type: 'string', array: true, describe: 'only these device ids' })
     .option('skip-mappings', { type: 'boolean', describe: 'devices only, without their mappings' }),
   handler: (a) => {
+    const devices = a.dev?.map((d) => thinId(d, '--dev'));
+    if (a.output) outputFile(a.output, '--output');
     const dev = openMetadataReadOnly(a.pool);
-    const fd = a.output ? fs.openSync(a.output, 'w') : 1;
+    let fd = 1;
     try {
+      if (a.output) fd = openOutput(a.output, '--output');
       const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
       const out = (s: string) => writeFd(fd, s);
       const sink = a.format === 'json' ? new JsonWriter(out) : a.format === 'human_readable' ? new HumanReadableWriter(out) : new XmlWriter(out);
-      dumpMetadata(md, sink, { devices: a.dev, skipMappings: a['skip-mappings'] });
+      dumpMetadata(md, sink, { devices, skipMappings: a['skip-mappings'] });
     } finally {
       dev.close();
       if (fd !== 1) fs.closeSync(fd);

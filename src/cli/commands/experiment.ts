@@ -2,8 +2,10 @@ import type { CommandModule } from 'yargs';
 import { ThinError } from '../../errors';
 import { parseSize } from '../../units';
 import { printJson, stdout } from '../output';
+import { wholeNumber } from '../args';
+import * as fs from 'fs';
 
-interface Args { name: string; size?: string; repeat?: number; out?: string; json?: boolean; quick?: boolean; via?: string }
+interface Args { name: string; size?: string; repeat?: string; out?: string; json?: boolean; quick?: boolean; via?: string }
 
 export const experimentCommand: CommandModule<{}, Args> = {
   command: 'experiment <name>',
@@ -11,7 +13,7 @@ export const experimentCommand: CommandModule<{}, Args> = {
   builder: (y) => y
     .positional('name', { type: 'string', demandOption: true, describe: 'an experiment, or "list"' })
     .option('size', { type: 'string', describe: "the experiment's main size (e.g. 256M; each experiment says what it sizes)" })
-    .option('repeat', { type: 'number', describe: 'repeats per configuration (interleaved)' })
+    .option('repeat', { type: 'string', describe: 'repeats per configuration (interleaved)' })
     .option('out', { type: 'string', describe: 'report directory (default ./thinsim-experiment-NAME-<date>)' })
     .option('json', { type: 'boolean', describe: 'print report.json to stdout instead of a summary' })
     .option('quick', { type: 'boolean', describe: 'small sizes and one or two repeats: finishes in seconds' })
@@ -30,8 +32,9 @@ export const experimentCommand: CommandModule<{}, Args> = {
     if (a.via !== undefined && a.name !== 'driver-compare') throw new ThinError('E_INVALID', `--via ${a.via} applies to driver-compare only`);
     if (a.via === 'containerd') a.name = 'driver-compare-containerd';
     const size = a.size === undefined ? undefined : parseSize(a.size, '--size');
-    if (a.repeat !== undefined && !(Number.isSafeInteger(a.repeat) && a.repeat >= 1)) throw new ThinError('E_INVALID', '--repeat must be a whole number of at least 1');
-    const { report, written } = await lib.runExperiment(a.name, { size, repeat: a.repeat, out: a.out, quick: a.quick });
+    const repeat = a.repeat === undefined ? undefined : wholeNumber(a.repeat, '--repeat', { min: 1, max: 1000 });
+    if (a.out !== undefined) reportDirectory(a.out);
+    const { report, written } = await lib.runExperiment(a.name, { size, repeat, out: a.out, quick: a.quick });
     if (a.json) return printJson(report);
     stdout(`${report.title}\n`);
     for (const f of report.findings) stdout(`  - ${f}\n`);
@@ -39,6 +42,13 @@ export const experimentCommand: CommandModule<{}, Args> = {
     stdout(`report: ${written.html}\n        ${written.md}\n        ${written.json}\n`);
   },
 };
+
+/** --out names a directory (made if missing, with its parents); refuse an existing file. */
+function reportDirectory(dir: string): void {
+  let st: fs.Stats | undefined;
+  try { st = fs.statSync(dir); } catch { return; /* absent: the experiment makes it */ }
+  if (!st.isDirectory()) throw new ThinError('E_INVALID', `--out ${dir} exists and is not a directory: the report is a directory of files (report.json, .md, .html); give a new or existing directory`, { file: dir });
+}
 
 function human(bytes: number): string {
   for (const [u, n] of [['G', 2 ** 30], ['M', 2 ** 20], ['K', 1024]] as const) if (bytes >= n && bytes % n === 0) return `${bytes / n}${u}`;

@@ -4,25 +4,9 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import type { ImportProgress, ImportReport, LayerImportReport } from '../../layers/image';
-import type { LayerStore } from '../../layers/snapshotter';
 import { humanSize } from '../../pool/status-format';
-import { parseSize } from '../../units';
 import { printJson, stderr, stdout } from '../output';
-
-export async function withStore<T>(dir: string, fn: (s: LayerStore) => Promise<T>, opts: { baseSize?: string; fs?: string } = {}): Promise<T> {
-  const { LayerStore } = await import('../../layers/snapshotter');
-  const s = await LayerStore.open(dir, {
-    ...(opts.baseSize ? { baseSize: parseSize(opts.baseSize, '--base-size') } : {}),
-    ...(opts.fs ? { filesystem: opts.fs as 'ext4' | 'xfs' } : {}),
-  });
-  try { return await fn(s); } finally { await s.close(); }
-}
-
-export async function withStoreReadOnly<T>(dir: string, fn: (s: LayerStore) => T | Promise<T>): Promise<T> {
-  const { LayerStore } = await import('../../layers/snapshotter');
-  const s = await LayerStore.openReadOnly(dir);
-  try { return await fn(s); } finally { await s.close(); }
-}
+import { storeOptions, withStore, withStoreReadOnly } from '../store';
 
 const pool = (y: Argv) => y.positional('pool', { type: 'string', demandOption: true, describe: 'pool directory (thinsim pool create)' });
 const json = (y: Argv) => y.option('json', { type: 'boolean', describe: 'print JSON' });
@@ -71,7 +55,7 @@ const importCmd: CommandModule<{}, any> = {
     .option('tag', { type: 'string', describe: 'also tag the image(s) repo:tag' })
     .option('base-size', { type: 'string', describe: 'size of the base device when it is made now (default 10G)' })
     .option('fs', { type: 'string', choices: ['ext4', 'xfs'], describe: 'filesystem of the base device when it is made now (default ext4)' }),
-  handler: (a) => withStore(a.pool, async (s) => {
+  handler: (a) => withStore(a.pool, storeOptions(a as { baseSize?: string; fs?: string }), async (s) => {
     const { importImage } = await import('../../layers/image');
     const pr = a.json ? undefined : await progressPrinter();
     try {
@@ -79,7 +63,7 @@ const importCmd: CommandModule<{}, any> = {
       pr?.stop();
       if (a.json) printJson(r); else printImport(r);
     } finally { pr?.stop(); }
-  }, { baseSize: a['base-size'], fs: a.fs }),
+  }),
 };
 
 const ls: CommandModule<{}, any> = {
@@ -103,7 +87,7 @@ const rm: CommandModule<{}, any> = {
   command: 'rm <pool> <image>',
   describe: 'Untag an image; one left without tags is removed with the layers no other image uses',
   builder: (y: Argv) => json(pool(y).positional('image', { type: 'string', demandOption: true, describe: 'repo:tag, image ID or ID prefix' })),
-  handler: (a) => withStore(a.pool, async (s) => {
+  handler: (a) => withStore(a.pool, {}, async (s) => {
     const { removeImage } = await import('../../layers/image');
     const r = await removeImage(s, a.image);
     if (a.json) return printJson(r);
@@ -115,7 +99,7 @@ const rm: CommandModule<{}, any> = {
 };
 
 export const imageCommand: CommandModule<{}, {}> = {
-  command: 'image <command>',
+  command: 'image',
   describe: 'Images on thin-snapshot layers: import docker save / OCI archives, list, remove',
   builder: (y) => y.command(importCmd).command(ls).command(rm).demandCommand(1, 'Name an image command: import, ls or rm.'),
   handler: () => undefined,

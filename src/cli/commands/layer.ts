@@ -4,56 +4,21 @@
  * reporting verbs open it read-only and take --json.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { ThinError } from '../../errors';
-import type { LayerInfo, LayerStore, LayerStoreOptions } from '../../layers';
+import type { LayerInfo } from '../../layers';
 import { parseSize } from '../../units';
 import { printJson, stdout, writeFd } from '../output';
+import { storeOptions, withStore, withStoreReadOnly } from '../store';
 
 const loadLayers = () => import('../../layers');
-
-async function withStore<T>(dir: string, opts: LayerStoreOptions, fn: (s: LayerStore) => Promise<T>): Promise<T> {
-  const { LayerStore } = await loadLayers();
-  const s = await LayerStore.open(dir, { commitInterval: 0, ...opts });
-  try {
-    return await fn(s);
-  } finally {
-    await s.close();
-  }
-}
-
-async function withStoreReadOnly<T>(dir: string, fn: (s: LayerStore) => T | Promise<T>): Promise<T> {
-  const { LayerStore } = await loadLayers();
-  const s = await LayerStore.openReadOnly(dir);
-  try {
-    return await fn(s);
-  } finally {
-    await s.close();
-  }
-}
 
 const pool = (y: Argv) => y.positional('pool', { type: 'string', demandOption: true, describe: 'pool directory (thinsim pool create)' });
 const json = (y: Argv) => y.option('json', { type: 'boolean', describe: 'print JSON' });
 
 /** --base-size, --fs, --min-free-space: how the base device is made and when snapshots are refused. */
-const storeOptions = (y: Argv) => y
+const storeFlags = (y: Argv) => y
   .option('base-size', { type: 'string', describe: 'virtual size of the base device, made on first use (Docker\'s dm.basesize; default 10G)' })
   .option('fs', { type: 'string', choices: ['ext4', 'xfs', 'none'], describe: 'filesystem of the base device (Docker\'s dm.fs; default ext4)' })
   .option('min-free-space', { type: 'string', describe: 'refuse new snapshots below this free data/metadata space (Docker\'s dm.min_free_space; default 10%)' });
-
-function parseFraction(s: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*%?\s*$/.exec(s);
-  const v = m ? Number(m[1]) : NaN;
-  if (!(v >= 0 && v < 100)) throw new ThinError('E_INVALID', `--min-free-space "${s}" must be a percentage from 0 to 99, e.g. 10%`);
-  return v / 100;
-}
-
-function optsOf(a: { baseSize?: string; fs?: string; minFreeSpace?: string }): LayerStoreOptions {
-  const o: LayerStoreOptions = {};
-  if (a.baseSize !== undefined) o.baseSize = parseSize(a.baseSize, '--base-size');
-  if (a.fs !== undefined) o.filesystem = a.fs as LayerStoreOptions['filesystem'];
-  if (a.minFreeSpace !== undefined) o.minFreeSpace = parseFraction(a.minFreeSpace);
-  return o;
-}
 
 function line(l: LayerInfo): string {
   const id = l.chainId ? ` ${l.chainId.slice(0, 19)}` : '';
@@ -84,8 +49,8 @@ export function renderTree(layers: LayerInfo[]): string {
 const prepare: CommandModule<{}, any> = {
   command: 'prepare <pool> <key>',
   describe: 'Make an active, writable snapshot of a committed layer (or of the base device)',
-  builder: (y: Argv) => json(storeOptions(pool(y).positional('key', { type: 'string', demandOption: true }).option('parent', { type: 'string', describe: 'committed layer to snapshot' }))),
-  handler: (a) => withStore(a.pool, optsOf(a as { baseSize?: string }), async (s) => printInfo(await s.prepare(a.key, a.parent), !!a.json)),
+  builder: (y: Argv) => json(storeFlags(pool(y).positional('key', { type: 'string', demandOption: true }).option('parent', { type: 'string', describe: 'committed layer to snapshot' }))),
+  handler: (a) => withStore(a.pool, storeOptions(a as { baseSize?: string }), async (s) => printInfo(await s.prepare(a.key, a.parent), !!a.json)),
 };
 
 const commit: CommandModule<{}, any> = {
@@ -160,7 +125,7 @@ const diff: CommandModule<{}, any> = {
 const synth: CommandModule<{}, any> = {
   command: 'synth <pool>',
   describe: 'Build a chain of committed layers from block-level changes (no filesystem); deterministic per seed',
-  builder: (y: Argv) => json(storeOptions(pool(y))
+  builder: (y: Argv) => json(storeFlags(pool(y))
     .option('layers', { type: 'number', demandOption: true, describe: 'how many layers' })
     .option('new', { type: 'string', default: '5%', describe: 'per layer: write this share of the device\'s chunks that are unmapped' })
     .option('modify', { type: 'string', default: '5%', describe: 'per layer: overwrite 4 KiB in this share of the mapped chunks' })
@@ -171,7 +136,7 @@ const synth: CommandModule<{}, any> = {
   handler: async (a) => {
     const { synthesize, parsePercent } = await loadLayers();
     const o = { fs: 'none', ...a };
-    const r = await withStore(a.pool, optsOf(o), (s) => synthesize(s, {
+    const r = await withStore(a.pool, storeOptions(o), (s) => synthesize(s, {
       layers: a.layers, newPercent: parsePercent(a.new, 'new'), modifyPercent: parsePercent(a.modify, 'modify'), deletePercent: parsePercent(a.delete, 'delete'),
       seed: a.seed, parent: a.parent, prefix: a.prefix,
     }));
@@ -203,9 +168,9 @@ const files: CommandModule<{}, any> = {
 };
 
 export const layerCommand: CommandModule = {
-  command: 'layer <command>',
+  command: 'layer',
   describe: 'Image layers as thin snapshots: prepare, commit, view, rm, stat, ls, usage, diff, synth, cat, files',
   builder: (y: Argv) => y.command(prepare).command(commit).command(view).command(rm).command(stat).command(ls).command(usage)
-    .command(diff).command(synth).command(cat).command(files).demandCommand(1),
+    .command(diff).command(synth).command(cat).command(files).demandCommand(1, 'Name a layer command: prepare, commit, view, rm, stat, ls, usage, diff, synth, cat or files.'),
   handler: () => undefined,
 };

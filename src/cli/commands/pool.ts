@@ -3,6 +3,9 @@ import type { Pool } from '../../pool/pool';
 import { dockerInfo, kernelFields } from '../../pool/status-format';
 import { parseBlockSize, parseSize } from '../../units';
 import { printJson, stderr, stdout } from '../output';
+import { inputFile, wholeNumber } from '../args';
+import { ThinError } from '../../errors';
+import * as fs from 'fs';
 
 /** The engine, loaded by the verbs that use it (the metadata verbs start faster without it). */
 const loadPool = () => import('../../pool/pool');
@@ -29,6 +32,15 @@ export async function withPoolReadOnly<T>(dir: string, fn: (p: Pool) => T | Prom
   }
 }
 
+/** `pool create`'s directory: new, or an existing directory (never a file). */
+function poolDirectory(dir: string): void {
+  let st: fs.Stats | undefined;
+  try { st = fs.statSync(dir); } catch { return; /* absent: Pool.create makes it */ }
+  if (!st.isDirectory()) {
+    throw new ThinError('E_INVALID', `${dir} exists and is not a directory: a pool is a directory (data, metadata, pool.json); give a new path`, { file: dir });
+  }
+}
+
 function table(rows: Array<[string, string]>, indent = ' '): string {
   return rows.map(([k, v]) => `${indent}${k}: ${v}\n`).join('');
 }
@@ -44,21 +56,26 @@ const create: CommandModule<{}, any> = {
     .option('mode', { choices: ['loop-lvm', 'direct-lvm'], default: 'loop-lvm' })
     .option('data-dev', { type: 'string', describe: 'existing data file or block device' })
     .option('metadata-dev', { type: 'string', describe: 'existing metadata file or block device' })
-    .option('low-water-mark', { type: 'number', default: 0, describe: 'free data blocks that trigger the low-water-mark event' })
+    .option('low-water-mark', { type: 'string', default: 0, describe: 'free data blocks that trigger the low-water-mark event' })
     .option('no-zero', { type: 'boolean', describe: 'skip_block_zeroing: do not zero new chunks' })
     .option('discard', { choices: ['passdown', 'nopassdown', 'ignore'], default: 'passdown' })
     .option('error-if-no-space', { type: 'boolean', describe: 'fail writes at once when out of data space (default: queue for no_space_timeout)' })
-    .option('no-space-timeout', { type: 'number', default: 60, describe: 'seconds queued writes wait for a resize' })
+    .option('no-space-timeout', { type: 'string', default: '60', describe: 'seconds queued writes wait for a resize' })
     .option('read-only', { type: 'boolean', describe: 'the read_only feature: the pool never changes after creation' })
     .option('json', { type: 'boolean' }),
   handler: async (a) => {
     const { Pool } = await loadPool();
+    poolDirectory(a.dir);
+    if (a['data-dev'] !== undefined) inputFile(a['data-dev'], '--data-dev');
+    if (a['metadata-dev'] !== undefined) inputFile(a['metadata-dev'], '--metadata-dev');
+    const lowWaterMark = wholeNumber(a['low-water-mark'], '--low-water-mark');
+    const noSpaceTimeout = wholeNumber(a['no-space-timeout'], '--no-space-timeout');
     const p = Pool.create(a.dir, {
       dataSize: a['data-size'] !== undefined ? parseSize(a['data-size'], '--data-size') : undefined,
       metadataSize: a['metadata-size'] !== undefined ? parseSize(a['metadata-size'], '--metadata-size') : undefined,
       blockSize: parseBlockSize(a['block-size']),
-      mode: a.mode, dataDev: a['data-dev'], metadataDev: a['metadata-dev'], lowWaterMark: a['low-water-mark'],
-      zero: !a['no-zero'], discard: a.discard, errorIfNoSpace: a['error-if-no-space'], noSpaceTimeout: a['no-space-timeout'],
+      mode: a.mode, dataDev: a['data-dev'], metadataDev: a['metadata-dev'], lowWaterMark,
+      zero: !a['no-zero'], discard: a.discard, errorIfNoSpace: a['error-if-no-space'], noSpaceTimeout,
       readOnly: a['read-only'],
     });
     const s = p.status();
@@ -112,8 +129,8 @@ const message: CommandModule<{}, any> = {
 };
 
 export const poolCommand: CommandModule = {
-  command: 'pool <command>',
+  command: 'pool',
   describe: 'Create, inspect, resize and message a thin pool',
-  builder: (y: Argv) => y.command(create).command(status).command(resize).command(message).demandCommand(1),
+  builder: (y: Argv) => y.command(create).command(status).command(resize).command(message).demandCommand(1, 'Name a pool command: create, status, resize or message.'),
   handler: () => undefined,
 };

@@ -1,14 +1,15 @@
 import type { Argv, CommandModule } from 'yargs';
 import { ThinError } from '../../errors';
 import { stderr, stdout } from '../output';
+import { socketPath, thinId, wholeNumber } from '../args';
 
 /** "NAME=ID" or a bare "ID" (served under its id). */
 function parseExport(s: string): { name: string; id: number } {
   const i = s.lastIndexOf('=');
   const name = i < 0 ? s : s.slice(0, i);
   const id = i < 0 ? s : s.slice(i + 1);
-  if (!/^\d+$/.test(id)) throw new ThinError('E_INVALID', `--export ${s}: write NAME=ID with a thin device id, e.g. --export root=1`);
-  return { name, id: Number(id) };
+  if (name === '') throw new ThinError('E_INVALID', `--export ${s}: the export name is empty; write NAME=ID, e.g. --export root=1`);
+  return { name, id: thinId(id, `--export ${s}: thin device id`) };
 }
 
 export const serveCommand: CommandModule<{}, any> = {
@@ -20,14 +21,17 @@ export const serveCommand: CommandModule<{}, any> = {
     .option('socket', { type: 'string', describe: 'listen on a unix socket instead of TCP' })
     .option('read-only', { type: 'boolean', describe: 'every export read-only (writes fail with EPERM)' })
     .option('export', { type: 'string', array: true, describe: 'NAME=ID, repeatable (default: every thin device under its id)' })
-    .option('max-connections', { type: 'number', default: 16 })
+    .option('max-connections', { type: 'string', default: '16' })
     .conflicts('listen', 'socket'),
   handler: async (a) => {
+    const exports = (a.export as string[] | undefined)?.map(parseExport);
+    const maxConnections = wholeNumber(a['max-connections'], '--max-connections', { min: 1, max: 65536 });
+    if (a.socket !== undefined) socketPath(a.socket);
     const { serve } = await import('../../nbd/server');
     const log = (m: string) => stderr(`thinsim serve: ${m}\n`);
     const server = await serve(a.pool, {
-      listen: a.listen, socket: a.socket, readOnly: a['read-only'], maxConnections: a['max-connections'],
-      exports: (a.export as string[] | undefined)?.map(parseExport), log, open: { commitInterval: 1000 },
+      listen: a.listen, socket: a.socket, readOnly: a['read-only'], maxConnections,
+      exports, log, open: { commitInterval: 1000 },
     });
     // Signals are handled from before the URI is printed: whoever saw it may stop us.
     const stopped = new Promise<void>((resolve, reject) => {
