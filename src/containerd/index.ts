@@ -8,7 +8,7 @@
  */
 export { ThinSnapshotter } from './snapshots';
 export type { SnapshotterOptions, SnapshotInfo, Mount, Kind } from './snapshots';
-export { startSnapshotServer, loadSnapshotsProto, snapshotsService, protoDir } from './server';
+export { startSnapshotServer, checkSocketPath, loadSnapshotsProto, snapshotsService, protoDir } from './server';
 export type { SnapshotServer } from './server';
 export { parseFilters, matches } from './filters';
 export { SnapshotRecords, checkLabels } from './records';

@@ -121,7 +121,12 @@ export interface SnapshotServer {
   stop(): Promise<void>;
 }
 
-export async function startSnapshotServer(s: ThinSnapshotter, socket: string): Promise<SnapshotServer> {
+/**
+ * Check that `socket` can be listened on (short enough; absent, or a dead server's socket,
+ * which is removed) and return its absolute path; E_INVALID or E_POOL_BUSY otherwise.
+ * The CLI calls it before opening the pool, so a bad --address changes nothing.
+ */
+export async function checkSocketPath(socket: string): Promise<string> {
   const abs = path.resolve(socket);
   if (Buffer.byteLength(abs) > 107) throw new ThinError('E_INVALID', `socket path ${abs} is longer than a unix socket allows (107 bytes); choose a shorter one`);
   if (fs.existsSync(abs)) {
@@ -129,6 +134,11 @@ export async function startSnapshotServer(s: ThinSnapshotter, socket: string): P
     if (await answers(abs)) throw new ThinError('E_POOL_BUSY', `another server answers on ${abs}; stop it or choose another --address`);
     fs.rmSync(abs); // a dead server's socket
   }
+  return abs;
+}
+
+export async function startSnapshotServer(s: ThinSnapshotter, socket: string): Promise<SnapshotServer> {
+  const abs = await checkSocketPath(socket);
   fs.mkdirSync(path.dirname(abs), { recursive: true });
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 2 ** 20 });
   server.addService(snapshotsService(loadSnapshotsProto()).service, handlers(s));

@@ -26,11 +26,13 @@ export const snapshotterCommand: CommandModule<{}, any> = {
     .option('async-remove', { type: 'boolean', default: false, describe: 'Remove only forgets a snapshot; Cleanup deletes its device' })
     .option('discard-blocks', { type: 'boolean', default: true, describe: 'discard a device\'s blocks before deleting it (a sparse data file gives the space back); --no-discard-blocks to skip' }),
   handler: async (a) => {
-    const { ThinSnapshotter, startSnapshotServer } = await import('../../containerd');
+    const { ThinSnapshotter, startSnapshotServer, checkSocketPath } = await import('../../containerd');
     const log = (m: string) => stderr(`thinsim snapshotter: ${m}\n`);
     if (typeof a.address !== 'string' || a.address === '') throw new ThinError('E_INVALID', '--address needs a unix socket path, e.g. /run/thinsim/snapshotter.sock');
+    const baseSize = parseSize(a['base-image-size'], '--base-image-size');
+    await checkSocketPath(a.address); // before the pool is opened: a bad address changes nothing
     const snap = await ThinSnapshotter.open(a.pool, {
-      baseSize: parseSize(a['base-image-size'], '--base-image-size'),
+      baseSize,
       fsType: a['fs-type'], fsOptions: String(a['fs-options']).split(/\s+/).filter(Boolean), asyncRemove: a['async-remove'], discardBlocks: a['discard-blocks'],
     });
     let server;
