@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { RESULTS_DIR, type BenchRow, type BenchSuite } from './bench-suite';
+import { containerdSuite } from './containerd.bench';
 import { hotSuite } from './hot.bench';
 import { imageSuite } from './image.bench';
 import { metadataSuite } from './metadata.bench';
@@ -17,7 +18,7 @@ import { nbdSuite } from './nbd.bench';
 import { poolSuite } from './pool.bench';
 
 /** Every suite `npm run bench` runs, in order. Extend here. */
-export const SUITES: BenchSuite[] = [hotSuite, metadataSuite, poolSuite, nbdSuite, imageSuite];
+export const SUITES: BenchSuite[] = [hotSuite, metadataSuite, poolSuite, nbdSuite, imageSuite, containerdSuite];
 
 function fmtOps(n: number): string {
   if (!Number.isFinite(n)) return '-';

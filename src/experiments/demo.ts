@@ -213,5 +213,6 @@ export async function runDemo(opts: DemoOptions): Promise<{ dir: string; ok: boo
   } else {
     log(`   the pool stays in ${poolDir}; try: thinsim image ls ${poolDir} ; thinsim container ls ${poolDir} ; thinsim layer ls ${poolDir}`);
   }
+  log('   containerd can run containers on a pool like this one: thinsim snapshotter POOL --address SOCKET serves it as a proxy snapshotter (docs/containerd.md)');
   return { dir: poolDir, ok: report.ok, mode };
 }

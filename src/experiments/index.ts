@@ -13,6 +13,7 @@ import * as path from 'path';
 import { ThinError } from '../errors';
 import { blockSize } from './block-size';
 import { driverCompare } from './driver-compare';
+import { driverCompareContainerd } from './dc-containerd';
 import { Experiment, ExperimentContext, runWithHeader } from './experiment';
 import { layerDepth } from './layer-depth';
 import { loopVsDirect } from './loop-vs-direct';
@@ -22,7 +23,7 @@ import { writeReport, WrittenReport } from './report';
 import type { Report } from './report/model';
 import { consoleProgress, Progress } from './runner';
 
-export const EXPERIMENTS: Experiment[] = [loopVsDirect, blockSize, layerDepth, overcommit, metadataSize, driverCompare];
+export const EXPERIMENTS: Experiment[] = [loopVsDirect, blockSize, layerDepth, overcommit, metadataSize, driverCompare, driverCompareContainerd];
 
 export interface ExperimentListing {
   name: string;

@@ -49,6 +49,8 @@ export interface LayerStoreOptions {
   baseSize?: number;
   filesystem?: Filesystem;
   minFreeSpace?: number;
+  /** Extra mkfs arguments for the base device (containerd devmapper's fs_options). */
+  fsOptions?: string[];
   /** The pool's periodic commit interval in ms (default 1000; 0: commit only at fixed points, as synth needs). */
   commitInterval?: number;
 }
@@ -81,7 +83,7 @@ export class LayerStore {
     if (!Number.isSafeInteger(baseSize) || baseSize <= 0 || baseSize % 512 !== 0) throw new ThinError('E_INVALID', `baseSize must be a positive multiple of 512 bytes, got ${baseSize}`);
     const filesystem = opts.filesystem ?? 'ext4';
     if (!['ext4', 'xfs', 'none'].includes(filesystem)) throw new ThinError('E_INVALID', `filesystem must be ext4, xfs or none, got "${filesystem}"`);
-    this.opts = { baseSize, filesystem, minFreeSpace };
+    this.opts = { baseSize, filesystem, minFreeSpace, fsOptions: opts.fsOptions ?? [] };
   }
 
   /** Open the pool in `poolDir` read-write, create the records directory, roll back an unfinished transaction. */
@@ -437,7 +439,7 @@ export class LayerStore {
     if (fsType !== 'none') {
       const e = await this.host.attach(info.device_id, { readOnly: false, name: 'base' });
       try {
-        await makeFilesystem(e.file, fsType);
+        await makeFilesystem(e.file, fsType, this.opts.fsOptions);
         uuid = await filesystemUuid(e.file);
       } finally {
         await e.detach();

@@ -22,19 +22,19 @@ export type Filesystem = 'ext4' | 'xfs' | 'none';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Docker's mkfs: ext4 with nodiscard and eager inode tables and journal (then tune2fs -c -1 -i 0), or xfs. */
-export async function makeFilesystem(file: string, type: Filesystem): Promise<void> {
+/** Docker's mkfs: ext4 with nodiscard and eager inode tables and journal (then tune2fs -c -1 -i 0), or xfs; `extra` goes before the file (containerd devmapper's fs_options). */
+export async function makeFilesystem(file: string, type: Filesystem, extra: readonly string[] = []): Promise<void> {
   if (type === 'ext4') {
     const mkfs = requireTool('mkfs.ext4', 'make the base device\'s filesystem');
     const tune2fs = requireTool('tune2fs', 'tune the base device\'s filesystem');
-    let r = await runTool(mkfs, ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0', file]);
+    let r = await runTool(mkfs, ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0', ...extra, file]);
     // Older e2fsprogs lack lazy_journal_init; Docker retries without it.
-    if (r.status !== 0) r = await runTool(mkfs, ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=0', file]);
+    if (r.status !== 0) r = await runTool(mkfs, ['-q', '-F', '-E', 'nodiscard,lazy_itable_init=0', ...extra, file]);
     if (r.status !== 0) throw new ThinError('E_IO', `mkfs.ext4 ${file} exited ${r.status}: ${r.stderr.trim()}`);
     await runToolOk(tune2fs, ['-c', '-1', '-i', '0', file], 'tune2fs');
   } else if (type === 'xfs') {
     const mkfs = requireTool('mkfs.xfs', 'make the base device\'s filesystem');
-    await runToolOk(mkfs, ['-q', '-f', file], 'mkfs.xfs');
+    await runToolOk(mkfs, ['-q', '-f', ...extra, file], 'mkfs.xfs');
   } else {
     throw new ThinError('E_INVALID', `cannot make a filesystem of type "${type}"; use ext4 or xfs`);
   }

@@ -5,7 +5,7 @@ import { printJson, stdout } from '../output';
 import { wholeNumber } from '../args';
 import * as fs from 'fs';
 
-interface Args { name: string; size?: string; repeat?: string; out?: string; json?: boolean; quick?: boolean }
+interface Args { name: string; size?: string; repeat?: string; out?: string; json?: boolean; quick?: boolean; via?: string }
 
 export const experimentCommand: CommandModule<{}, Args> = {
   command: 'experiment <name>',
@@ -16,7 +16,8 @@ export const experimentCommand: CommandModule<{}, Args> = {
     .option('repeat', { type: 'string', describe: 'repeats per configuration (interleaved)' })
     .option('out', { type: 'string', describe: 'report directory (default ./thinsim-experiment-NAME-<date>)' })
     .option('json', { type: 'boolean', describe: 'print report.json to stdout instead of a summary' })
-    .option('quick', { type: 'boolean', describe: 'small sizes and one or two repeats: finishes in seconds' }),
+    .option('quick', { type: 'boolean', describe: 'small sizes and one or two repeats: finishes in seconds' })
+    .option('via', { type: 'string', choices: ['containerd'], describe: 'driver-compare only: run the comparison through a real containerd and runc (driver-compare-containerd)' }),
   handler: async (a) => {
     const lib = await import('../../experiments'); // loaded by the verb that needs it
     if (a.name === 'list') {
@@ -28,6 +29,8 @@ export const experimentCommand: CommandModule<{}, Args> = {
       }
       return;
     }
+    if (a.via !== undefined && a.name !== 'driver-compare') throw new ThinError('E_INVALID', `--via ${a.via} applies to driver-compare only`);
+    if (a.via === 'containerd') a.name = 'driver-compare-containerd';
     const size = a.size === undefined ? undefined : parseSize(a.size, '--size');
     const repeat = a.repeat === undefined ? undefined : wholeNumber(a.repeat, '--repeat', { min: 1, max: 1000 });
     if (a.out !== undefined) reportDirectory(a.out);

@@ -12,6 +12,7 @@ import { poolCommand } from './pool';
 import { thinCommand } from './thin';
 import { restoreCommand } from './restore';
 import { serveCommand } from './serve';
+import { snapshotterCommand } from './snapshotter';
 
 /** Every verb, in the order `thinsim --help` lists them. */
-export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, serveCommand, layerCommand, imageCommand, containerCommand, experimentCommand];
+export const commands: CommandModule<any, any>[] = [demoCommand, poolCommand, thinCommand, restoreCommand, checkCommand, dumpCommand, lsCommand, deltaCommand, serveCommand, layerCommand, imageCommand, containerCommand, snapshotterCommand, experimentCommand];

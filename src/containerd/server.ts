@@ -1,0 +1,162 @@
+/**
+ * The gRPC face of the snapshotter: containerd.services.snapshots.v1.Snapshots on a
+ * unix socket, for containerd's proxy snapshotter plugin.
+ *
+ * Contract:
+ * - The service definition is read at run time from thinsim's own .proto files in
+ *   src/containerd/proto (beside this file's source; no build step copies them), with
+ *   @grpc/proto-loader; the field numbers and types are containerd 1.6's.
+ * - startSnapshotServer(snapshotter, socket) listens on `socket`, created mode 0600
+ *   (umask 077 while binding, then chmod). A socket file left by a dead process is
+ *   replaced; one that answers is E_POOL_BUSY (another server owns it).
+ * - Every RPC calls one ThinSnapshotter method; a ThinError becomes the gRPC status
+ *   of status.ts with "CODE: message" as its details. List streams infos in batches of
+ *   100 per message.
+ * - THINSIM_CONTAINERD_TRACE=1 logs each unary call (method, key, ms, error) on stderr.
+ * - stop() refuses new calls, waits for calls in flight, removes the socket file.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
+import { ThinError } from '../errors';
+import type { Mount, SnapshotInfo, ThinSnapshotter } from './snapshots';
+import { toServiceError } from './status';
+
+/** Where thinsim's .proto files are: the source tree (dist/src/containerd -> src/containerd/proto). */
+export function protoDir(): string {
+  const candidates = [path.join(__dirname, 'proto'), path.resolve(__dirname, '..', '..', '..', 'src', 'containerd', 'proto')];
+  const hit = candidates.find((d) => fs.existsSync(path.join(d, 'snapshots.proto')));
+  if (!hit) throw new ThinError('E_NOT_FOUND', `thinsim's snapshots.proto is missing (looked in ${candidates.join(', ')}); reinstall thinsim`);
+  return hit;
+}
+
+export const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
+
+/** The loaded package definition (also used by tests' clients). */
+export function loadSnapshotsProto(): grpc.GrpcObject {
+  const def = protoLoader.loadSync('snapshots.proto', { ...LOADER_OPTIONS, includeDirs: [protoDir()] });
+  return grpc.loadPackageDefinition(def);
+}
+
+export function snapshotsService(obj: grpc.GrpcObject): grpc.ServiceClientConstructor {
+  const pkg = (((obj.containerd as grpc.GrpcObject).services as grpc.GrpcObject).snapshots as grpc.GrpcObject).v1 as grpc.GrpcObject;
+  return pkg.Snapshots as grpc.ServiceClientConstructor;
+}
+
+const KIND: Record<SnapshotInfo['kind'], string> = { view: 'VIEW', active: 'ACTIVE', committed: 'COMMITTED' };
+
+function timestamp(d: Date): { seconds: number; nanos: number } {
+  const ms = d.getTime();
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+}
+
+function wireInfo(i: SnapshotInfo): object {
+  return { name: i.name, parent: i.parent, kind: KIND[i.kind], created_at: timestamp(i.created), updated_at: timestamp(i.updated), labels: i.labels };
+}
+
+function wireMounts(ms: Mount[]): object {
+  return { mounts: ms.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })) };
+}
+
+type Req = Record<string, any>;
+
+const TRACE = process.env.THINSIM_CONTAINERD_TRACE === '1';
+
+/** With THINSIM_CONTAINERD_TRACE=1, one line per call on stderr: method, key, milliseconds, outcome. */
+function trace(method: string, req: Req, t0: number, e?: unknown): void {
+  if (!TRACE) return;
+  const key = String(req.key ?? req.name ?? (req.info as Req | undefined)?.name ?? '').slice(0, 120);
+  process.stderr.write(`thinsim snapshotter: ${method} ${JSON.stringify(key)} ${(performance.now() - t0).toFixed(1)} ms${e ? ` ${toServiceError(e).details.slice(0, 200)}` : ''}\n`);
+}
+
+/** A unary handler: run `fn`, answer its value or the error's status. */
+function unary(method: string, fn: (req: Req) => Promise<object>): grpc.handleUnaryCall<Req, object> {
+  return (call, cb) => {
+    const t0 = performance.now();
+    fn(call.request).then((v) => { trace(method, call.request, t0); cb(null, v); }, (e) => { trace(method, call.request, t0, e); cb({ ...toServiceError(e), name: 'Error', message: '' } as grpc.ServiceError); });
+  };
+}
+
+function labelsOf(req: Req): Record<string, string> {
+  return { ...((req.labels as Record<string, string> | undefined) ?? {}) };
+}
+
+function handlers(s: ThinSnapshotter): grpc.UntypedServiceImplementation {
+  return {
+    Prepare: unary('Prepare', async (r) => wireMounts(await s.prepare(r.key, r.parent, labelsOf(r)))),
+    View: unary('View', async (r) => wireMounts(await s.view(r.key, r.parent, labelsOf(r)))),
+    Mounts: unary('Mounts', async (r) => wireMounts(await s.mountsOf(r.key))),
+    Commit: unary('Commit', async (r) => { await s.commit(r.name, r.key, labelsOf(r)); return {}; }),
+    Remove: unary('Remove', async (r) => { await s.remove(r.key); return {}; }),
+    Stat: unary('Stat', async (r) => ({ info: wireInfo(await s.stat(r.key)) })),
+    Update: unary('Update', async (r) => {
+      const info = (r.info ?? {}) as Req;
+      const paths = ((r.update_mask as Req | null)?.paths as string[] | undefined) ?? [];
+      return { info: wireInfo(await s.update(info.name ?? '', labelsOf(info), paths)) };
+    }),
+    List: (call: grpc.ServerWritableStream<Req, object>) => {
+      s.list((call.request.filters as string[] | undefined) ?? []).then((infos) => {
+        for (let i = 0; i < infos.length; i += 100) call.write({ info: infos.slice(i, i + 100).map(wireInfo) });
+        call.end();
+      }, (e) => call.emit('error', Object.assign(new Error(''), toServiceError(e))));
+    },
+    Usage: unary('Usage', async (r) => s.usage(r.key)),
+    Cleanup: unary('Cleanup', async () => { await s.cleanup(); return {}; }),
+  };
+}
+
+/** Is something answering on `socket`? */
+function answers(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(socket);
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+}
+
+export interface SnapshotServer {
+  socket: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Check that `socket` can be listened on (short enough; absent, or a dead server's socket,
+ * which is removed) and return its absolute path; E_INVALID or E_POOL_BUSY otherwise.
+ * The CLI calls it before opening the pool, so a bad --address changes nothing.
+ */
+export async function checkSocketPath(socket: string): Promise<string> {
+  const abs = path.resolve(socket);
+  if (Buffer.byteLength(abs) > 107) throw new ThinError('E_INVALID', `socket path ${abs} is longer than a unix socket allows (107 bytes); choose a shorter one`);
+  if (fs.existsSync(abs)) {
+    if (!fs.lstatSync(abs).isSocket()) throw new ThinError('E_INVALID', `${abs} exists and is not a socket; choose another --address`);
+    if (await answers(abs)) throw new ThinError('E_POOL_BUSY', `another server answers on ${abs}; stop it or choose another --address`);
+    fs.rmSync(abs); // a dead server's socket
+  }
+  return abs;
+}
+
+export async function startSnapshotServer(s: ThinSnapshotter, socket: string): Promise<SnapshotServer> {
+  const abs = await checkSocketPath(socket);
+  fs.mkdirSync(path.dirname(abs), { recursive: true });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 2 ** 20 });
+  server.addService(snapshotsService(loadSnapshotsProto()).service, handlers(s));
+  const old = process.umask(0o077);
+  try {
+    await new Promise<number>((resolve, reject) => server.bindAsync(`unix:${abs}`, grpc.ServerCredentials.createInsecure(), (e, port) => (e ? reject(e) : resolve(port))));
+  } catch (e) {
+    throw new ThinError('E_IO', `cannot listen on ${abs}: ${(e as Error).message}`, { file: abs });
+  } finally {
+    process.umask(old);
+  }
+  fs.chmodSync(abs, 0o600);
+  let stopping: Promise<void> | undefined;
+  return {
+    socket: abs,
+    stop: () => {
+      stopping ??= new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => fs.rmSync(abs, { force: true }));
+      return stopping;
+    },
+  };
+}
