@@ -2,7 +2,9 @@
  * Benchmark entry point (`npm run bench` -> node dist/bench/run.js [suite ...]).
  *
  * Runs every suite in SUITES (or only those named on the command line), prints a table of
- * subject/baseline ratios and writes them to bench/results/summary.json. To add a suite,
+ * subject/baseline ratios and writes them to bench/results/summary.json. A run of some
+ * suites replaces those suites' rows and keeps the others' from the last run, each suite
+ * with the date, Node version, CPU and load average it was measured under. To add a suite,
  * export a BenchSuite from bench/<name>.bench.ts and append it to SUITES.
  */
 
@@ -19,6 +21,19 @@ import { poolSuite } from './pool.bench';
 
 /** Every suite `npm run bench` runs, in order. Extend here. */
 export const SUITES: BenchSuite[] = [hotSuite, metadataSuite, poolSuite, nbdSuite, imageSuite, containerdSuite];
+
+interface SuiteRun { date: string; node: string; cpu: string; cpus: number; loadAverage: [number, number] }
+interface Summary { suites: Record<string, SuiteRun>; rows: Array<Record<string, unknown> & { suite: string }> }
+
+/** The last summary, in either form (older ones had one date for the whole run). */
+function readSummary(file: string): Summary {
+  let old: { date?: string; node?: string; cpu?: string; cpus?: number; suites?: Record<string, SuiteRun>; rows?: Summary['rows'] };
+  try { old = JSON.parse(fs.readFileSync(file, 'utf8')); } catch { return { suites: {}, rows: [] }; } // none yet: start afresh
+  const rows = old.rows ?? [];
+  if (old.suites) return { suites: old.suites, rows };
+  const one: SuiteRun = { date: old.date ?? '?', node: old.node ?? '?', cpu: old.cpu ?? '?', cpus: old.cpus ?? 0, loadAverage: [NaN, NaN] };
+  return { suites: Object.fromEntries([...new Set(rows.map((r) => r.suite))].map((k) => [k, one])), rows };
+}
 
 function fmtOps(n: number): string {
   if (!Number.isFinite(n)) return '-';
@@ -49,15 +64,22 @@ async function main(): Promise<void> {
     throw new Error(`unknown suite in ${wanted.join(', ')}; known: ${SUITES.map((s) => s.name).join(', ')}`);
   }
   const rows: BenchRow[] = [];
-  for (const s of suites) rows.push(...(await s.run()));
+  const runs: Record<string, SuiteRun> = {};
+  for (const s of suites) {
+    const load = os.loadavg()[0];
+    const started = new Date().toISOString();
+    rows.push(...(await s.run()));
+    runs[s.name] = { date: started, node: process.version, cpu: os.cpus()[0]?.model ?? '?', cpus: os.cpus().length, loadAverage: [Number(load.toFixed(2)), Number(os.loadavg()[0].toFixed(2))] };
+  }
   console.log(`\n${table(rows)}\n`);
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const previous = readSummary(path.join(RESULTS_DIR, 'summary.json'));
+  const fresh = rows.map((r) => ({ ...r, ratio: Number.isFinite(r.ratio) ? Number(r.ratio.toFixed(3)) : null }));
+  const order = SUITES.map((x) => x.name);
+  const kept = previous.rows.filter((r) => !runs[r.suite]);
   const summary = {
-    date: new Date().toISOString(),
-    node: process.version,
-    cpu: os.cpus()[0]?.model,
-    cpus: os.cpus().length,
-    rows: rows.map((r) => ({ ...r, ratio: Number.isFinite(r.ratio) ? Number(r.ratio.toFixed(3)) : null })),
+    suites: { ...Object.fromEntries(Object.entries(previous.suites).filter(([k]) => !runs[k])), ...runs },
+    rows: [...kept, ...fresh].sort((a, b) => order.indexOf(a.suite) - order.indexOf(b.suite)),
   };
   const file = path.join(RESULTS_DIR, 'summary.json');
   fs.writeFileSync(file, JSON.stringify(summary, null, 2) + '\n');

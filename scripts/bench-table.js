@@ -40,13 +40,21 @@ function cells(r) {
   return [`${fmt(r.ratio, 3)}x`, r.target === undefined ? '—' : `≥ ${fmt(r.target, 2)}x`];
 }
 
+// Each suite's conditions: when it ran, on what, and the load average before and after.
+const suites = summary.suites ?? { all: { date: summary.date, node: summary.node, cpus: summary.cpus, cpu: summary.cpu } };
+const when = (name) => {
+  const s = suites[name] ?? suites.all;
+  if (!s) return '';
+  const load = s.loadAverage && Number.isFinite(s.loadAverage[0]) ? `, load ${s.loadAverage[0]}→${s.loadAverage[1]}` : '';
+  return `${s.date.slice(0, 16).replace('T', ' ')} UTC${load}`;
+};
 const lines = [
-  `<!-- ${summary.date}, Node ${summary.node}, ${summary.cpus} x ${summary.cpu} -->`,
-  '| suite | case | measured against | ratio | target |',
+  `<!-- ${Object.entries(suites).map(([k, s]) => `${k}: ${s.date}, Node ${s.node}, ${s.cpus} x ${s.cpu}`).join('; ')} -->`,
+  '| suite (measured) | case | measured against | ratio | target |',
   '| --- | --- | --- | --- | --- |',
 ];
 for (const r of summary.rows) {
   const [ratio, target] = cells(r);
-  lines.push(`| ${r.suite} | ${r.case} | ${r.subject} / ${r.baseline} | ${ratio} | ${target} |`);
+  lines.push(`| ${r.suite} (${when(r.suite)}) | ${r.case} | ${r.subject} / ${r.baseline} | ${ratio} | ${target} |`);
 }
 console.log(lines.join('\n'));
