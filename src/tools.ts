@@ -11,7 +11,7 @@
  *   is written to the program's stdin (otherwise stdin is /dev/null); runToolOk throws
  *   E_IO with the program's words when the status is not 0.
  */
-import { spawn } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ThinError } from './errors';
@@ -66,6 +66,17 @@ export function runTool(cmd: string, args: readonly string[], timeoutMs = 300_00
     child.on('error', (e) => { clearTimeout(timer); resolve({ status: null, stdout, stderr: String(e) }); });
     child.on('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
   });
+}
+
+/**
+ * Run a program and wait for it, blocking this thread: only for a process that serves
+ * nothing (the tree worker, an experiment's probes of the host), never in one whose event
+ * loop serves a mount. Same result shape as runTool.
+ */
+export function runToolSync(cmd: string, args: readonly string[], timeoutMs = 120_000): RunResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 });
+  if (r.error) return { status: null, stdout: r.stdout ?? '', stderr: String(r.error.message) };
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 export async function runToolOk(cmd: string, args: readonly string[], what: string, timeoutMs?: number): Promise<string> {

@@ -12,13 +12,11 @@
  * from the pool (status, usage, thin_delta-style diffs) or from the host (allocated
  * bytes of the data file), never computed beside it.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { createContainer, removeContainer } from '../layers/container';
-import { findTool } from '../tools';
+import { findTool, runToolOk } from '../tools';
 import { importImage } from '../layers/image';
 import { LayerStore } from '../layers/snapshotter';
 import { synthesize } from '../layers/synth';
@@ -35,7 +33,6 @@ export interface DemoOptions {
 }
 
 const MiB = 2 ** 20;
-const execFileP = promisify(execFile);
 const short = (s: string) => s.replace(/^sha256:/, '').slice(0, 12);
 const allocated = (file: string) => fs.statSync(file).blocks * 512;
 let stepNo = 0;
@@ -90,7 +87,7 @@ function printTree(store: LayerStore, log: (l: string) => void, label: (name: st
 
 /** The fs block holding byte `offset` of `file`, as a byte offset on the device (filefrag's FIEMAP). */
 async function deviceOffsetOf(file: string, offset: number): Promise<number | undefined> {
-  const { stdout } = await execFileP(findTool('filefrag')!, ['-v', '-b4096', file]);
+  const stdout = await runToolOk(findTool('filefrag')!, ['-v', '-b4096', file], 'filefrag');
   const want = Math.floor(offset / 4096);
   for (const m of stdout.matchAll(/^\s*\d+:\s+(\d+)\.\.\s*(\d+):\s+(\d+)\.\.\s*\d+:/gm)) {
     const [lo, hi, phys] = [Number(m[1]), Number(m[2]), Number(m[3])];

@@ -14,11 +14,11 @@
  *   tenants' caches the way /proc/sys/vm/drop_caches would.
  * - Loop devices made by `attachLoop` must be given back with `detachLoop`.
  */
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ThinError } from '../errors';
+import { findTool, runToolSync } from '../tools';
 import { VERSION } from '../version';
 
 export interface ToolRun {
@@ -28,28 +28,16 @@ export interface ToolRun {
   error?: string;
 }
 
+/** A probe of the host through tools.ts's synchronous runner (an experiment serves no mount while probing). */
 export function run(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): ToolRun {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 2 ** 20 });
-  if (r.error) return { ok: false, stdout: '', stderr: '', error: r.error.message };
+  const r = runToolSync(cmd, args, opts.timeoutMs ?? 120_000);
+  if (r.status === null) return { ok: false, stdout: r.stdout, stderr: '', error: r.stderr };
   return { ok: r.status === 0, stdout: r.stdout, stderr: r.stderr, error: r.status === 0 ? undefined : `${cmd} exited ${r.status}: ${r.stderr.trim().split('\n').slice(-1)[0]}` };
 }
 
-const whichCache = new Map<string, string | undefined>();
-/** The absolute path of a program on PATH (also looks in /usr/sbin and /sbin, which a non-login PATH may lack). */
-export function which(cmd: string): string | undefined {
-  if (whichCache.has(cmd)) return whichCache.get(cmd);
-  let found: string | undefined;
-  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = path.join(d, cmd);
-    try { fs.accessSync(p, fs.constants.X_OK); found = p; break; } catch { /* next */ }
-  }
-  whichCache.set(cmd, found);
-  return found;
-}
+/** The absolute path of a program (tools.ts's findTool: PATH, then the sbin directories). */
+export const which = findTool;
 
-/** Why a tool cannot be used here, or undefined when it can. */
 export function toolMissing(cmd: string, pkg: string): string | undefined {
   return which(cmd) ? undefined : `${cmd} is not installed (Debian package ${pkg})`;
 }

@@ -27,7 +27,6 @@
  *   (LayerStore.remove of the active layer).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -36,11 +35,12 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { ThinError, ioError } from '../errors';
+import { runToolSync } from '../tools';
 
 /** Run a program synchronously (this code runs in the tree worker, whose event loop serves nothing else). */
 function runSync(cmd: string, args: string[], what: string, rel: string): void {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new ThinError('E_IO', `${what} failed: ${(r.error?.message ?? r.stderr ?? '').trim() || `exit ${r.status}`}`, { path: rel });
+  const r = runToolSync(cmd, args, 60_000);
+  if (r.status !== 0) throw new ThinError('E_IO', `${what} failed: ${r.stderr.trim() || `exit ${r.status}`}`, { path: rel });
 }
 
 export const WHITEOUT_PREFIX = '.wh.';

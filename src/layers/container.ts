@@ -61,8 +61,7 @@ export async function createContainer(store: LayerStore, imageRef: string, name:
     await store.commit(initId, initId);
     await store.prepare(mountId, initId);
   } catch (e) {
-    for (const n of [mountId, initId]) await store.remove(n).catch(() => undefined);
-    throw e;
+    return store.rollback([initId, mountId], e);
   }
   const rec: MountRecord = { containerId, mountId, initId, parent: top.chainId ?? chain[chain.length - 1], name, image: img.id, created: new Date().toISOString() };
   records.writeMount(rec);

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ThinError, ioError } from '../errors';
 import { sha256 } from './image-archive';
-import { dockerPaths, writeAtomic } from './records';
+import { dockerPaths, readJson, removeDurable, writeAtomic } from './records';
 
 export interface ImageConfig { rootfs: { type: string; diff_ids: string[] }; created?: string; [k: string]: unknown }
 
@@ -48,7 +48,7 @@ export class ImageRecords {
   }
 
   removeImage(id: string): void {
-    fs.rmSync(path.join(this.contentDir, id.replace(/^sha256:/, '')), { force: true });
+    removeDurable(path.join(this.contentDir, id.replace(/^sha256:/, '')));
   }
 
   images(): ImageRecord[] {
@@ -62,17 +62,17 @@ export class ImageRecords {
       const file = path.join(this.contentDir, hex);
       const bytes = fs.readFileSync(file);
       if (sha256(bytes) !== `sha256:${hex}`) throw new ThinError('E_CORRUPT', `${file} does not hash to its name: the image record is damaged`, { file });
-      return { id: `sha256:${hex}`, config: JSON.parse(bytes.toString('utf8')) as ImageConfig, tags: tags.get(`sha256:${hex}`) ?? [] };
+      return { id: `sha256:${hex}`, config: readJson(file) as unknown as ImageConfig, tags: tags.get(`sha256:${hex}`) ?? [] };
     });
   }
 
   // ---- tags
 
   private readRepos(): Repositories {
-    try { return JSON.parse(fs.readFileSync(this.reposFile, 'utf8')) as Repositories; } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { Repositories: {} };
-      throw new ThinError('E_PARSE', `${this.reposFile} is damaged: ${(e as Error).message}`, { file: this.reposFile });
-    }
+    const r = readJson(this.reposFile);
+    if (r === undefined) return { Repositories: {} };
+    if (!r.Repositories || typeof r.Repositories !== 'object') throw new ThinError('E_PARSE', `${this.reposFile} has no "Repositories" object; it is damaged`, { file: this.reposFile });
+    return r as unknown as Repositories;
   }
 
   private writeRepos(r: Repositories): void {
@@ -134,8 +134,8 @@ export class ImageRecords {
   }
 
   removeMount(containerId: string): void {
-    fs.rmSync(path.join(this.mountsDir, containerId), { recursive: true, force: true });
-    fs.rmSync(path.join(this.containersDir, containerId), { recursive: true, force: true });
+    removeDurable(path.join(this.mountsDir, containerId));
+    removeDurable(path.join(this.containersDir, containerId));
   }
 
   mounts(): MountRecord[] {
@@ -147,8 +147,8 @@ export class ImageRecords {
     return ids.map((containerId) => {
       const dir = path.join(this.mountsDir, containerId);
       const read = (f: string) => fs.readFileSync(path.join(dir, f), 'utf8').trim();
-      let cfg: { Name?: string; Image?: string; Created?: string } = {};
-      try { cfg = JSON.parse(fs.readFileSync(path.join(this.containersDir, containerId, 'config.v2.json'), 'utf8')); } catch { /* a mount without a container config: Docker's own leftovers */ }
+      // A mount without a container config is Docker's own leftover (absent: no name); a damaged one is E_PARSE.
+      const cfg = (readJson(path.join(this.containersDir, containerId, 'config.v2.json')) ?? {}) as { Name?: string; Image?: string; Created?: string };
       return { containerId, mountId: read('mount-id'), initId: read('init-id'), parent: read('parent'), name: cfg.Name?.replace(/^\//, ''), image: cfg.Image, created: cfg.Created };
     });
   }

@@ -101,23 +101,18 @@ async function importOne(store: LayerStore, img: ArchiveImage, n: number, of: nu
       const key = `import-${chain[i].slice(7, 19)}-${process.pid}`;
       try {
         await store.prepare(key, parent, { scratch: true });
-        try {
-          if (store.filesystem() === 'none') throw new ThinError('E_UNSUPPORTED', `the layers of ${store.pool.dir} carry no filesystem (created with filesystem "none"); images need ext4 or xfs`);
-          r = await store.withTree(key, (tree) => tree.apply(l.source, {
-            expectBlobDigest: l.digest,
-            onProgress: (b, files) => progress({ layer: i + 1, bytes: done + b, layerBytes: b, files, event: 'bytes' }),
-          }), { readOnly: false });
-          checkDiffId(img, i, r.diffId);
-          const info = await store.commit(chain[i], key, { chainId: chain[i], diffId: diffIds[i], parentChainId: i > 0 ? chain[i - 1] : undefined, size: r.fileBytes });
-          created.push(info.name);
-          parent = info.name;
-        } catch (e) {
-          await store.remove(key).catch(() => undefined);
-          throw e;
-        }
+        if (store.filesystem() === 'none') throw new ThinError('E_UNSUPPORTED', `the layers of ${store.pool.dir} carry no filesystem (created with filesystem "none"); images need ext4 or xfs`);
+        r = await store.withTree(key, (tree) => tree.apply(l.source, {
+          expectBlobDigest: l.digest,
+          onProgress: (b, files) => progress({ layer: i + 1, bytes: done + b, layerBytes: b, files, event: 'bytes' }),
+        }), { readOnly: false });
+        checkDiffId(img, i, r.diffId);
+        const info = await store.commit(chain[i], key, { chainId: chain[i], diffId: diffIds[i], parentChainId: i > 0 ? chain[i - 1] : undefined, size: r.fileBytes });
+        created.push(info.name);
+        parent = info.name;
       } catch (e) {
-        for (const name of created.reverse()) await store.remove(name).catch(() => undefined);
-        throw e;
+        // This image's layers, oldest first, then the one in progress: all or nothing.
+        return store.rollback([...created, key], e);
       }
     }
     done += l.size;

@@ -76,6 +76,11 @@ export interface LayerRecord {
    * gone, the next read-write open removes the layer.
    */
   owner?: { pid: number; start: string };
+  /**
+   * Why the layer is faulty: a rollback could not remove it (containerd's devmapper
+   * snapshotter has the same Faulty state). It is kept for inspection and removal only.
+   */
+  faulty?: string;
 }
 
 export interface LayerIndex {
@@ -130,7 +135,7 @@ function readText(file: string): string | undefined {
 }
 
 /** The JSON object in `file`; undefined if there is no such file; E_PARSE if it is not a JSON object. */
-function readJson(file: string): Record<string, unknown> | undefined {
+export function readJson(file: string): Record<string, unknown> | undefined {
   const text = readText(file);
   if (text === undefined) return undefined;
   try {

@@ -21,7 +21,7 @@
  *   in bytes, touching stretches of one kind merged as thin_delta prints them.
  * - One read-write opener per pool (the pool lock); openReadOnly works beside it.
  */
-import { ThinError } from '../errors';
+import { ThinError, type ThinErrorCode } from '../errors';
 import { Pool } from '../pool/pool';
 import { MountHost, makeFilesystem, filesystemUuid, processStart, type Filesystem, type MountedTree } from '../mounts';
 import { DeviceTransactions, type Recovery } from './device-transactions';
@@ -43,6 +43,8 @@ export interface LayerInfo {
   deviceId: number;
   size: number;
   created: string;
+  /** Why the layer is faulty (a rollback could not remove it); absent for healthy layers. */
+  faulty?: string;
 }
 
 export interface LayerStoreOptions {
@@ -150,6 +152,7 @@ export class LayerStore {
     let origin: DevInfo;
     if (parentName !== undefined) {
       parent = this.record(parentName);
+      if (parent.faulty) throw new ThinError('E_INVALID', `parent "${parent.name}" is faulty (${parent.faulty}); remove it with thinsim layer rm`, { layer: parent.name });
       if (parent.kind !== 'committed') {
         throw new ThinError('E_INVALID', `parent "${parent.name}" is ${parent.kind === 'active' ? 'an active snapshot' : 'a view'}; only committed layers can be parents: commit it first`, { layer: parent.name });
       }
@@ -162,6 +165,42 @@ export class LayerStore {
     const rec: LayerRecord = { name: key, kind, ...(parent ? { parent: parent.name } : {}), cacheId, created: new Date().toISOString(), ...(owner ? { owner } : {}) };
     const info = await tx.create(cacheId, origin.size, origin.device_id, (i) => { i.layers[key] = rec; });
     return toInfo(rec, info);
+  }
+
+  /**
+   * Undo the layers a failed operation made (`names`, oldest first): remove each that
+   * exists, newest first, then throw `cause`. A layer that cannot be removed is marked
+   * faulty (kept for inspection and `remove` only) and the error thrown says so, with the
+   * original failure first.
+   */
+  async rollback(names: string[], cause: unknown): Promise<never> {
+    const failed: string[] = [];
+    const present = new Set(Object.keys(this.records.readIndex().layers));
+    for (const n of [...names].reverse()) {
+      if (!present.has(n)) continue;
+      try {
+        await this.remove(n);
+      } catch (e) {
+        const why = (e as Error).message;
+        try {
+          this.markFaulty(n, `a rollback could not remove it: ${why}`);
+          failed.push(`layer "${n}" could not be removed (${why}) and is marked faulty`);
+        } catch (e2) {
+          failed.push(`layer "${n}" could not be removed (${why}) nor marked faulty (${(e2 as Error).message})`);
+        }
+      }
+    }
+    if (!failed.length) throw cause;
+    const c = cause as { code?: ThinErrorCode; message?: string };
+    throw new ThinError(c.code ?? 'E_IO', `${c.message ?? String(cause)}; then the rollback failed: ${failed.join('; ')}; remove it with thinsim layer rm once the cause is fixed`, { rollback: failed }, { cause });
+  }
+
+  /** Mark a layer faulty (see LayerRecord.faulty): prepare and view refuse it as a parent; remove still works. */
+  markFaulty(name: string, why: string): void {
+    const idx = this.records.readIndex();
+    const rec = idx.layers[this.record(name).name];
+    rec.faulty = why;
+    this.records.writeIndex(idx);
   }
 
   /** Freeze active snapshot `key` as committed layer `name` (with its image identity, when given). */
@@ -465,6 +504,7 @@ function toInfo(rec: LayerRecord, d: DevInfo): LayerInfo {
   if (rec.parent !== undefined) out.parent = rec.parent;
   if (rec.chainId) out.chainId = rec.chainId;
   if (rec.diffId) out.diffId = rec.diffId;
+  if (rec.faulty) out.faulty = rec.faulty;
   return out;
 }
 

@@ -12,6 +12,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ThinSnapshotter } from '../../src/containerd';
+import { hot } from '../../src/hot';
 import { metadataOracles, tempDir } from '../helpers/pool-model';
 import { MiB, attachMissing, createPool, metadataFile } from './helpers';
 
@@ -42,7 +43,9 @@ for (const discardBlocks of [true, false]) {
       assert.ok(!s.store.pool.devices().includes(id), 'Cleanup deleted the device');
       await s.store.pool.flush();
       const after = allocated(pool);
-      if (discardBlocks) assert.ok(before - after >= 7 * MiB, `discards gave back ${before - after} bytes of the 8 MiB written`);
+      // Only the addon punches holes (discard passdown); the twin zeroes by writing zeros.
+      if (discardBlocks && hot.native) assert.ok(before - after >= 7 * MiB, `discards gave back ${before - after} bytes of the 8 MiB written`);
+      else if (discardBlocks) t.diagnostic('data file shrink not checked: hole punching needs the native addon');
       else assert.ok(before - after < 1 * MiB, `without discards the file keeps its blocks (${before - after} bytes given back)`);
       assert.deepEqual(await s.cleanup(), [], 'nothing left to clean');
     } finally {

@@ -22,13 +22,13 @@ const storeFlags = (y: Argv) => y
 
 function line(l: LayerInfo): string {
   const id = l.chainId ? ` ${l.chainId.slice(0, 19)}` : '';
-  return `${l.name} (${l.kind}, device ${l.deviceId}${id})`;
+  return `${l.name} (${l.kind}${l.faulty ? ', FAULTY' : ''}, device ${l.deviceId}${id})`;
 }
 
 function printInfo(l: LayerInfo, asJson: boolean): void {
   if (asJson) return printJson(l);
   const rows: Array<[string, string | number | undefined]> = [
-    ['name', l.name], ['kind', l.kind], ['parent', l.parent ?? '(base device)'], ['chain id', l.chainId], ['diff id', l.diffId],
+    ['name', l.name], ['kind', l.kind], ['faulty', l.faulty], ['parent', l.parent ?? '(base device)'], ['chain id', l.chainId], ['diff id', l.diffId],
     ['cache id', l.cacheId], ['device id', l.deviceId], ['size', l.size], ['created', l.created],
   ];
   stdout(rows.filter(([, v]) => v !== undefined).map(([k, v]) => `${(k + ':').padEnd(11)}${v}\n`).join(''));
