@@ -26,7 +26,7 @@ const MAY_IMPORT = {
   experiments: ['containerd', 'layers', 'mounts', 'nbd', 'pool'],
   cli: ['experiments', 'containerd', 'layers', 'mounts', 'nbd', 'pool', 'thin', 'io'],
 };
-const ANYWHERE = new Set(['hot', 'errors', 'units', 'version', 'types', 'random', 'tools', 'durable']); // types: ambient declarations
+const ANYWHERE = new Set(['hot', 'errors', 'units', 'version', 'types', 'random', 'tools', 'durable', 'crash-points']); // types: ambient declarations
 /** Modules that only their own layer may import: the bytes and the transactional machinery. */
 const PRIVATE = [
   // The checker walks damaged trees node by node, through pdata's node accessors (which

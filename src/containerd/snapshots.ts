@@ -18,10 +18,10 @@
  *   committed snapshots are read-only at the loop and the mount (ro + noload for ext4,
  *   ro + norecovery for xfs); xfs always adds nouuid.
  * - Records (records.ts) are written before a device is created and removed after it
- *   is deleted; open() drops records without a layer. Kill points:
- *   THINSIM_CONTAINERD_CRASH=prepare:N|commit:N|remove:N SIGKILLs the process right
- *   after step N (numbered in each method); the layer store's own
- *   THINSIM_LAYERS_CRASH covers the device transactions in between.
+ *   is deleted; open() drops records without a layer. Crash points
+ *   `containerd:prepare:N`, `containerd:commit:N`, `containerd:remove:N` follow step N
+ *   (numbered in each method; src/crash-points.ts); the layer store's
+ *   `layers:create:N`/`layers:delete:N` cover the device transactions in between.
  * - Requests run one at a time, in arrival order (a FIFO): two requests on one parent
  *   never interleave.
  * - asyncRemove: Remove only forgets the snapshot (its index entry); its device and
@@ -30,6 +30,7 @@
  * - discardBlocks: discard a device's provisioned ranges before deleting it, so a
  *   sparse data file gives the space back.
  */
+import { crashPoint } from '../crash-points';
 import { ThinError } from '../errors';
 import { DeviceTransactions } from '../layers/device-transactions';
 import { LayerStore, type LayerInfo, type Filesystem } from '../layers/snapshotter';
@@ -56,9 +57,7 @@ export interface SnapshotterOptions {
 
 const MAX_KEY = 255;
 
-function crashPoint(op: 'prepare' | 'commit' | 'remove', step: number): void {
-  if (process.env.THINSIM_CONTAINERD_CRASH === `${op}:${step}`) process.kill(process.pid, 'SIGKILL');
-}
+
 
 function checkName(what: string, key: unknown): string {
   if (typeof key !== 'string' || key === '') throw new ThinError('E_INVALID', `${what} is empty: name the snapshot`);
@@ -170,7 +169,7 @@ export class ThinSnapshotter {
     }
     const now = new Date().toISOString();
     this.records.update((f) => { f.snapshots[key] = { labels, created: now, updated: now }; });
-    crashPoint('prepare', 1);
+    crashPoint('containerd:prepare:1');
     let l: LayerInfo;
     try {
       l = kind === 'active' ? await this.store.prepare(key, parent || undefined) : await this.store.view(key, parent);
@@ -178,7 +177,7 @@ export class ThinSnapshotter {
       this.records.update((f) => { delete f.snapshots[key]; });
       throw e;
     }
-    crashPoint('prepare', 2);
+    crashPoint('containerd:prepare:2');
     let a: Attachment;
     try {
       a = await this.attach(l);
@@ -187,7 +186,7 @@ export class ThinSnapshotter {
       await this.removeNow(l);
       throw e;
     }
-    crashPoint('prepare', 3);
+    crashPoint('containerd:prepare:3');
     return this.mounts(l, a);
   }
 
@@ -206,20 +205,20 @@ export class ThinSnapshotter {
       if (l.kind !== 'active') throw precondition(`snapshot ${JSON.stringify(key)} is ${l.kind === 'view' ? 'a view' : 'committed'}; only active snapshots can be committed`, { key });
       if (this.exists(name)) throw new ThinError('E_DEVICE_EXISTS', `snapshot ${JSON.stringify(name)} already exists; commit under another name`, { name });
       await this.detach(key, 'committing it');
-      crashPoint('commit', 1);
+      crashPoint('containerd:commit:1');
       const usage = await measureUsage(this.store, key);
       const now = new Date().toISOString();
       this.records.update((f) => { f.snapshots[name] = { labels, created: now, updated: now, usage }; });
-      crashPoint('commit', 2);
+      crashPoint('containerd:commit:2');
       try {
         await this.store.commit(name, key);
       } catch (e) {
         this.records.update((f) => { delete f.snapshots[name]; });
         throw e;
       }
-      crashPoint('commit', 3);
+      crashPoint('containerd:commit:3');
       this.records.update((f) => { delete f.snapshots[key]; });
-      crashPoint('commit', 4);
+      crashPoint('containerd:commit:4');
     });
   }
 
@@ -229,7 +228,7 @@ export class ThinSnapshotter {
       const children = this.store.list().filter((c) => c.parent === l.name).map((c) => c.name);
       if (children.length) throw precondition(`cannot remove snapshot ${JSON.stringify(key)}: it has children (${children.slice(0, 5).join(', ')}${children.length > 5 ? ', ...' : ''}); remove them first`, { key, children: children.length });
       await this.detach(key, 'removing it');
-      crashPoint('remove', 1);
+      crashPoint('containerd:remove:1');
       if (this.opts.asyncRemove) {
         const idx = this.store.records.readIndex();
         delete idx.layers[key];
@@ -237,24 +236,24 @@ export class ThinSnapshotter {
       } else {
         await this.removeNow(l);
       }
-      crashPoint('remove', 2);
+      crashPoint('containerd:remove:2');
       this.records.update((f) => { delete f.snapshots[key]; });
-      crashPoint('remove', 3);
+      crashPoint('containerd:remove:3');
     });
   }
 
   /** Discard (when asked) and delete a device with its record, in one device transaction. */
   private async removeNow(l: LayerInfo): Promise<void> {
-    await this.deleteDevice(l.cacheId, l.deviceId, l.size, (i) => { delete i.layers[l.name]; });
+    await this.deleteDevice(l.cacheId, l.deviceId, l.size, l.name);
   }
 
-  private async deleteDevice(cacheId: string, deviceId: number, size: number, index?: Parameters<DeviceTransactions['delete']>[1]): Promise<void> {
+  private async deleteDevice(cacheId: string, deviceId: number, size: number, layer?: string): Promise<void> {
     if (this.opts.discardBlocks && this.store.pool.devices().includes(deviceId)) {
       for (const run of this.store.pool.blockStatus(deviceId, 0, size)) {
         if (run.mapped) await this.store.pool.discard(deviceId, run.offset, run.length);
       }
     }
-    await this.tx.delete(cacheId, index);
+    await this.tx.delete(cacheId, layer);
   }
 
   stat(key: string): Promise<SnapshotInfo> {

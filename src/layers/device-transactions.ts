@@ -12,17 +12,14 @@
  *   (open_transaction_id > the pool's transaction id) as Docker does: delete the
  *   device if it exists, remove its record (and index entry), remove the transaction
  *   file. A deletion caught half way is thereby completed; a creation is undone.
- * - Test hook: THINSIM_LAYERS_CRASH="create:N" or "delete:N" (N = 1..4) SIGKILLs the
- *   process right after step N of the next such transaction.
+ * - Crash points `layers:create:N` and `layers:delete:N` (N = 1..4) follow step N
+ *   (src/crash-points.ts; only a test's hook acts on them).
  */
+import { crashPoint } from '../crash-points';
 import { ThinError } from '../errors';
 import type { Pool } from '../pool/pool';
-import { BASE_RECORD, MAX_DEVICE_ID, type DevInfo, type DockerRecords, type LayerIndex, type TransactionMetadata } from './records';
+import { BASE_RECORD, MAX_DEVICE_ID, type DevInfo, type DockerRecords, type LayerRecord, type TransactionMetadata } from './records';
 
-/** The test hook: SIGKILL right after step `step` of a `op` transaction when asked to. */
-function crashPoint(op: 'create' | 'delete', step: number): void {
-  if (process.env.THINSIM_LAYERS_CRASH === `${op}:${step}`) process.kill(process.pid, 'SIGKILL');
-}
 
 export interface Recovery {
   rolledBack?: TransactionMetadata;
@@ -62,13 +59,13 @@ export class DeviceTransactions {
 
   /**
    * Create a thin device (no origin) or a snapshot of `origin`, record it under `hash`,
-   * and let `index` update thinsim's index in step 3. Returns the record.
+   * and in step 3 enter `layer` (the layer it becomes) in thinsim's index. Returns the record.
    */
-  async create(hash: string, size: number, origin: number | undefined, index?: (idx: LayerIndex) => void): Promise<DevInfo> {
+  async create(hash: string, size: number, origin: number | undefined, layer?: LayerRecord): Promise<DevInfo> {
     if (this.records.readDevInfo(hash)) throw new ThinError('E_DEVICE_EXISTS', `a device record for ${hash || BASE_RECORD} already exists`, { hash });
     const deviceId = this.allocateDeviceId();
     const { current, next } = this.open(hash, deviceId);
-    crashPoint('create', 1);
+    crashPoint('layers:create:1');
     try {
       if (origin === undefined) await this.pool.createThin(deviceId, size);
       else await this.pool.createSnap(deviceId, origin, size);
@@ -76,42 +73,42 @@ export class DeviceTransactions {
       await this.rollback();
       throw e;
     }
-    crashPoint('create', 2);
+    crashPoint('layers:create:2');
     const info: DevInfo = { device_id: deviceId, size, transaction_id: next, initialized: false, deleted: false };
     try {
       this.records.writeDevInfo(hash, info);
-      if (index) {
+      if (layer) {
         const idx = this.records.readIndex();
-        index(idx);
+        idx.layers[layer.name] = layer;
         this.records.writeIndex(idx);
       }
     } catch (e) {
       await this.rollback();
       throw e;
     }
-    crashPoint('create', 3);
+    crashPoint('layers:create:3');
     await this.pool.setTransactionId(current, next);
-    crashPoint('create', 4);
+    crashPoint('layers:create:4');
     return info;
   }
 
-  /** Delete the device recorded under `hash`, its record, and (step 3) its index entry. */
-  async delete(hash: string, index?: (idx: LayerIndex) => void): Promise<void> {
+  /** Delete the device recorded under `hash`, its record, and (step 3) the index entry of `layer`. */
+  async delete(hash: string, layer?: string): Promise<void> {
     const info = this.records.readDevInfo(hash);
     if (!info) throw new ThinError('E_NOT_FOUND', `no device record for ${hash || BASE_RECORD}`, { hash });
     const { current, next } = this.open(hash, info.device_id);
-    crashPoint('delete', 1);
+    crashPoint('layers:delete:1');
     if (this.pool.devices().includes(info.device_id)) await this.pool.deleteDevice(info.device_id);
-    crashPoint('delete', 2);
+    crashPoint('layers:delete:2');
     this.records.removeDevInfo(hash);
-    if (index) {
+    if (layer !== undefined) {
       const idx = this.records.readIndex();
-      index(idx);
+      delete idx.layers[layer];
       this.records.writeIndex(idx);
     }
-    crashPoint('delete', 3);
+    crashPoint('layers:delete:3');
     await this.pool.setTransactionId(current, next);
-    crashPoint('delete', 4);
+    crashPoint('layers:delete:4');
   }
 
   /**

@@ -163,7 +163,7 @@ export class LayerStore {
     this.checkFreeSpace();
     const cacheId = newCacheId();
     const rec: LayerRecord = { name: key, kind, ...(parent ? { parent: parent.name } : {}), cacheId, created: new Date().toISOString(), ...(owner ? { owner } : {}) };
-    const info = await tx.create(cacheId, origin.size, origin.device_id, (i) => { i.layers[key] = rec; });
+    const info = await tx.create(cacheId, origin.size, origin.device_id, rec);
     return toInfo(rec, info);
   }
 
@@ -248,7 +248,7 @@ export class LayerStore {
     if (this.mounts.get(rec.name)?.size) throw new ThinError('E_MOUNTED', `layer "${rec.name}" is mounted; unmount it first`, { layer: rec.name });
     const dev = this.devInfo(rec);
     await this.discardDevice(dev);
-    await tx.delete(rec.cacheId, (i) => { delete i.layers[rec.name]; });
+    await tx.delete(rec.cacheId, rec.name);
     if (rec.chainId) this.records.removeLayerdb(rec.chainId);
   }
 

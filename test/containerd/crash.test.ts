@@ -1,6 +1,7 @@
 /**
- * kill -9 between every step of Prepare, Commit and Remove (THINSIM_CONTAINERD_CRASH for
- * the service's steps, THINSIM_LAYERS_CRASH for the device transactions inside them):
+ * kill -9 between every step of Prepare, Commit and Remove (crash points containerd:* for
+ * the service's steps, layers:* for the device transactions inside them; the child runs
+ * with test/helpers/crash-hook.js preloaded):
  * the store reopens consistent (no record points at a missing device; the outcome is
  * the state before or the state after the request), Cleanup leaves no orphan device,
  * labels of the other snapshots are intact, and thinsim's check and both thin_checks
@@ -20,6 +21,7 @@ import { DockerRecords } from '../../src/layers/records';
 import { runTool } from '../../src/tools';
 import { metadataOracles, tempDir } from '../helpers/pool-model';
 import { MiB, SnapshotsClient, attachMissing, createPool, metadataFile } from './helpers';
+import { CRASH_HOOK } from '../helpers/crash-hook';
 import { startSnapshotterProcess } from './snapshotter-process';
 
 const skip = attachMissing() ?? false;
@@ -51,11 +53,11 @@ function assertConsistent(s: ThinSnapshotter, label: string): string[] {
 
 type Op = 'prepare' | 'commit' | 'remove';
 const POINTS: Array<[Op, string]> = [
-  ...[1, 2, 3].map((n) => ['prepare', `THINSIM_CONTAINERD_CRASH=prepare:${n}`] as [Op, string]),
-  ...[1, 2, 3, 4].map((n) => ['prepare', `THINSIM_LAYERS_CRASH=create:${n}`] as [Op, string]),
-  ...[1, 2, 3, 4].map((n) => ['commit', `THINSIM_CONTAINERD_CRASH=commit:${n}`] as [Op, string]),
-  ...[1, 2, 3].map((n) => ['remove', `THINSIM_CONTAINERD_CRASH=remove:${n}`] as [Op, string]),
-  ...[1, 2, 3, 4].map((n) => ['remove', `THINSIM_LAYERS_CRASH=delete:${n}`] as [Op, string]),
+  ...[1, 2, 3].map((n) => ['prepare', `containerd:prepare:${n}`] as [Op, string]),
+  ...[1, 2, 3, 4].map((n) => ['prepare', `layers:create:${n}`] as [Op, string]),
+  ...[1, 2, 3, 4].map((n) => ['commit', `containerd:commit:${n}`] as [Op, string]),
+  ...[1, 2, 3].map((n) => ['remove', `containerd:remove:${n}`] as [Op, string]),
+  ...[1, 2, 3, 4].map((n) => ['remove', `layers:delete:${n}`] as [Op, string]),
 ];
 
 for (const [op, point] of POINTS) {
@@ -74,11 +76,10 @@ for (const [op, point] of POINTS) {
     }
     const before = ['A', 'P', 'R'];
     const after = { prepare: ['A', 'N', 'P', 'R'], commit: ['C', 'P', 'R'], remove: ['A', 'P'] }[op];
-    const [k, v] = point.split('=');
     const tmp = path.join(dir, 'tmp');
     fs.mkdirSync(tmp);
     const sock = path.join(dir, 's.sock');
-    const child = await startSnapshotterProcess(pool, sock, ['--base-image-size', '32M'], { [k]: v, TMPDIR: tmp });
+    const child = await startSnapshotterProcess(pool, sock, ['--base-image-size', '32M'], { THINSIM_CRASH_AT: point, TMPDIR: tmp }, [CRASH_HOOK]);
     const c = new SnapshotsClient(sock);
     try {
       const call = op === 'prepare' ? c.call('Prepare', { key: 'N', parent: 'P', labels: { n: '1' } })

@@ -14,8 +14,9 @@ export interface SnapshotterProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: string | null }>;
 }
 
-export async function startSnapshotterProcess(pool: string, socket: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<SnapshotterProcess> {
-  const child = spawn(process.execPath, [BIN, 'snapshotter', pool, '--address', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/** Start `thinsim snapshotter`; `preload`: modules for node's --require (the crash hook). */
+export async function startSnapshotterProcess(pool: string, socket: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, preload: string[] = []): Promise<SnapshotterProcess> {
+  const child = spawn(process.execPath, [...preload.flatMap((m) => ['--require', m]), BIN, 'snapshotter', pool, '--address', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));

@@ -8,13 +8,14 @@
  *    under their Go names, `json:"-"` and unexported fields absent).
  *  - Crash between every pair of steps: a child process runs one device creation (of the
  *    base device, or of a layer) or deletion and SIGKILLs itself right after step N
- *    (THINSIM_LAYERS_CRASH). The metadata as the crash left it passes thinsim's check and both
+ *    (crash points layers:create:N / layers:delete:N, through test/helpers/crash-hook.js). The metadata as the crash left it passes thinsim's check and both
  *    thin_checks; reopening the store rolls the transaction back as Docker does; then the
  *    device records, thinsim's index and the pool's devices agree, and the checks pass again.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { CRASH_HOOK } from '../helpers/crash-hook';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LayerStore } from '../../src/layers';
@@ -32,8 +33,8 @@ async function createPool(dir: string): Promise<void> {
 /** Run the child until it kills itself after `step` of `op`; returns how it ended. */
 function runChild(dir: string, op: string, crash: string): Promise<{ code: number | null; signal: string | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CHILD], {
-      env: { ...process.env, CRASH_LAYERS_POOL: dir, CRASH_LAYERS_OP: op, THINSIM_LAYERS_CRASH: crash },
+    const child = spawn(process.execPath, ['--require', CRASH_HOOK, CHILD], {
+      env: { ...process.env, CRASH_LAYERS_POOL: dir, CRASH_LAYERS_OP: op, THINSIM_CRASH_AT: `layers:${crash}` },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
