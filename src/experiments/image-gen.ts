@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
+import { Mulberry32 } from '../random';
 
 export type GenEntry =
   | { path: string; type: 'dir'; mode?: number }
@@ -31,11 +32,11 @@ export interface GenResult { file: string; id: string; diffIds: string[]; tarByt
 
 const MTIME = new Date('2024-01-01T00:00:00Z');
 
-/** 1 MiB pieces: one xorshift block per seed, each 4 KiB stamped with its offset (so no two blocks are alike). */
+/** 1 MiB pieces: one pseudo-random block per seed (src/random.ts), each 4 KiB stamped with its offset (so no two blocks are alike). */
 export function seededContent(size: number, seed: number): Readable {
   const block = Buffer.alloc(1 << 20);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < block.length; i += 4) { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; block.writeUInt32LE(s, i); }
+  const r = new Mulberry32(seed);
+  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE(r.int(2 ** 32), i);
   let off = 0;
   return new Readable({
     read() {

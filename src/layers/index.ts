@@ -2,7 +2,8 @@
  * Image layers as thin snapshots: the layers layer's public face.
  *
  * Contract: LayerStore (snapshotter.ts) is the API the image importer, the CLI and the
- * experiments use; records.ts holds Docker's on-disk records and transaction protocol;
+ * experiments use; records.ts holds Docker's on-disk records, device-transactions.ts
+ * Docker's transaction protocol over them;
  * mounts go through the mounts layer (MountHost), and work inside a mounted tree runs in
  * a tree worker (tree.ts, a child process); synth.ts builds synthetic
  * block-level layer chains. Nothing here reaches below the pool's public API.

@@ -11,7 +11,7 @@
  *   a parent), `view` (read-only snapshot of a committed layer). Writes to committed
  *   layers and views are refused with E_READ_ONLY, here and at the NBD export.
  * - Every device creation and deletion runs Docker's transaction protocol
- *   (records.ts); opening read-write rolls back an unfinished one. Records live in
+ *   (device-transactions.ts); opening read-write rolls back an unfinished one. Records live in
  *   POOL/docker in Docker's layout.
  * - A new snapshot is refused while free data or metadata space is below
  *   `minFreeSpace` (Docker's dm.min_free_space, 10 %). `remove` discards the layer's
