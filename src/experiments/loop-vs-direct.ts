@@ -128,6 +128,8 @@ async function trial(b: Backend, ctx: ExperimentContext, seed: number): Promise<
       writtenBackBytes: (host.pagesWrittenBack() - wbBefore) * host.PAGE_SIZE, dirtyAfterClose: mi.dirty + mi.writeback, allocatedAfterRemoval,
     };
   } catch (e) {
+    // The trial already failed: that failure is the one reported; the scratch pool's
+    // cleanup is best effort on the way out (its directory is removed by the experiment).
     await bp.cleanup().catch(() => undefined);
     throw e;
   } finally {
@@ -168,6 +170,8 @@ async function removalTrial(cfg: RemovalConfig, ctx: ExperimentContext, seed: nu
     await bp.cleanup();
     return { allocatedBefore, allocatedAfter: host.fileSpace(bp.dataFile).allocatedBytes, mappedBefore, mappedAfter };
   } catch (e) {
+    // The trial already failed: that failure is the one reported; the scratch pool's
+    // cleanup is best effort on the way out (its directory is removed by the experiment).
     await bp.cleanup().catch(() => undefined);
     throw e;
   } finally {

@@ -110,8 +110,11 @@ async function trial(policy: Policy, ctx: ExperimentContext, seed: number): Prom
     r.totalAfterMiB = st.totalDataBlocks * chunk / MiB;
     return r;
   } finally {
-    await pool.close().catch(() => undefined);
-    fs.rmSync(dir, { recursive: true, force: true });
+    try {
+      await pool.close(); // a failed close (its commit) is reported, not dropped
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   }
 }
 
