@@ -7,12 +7,16 @@
  *
  * Contract:
  * - Nothing here guesses: a tool that is missing or fails gives `undefined` (and
- *   `toolMissing` says why), never a made-up number.
+ *   `toolMissing` says why), a /proc counter that is missing gives NaN, never a made-up
+ *   number; `fileSpace` of a missing file throws. Programs run through tools.ts's
+ *   synchronous runner (`run`): experiments probe the host while serving no mount.
  * - `dropFileCache` uses `dd if=FILE iflag=nocache count=0`, which asks the kernel
  *   (posix_fadvise POSIX_FADV_DONTNEED) to drop the clean cached pages of that one
  *   file; call it after a sync, since dirty pages stay. It does not touch other
  *   tenants' caches the way /proc/sys/vm/drop_caches would.
- * - Loop devices made by `attachLoop` must be given back with `detachLoop`.
+ * - Loop devices made by `attachLoop` (over a backing file, for a direct-lvm pool on a
+ *   block device; thin devices as block devices belong to src/mounts) must be given back
+ *   with `detachLoop`, which throws E_IO when losetup fails.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -162,7 +166,8 @@ export function attachLoop(file: string): string {
 }
 
 export function detachLoop(dev: string): void {
-  run('losetup', ['-d', dev]);
+  const r = run('losetup', ['-d', dev]);
+  if (!r.ok) throw new ThinError('E_IO', `losetup -d ${dev}: ${r.error}; detach it by hand (losetup -d ${dev})`);
 }
 
 export function mkTemp(parent: string, prefix: string): string {
