@@ -6,10 +6,10 @@
 import { ThinError } from '../errors';
 import { diffRanges, DiffRange, writeDelta } from './report/delta-format';
 import type { OutputFn } from './xml/writer';
-import type { ThinMetadata } from './metadata';
+import type { MetadataView } from './offline';
 import { mappingRuns, superblockInfo } from './dump';
 
-export function deltaDevices(md: ThinMetadata, snap1: number, snap2: number, out: OutputFn, verbose = false): void {
+export function deltaDevices(md: MetadataView, snap1: number, snap2: number, out: OutputFn, verbose = false): void {
   for (const d of [snap1, snap2]) {
     if (!md.hasDevice(d)) throw new ThinError('E_NO_DEVICE', `thin device ${d} does not exist in this pool; see "thinsim ls"`, { device: d });
   }
@@ -17,7 +17,7 @@ export function deltaDevices(md: ThinMetadata, snap1: number, snap2: number, out
 }
 
 /** The same walk as data: every stretch with its kind and data blocks. */
-export function deltaRanges(md: ThinMetadata, snap1: number, snap2: number): DiffRange[] {
+export function deltaRanges(md: MetadataView, snap1: number, snap2: number): DiffRange[] {
   for (const d of [snap1, snap2]) {
     if (!md.hasDevice(d)) throw new ThinError('E_NO_DEVICE', `thin device ${d} does not exist in this pool; see "thinsim ls"`, { device: d });
   }

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { ThinMetadata } from '../../thin/metadata';
+import { OfflineMetadata } from '../../thin/offline';
 import { deltaDevices, deltaRanges } from '../../thin/device-delta';
 import { openMetadataReadOnly } from '../pool-path';
 import { printJson, stdout } from '../output';
@@ -19,7 +19,7 @@ export const deltaCommand: CommandModule<{}, Args> = {
   handler: (a) => {
     const dev = openMetadataReadOnly(a.pool);
     try {
-      const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
+      const md = OfflineMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
       if (a.json) printJson({ left: a.snap1, right: a.snap2, dataBlockSize: md.dataBlockSize, ranges: deltaRanges(md, a.snap1, a.snap2) });
       else deltaDevices(md, a.snap1, a.snap2, stdout, a.verbose);
     } finally {

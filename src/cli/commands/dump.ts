@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import type { CommandModule } from 'yargs';
-import { ThinMetadata } from '../../thin/metadata';
+import { OfflineMetadata } from '../../thin/offline';
 import { dumpMetadata } from '../../thin/dump';
 import { HumanReadableWriter, JsonWriter, XmlWriter } from '../../thin/xml/writer';
 import { openMetadataReadOnly } from '../pool-path';
@@ -22,7 +22,7 @@ export const dumpCommand: CommandModule<{}, Args> = {
     const dev = openMetadataReadOnly(a.pool);
     const fd = a.output ? fs.openSync(a.output, 'w') : 1;
     try {
-      const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
+      const md = OfflineMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
       const out = (s: string) => writeFd(fd, s);
       const sink = a.format === 'json' ? new JsonWriter(out) : a.format === 'human_readable' ? new HumanReadableWriter(out) : new XmlWriter(out);
       dumpMetadata(md, sink, { devices: a.dev, skipMappings: a['skip-mappings'] });
