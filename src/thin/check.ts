@@ -16,8 +16,10 @@
  *
  * Contract: never throws for damaged metadata (each problem becomes a Finding with
  * the block and the tree path where it was found); throws only for I/O errors on
- * the device itself. Read-only. Memory: 4 bytes per metadata block and per data
- * block, plus the visited set.
+ * the device itself. Read-only. Memory: a byte per metadata block and per data
+ * block (the reference tallies), the space maps' bitmaps as loaded, one entry per
+ * distinct tree node (the visited set) and a small block cache; the data space
+ * map's overflow tree is compared as it is walked, not loaded.
  *
  * Files: this one runs the check in order; check/context.ts holds the findings,
  * raw reads and reference tallies; check/superblock.ts the superblock fields;

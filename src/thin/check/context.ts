@@ -22,23 +22,34 @@ export interface Finding {
   device?: number;
 }
 
-/** Exact counts, dense while small, sparse beyond. */
+/**
+ * Exact reference counts in a byte per block: counts up to 254 in place, 255 and
+ * more as 255 plus an entry in a map (rare: a block shared by 255 leaves); blocks
+ * at or beyond `size` (references past the end, which are damage) in a map too.
+ */
 export class Tally {
-  private dense: Uint32Array | undefined;
-  private sparse = new Map<number, number>();
+  private readonly small: Uint8Array;
+  private readonly big = new Map<number, number>();
   constructor(readonly size: number) {
-    if (size <= 1 << 27) this.dense = new Uint32Array(size);
+    this.small = new Uint8Array(size);
   }
   inc(b: number): void {
-    if (this.dense && b < this.size) this.dense[b]++;
-    else this.sparse.set(b, (this.sparse.get(b) ?? 0) + 1);
+    if (b < this.size) {
+      const c = this.small[b];
+      if (c < 255) { this.small[b] = c + 1; return; }
+    }
+    this.big.set(b, (this.big.get(b) ?? 0) + 1);
   }
   get(b: number): number {
-    return this.dense && b < this.size ? this.dense[b] : this.sparse.get(b) ?? 0;
+    if (b < this.size) {
+      const c = this.small[b];
+      return c < 255 ? c : 255 + (this.big.get(b) ?? 0);
+    }
+    return this.big.get(b) ?? 0;
   }
   /** Blocks at or beyond `size` that were counted (references past the end). */
   beyond(): number[] {
-    return [...this.sparse.keys()].filter((b) => b >= this.size).sort((a, b) => a - b);
+    return [...this.big.keys()].filter((b) => b >= this.size).sort((a, b) => a - b);
   }
 }
 
