@@ -9,7 +9,7 @@
  */
 import { isThinError, ThinError } from '../../errors';
 import type { BlockDevice } from '../../io/block-device';
-import { BlockManager, Validator } from '../../pdata/block-manager';
+import { BLOCK_SIZE, BlockManager, Validator } from '../../pdata/block-manager';
 
 export type Severity = 'error' | 'warning';
 
@@ -60,6 +60,8 @@ export class CheckContext {
   metaRefs!: Tally;
   /** References to each data block found so far (set once the superblock is read). */
   dataRefs!: Tally;
+  /** Blocks read ahead by `prefetch`, not yet taken. */
+  private readonly ahead = new Map<number, Uint8Array>();
 
   constructor(dev: BlockDevice, private readonly max: number) {
     this.bm = new BlockManager(dev, { cacheBlocks: 1024 });
@@ -75,11 +77,34 @@ export class CheckContext {
     return true;
   }
 
+  /**
+   * Read ahead: `blocks` (children about to be visited) in one device read per run
+   * of consecutive block numbers; `readValid` takes them from there. Blocks outside
+   * the device are left for `readValid` to report. Holds at most what the walk's
+   * current path asked for (a node's children per level).
+   */
+  prefetch(blocks: ArrayLike<number>, count: number): void {
+    const nr = this.bm.nrBlocks;
+    for (let i = 0; i < count;) {
+      const b = blocks[i];
+      let j = i + 1;
+      if (b > 0 && b < nr && !this.ahead.has(b)) {
+        while (j < count && blocks[j] === blocks[j - 1] + 1 && blocks[j] < nr && !this.ahead.has(blocks[j])) j++;
+        const run = new Uint8Array((j - i) * BLOCK_SIZE);
+        this.bm.device.read(run, b * BLOCK_SIZE);
+        for (let k = i; k < j; k++) this.ahead.set(blocks[k], run.subarray((k - i) * BLOCK_SIZE, (k - i + 1) * BLOCK_SIZE));
+      }
+      i = j;
+    }
+  }
+
   /** Block `b` read from the device and validated with `v`, or undefined once reported. */
   readValid(b: number, v: Validator, what: string, path?: string): Uint8Array | undefined {
     let d: Uint8Array;
     try {
-      d = this.bm.readRaw(b);
+      const pre = this.ahead.get(b);
+      if (pre !== undefined) this.ahead.delete(b);
+      d = pre ?? this.bm.readRaw(b);
     } catch (e) {
       if (isThinError(e) && e.code === 'E_CORRUPT') { this.error(`${what}: ${e.message}`, b, path); return undefined; }
       throw e;

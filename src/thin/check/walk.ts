@@ -30,6 +30,8 @@ const DETAILS: TreeKind = { name: 'device details tree', leafValueSize: DEVICE_D
 export class TreeWalker {
   private readonly visited = new Map<number, { leafDepth: number; entries: number; kind: TreeKind }>();
   private readonly leafView = new LeafView();
+  /** Scratch: the children of one node to read ahead (copied out before recursing). */
+  private readonly children: number[] = [];
   /** Mappings of the live superblock's devices, shared subtrees counted per device. */
   mappings = 0;
 
@@ -177,6 +179,13 @@ export class TreeWalker {
     } else {
       onPath.add(b);
       const childDepths = new Set<number>();
+      const ahead = this.children;
+      let nAhead = 0;
+      for (let i = 0; i < n; i++) {
+        const child = value64(d, i);
+        if (!this.visited.has(child)) ahead[nAhead++] = child;
+      }
+      this.ctx.prefetch(ahead, nAhead);
       for (let i = 0; i < n; i++) {
         const child = value64(d, i);
         if (!(child > 0 && child < this.ctx.bm.nrBlocks)) {
