@@ -21,7 +21,10 @@
  *   block may change (no new, shadow, inc, dec or commit: the caller serialises);
  *   reads are fine. If a write fails, the superblock has not been written (the last
  *   commit stays the one on disk, as after a crash) and the blocks are dirty again.
- * - Dirty blocks live in memory until commit; reads see them.
+ * - Dirty blocks live in memory until commit or `spill()`; reads see them. `spill`
+ *   (bulk loads) writes them early, unsynced, to their places: blocks free in the
+ *   committed state, so the last commit stays intact; they then read back from the
+ *   device, and changing one later shadows it like any block written before.
  * - The metadata space map is injected once (constructor or `bindSpaceMap`); the
  *   metadata space map binds itself when it is formatted or opened for writing,
  *   because it allocates its own blocks through this transaction manager. Without
@@ -169,6 +172,17 @@ export class TransactionManager {
   flushDirty(): void {
     for (const r of this.runs()) this.bm.writeRun(r.start, r.blocks);
     this.bm.sync();
+    this.dirty.clear();
+    this.epoch++;
+  }
+
+  /**
+   * Write the dirty blocks now (no sync; the commit syncs) and stop holding them:
+   * a bulk load's memory stays bounded. See the contract.
+   */
+  spill(): void {
+    this.assertWritable();
+    for (const r of this.runs()) this.bm.writeRun(r.start, r.blocks);
     this.dirty.clear();
     this.epoch++;
   }

@@ -8,6 +8,15 @@
  * and expanded where a device says `<ref name>`): their runs must be kept until the end of the
  * document, packed four numbers per run.
  *
+ * Fast path: `writeBytes` (what readXml uses) takes input as bytes, line by line; a line
+ * that is exactly one canonical mapping element as thin_dump prints it
+ * (`<single_mapping origin_block=".." data_block=".." time=".."/>`, or `<range_mapping
+ * origin_begin=".." data_begin=".." length=".." time=".."/>`, attributes in that order,
+ * small decimal numbers), met where saxes stands between elements inside a <device> or
+ * <def>, is decoded straight from the bytes and checked by the same code as saxes' events;
+ * every other line goes through saxes. Line numbers in errors count the lines saxes did
+ * not see, so both paths report the same positions.
+ *
  * Every problem is a ThinError('E_PARSE', message, { line, column, element?, attribute? })
  * whose message names the element and attribute and says what to change; `line` and `column`
  * (both 1-based) point at the start of the offending tag, or at the character where the XML
@@ -89,6 +98,10 @@ export class XmlReader {
   private context: Context = 'document';
   /** Context to return to when the current element closes. */
   private readonly stack: Context[] = [];
+  /** Lines taken by the fast path, which saxes never saw (added to its line numbers). */
+  private skippedLines = 0;
+  /** Bytes after the last newline given to writeBytes (an incomplete line). */
+  private carry: Buffer | undefined;
   private tagLine = 1;
   private tagColumn = 1;
   /** Name of the open element that must stay empty (a mapping or a ref). */
@@ -115,7 +128,7 @@ export class XmlReader {
       throw this.error(`malformed XML: ${msg}`, this.errorPosition());
     });
     this.parser.on('opentagstart', (tag) => {
-      this.tagLine = this.parser.line;
+      this.tagLine = this.parser.line + this.skippedLines;
       this.tagColumn = Math.max(1, this.parser.column - tag.name.length - 1);
     });
     this.parser.on('opentag', (tag) => this.open(tag as SaxesTagPlain));
@@ -140,10 +153,116 @@ export class XmlReader {
     }
   }
 
+  /**
+   * Feed the next piece of the document as UTF-8 bytes, with the fast path for mapping
+   * lines (see the header). Do not mix with `write` except after the last `writeBytes`.
+   */
+  writeBytes(chunk: Buffer): void {
+    if (this.failed) throw this.failed;
+    try {
+      let buf = chunk;
+      if (this.carry !== undefined) {
+        // Finish the carried line on its own, so the chunk is never copied whole.
+        const nl = chunk.indexOf(10);
+        const head = Buffer.concat([this.carry, nl < 0 ? chunk : chunk.subarray(0, nl + 1)]);
+        this.carry = undefined;
+        if (nl < 0) { this.carry = head; return; }
+        this.linesOf(head, head.length - 1);
+        buf = chunk.subarray(nl + 1);
+      }
+      const lastNl = buf.lastIndexOf(10);
+      if (lastNl < 0) { if (buf.length > 0) this.carry = Buffer.from(buf); return; }
+      if (lastNl + 1 < buf.length) this.carry = Buffer.from(buf.subarray(lastNl + 1));
+      this.linesOf(buf, lastNl);
+    } catch (e) {
+      throw this.fail(e);
+    }
+  }
+
+  /** The whole lines of buf[0..lastNl] (lastNl: the index of the last newline). */
+  private linesOf(buf: Buffer, lastNl: number): void {
+    let slowFrom = 0;
+    for (let p = 0; p <= lastNl;) {
+      const e = buf.indexOf(10, p);
+      if (this.fastLine(buf, p, e, slowFrom)) slowFrom = e + 1;
+      p = e + 1;
+    }
+    if (slowFrom <= lastNl) this.parser.write(buf.toString('utf8', slowFrom, lastNl + 1));
+  }
+
+  /**
+   * If bytes [p, e) are one canonical mapping element, hand the text before it
+   * ([slowFrom, p)) to saxes, check that saxes stands between elements, and take the
+   * mapping; false (nothing done) otherwise.
+   */
+  private fastLine(b: Buffer, p: number, e: number, slowFrom: number): boolean {
+    let i = p;
+    while (i < e && (b[i] === 32 || b[i] === 9)) i++;
+    const lt = i;
+    let name: string;
+    let origin: number, data: number, length: number;
+    if (at(b, SINGLE_HEAD, i)) {
+      i += SINGLE_HEAD.length;
+      if ((origin = digits(b, i, e)) < 0) return false;
+      i = skipDigits(b, i);
+      if (!at(b, SINGLE_DATA, i)) return false;
+      i += SINGLE_DATA.length;
+      if ((data = digits(b, i, e)) < 0) return false;
+      i = skipDigits(b, i);
+      length = 1;
+      name = 'single_mapping';
+    } else if (at(b, RANGE_HEAD, i)) {
+      i += RANGE_HEAD.length;
+      if ((origin = digits(b, i, e)) < 0) return false;
+      i = skipDigits(b, i);
+      if (!at(b, RANGE_DATA, i)) return false;
+      i += RANGE_DATA.length;
+      if ((data = digits(b, i, e)) < 0) return false;
+      i = skipDigits(b, i);
+      if (!at(b, RANGE_LENGTH, i)) return false;
+      i += RANGE_LENGTH.length;
+      if ((length = digits(b, i, e)) <= 0) return false;
+      i = skipDigits(b, i);
+      name = 'range_mapping';
+    } else {
+      return false;
+    }
+    if (!at(b, TIME_ATTR, i)) return false;
+    i += TIME_ATTR.length;
+    const time = digits(b, i, e);
+    if (time < 0 || time > MAX_U32) return false;
+    i = skipDigits(b, i);
+    if (!at(b, TAG_END, i)) return false;
+    i += TAG_END.length;
+    while (i < e && (b[i] === 32 || b[i] === 9 || b[i] === 13)) i++;
+    if (i !== e) return false;
+    // Everything before this line goes to saxes first: its events set the context.
+    if (slowFrom < p) this.parser.write(b.toString('utf8', slowFrom, p));
+    if (TEXT_STATE === undefined || (this.parser as unknown as { state: number }).state !== TEXT_STATE) {
+      // Inside a comment, a tag or the like: this line is saxes' too.
+      this.parser.write(b.toString('utf8', p, e + 1));
+      return true;
+    }
+    if (this.context !== 'device' && this.context !== 'def') {
+      this.parser.write(b.toString('utf8', p, e + 1));
+      return true;
+    }
+    this.tagLine = this.parser.line + this.skippedLines;
+    this.tagColumn = lt - p + 1;
+    this.mappingValues(name, origin, data, length, time);
+    this.skippedLines++;
+    return true;
+  }
+
   /** Signal end of input; throws if the document is incomplete. */
   end(): void {
     if (this.failed) throw this.failed;
     try {
+      if (this.carry !== undefined) {
+        const rest = this.carry;
+        this.carry = undefined;
+        this.parser.write(rest.toString('utf8'));
+      }
       this.parser.close();
       if (this.context !== 'done') {
         throw this.error('document ended before </superblock>; the dump is truncated', this.here());
@@ -233,7 +352,6 @@ export class XmlReader {
   }
 
   private mapping(name: string, a: Record<string, string>): void {
-    const sb = this.sb!;
     let origin: number;
     let data: number;
     let length: number;
@@ -248,6 +366,12 @@ export class XmlReader {
       if (length === 0) throw this.tagError(name, `<range_mapping> attribute length="0": a range must map at least 1 block`, 'length');
     }
     const time = this.num(name, a, 'time', MAX_U32, 'a u32 time');
+    this.mappingValues(name, origin, data, length, time);
+  }
+
+  /** A mapping element's numbers, each already a whole number within its own bound. */
+  private mappingValues(name: string, origin: number, data: number, length: number, time: number): void {
+    const sb = this.sb!;
     if (origin > MAX_SAFE - (length - 1)) {
       throw this.tagError(name, `<${name}> runs past origin block 2^53-1 (origin ${origin}, length ${length}); thin device sizes are far below that`);
     }
@@ -359,13 +483,13 @@ export class XmlReader {
     if (this.parser.column === 0 && this.parser.line > 1 && chunk !== undefined && prevI !== undefined && chunk.charCodeAt(prevI) === 10) {
       // Column of that newline; approximate if the line began in an earlier chunk.
       const lineStart = chunk.lastIndexOf('\n', prevI - 1) + 1;
-      return { line: this.parser.line - 1, column: prevI - lineStart + 1 };
+      return { line: this.parser.line + this.skippedLines - 1, column: prevI - lineStart + 1 };
     }
     return this.here();
   }
 
   private here(): { line: number; column: number } {
-    return { line: this.parser.line, column: this.parser.column + 1 };
+    return { line: this.parser.line + this.skippedLines, column: this.parser.column + 1 };
   }
 
   private tagError(element: string, message: string, attribute?: string): ThinError {
@@ -381,6 +505,47 @@ export class XmlReader {
     if (e instanceof ThinError) this.failed = e;
     return e;
   }
+}
+
+const SINGLE_HEAD = Buffer.from('<single_mapping origin_block="');
+const SINGLE_DATA = Buffer.from('" data_block="');
+const RANGE_HEAD = Buffer.from('<range_mapping origin_begin="');
+const RANGE_DATA = Buffer.from('" data_begin="');
+const RANGE_LENGTH = Buffer.from('" length="');
+const TIME_ATTR = Buffer.from('" time="');
+const TAG_END = Buffer.from('"/>');
+
+/**
+ * saxes' state between elements (its private S_TEXT), read from a fragment parser, which
+ * starts there; undefined if saxes changes shape (the fast path then stays off).
+ */
+const TEXT_STATE: number | undefined = (() => {
+  const st = (new SaxesParser({ fragment: true }) as unknown as { state?: unknown }).state;
+  return typeof st === 'number' ? st : undefined;
+})();
+
+/** The decimal number at b[i..] (1 to 15 digits, below `end`), or -1 (saxes' path reports it). */
+function digits(b: Buffer, i: number, end: number): number {
+  let n = 0;
+  let k = i;
+  for (; k < end && k - i < 16; k++) {
+    const c = b[k];
+    if (c < 48 || c > 57) break;
+    n = n * 10 + (c - 48);
+  }
+  return k === i || k - i > 15 ? -1 : n;
+}
+
+/** Do the bytes at b[i..] spell `lit`? */
+function at(b: Buffer, lit: Buffer, i: number): boolean {
+  if (i + lit.length > b.length) return false;
+  for (let k = 0; k < lit.length; k++) if (b[i + k] !== lit[k]) return false;
+  return true;
+}
+
+function skipDigits(b: Buffer, i: number): number {
+  while (b[i] >= 48 && b[i] <= 57) i++;
+  return i;
 }
 
 /** Parse a whole document held in memory. */
@@ -405,9 +570,17 @@ export async function readXml(input: string | Readable, sink: MetadataSink, opts
   }
   const reader = new XmlReader(sink, { ...opts, fileName });
   const decoder = new StringDecoder('utf8');
+  let strings = false;
   try {
     for await (const chunk of stream) {
-      reader.write(typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer));
+      if (typeof chunk === 'string') {
+        reader.write(chunk);
+        strings = true;
+      } else if (strings) {
+        reader.write(decoder.write(chunk as Buffer));
+      } else {
+        reader.writeBytes(chunk as Buffer);
+      }
     }
   } catch (e) {
     stream.destroy();
