@@ -1,8 +1,9 @@
 /**
  * An undo log for a restore into an existing device: a BlockDevice wrapper that,
- * before each write, saves the bytes it is about to overwrite (unless they are all
- * zero: a fresh sparse file has nothing to lose) to a file under os.tmpdir(), so
- * that a restore failing part way can put the device back exactly as it was.
+ * before each write, saves the bytes it is about to overwrite to a file under
+ * os.tmpdir() (all-zero ranges only as their place: a sparse file's holes cost no
+ * log space), so that a restore failing part way can put the device back exactly
+ * as it was.
  *
  * Contract: `rollback()` writes every saved range back, newest first, and syncs;
  * `discard()` forgets them. Either removes the log file. Reads pass through. The
@@ -25,7 +26,7 @@ export class UndoDevice implements BlockDevice {
   private readonly logPath: string;
   private readonly log: number;
   private logSize = 0;
-  /** Saved ranges: [device offset, log offset, length] each. */
+  /** Saved ranges: [device offset, log offset (-1: zeros), length] each. */
   private readonly ranges: number[] = [];
 
   constructor(private readonly inner: BlockDevice) {
@@ -74,7 +75,7 @@ export class UndoDevice implements BlockDevice {
       for (let i = this.ranges.length - 3; i >= 0; i -= 3) {
         const [at, from, len] = [this.ranges[i], this.ranges[i + 1], this.ranges[i + 2]];
         const buf = new Uint8Array(len);
-        readAll(this.log, buf, from, this.logPath);
+        if (from >= 0) readAll(this.log, buf, from, this.logPath);
         this.inner.write(buf, at);
       }
       this.inner.sync();
@@ -93,7 +94,10 @@ export class UndoDevice implements BlockDevice {
     if (end <= offset) return;
     const old = new Uint8Array(end - offset);
     this.inner.read(old, offset);
-    if (allZero(old)) return;
+    if (allZero(old)) {
+      this.ranges.push(offset, -1, old.length);
+      return;
+    }
     let done = 0;
     try {
       while (done < old.length) done += fs.writeSync(this.log, old, done, old.length - done, this.logSize + done);

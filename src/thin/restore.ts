@@ -32,7 +32,8 @@ export class RestoreSink implements MetadataSink {
   devices = 0;
   mappings = 0;
 
-  constructor(private readonly target: BlockDevice) {}
+  /** `roundBlocks`: metadata blocks held before a round is written (restorer.ts's ROUND_BLOCKS by default). */
+  constructor(private readonly target: BlockDevice, private readonly roundBlocks?: number) {}
 
   superblock(sb: SuperblockInfo): void {
     try {
@@ -40,7 +41,7 @@ export class RestoreSink implements MetadataSink {
     } catch (e) {
       throw new ThinError('E_PARSE', `superblock data_block_size="${sb.dataBlockSize}": ${(e as Error).message}`, { value: sb.dataBlockSize });
     }
-    this.restorer = startRestore(this.target, { dataBlockSize: sb.dataBlockSize, nrDataBlocks: sb.nrDataBlocks, time: sb.time, transactionId: sb.transaction });
+    this.restorer = startRestore(this.target, { dataBlockSize: sb.dataBlockSize, nrDataBlocks: sb.nrDataBlocks, time: sb.time, transactionId: sb.transaction }, { roundBlocks: this.roundBlocks });
   }
 
   device(d: DeviceInfo): void {
@@ -79,6 +80,8 @@ export class RestoreSink implements MetadataSink {
 export interface RestoreFileOptions {
   /** Size of a metadata file that does not exist yet (bytes). */
   metadataSize: number;
+  /** Metadata blocks held before a round is written (default: restorer.ts's ROUND_BLOCKS). */
+  roundBlocks?: number;
 }
 
 export interface RestoreResult {
@@ -116,7 +119,7 @@ export async function restoreFile(path: string, input: string | import('stream')
     throw e;
   }
   const dev = undo ?? file;
-  const sink = new RestoreSink(dev);
+  const sink = new RestoreSink(dev, opts.roundBlocks);
   try {
     await readXml(input as string | import('stream').Readable, sink, { fileName: typeof input === 'string' ? input : undefined });
     if (!sink.md) throw new ThinError('E_PARSE', 'the XML has no <superblock> element');
