@@ -128,5 +128,5 @@ function checkDataDeviceSize(ctx: CheckContext, dev: { name: string; bytes: numb
   const need = nrDataBlocks * blockBytes;
   if (dev.bytes >= need) return;
   const whole = Math.floor(dev.bytes / blockBytes);
-  ctx.error(`data device ${dev.name} is ${dev.bytes} bytes (${whole} whole data blocks), shorter than the ${nrDataBlocks} data blocks of ${blockBytes} bytes the metadata describes (${need} bytes): it was truncated; blocks ${whole}..${nrDataBlocks - 1} are lost. Grow it back to ${need} bytes (truncate -s ${need}) to reuse the pool; their data is gone`, 0, 'data device');
+  ctx.error(`data device ${dev.name} is ${dev.bytes} bytes (${whole} whole data blocks), shorter than the ${nrDataBlocks} data blocks of ${blockBytes} bytes the metadata describes (${need} bytes): it was truncated; blocks ${whole}..${nrDataBlocks - 1} are lost. Grow it back to ${need} bytes (truncate -s ${need}) to reuse the pool; their data is gone`, undefined, 'data device');
 }
