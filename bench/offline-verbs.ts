@@ -103,7 +103,7 @@ function freshFile(file: string): void {
 }
 
 /** The cached XML and metadata (restored by thin_restore 1.1) for `n` mappings. */
-function inputs(n: number): { xml: string; meta: string } {
+export function inputs(n: number): { xml: string; meta: string } {
   fs.mkdirSync(CACHE, { recursive: true });
   const xml = path.join(CACHE, `pool-${label(n)}-v${GENERATOR_VERSION}.xml`);
   const meta = path.join(CACHE, `pool-${label(n)}-v${GENERATOR_VERSION}.meta`);
