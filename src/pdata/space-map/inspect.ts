@@ -15,8 +15,8 @@
  *   block) are reported through `error`/`warn` and loading goes on; only when
  *   nothing sensible can be loaded is the result undefined.
  * - The result holds the counts exactly as found (bitmap entries and overflow
- *   entries side by side), without interpretation. Memory: 4 bits per block (the
- *   bitmaps as loaded, and RefCounts' allocation state), not per overflow entry:
+ *   entries side by side), without interpretation. Memory: 2 bits per block (the
+ *   bitmaps as loaded), not per overflow entry:
  *   the data space map's overflow tree (one entry per block shared three times or
  *   more: it grows with the pool) is walked only when the caller asks for its
  *   entries, streaming; the metadata space map's (small: shared metadata nodes) is
@@ -30,7 +30,8 @@ import { bitmapValidator, BITMAP_HEADER, ENTRIES_PER_BITMAP, nrBitmaps } from '.
 import { INDEX_ENTRY_SIZE } from './index-entry';
 import { indexEntryValue } from './index-entry-value';
 import { indexBlockValidator, MAX_METADATA_BITMAPS, readIndexBlock } from './metadata-index-block';
-import { RefCounts } from './ref-counts';
+import { hot } from '../../hot';
+import { BITMAP_PAYLOAD } from './bitmap-block';
 import type { SpaceMapRoot } from './sm-root';
 
 /** A space map as found on disk (see the contract). */
@@ -86,7 +87,7 @@ export function inspectMetadataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): 
   if (!r.refRoot(root.bitmapRoot, `${p} > index block`)) return undefined;
   const index = r.read(root.bitmapRoot, indexBlockValidator, 'metadata index block', p);
   if (!index) return undefined;
-  const counts = new RefCounts(n);
+  const counts = new LoadedBitmaps(n);
   readIndexBlock(index, nrBitmaps(n)).forEach((e, j) => loadBitmap(r, counts, j, e.blocknr, e.noneFreeBefore, `${p} > bitmap ${j}`));
   counts.recount();
   const list = new OverflowList();
@@ -97,7 +98,7 @@ export function inspectMetadataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): 
 /** The data space map under `root` (spec 6.5): index tree, its bitmaps, the overflow tree. */
 export function inspectDataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): InspectedSpaceMap | undefined {
   const p = 'data space map';
-  const counts = new RefCounts(root.nrBlocks);
+  const counts = new LoadedBitmaps(root.nrBlocks);
   const want = nrBitmaps(root.nrBlocks);
   const seen = new Set<number>();
   if (!r.refRoot(root.bitmapRoot, `${p} > index tree`)) return undefined;
@@ -115,7 +116,36 @@ export function inspectDataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): Insp
   return view(counts, (fn) => walkOverflow(r, counts.nrBlocks, root.refCountRoot, p, fn));
 }
 
-function view(counts: RefCounts, forEachOverflow: (fn: (block: number, count: number) => void) => void): InspectedSpaceMap {
+/** The 2-bit entries of a space map's bitmaps, as loaded (the on-disk encoding). */
+class LoadedBitmaps {
+  readonly bits: Uint8Array;
+  nrAllocated = 0;
+  constructor(readonly nrBlocks: number) {
+    this.bits = new Uint8Array(nrBitmaps(nrBlocks) * BITMAP_PAYLOAD);
+  }
+
+  loadPayload(j: number, payload: Uint8Array): void {
+    this.bits.set(payload.subarray(0, BITMAP_PAYLOAD), j * BITMAP_PAYLOAD);
+  }
+
+  /** The count encoded for `b`: 0, 1, 2, or 3 for "see the overflow tree". */
+  bitsGet(b: number): number {
+    const v = (this.bits[b >>> 2] >>> ((b & 3) << 1)) & 3;
+    return ((v & 1) << 1) | (v >>> 1);
+  }
+
+  /** After loading: entries past nr_blocks cleared, nr_allocated counted from the bits. */
+  recount(): void {
+    const firstWholeByte = Math.ceil(this.nrBlocks / 4);
+    for (let b = this.nrBlocks; b < firstWholeByte * 4; b++) this.bits[b >>> 2] &= ~(3 << ((b & 3) << 1));
+    this.bits.fill(0, firstWholeByte);
+    const out = new Float64Array(4);
+    hot.bitmapCount(this.bits, 0, this.nrBlocks, out);
+    this.nrAllocated = out[1] + out[2] + out[3];
+  }
+}
+
+function view(counts: LoadedBitmaps, forEachOverflow: (fn: (block: number, count: number) => void) => void): InspectedSpaceMap {
   return {
     nrBlocks: counts.nrBlocks,
     nrAllocated: counts.nrAllocated,
@@ -144,7 +174,7 @@ class OverflowList {
   }
 }
 
-function loadBitmap(r: SpaceMapReader, counts: RefCounts, j: number, blocknr: number, noneFreeBefore: number, path: string): void {
+function loadBitmap(r: SpaceMapReader, counts: LoadedBitmaps, j: number, blocknr: number, noneFreeBefore: number, path: string): void {
   if (!(blocknr > 0 && blocknr < r.nrBlocks)) {
     r.error(`bitmap ${j} is at block ${blocknr}, outside the metadata device`, blocknr, path);
     return;

@@ -53,6 +53,9 @@ export class Tally {
   }
 }
 
+/** Children an internal node can hold (8-byte values): the most one prefetch reads. */
+const MAX_CHILDREN = Math.floor((BLOCK_SIZE - 32) / 16);
+
 export class CheckContext {
   readonly bm: BlockManager;
   readonly findings: Finding[] = [];
@@ -60,8 +63,9 @@ export class CheckContext {
   metaRefs!: Tally;
   /** References to each data block found so far (set once the superblock is read). */
   dataRefs!: Tally;
-  /** Blocks read ahead by `prefetch`, not yet taken. */
+  /** Blocks read ahead by `prefetch`, not yet taken (views into the slots' buffers). */
   private readonly ahead = new Map<number, Uint8Array>();
+  private readonly slots: Array<{ buf: Uint8Array; blocks: number[] } | undefined> = [];
 
   constructor(dev: BlockDevice, private readonly max: number) {
     this.bm = new BlockManager(dev, { cacheBlocks: 1024 });
@@ -78,21 +82,30 @@ export class CheckContext {
   }
 
   /**
-   * Read ahead: `blocks` (children about to be visited) in one device read per run
-   * of consecutive block numbers; `readValid` takes them from there. Blocks outside
-   * the device are left for `readValid` to report. Holds at most what the walk's
-   * current path asked for (a node's children per level).
+   * Read ahead: `blocks` (a node's children about to be visited, at most
+   * MAX_CHILDREN) in one device read per run of consecutive block numbers, into the
+   * buffer of `slot` (one per tree level and walk nesting, reused: nothing is
+   * allocated per block); `readValid` takes them from there. A slot's blocks not
+   * taken by its next prefetch (left unvisited) are dropped then. Blocks outside
+   * the device are left for `readValid` to report.
    */
-  prefetch(blocks: ArrayLike<number>, count: number): void {
+  prefetch(blocks: ArrayLike<number>, count: number, slot: number): void {
     const nr = this.bm.nrBlocks;
-    for (let i = 0; i < count;) {
+    const s = this.slots[slot] ?? (this.slots[slot] = { buf: new Uint8Array(MAX_CHILDREN * BLOCK_SIZE), blocks: [] });
+    for (const b of s.blocks) if (this.ahead.get(b)?.buffer === s.buf.buffer) this.ahead.delete(b);
+    s.blocks.length = 0;
+    let at = 0;
+    for (let i = 0; i < count && i < MAX_CHILDREN;) {
       const b = blocks[i];
       let j = i + 1;
       if (b > 0 && b < nr && !this.ahead.has(b)) {
-        while (j < count && blocks[j] === blocks[j - 1] + 1 && blocks[j] < nr && !this.ahead.has(blocks[j])) j++;
-        const run = new Uint8Array((j - i) * BLOCK_SIZE);
+        while (j < count && j < MAX_CHILDREN && blocks[j] === blocks[j - 1] + 1 && blocks[j] < nr && !this.ahead.has(blocks[j])) j++;
+        const run = s.buf.subarray(at * BLOCK_SIZE, (at + j - i) * BLOCK_SIZE);
         this.bm.device.read(run, b * BLOCK_SIZE);
-        for (let k = i; k < j; k++) this.ahead.set(blocks[k], run.subarray((k - i) * BLOCK_SIZE, (k - i + 1) * BLOCK_SIZE));
+        for (let k = i; k < j; k++, at++) {
+          this.ahead.set(blocks[k], s.buf.subarray(at * BLOCK_SIZE, (at + 1) * BLOCK_SIZE));
+          s.blocks.push(blocks[k]);
+        }
       }
       i = j;
     }
