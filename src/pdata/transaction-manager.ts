@@ -91,6 +91,8 @@ export class TransactionManager {
    */
   epoch = 0;
   private slab = new Uint8Array(0);
+  /** Buffers of spilled blocks, reused (zeroed) for new blocks. */
+  private readonly spare: Uint8Array[] = [];
   private slabUsed = SLAB_BLOCKS;
 
   constructor(bm: BlockManager, sm?: MetadataAllocator) {
@@ -177,12 +179,27 @@ export class TransactionManager {
   }
 
   /**
+   * Bulk loads: hold at most this many dirty blocks where `spillIfAbove` is called
+   * (between whole changes of the data space map's commit, whose block writes are
+   * complete then); undefined (the default) never spills.
+   */
+  spillAbove: number | undefined;
+
+  /** `spill()` if a bulk load set `spillAbove` and more blocks than that are held. */
+  spillIfAbove(): void {
+    if (this.spillAbove !== undefined && this.dirty.size >= this.spillAbove) this.spill();
+  }
+
+  /**
    * Write the dirty blocks now (no sync; the commit syncs) and stop holding them:
    * a bulk load's memory stays bounded. See the contract.
    */
   spill(): void {
     this.assertWritable();
-    for (const r of this.runs()) this.bm.writeRun(r.start, r.blocks);
+    // Not cached: a cached block keeps its whole slab alive, and few are read again.
+    // Nothing holds their buffers at a safe point: they serve the next new blocks.
+    for (const r of this.runs()) this.bm.writeRun(r.start, r.blocks, false);
+    for (const d of this.dirty.values()) this.spare.push(d.data);
     this.dirty.clear();
     this.epoch++;
   }
@@ -258,6 +275,8 @@ export class TransactionManager {
    * together are mostly cached and evicted together.
    */
   private zeroedBlock(): Uint8Array {
+    const spare = this.spare.pop();
+    if (spare !== undefined) return spare.fill(0);
     if (this.slabUsed === SLAB_BLOCKS) {
       this.slab = new Uint8Array(SLAB_BLOCKS * BLOCK_SIZE);
       this.slabUsed = 0;

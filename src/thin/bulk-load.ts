@@ -33,4 +33,9 @@ export interface BulkLoad {
    * memory stays bounded; they are read back from the device when needed.
    */
   spill(): void;
+  /**
+   * Also write the blocks out whenever more than `blocks` are held inside the
+   * commit's space-map updates (undefined: never, the default for any metadata).
+   */
+  spillInCommit(blocks: number | undefined): void;
 }

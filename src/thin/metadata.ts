@@ -128,6 +128,7 @@ export class ThinMetadata {
         adopt: (id, root, details) => md.adoptDevice(id, root, details),
         heldBlocks: () => md.tm.dirtyCount,
         spill: () => md.tm.spill(),
+        spillInCommit: (blocks) => { md.tm.spillAbove = blocks; },
       },
     };
   }

@@ -25,8 +25,8 @@ import { OpenOptions, ThinMetadata } from './metadata';
 
 export type { RestoreHeader };
 
-/** Metadata blocks a restore holds before writing them out (16 MiB). */
-export const ROUND_BLOCKS = 4096;
+/** Metadata blocks a restore holds before writing them out (8 MiB). */
+export const ROUND_BLOCKS = 2048;
 
 export interface RestoreOptions extends OpenOptions {
   /** Blocks held before a round is written (default ROUND_BLOCKS). */
@@ -45,7 +45,9 @@ export class MetadataRestorer {
   /** Mappings since the held blocks were last counted (counting per mapping costs). */
   private sinceRound = 0;
 
-  constructor(private readonly md: ThinMetadata, private readonly parts: BulkLoad, private readonly roundBlocks: number) {}
+  constructor(private readonly md: ThinMetadata, private readonly parts: BulkLoad, private readonly roundBlocks: number) {
+    parts.spillInCommit(roundBlocks);
+  }
 
   get nrDataBlocks(): number {
     return this.md.nrDataBlocks;
@@ -97,6 +99,8 @@ export class MetadataRestorer {
   finish(): ThinMetadata {
     if (this.current) throw new ThinError('E_INVALID', `device ${this.current.id} was not ended`, { device: this.current.id });
     this.md.commit();
+    // The metadata goes on as any other: its later commits hold what they change.
+    this.parts.spillInCommit(undefined);
     return this.md;
   }
 }

@@ -253,20 +253,21 @@ export class RefCounts implements SpaceMapCounts {
   }
 
   /**
-   * Blocks whose overflow entry must be written or removed, ascending; they are no
+   * Blocks whose overflow entry must be written or removed, ascending, at most
+   * about `max` of them (call again for more: [] when none is left); they are no
    * longer dirty afterwards (writing them may dirty others).
    */
-  takeDirtyOverflow(): number[] {
+  takeDirtyOverflow(max = Infinity): number[] {
     const d = this.dirtyOverflow;
     if (d === undefined || this.nDirtyOverflow === 0) return [];
     const out: number[] = [];
-    for (let i = 0; i < d.length; i++) {
+    for (let i = 0; i < d.length && out.length < max; i++) {
       let x = d[i];
       if (x === 0) continue;
       d[i] = 0;
       for (let k = 0; x !== 0; k++, x >>>= 1) if (x & 1) out.push(i * 8 + k);
     }
-    this.nDirtyOverflow = 0;
+    this.nDirtyOverflow -= out.length;
     return out;
   }
 

@@ -548,6 +548,36 @@ function skipDigits(b: Buffer, i: number): number {
   return i;
 }
 
+/**
+ * Feed a file to `reader` through one reused buffer (the reader copies what it keeps), so a
+ * dump of any size allocates no buffer per chunk.
+ */
+async function readFileInto(file: string, reader: XmlReader): Promise<void> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ThinError(err?.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `cannot read ${file}: ${err?.message ?? String(e)}`, { file }, { cause: e });
+  }
+  const buf = Buffer.allocUnsafe(256 * 1024);
+  try {
+    for (;;) {
+      let n: number;
+      try {
+        ({ bytesRead: n } = await fh.read(buf, 0, buf.length, null));
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        throw new ThinError('E_IO', `cannot read ${file}: ${err?.message ?? String(e)}`, { file }, { cause: e });
+      }
+      if (n === 0) break;
+      reader.writeBytes(buf.subarray(0, n));
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Parse a whole document held in memory. */
 export function parseXml(text: string, sink: MetadataSink, opts: ReadXmlOptions = {}): void {
   const r = new XmlReader(sink, opts);
@@ -564,10 +594,12 @@ export async function readXml(input: string | Readable, sink: MetadataSink, opts
   let fileName = opts.fileName;
   if (typeof input === 'string') {
     fileName = fileName ?? input;
-    stream = fs.createReadStream(input, { highWaterMark: 256 * 1024 });
-  } else {
-    stream = input;
+    const reader = new XmlReader(sink, { ...opts, fileName });
+    await readFileInto(input, reader);
+    reader.end();
+    return;
   }
+  stream = input;
   const reader = new XmlReader(sink, { ...opts, fileName });
   const decoder = new StringDecoder('utf8');
   let strings = false;
