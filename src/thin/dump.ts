@@ -50,9 +50,23 @@ export function* mappingRuns(md: MetadataView, id: number): Generator<MappingRun
   if (len > 0) yield { originBegin: o, dataBegin: d, length: len, time: t };
 }
 
-/** Replay `id`'s mappings as runs into `emit` (already merged where contiguous). */
+/** Replay `id`'s mappings as runs into `emit` (merged as `mappingRuns` merges; no object per run). */
 export function replayMappings(md: MetadataView, id: number, emit: (origin: number, data: number, length: number, time: number) => void): void {
-  for (const r of mappingRuns(md, id)) emit(r.originBegin, r.dataBegin, r.length, r.time);
+  let o = -1, d = 0, len = 0, t = 0;
+  for (const leaf of md.mappingLeaves(id)) {
+    const n = leaf.count;
+    const bytes = leaf.bytes;
+    for (let i = 0; i < n; i++) {
+      const v = leaf.key(i);
+      const off = leaf.valueOffset(i);
+      const b = blockTimeBlock(bytes, off);
+      const tm = blockTimeTime(bytes, off);
+      if (len > 0 && v === o + len && b === d + len && tm === t) { len++; continue; }
+      if (len > 0) emit(o, d, len, t);
+      o = v; d = b; len = 1; t = tm;
+    }
+  }
+  if (len > 0) emit(o, d, len, t);
 }
 
 export interface DumpOptions {

@@ -24,7 +24,8 @@ export const dumpCommand: CommandModule<{}, Args> = {
     try {
       const md = OfflineMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
       const out = (s: string) => writeFd(fd, s);
-      const sink = a.format === 'json' ? new JsonWriter(out) : a.format === 'human_readable' ? new HumanReadableWriter(out) : new XmlWriter(out);
+      const opts = { bytes: (b: Uint8Array) => writeFd(fd, b) };
+      const sink = a.format === 'json' ? new JsonWriter(out, opts) : a.format === 'human_readable' ? new HumanReadableWriter(out, opts) : new XmlWriter(out, opts);
       dumpMetadata(md, sink, { devices: a.dev, skipMappings: a['skip-mappings'] });
     } finally {
       dev.close();
