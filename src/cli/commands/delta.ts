@@ -21,7 +21,7 @@ export const deltaCommand: CommandModule<{}, Args> = {
     try {
       const md = OfflineMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
       if (a.json) printJson({ left: a.snap1, right: a.snap2, dataBlockSize: md.dataBlockSize, ranges: deltaRanges(md, a.snap1, a.snap2) });
-      else deltaDevices(md, a.snap1, a.snap2, stdout, a.verbose);
+      else deltaDevices(md, a.snap1, a.snap2, stdout, a.verbose, stdout);
     } finally {
       dev.close();
     }
