@@ -28,7 +28,8 @@ export interface Finding {
  * at or beyond `size` (references past the end, which are damage) in a map too.
  */
 export class Tally {
-  private readonly small: Uint8Array;
+  /** Counts below 255 (255: see `inc`/`get`); hot loops may bump an entry below 255 in place. */
+  readonly small: Uint8Array;
   private readonly big = new Map<number, number>();
   constructor(readonly size: number) {
     this.small = new Uint8Array(size);
