@@ -42,6 +42,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import { ThinError } from '../../errors';
+import { MappingLine, scanMappingLine } from './fast-lines';
 import { MAX_DEV_ID, MAX_SAFE, MAX_U32, type DeviceInfo, type MetadataSink, type SuperblockInfo } from './types';
 
 export interface ReadXmlOptions {
@@ -98,6 +99,8 @@ export class XmlReader {
   private context: Context = 'document';
   /** Context to return to when the current element closes. */
   private readonly stack: Context[] = [];
+  /** The mapping line being scanned (reused). */
+  private readonly line: MappingLine = { name: 'single_mapping', origin: 0, data: 0, length: 0, time: 0, column: 0 };
   /** Lines taken by the fast path, which saxes never saw (added to its line numbers). */
   private skippedLines = 0;
   /** Bytes after the last newline given to writeBytes (an incomplete line). */
@@ -196,46 +199,8 @@ export class XmlReader {
    * mapping; false (nothing done) otherwise.
    */
   private fastLine(b: Buffer, p: number, e: number, slowFrom: number): boolean {
-    let i = p;
-    while (i < e && (b[i] === 32 || b[i] === 9)) i++;
-    const lt = i;
-    let name: string;
-    let origin: number, data: number, length: number;
-    if (at(b, SINGLE_HEAD, i)) {
-      i += SINGLE_HEAD.length;
-      if ((origin = digits(b, i, e)) < 0) return false;
-      i = skipDigits(b, i);
-      if (!at(b, SINGLE_DATA, i)) return false;
-      i += SINGLE_DATA.length;
-      if ((data = digits(b, i, e)) < 0) return false;
-      i = skipDigits(b, i);
-      length = 1;
-      name = 'single_mapping';
-    } else if (at(b, RANGE_HEAD, i)) {
-      i += RANGE_HEAD.length;
-      if ((origin = digits(b, i, e)) < 0) return false;
-      i = skipDigits(b, i);
-      if (!at(b, RANGE_DATA, i)) return false;
-      i += RANGE_DATA.length;
-      if ((data = digits(b, i, e)) < 0) return false;
-      i = skipDigits(b, i);
-      if (!at(b, RANGE_LENGTH, i)) return false;
-      i += RANGE_LENGTH.length;
-      if ((length = digits(b, i, e)) <= 0) return false;
-      i = skipDigits(b, i);
-      name = 'range_mapping';
-    } else {
-      return false;
-    }
-    if (!at(b, TIME_ATTR, i)) return false;
-    i += TIME_ATTR.length;
-    const time = digits(b, i, e);
-    if (time < 0 || time > MAX_U32) return false;
-    i = skipDigits(b, i);
-    if (!at(b, TAG_END, i)) return false;
-    i += TAG_END.length;
-    while (i < e && (b[i] === 32 || b[i] === 9 || b[i] === 13)) i++;
-    if (i !== e) return false;
+    const m = this.line;
+    if (!scanMappingLine(b, p, e, m)) return false;
     // Everything before this line goes to saxes first: its events set the context.
     if (slowFrom < p) this.parser.write(b.toString('utf8', slowFrom, p));
     if (TEXT_STATE === undefined || (this.parser as unknown as { state: number }).state !== TEXT_STATE) {
@@ -248,8 +213,8 @@ export class XmlReader {
       return true;
     }
     this.tagLine = this.parser.line + this.skippedLines;
-    this.tagColumn = lt - p + 1;
-    this.mappingValues(name, origin, data, length, time);
+    this.tagColumn = m.column;
+    this.mappingValues(m.name, m.origin, m.data, m.length, m.time);
     this.skippedLines++;
     return true;
   }
@@ -507,14 +472,6 @@ export class XmlReader {
   }
 }
 
-const SINGLE_HEAD = Buffer.from('<single_mapping origin_block="');
-const SINGLE_DATA = Buffer.from('" data_block="');
-const RANGE_HEAD = Buffer.from('<range_mapping origin_begin="');
-const RANGE_DATA = Buffer.from('" data_begin="');
-const RANGE_LENGTH = Buffer.from('" length="');
-const TIME_ATTR = Buffer.from('" time="');
-const TAG_END = Buffer.from('"/>');
-
 /**
  * saxes' state between elements (its private S_TEXT), read from a fragment parser, which
  * starts there; undefined if saxes changes shape (the fast path then stays off).
@@ -523,30 +480,6 @@ const TEXT_STATE: number | undefined = (() => {
   const st = (new SaxesParser({ fragment: true }) as unknown as { state?: unknown }).state;
   return typeof st === 'number' ? st : undefined;
 })();
-
-/** The decimal number at b[i..] (1 to 15 digits, below `end`), or -1 (saxes' path reports it). */
-function digits(b: Buffer, i: number, end: number): number {
-  let n = 0;
-  let k = i;
-  for (; k < end && k - i < 16; k++) {
-    const c = b[k];
-    if (c < 48 || c > 57) break;
-    n = n * 10 + (c - 48);
-  }
-  return k === i || k - i > 15 ? -1 : n;
-}
-
-/** Do the bytes at b[i..] spell `lit`? */
-function at(b: Buffer, lit: Buffer, i: number): boolean {
-  if (i + lit.length > b.length) return false;
-  for (let k = 0; k < lit.length; k++) if (b[i + k] !== lit[k]) return false;
-  return true;
-}
-
-function skipDigits(b: Buffer, i: number): number {
-  while (b[i] >= 48 && b[i] <= 57) i++;
-  return i;
-}
 
 /**
  * Feed a file to `reader` through one reused buffer (the reader copies what it keeps), so a
