@@ -34,6 +34,10 @@
  * less disturbed by other load on the machine. Everything is saved to
  * bench/results/metadata.json. THINSIM_BENCH_MAPPINGS overrides N for quick runs.
  *
+ * The offline verbs (restore, check, dump, ls, delta) at 1M, 4M and 16M mappings against
+ * thin-provisioning-tools 1.1 and 0.9.0, time and peak RSS: see offline-verbs.ts.
+ * THINSIM_BENCH_OFFLINE=only runs just those, =skip leaves them out.
+ *
  * Report rows, no target: `thinsim ls` and `thinsim dump` (the CLI, a process each, as the
  * tools are) against thin_ls and thin_dump on one pool with sharing (device 0: N sequential
  * mappings; a snapshot of it with every 7th block rewritten; then N/3 more scattered
@@ -51,6 +55,7 @@ import { restoreFile } from '../src/thin/restore';
 import { XmlWriter } from '../src/thin/xml/writer';
 import { tools09, tools1x, toolsReason, type Tools } from '../support/oracle-tools';
 import { RESULTS_DIR, type BenchRow, type BenchSuite } from './bench-suite';
+import { offlineVerbsBench } from './offline-verbs';
 
 const SUITE = 'metadata';
 const N = Number(process.env.THINSIM_BENCH_MAPPINGS ?? 1_000_000);
@@ -453,6 +458,13 @@ function fmtPair(ours: Timing, theirs: Timing): string {
 }
 
 export async function runMetadataBench(): Promise<BenchRow[]> {
+  const offline = process.env.THINSIM_BENCH_OFFLINE ?? 'with';
+  if (offline === 'only') {
+    const { rows, raw } = offlineVerbsBench(SUITE);
+    fs.mkdirSync(RESULTS_DIR, { recursive: true });
+    fs.writeFileSync(path.join(RESULTS_DIR, 'metadata-offline.json'), JSON.stringify({ raw, rows }, null, 2) + '\n');
+    return rows;
+  }
   const started = process.hrtime.bigint();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-bench-md-'));
   const bases = baselines();
@@ -613,6 +625,11 @@ export async function runMetadataBench(): Promise<BenchRow[]> {
     json.insert = insert;
     json.metadataBlocks = space;
     json.readers = readersBench(dir, bases, rows);
+    if (offline !== 'skip') {
+      const o = offlineVerbsBench(SUITE);
+      rows.push(...o.rows);
+      json.offline = o.raw;
+    }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -160,10 +160,11 @@ export class BlockManager {
   /**
    * Write consecutive blocks `start, start+1, ...` with one device write (commit
    * writes runs of freshly allocated blocks; one syscall per run, not per block).
-   * Each block is stamped by its own validator first.
+   * Each block is stamped by its own validator first. `cache: false` (bulk loads
+   * writing blocks they will hardly read again) drops them from the cache instead.
    */
-  writeRun(start: number, blocks: Array<{ data: Uint8Array; v: Validator }>): void {
-    if (blocks.length === 1) { this.write(start, blocks[0].data, blocks[0].v); return; }
+  writeRun(start: number, blocks: Array<{ data: Uint8Array; v: Validator }>, cache = true): void {
+    if (blocks.length === 1 && cache) { this.write(start, blocks[0].data, blocks[0].v); return; }
     const end = start + blocks.length;
     if (start < 0 || end > this.nrBlocks) {
       throw new ThinError('E_INVARIANT', `write to blocks ${start}..${end - 1} outside the metadata device (${this.nrBlocks} blocks)`, { block: start });
@@ -176,7 +177,7 @@ export class BlockManager {
     this.writes += blocks.length;
     blocks.forEach(({ data }, i) => {
       this.cache.delete(start + i);
-      this.remember(start + i, data);
+      if (cache) this.remember(start + i, data);
     });
   }
 

@@ -21,7 +21,10 @@
  *   block may change (no new, shadow, inc, dec or commit: the caller serialises);
  *   reads are fine. If a write fails, the superblock has not been written (the last
  *   commit stays the one on disk, as after a crash) and the blocks are dirty again.
- * - Dirty blocks live in memory until commit; reads see them.
+ * - Dirty blocks live in memory until commit or `spill()`; reads see them. `spill`
+ *   (bulk loads) writes them early, unsynced, to their places: blocks free in the
+ *   committed state, so the last commit stays intact; they then read back from the
+ *   device, and changing one later shadows it like any block written before.
  * - The metadata space map is injected once (constructor or `bindSpaceMap`); the
  *   metadata space map binds itself when it is formatted or opened for writing,
  *   because it allocates its own blocks through this transaction manager. Without
@@ -88,6 +91,8 @@ export class TransactionManager {
    */
   epoch = 0;
   private slab = new Uint8Array(0);
+  /** Buffers of spilled blocks, reused (zeroed) for new blocks. */
+  private readonly spare: Uint8Array[] = [];
   private slabUsed = SLAB_BLOCKS;
 
   constructor(bm: BlockManager, sm?: MetadataAllocator) {
@@ -173,6 +178,32 @@ export class TransactionManager {
     this.epoch++;
   }
 
+  /**
+   * Bulk loads: hold at most this many dirty blocks where `spillIfAbove` is called
+   * (between whole changes of the data space map's commit, whose block writes are
+   * complete then); undefined (the default) never spills.
+   */
+  spillAbove: number | undefined;
+
+  /** `spill()` if a bulk load set `spillAbove` and more blocks than that are held. */
+  spillIfAbove(): void {
+    if (this.spillAbove !== undefined && this.dirty.size >= this.spillAbove) this.spill();
+  }
+
+  /**
+   * Write the dirty blocks now (no sync; the commit syncs) and stop holding them:
+   * a bulk load's memory stays bounded. See the contract.
+   */
+  spill(): void {
+    this.assertWritable();
+    // Not cached: a cached block keeps its whole slab alive, and few are read again.
+    // Nothing holds their buffers at a safe point: they serve the next new blocks.
+    for (const r of this.runs()) this.bm.writeRun(r.start, r.blocks, false);
+    for (const d of this.dirty.values()) this.spare.push(d.data);
+    this.dirty.clear();
+    this.epoch++;
+  }
+
   /** The dirty blocks in ascending runs of consecutive blocks, at most MAX_RUN each. */
   private runs(): Array<{ start: number; blocks: Dirty[] }> {
     const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
@@ -244,6 +275,8 @@ export class TransactionManager {
    * together are mostly cached and evicted together.
    */
   private zeroedBlock(): Uint8Array {
+    const spare = this.spare.pop();
+    if (spare !== undefined) return spare.fill(0);
     if (this.slabUsed === SLAB_BLOCKS) {
       this.slab = new Uint8Array(SLAB_BLOCKS * BLOCK_SIZE);
       this.slabUsed = 0;

@@ -12,12 +12,16 @@
  * - the overflow trees against the 2-bit bitmaps, `nr_allocated` of both maps;
  * - details against the mapping tree: the same device ids, `mapped_blocks`;
  * - mappings past the data device, mapping times after the pool time;
- * - the held metadata snapshot, whose trees share nodes with the live ones.
+ * - the held metadata snapshot, whose trees share nodes with the live ones;
+ * - when the data device's size is given: that it holds nr_data_blocks blocks
+ *   (a truncated data file loses the data of every block past its end).
  *
  * Contract: never throws for damaged metadata (each problem becomes a Finding with
  * the block and the tree path where it was found); throws only for I/O errors on
- * the device itself. Read-only. Memory: 4 bytes per metadata block and per data
- * block, plus the visited set.
+ * the device itself. Read-only. Memory: a byte per metadata block and per data
+ * block (the reference tallies), the space maps' bitmaps as loaded, one entry per
+ * distinct tree node (the visited set) and a small block cache; the data space
+ * map's overflow tree is compared as it is walked, not loaded.
  *
  * Files: this one runs the check in order; check/context.ts holds the findings,
  * raw reads and reference tallies; check/superblock.ts the superblock fields;
@@ -38,6 +42,8 @@ export interface CheckOptions {
   metadataSnap?: boolean;
   /** Stop collecting after this many findings (default 1000). */
   maxFindings?: number;
+  /** The pool's data device, to check it is as long as the metadata says. */
+  dataDevice?: { name: string; bytes: number };
 }
 
 export interface CheckReport {
@@ -72,6 +78,7 @@ export function checkMetadata(dev: BlockDevice, opts: CheckOptions = {}): CheckR
   if (!msm) ctx.error('superblock has no metadata space map root', 0, 'superblock');
   if (!dsm) ctx.error('superblock has no data space map root', 0, 'superblock');
   const nrDataBlocks = dsm?.nrBlocks ?? 0;
+  if (dsm && opts.dataDevice) checkDataDeviceSize(ctx, opts.dataDevice, nrDataBlocks, sb.dataBlockSize);
   ctx.dataRefs = new Tally(nrDataBlocks);
   const walker = new TreeWalker(ctx, sb.time);
 
@@ -113,4 +120,13 @@ export function checkMetadata(dev: BlockDevice, opts: CheckOptions = {}): CheckR
   report.mappings = walker.mappings;
   report.ok = !ctx.findings.some((f: Finding) => f.severity === 'error');
   return report;
+}
+
+/** The data device must hold every block the data space map describes. */
+function checkDataDeviceSize(ctx: CheckContext, dev: { name: string; bytes: number }, nrDataBlocks: number, dataBlockSize: number): void {
+  const blockBytes = dataBlockSize * 512;
+  const need = nrDataBlocks * blockBytes;
+  if (dev.bytes >= need) return;
+  const whole = Math.floor(dev.bytes / blockBytes);
+  ctx.error(`data device ${dev.name} is ${dev.bytes} bytes (${whole} whole data blocks), shorter than the ${nrDataBlocks} data blocks of ${blockBytes} bytes the metadata describes (${need} bytes): it was truncated; blocks ${whole}..${nrDataBlocks - 1} are lost. Grow it back to ${need} bytes (truncate -s ${need}) to reuse the pool; their data is gone`, undefined, 'data device');
 }

@@ -7,10 +7,10 @@
  * when no requested column needs the sharing counts (thin_ls's default columns do not).
  */
 import { LsDevice, LsField, LsRow, needsSharing, SharingCounter } from './report/ls-format';
-import type { ThinMetadata } from './metadata';
+import type { MetadataView } from './offline';
 import { replayMappings } from './dump';
 
-export function lsDevices(md: ThinMetadata, devices = md.devices()): LsDevice[] {
+export function lsDevices(md: MetadataView, devices = md.devices()): LsDevice[] {
   const counter = new SharingCounter(Math.max(md.nrDataBlocks, highestDataBlock(md) + 1));
   for (const id of md.devices()) replayMappings(md, id, (_o, d, len) => counter.inc(d, len));
   return devices.map((id) => {
@@ -24,17 +24,17 @@ export function lsDevices(md: ThinMetadata, devices = md.devices()): LsDevice[] 
  * The rows thin_ls prints for `fields`: the sharing counts (two passes over every
  * mapping) only when a column needs them, as thin_ls does; otherwise just the details.
  */
-export function lsRows(md: ThinMetadata, fields: readonly LsField[]): LsRow[] {
+export function lsRows(md: MetadataView, fields: readonly LsField[]): LsRow[] {
   return needsSharing(fields) ? lsDevices(md) : md.devices().map((id) => detailsRow(md, id));
 }
 
-function detailsRow(md: ThinMetadata, id: number): LsRow {
+function detailsRow(md: MetadataView, id: number): LsRow {
   const det = md.deviceDetails(id);
   return { devId: id, mappedBlocks: det.mappedBlocks, transaction: det.transactionId, creationTime: det.creationTime, snapTime: det.snapshottedTime };
 }
 
 /** Highest data block any mapping uses (a metadata snapshot view has no data sm size). */
-function highestDataBlock(md: ThinMetadata): number {
+function highestDataBlock(md: MetadataView): number {
   let hi = -1;
   if (md.nrDataBlocks > 0) return hi;
   for (const id of md.devices()) replayMappings(md, id, (_o, d, len) => { hi = Math.max(hi, d + len - 1); });

@@ -5,10 +5,10 @@
  */
 import { blockTimeBlock, blockTimeTime } from './format/block-time';
 import type { MappingRun, MetadataSink, SuperblockInfo } from './xml/types';
-import type { ThinMetadata } from './metadata';
+import type { MetadataView } from './offline';
 
 /** The superblock as thin_dump prints it (uuid always "", as 0.9.0 does). */
-export function superblockInfo(md: ThinMetadata): SuperblockInfo {
+export function superblockInfo(md: MetadataView): SuperblockInfo {
   const sb = md.superblock();
   return {
     uuid: '',
@@ -28,7 +28,7 @@ export function superblockInfo(md: ThinMetadata): SuperblockInfo {
  * Decodes the block_time values in place in each leaf (pdata's LeafView): no
  * object per mapping, one per run.
  */
-export function* mappingRuns(md: ThinMetadata, id: number): Generator<MappingRun> {
+export function* mappingRuns(md: MetadataView, id: number): Generator<MappingRun> {
   let o = -1, d = 0, len = 0, t = 0;
   const done: MappingRun[] = [];
   for (const leaf of md.mappingLeaves(id)) {
@@ -50,9 +50,23 @@ export function* mappingRuns(md: ThinMetadata, id: number): Generator<MappingRun
   if (len > 0) yield { originBegin: o, dataBegin: d, length: len, time: t };
 }
 
-/** Replay `id`'s mappings as runs into `emit` (already merged where contiguous). */
-export function replayMappings(md: ThinMetadata, id: number, emit: (origin: number, data: number, length: number, time: number) => void): void {
-  for (const r of mappingRuns(md, id)) emit(r.originBegin, r.dataBegin, r.length, r.time);
+/** Replay `id`'s mappings as runs into `emit` (merged as `mappingRuns` merges; no object per run). */
+export function replayMappings(md: MetadataView, id: number, emit: (origin: number, data: number, length: number, time: number) => void): void {
+  let o = -1, d = 0, len = 0, t = 0;
+  for (const leaf of md.mappingLeaves(id)) {
+    const n = leaf.count;
+    const bytes = leaf.bytes;
+    for (let i = 0; i < n; i++) {
+      const v = leaf.key(i);
+      const off = leaf.valueOffset(i);
+      const b = blockTimeBlock(bytes, off);
+      const tm = blockTimeTime(bytes, off);
+      if (len > 0 && v === o + len && b === d + len && tm === t) { len++; continue; }
+      if (len > 0) emit(o, d, len, t);
+      o = v; d = b; len = 1; t = tm;
+    }
+  }
+  if (len > 0) emit(o, d, len, t);
 }
 
 export interface DumpOptions {
@@ -62,7 +76,7 @@ export interface DumpOptions {
   skipMappings?: boolean;
 }
 
-export function dumpMetadata(md: ThinMetadata, sink: MetadataSink, opts: DumpOptions = {}): void {
+export function dumpMetadata(md: MetadataView, sink: MetadataSink, opts: DumpOptions = {}): void {
   sink.superblock(superblockInfo(md));
   const wanted = opts.devices ? new Set(opts.devices) : undefined;
   for (const id of md.devices()) {

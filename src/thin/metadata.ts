@@ -39,7 +39,7 @@ import {
   superblockValidator, SUPERBLOCK_FLAG_NEEDS_CHECK, unpackSuperblock,
 } from './format/superblock';
 import { countedBlockTime, MappingTree } from './mapping-tree';
-import { MetadataRestorer, RestoreHeader } from './restorer';
+import type { BulkLoad, RestoreHeader } from './bulk-load';
 
 export { MAX_DEVICE_ID };
 /** Smallest metadata device thinsim formats (superblock, sm blocks, tree roots, room to work). */
@@ -110,20 +110,27 @@ export class ThinMetadata {
 
   /**
    * Start a bulk load (restore) of a whole pool into `device`: formatted as with
-   * `format`, but nothing is written until the restorer's `finish()` commits.
+   * `format`, but nothing reaches the superblock until the caller commits (`md.commit()`);
+   * restorer.ts drives it.
    */
-  static restore(device: BlockDevice, header: RestoreHeader, opts: OpenOptions = {}): MetadataRestorer {
+  static bulkLoad(device: BlockDevice, header: RestoreHeader, opts: OpenOptions = {}): { md: ThinMetadata; parts: BulkLoad } {
     const md = ThinMetadata.formatUncommitted(device, { ...opts, dataBlockSize: header.dataBlockSize, nrDataBlocks: header.nrDataBlocks });
     if (!Number.isInteger(header.time) || header.time < 0 || header.time > MAX_TIME) {
       throw new ThinError('E_RANGE', `pool time ${header.time} is outside 0..${MAX_TIME} (24 bits)`, { value: header.time });
     }
     md.sb.time = header.time;
     md.sb.transactionId = checkedInt(header.transactionId, 'transaction id');
-    return new MetadataRestorer(md, {
-      builder: () => md.mappings_.builder(),
-      incData: (b) => md.requireDataSm().inc(b),
-      adopt: (id, root, details) => md.adoptDevice(id, root, details),
-    });
+    return {
+      md,
+      parts: {
+        builder: () => md.mappings_.builder(),
+        incData: (b) => md.requireDataSm().inc(b),
+        adopt: (id, root, details) => md.adoptDevice(id, root, details),
+        heldBlocks: () => md.tm.dirtyCount,
+        spill: () => md.tm.spill(),
+        spillInCommit: (blocks) => { md.tm.spillAbove = blocks; },
+      },
+    };
   }
 
   /** Open existing metadata. Throws E_CORRUPT for an unformatted (all-zero) or foreign device. */

@@ -2,10 +2,14 @@
  * Restore: build pool metadata from a metadata stream (thin_dump XML through
  * xml/reader.ts, or any MetadataSink producer), as thin_restore does.
  *
- * Contract: subtrees are built in bulk (ThinMetadata.restore), one device at a time, so
- * memory is bounded by the metadata being written, not by the XML. Nothing reaches
- * the device before the final commit: a stream that fails part way (bad XML, a
- * mapping past the data device) leaves the device exactly as it was. Each device's
+ * Contract: subtrees are built in bulk (restorer.ts), one device at a time, and
+ * written in bounded rounds as thin_restore does, so memory does not grow with the
+ * pool: a few MiB of metadata blocks, the space maps' counts, one leaf per tree
+ * level. The superblock is written last: a stream that fails part way (bad XML, a
+ * mapping past the data device) leaves an existing device that holds metadata
+ * exactly as it was (restoreFile undoes the rounds already written:
+ * restore-undo.ts); a file it created is removed; on a device whose block 0 is
+ * zero (no pool) the blocks written before the failure stay, unreferenced. Each device's
  * mapped_blocks is recomputed from its mappings (as thin_restore 0.9.0 does), so
  * the result always passes a check. Data reference counts are the number of
  * devices mapping each block (no sharing of metadata nodes between devices).
@@ -17,7 +21,8 @@ import { FileDevice } from '../io/file-device';
 import { readXml } from './xml/reader';
 import { checkDataBlockSize } from '../units';
 import { ThinMetadata } from './metadata';
-import type { MetadataRestorer } from './restorer';
+import { MetadataRestorer, startRestore } from './restorer';
+import { UndoDevice } from './restore-undo';
 import type { DeviceInfo, MetadataSink, SuperblockInfo } from './xml/types';
 
 export class RestoreSink implements MetadataSink {
@@ -27,7 +32,8 @@ export class RestoreSink implements MetadataSink {
   devices = 0;
   mappings = 0;
 
-  constructor(private readonly target: BlockDevice) {}
+  /** `roundBlocks`: metadata blocks held before a round is written (restorer.ts's ROUND_BLOCKS by default). */
+  constructor(private readonly target: BlockDevice, private readonly roundBlocks?: number) {}
 
   superblock(sb: SuperblockInfo): void {
     try {
@@ -35,7 +41,7 @@ export class RestoreSink implements MetadataSink {
     } catch (e) {
       throw new ThinError('E_PARSE', `superblock data_block_size="${sb.dataBlockSize}": ${(e as Error).message}`, { value: sb.dataBlockSize });
     }
-    this.restorer = ThinMetadata.restore(this.target, { dataBlockSize: sb.dataBlockSize, nrDataBlocks: sb.nrDataBlocks, time: sb.time, transactionId: sb.transaction });
+    this.restorer = startRestore(this.target, { dataBlockSize: sb.dataBlockSize, nrDataBlocks: sb.nrDataBlocks, time: sb.time, transactionId: sb.transaction }, { roundBlocks: this.roundBlocks });
   }
 
   device(d: DeviceInfo): void {
@@ -74,6 +80,8 @@ export class RestoreSink implements MetadataSink {
 export interface RestoreFileOptions {
   /** Size of a metadata file that does not exist yet (bytes). */
   metadataSize: number;
+  /** Metadata blocks held before a round is written (default: restorer.ts's ROUND_BLOCKS). */
+  roundBlocks?: number;
 }
 
 export interface RestoreResult {
@@ -100,16 +108,31 @@ export async function restoreFile(path: string, input: string | import('stream')
       throw ioError('create metadata file', path, e);
     }
   }
-  const dev = new FileDevice(path);
-  const sink = new RestoreSink(dev);
+  const file = new FileDevice(path);
+  // An existing device holding metadata keeps what a failed restore overwrote, to put
+  // it back. One whose block 0 is zero (a fresh file, a wiped device) holds no pool.
+  let undo: UndoDevice | undefined;
+  try {
+    undo = created || !ThinMetadata.hasSuperblock(file) ? undefined : new UndoDevice(file);
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+  const dev = undo ?? file;
+  const sink = new RestoreSink(dev, opts.roundBlocks);
   try {
     await readXml(input as string | import('stream').Readable, sink, { fileName: typeof input === 'string' ? input : undefined });
     if (!sink.md) throw new ThinError('E_PARSE', 'the XML has no <superblock> element');
   } catch (e) {
-    dev.close();
-    if (created) fs.rmSync(path, { force: true });
+    try {
+      undo?.rollback();
+    } finally {
+      dev.close();
+      if (created) fs.rmSync(path, { force: true });
+    }
     throw e;
   }
+  undo?.discard();
   const md = sink.md;
   const result: RestoreResult = {
     path, created, devices: sink.devices, mappings: sink.mappings,

@@ -1,46 +1,53 @@
 /**
- * Bulk load of a whole pool (restore): made by `ThinMetadata.restore`, which
- * formats the device without writing anything; devices then come one at a time,
+ * Bulk load of a whole pool (restore): `startRestore` formats the device without
+ * writing the superblock (ThinMetadata.bulkLoad); devices then come one at a time,
  * each mapping subtree built bottom-up in O(mappings) (pdata's BTreeBuilder), and
  * `finish()` commits once.
  *
  * Contract: mappings of a device come in strictly increasing virtual block order;
  * each one takes a reference to its data block (a block mapped by two devices has
  * count 2: no metadata nodes are shared between restored devices). A device's
- * mapped_blocks is the number of mappings given, whatever the source said. Nothing
- * reaches the device before `finish()`: a load that fails part way leaves it as it
- * was. Memory: one leaf's worth of entries per tree level.
+ * mapped_blocks is the number of mappings given, whatever the source said.
+ * Nothing reaches the superblock before `finish()`. Memory is bounded, as
+ * thin_restore's: once more than `roundBlocks` metadata blocks are held, they are
+ * written to their places on the device (free space, unsynced) in one round and
+ * dropped; so a load that fails part way leaves the superblock as it was but may
+ * have written free blocks (restore.ts undoes that for an existing device). Beyond
+ * that: one leaf's worth of entries per tree level, and the space maps' counts.
  */
 import { ThinError } from '../errors';
+import type { BlockDevice } from '../io/block-device';
 import type { BTreeBuilder } from '../pdata/btree/builder';
+import type { BulkLoad, RestoreHeader } from './bulk-load';
 import type { BlockTime } from './format/block-time';
 import type { DeviceDetails } from './format/device-details';
-import type { ThinMetadata } from './metadata';
+import { OpenOptions, ThinMetadata } from './metadata';
 
-/** The header a restore starts from (the source's superblock). */
-export interface RestoreHeader {
-  /** Data block size in 512-byte sectors. */
-  dataBlockSize: number;
-  nrDataBlocks: number;
-  time: number;
-  transactionId: number;
+export type { RestoreHeader };
+
+/** Metadata blocks a restore holds before writing them out (8 MiB). */
+export const ROUND_BLOCKS = 2048;
+
+export interface RestoreOptions extends OpenOptions {
+  /** Blocks held before a round is written (default ROUND_BLOCKS). */
+  roundBlocks?: number;
 }
 
-/** What ThinMetadata lends a restorer: exactly the writes a bulk load needs. */
-export interface RestoreParts {
-  /** A builder for one device's mapping subtree. */
-  builder(): BTreeBuilder<BlockTime>;
-  /** One more reference to data block `block`. */
-  incData(block: number): void;
-  /** Install a device whose subtree root and data references are already counted. */
-  adopt(id: number, root: number, details: DeviceDetails): void;
+/** Start a bulk load of a whole pool into `device` (see the contract). */
+export function startRestore(device: BlockDevice, header: RestoreHeader, opts: RestoreOptions = {}): MetadataRestorer {
+  const { md, parts } = ThinMetadata.bulkLoad(device, header, { cacheBlocks: 1024, ...opts });
+  return new MetadataRestorer(md, parts, opts.roundBlocks ?? ROUND_BLOCKS);
 }
 
 export class MetadataRestorer {
   private builder: BTreeBuilder<BlockTime> | undefined;
   private current: { id: number; details: Omit<DeviceDetails, 'mappedBlocks'> } | undefined;
+  /** Mappings since the held blocks were last counted (counting per mapping costs). */
+  private sinceRound = 0;
 
-  constructor(private readonly md: ThinMetadata, private readonly parts: RestoreParts) {}
+  constructor(private readonly md: ThinMetadata, private readonly parts: BulkLoad, private readonly roundBlocks: number) {
+    parts.spillInCommit(roundBlocks);
+  }
 
   get nrDataBlocks(): number {
     return this.md.nrDataBlocks;
@@ -69,6 +76,12 @@ export class MetadataRestorer {
       b.push(origin + i, { block: data + i, time });
       this.parts.incData(data + i);
     }
+    // A leaf holds ~250 mappings: checking every 4096 mappings overshoots by a few dozen blocks.
+    this.sinceRound += length;
+    if (this.sinceRound >= 4096) {
+      this.sinceRound = 0;
+      if (this.parts.heldBlocks() >= this.roundBlocks) this.parts.spill();
+    }
   }
 
   /** Finish the device begun last; returns its mapped block count. */
@@ -82,10 +95,12 @@ export class MetadataRestorer {
     return b.size;
   }
 
-  /** Commit everything (the only write) and hand over the metadata. */
+  /** Commit everything (the superblock last) and hand over the metadata. */
   finish(): ThinMetadata {
     if (this.current) throw new ThinError('E_INVALID', `device ${this.current.id} was not ended`, { device: this.current.id });
     this.md.commit();
+    // The metadata goes on as any other: its later commits hold what they change.
+    this.parts.spillInCommit(undefined);
     return this.md;
   }
 }

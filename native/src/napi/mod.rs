@@ -1,7 +1,8 @@
-//! The Node-API layer, in five parts each readable on its own:
+//! The Node-API layer, in six parts each readable on its own:
 //!
 //! * `sys`    - the hand-declared C API (types, constants, extern functions);
-//! * `error`  - `Failure`, status checks, and turning failures into thrown JS errors;
+//! * `error`  - `Failure` and status checks;
+//! * `throw`  - turning failures into thrown JS errors (the error factory);
 //! * `args`   - `Env` (making values) and `Args` (reading and validating arguments);
 //! * `task`   - work on the libuv pool settled as a promise;
 //! * `buffer` - Buffers over Rust allocations (aligned buffers).
@@ -15,6 +16,7 @@ mod buffer;
 mod error;
 mod sys;
 mod task;
+mod throw;
 
 pub use args::{Args, Env, MAX_SAFE_INTEGER};
 pub use error::{panic_message, Failure, NResult};

@@ -1,4 +1,8 @@
 import type { CommandModule } from 'yargs';
+import * as fs from 'fs';
+import * as path from 'path';
+import { FileDevice } from '../../io/file-device';
+import { loadTable, resolveDev, TABLE_FILE } from '../../pool/table';
 import { openMetadataReadOnly } from '../pool-path';
 import { printJson, stderr, stdout } from '../output';
 
@@ -17,7 +21,7 @@ export const checkCommand: CommandModule<{}, Args> = {
     const dev = openMetadataReadOnly(a.pool);
     let report;
     try {
-      report = checkMetadata(dev, { metadataSnap: a['metadata-snap'] });
+      report = checkMetadata(dev, { metadataSnap: a['metadata-snap'], dataDevice: dataDeviceOf(a.pool) });
     } finally {
       dev.close();
     }
@@ -36,3 +40,16 @@ export const checkCommand: CommandModule<{}, Args> = {
     process.exitCode = report.ok ? 0 : 1;
   },
 };
+
+/** A pool directory's data device and its size (undefined for a bare metadata file). */
+function dataDeviceOf(pool: string): { name: string; bytes: number } | undefined {
+  if (!fs.statSync(pool).isDirectory() || !fs.existsSync(path.join(pool, TABLE_FILE))) return undefined;
+  const name = resolveDev(pool, loadTable(pool).dataDev);
+  if (!fs.existsSync(name)) return { name, bytes: 0 }; // reported as a data device of 0 bytes
+  const dev = new FileDevice(name, { readOnly: true });
+  try {
+    return { name, bytes: dev.size() };
+  } finally {
+    dev.close();
+  }
+}

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { ThinMetadata } from '../../thin/metadata';
+import { OfflineMetadata } from '../../thin/offline';
 import { deltaDevices, deltaRanges } from '../../thin/device-delta';
 import { openMetadataReadOnly } from '../pool-path';
 import { printJson, stdout } from '../output';
@@ -21,9 +21,9 @@ export const deltaCommand: CommandModule<{}, Args> = {
     const [left, right] = [thinId(a.snap1, '--snap1'), thinId(a.snap2, '--snap2')];
     const dev = openMetadataReadOnly(a.pool);
     try {
-      const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
+      const md = OfflineMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
       if (a.json) printJson({ left, right, dataBlockSize: md.dataBlockSize, ranges: deltaRanges(md, left, right) });
-      else deltaDevices(md, left, right, stdout, a.verbose);
+      else deltaDevices(md, left, right, stdout, a.verbose, stdout);
     } finally {
       dev.close();
     }

@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import type { CommandModule } from 'yargs';
-import { ThinMetadata } from '../../thin/metadata';
+import { OfflineMetadata } from '../../thin/offline';
 import { dumpMetadata } from '../../thin/dump';
 import { HumanReadableWriter, JsonWriter, XmlWriter } from '../../thin/xml/writer';
 import { openMetadataReadOnly } from '../pool-path';
@@ -26,9 +26,10 @@ export const dumpCommand: CommandModule<{}, Args> = {
     let fd = 1;
     try {
       if (a.output) fd = openOutput(a.output, '--output');
-      const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
+      const md = OfflineMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
       const out = (s: string) => writeFd(fd, s);
-      const sink = a.format === 'json' ? new JsonWriter(out) : a.format === 'human_readable' ? new HumanReadableWriter(out) : new XmlWriter(out);
+      const opts = { bytes: (b: Uint8Array) => writeFd(fd, b) };
+      const sink = a.format === 'json' ? new JsonWriter(out, opts) : a.format === 'human_readable' ? new HumanReadableWriter(out, opts) : new XmlWriter(out, opts);
       dumpMetadata(md, sink, { devices, skipMappings: a['skip-mappings'] });
     } finally {
       dev.close();

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { ThinMetadata } from '../../thin/metadata';
+import { OfflineMetadata } from '../../thin/offline';
 import { lsDevices, lsRows } from '../../thin/device-usage';
 import { DEFAULT_LS_FIELDS, formatLs, parseLsFields } from '../../thin/report/ls-format';
 import { openMetadataReadOnly } from '../pool-path';
@@ -20,7 +20,7 @@ export const lsCommand: CommandModule<{}, Args> = {
     const fields = a.format ? parseLsFields(a.format) : DEFAULT_LS_FIELDS;
     const dev = openMetadataReadOnly(a.pool);
     try {
-      const md = ThinMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
+      const md = OfflineMetadata.open(dev, { metadataSnap: a['metadata-snap'] });
       if (a.json) printJson(lsDevices(md).map((d) => ({ ...d, sharedBlocks: d.mappedBlocks - d.exclusiveBlocks, dataBlockSize: md.dataBlockSize })));
       else stdout(formatLs(lsRows(md, fields), { fields, headers: a.headers, dataBlockSize: md.dataBlockSize }));
     } finally {

@@ -13,6 +13,9 @@ import { CountedSpaceMap } from './counted-space-map';
 import type { SpaceMap } from './space-map';
 import type { SpaceMapRoot } from './sm-root';
 
+/** Overflow entries taken per batch at commit. */
+const BATCH = 65536;
+
 /** Data blocks are 40-bit numbers in mappings. */
 export const MAX_DATA_BLOCKS = 2 ** 40;
 
@@ -97,10 +100,16 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
       this.blocknrs[j] = wb.location;
       const entry: IndexEntry = { blocknr: wb.location, nrFree: this.counts.nrFreeIn(j), noneFreeBefore: this.counts.firstFreeIn(j) };
       this.bitmapRoot = this.indexTree.insert(this.bitmapRoot, j, entry);
+      this.tm.spillIfAbove();
     }
-    for (const b of this.counts.takeDirtyOverflow().sort((a, b) => a - b)) {
-      const c = this.counts.get(b);
-      this.refCountRoot = c >= 3 ? this.overflowTree.insert(this.refCountRoot, b, c) : this.overflowTree.remove(this.refCountRoot, b).root;
+    // In batches (a restore of a shared pool changes millions); a bulk load writes the
+    // blocks made so far between changes (the transaction manager's spillAbove).
+    for (let batch = this.counts.takeDirtyOverflow(BATCH); batch.length > 0; batch = this.counts.takeDirtyOverflow(BATCH)) {
+      for (const b of batch) {
+        const c = this.counts.get(b);
+        this.refCountRoot = c >= 3 ? this.overflowTree.insert(this.refCountRoot, b, c) : this.overflowTree.remove(this.refCountRoot, b).root;
+        this.tm.spillIfAbove();
+      }
     }
     this.counts.clearDirty();
     return { nrBlocks: this.counts.nrBlocks, nrAllocated: this.counts.nrAllocated, bitmapRoot: this.bitmapRoot, refCountRoot: this.refCountRoot };

@@ -15,7 +15,13 @@
  *   block) are reported through `error`/`warn` and loading goes on; only when
  *   nothing sensible can be loaded is the result undefined.
  * - The result holds the counts exactly as found (bitmap entries and overflow
- *   entries side by side), without interpretation. Memory: 2 bits per block.
+ *   entries side by side), without interpretation. Memory: 2 bits per block (the
+ *   bitmaps as loaded), not per overflow entry:
+ *   the data space map's overflow tree (one entry per block shared three times or
+ *   more: it grows with the pool) is walked only when the caller asks for its
+ *   entries, streaming; the metadata space map's (small: shared metadata nodes) is
+ *   read at load, into 12 bytes per entry, because its nodes must be counted as
+ *   metadata references before the metadata counts are compared.
  */
 import type { Validator } from '../block-manager';
 import type { LeafView } from '../btree/btree';
@@ -24,10 +30,24 @@ import { bitmapValidator, BITMAP_HEADER, ENTRIES_PER_BITMAP, nrBitmaps } from '.
 import { INDEX_ENTRY_SIZE } from './index-entry';
 import { indexEntryValue } from './index-entry-value';
 import { indexBlockValidator, MAX_METADATA_BITMAPS, readIndexBlock } from './metadata-index-block';
-import { RefCounts, SpaceMapCounts } from './ref-counts';
+import { hot } from '../../hot';
+import { BITMAP_PAYLOAD } from './bitmap-block';
 import type { SpaceMapRoot } from './sm-root';
 
-export type { SpaceMapCounts };
+/** A space map as found on disk (see the contract). */
+export interface InspectedSpaceMap {
+  readonly nrBlocks: number;
+  /** Blocks with a non-zero count (from the bitmaps). */
+  readonly nrAllocated: number;
+  /** The 2-bit bitmap entry of `b`: 0, 1, 2, or 3 for "see the overflow tree". */
+  bitsGet(b: number): number;
+  /**
+   * The overflow tree's entries (block, count), in the order found: ascending in a
+   * sound tree. For the data space map this walks the tree now (once: a second call
+   * sees nothing, as every node was already visited).
+   */
+  forEachOverflow(fn: (block: number, count: number) => void): void;
+}
 
 /** A kind of tree, for a checker's walk: its name in messages and its leaves' value size. */
 export interface TreeKind {
@@ -57,7 +77,7 @@ export interface SpaceMapReader {
 }
 
 /** The metadata space map under `root` (spec 6.6): index block, its bitmaps, the overflow tree. */
-export function inspectMetadataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): SpaceMapCounts | undefined {
+export function inspectMetadataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): InspectedSpaceMap | undefined {
   const p = 'metadata space map';
   if (root.nrBlocks > MAX_METADATA_BITMAPS * ENTRIES_PER_BITMAP) {
     r.error(`metadata space map manages ${root.nrBlocks} blocks, more than 255 bitmaps can describe`, 0, p);
@@ -67,17 +87,18 @@ export function inspectMetadataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): 
   if (!r.refRoot(root.bitmapRoot, `${p} > index block`)) return undefined;
   const index = r.read(root.bitmapRoot, indexBlockValidator, 'metadata index block', p);
   if (!index) return undefined;
-  const counts = new RefCounts(n);
+  const counts = new LoadedBitmaps(n);
   readIndexBlock(index, nrBitmaps(n)).forEach((e, j) => loadBitmap(r, counts, j, e.blocknr, e.noneFreeBefore, `${p} > bitmap ${j}`));
-  loadOverflow(r, counts, root.refCountRoot, p);
   counts.recount();
-  return counts;
+  const list = new OverflowList();
+  walkOverflow(r, counts.nrBlocks, root.refCountRoot, p, (b, c) => list.push(b, c));
+  return view(counts, (fn) => list.forEach(fn));
 }
 
 /** The data space map under `root` (spec 6.5): index tree, its bitmaps, the overflow tree. */
-export function inspectDataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): SpaceMapCounts | undefined {
+export function inspectDataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): InspectedSpaceMap | undefined {
   const p = 'data space map';
-  const counts = new RefCounts(root.nrBlocks);
+  const counts = new LoadedBitmaps(root.nrBlocks);
   const want = nrBitmaps(root.nrBlocks);
   const seen = new Set<number>();
   if (!r.refRoot(root.bitmapRoot, `${p} > index tree`)) return undefined;
@@ -91,12 +112,69 @@ export function inspectDataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): Spac
     }
   });
   for (let j = 0; j < want; j++) if (!seen.has(j)) r.error(`bitmap ${j} is missing from the index tree`, root.bitmapRoot, p);
-  loadOverflow(r, counts, root.refCountRoot, p);
   counts.recount();
-  return counts;
+  return view(counts, (fn) => walkOverflow(r, counts.nrBlocks, root.refCountRoot, p, fn));
 }
 
-function loadBitmap(r: SpaceMapReader, counts: RefCounts, j: number, blocknr: number, noneFreeBefore: number, path: string): void {
+/** The 2-bit entries of a space map's bitmaps, as loaded (the on-disk encoding). */
+class LoadedBitmaps {
+  readonly bits: Uint8Array;
+  nrAllocated = 0;
+  constructor(readonly nrBlocks: number) {
+    this.bits = new Uint8Array(nrBitmaps(nrBlocks) * BITMAP_PAYLOAD);
+  }
+
+  loadPayload(j: number, payload: Uint8Array): void {
+    this.bits.set(payload.subarray(0, BITMAP_PAYLOAD), j * BITMAP_PAYLOAD);
+  }
+
+  /** The count encoded for `b`: 0, 1, 2, or 3 for "see the overflow tree". */
+  bitsGet(b: number): number {
+    const v = (this.bits[b >>> 2] >>> ((b & 3) << 1)) & 3;
+    return ((v & 1) << 1) | (v >>> 1);
+  }
+
+  /** After loading: entries past nr_blocks cleared, nr_allocated counted from the bits. */
+  recount(): void {
+    const firstWholeByte = Math.ceil(this.nrBlocks / 4);
+    for (let b = this.nrBlocks; b < firstWholeByte * 4; b++) this.bits[b >>> 2] &= ~(3 << ((b & 3) << 1));
+    this.bits.fill(0, firstWholeByte);
+    const out = new Float64Array(4);
+    hot.bitmapCount(this.bits, 0, this.nrBlocks, out);
+    this.nrAllocated = out[1] + out[2] + out[3];
+  }
+}
+
+function view(counts: LoadedBitmaps, forEachOverflow: (fn: (block: number, count: number) => void) => void): InspectedSpaceMap {
+  return {
+    nrBlocks: counts.nrBlocks,
+    nrAllocated: counts.nrAllocated,
+    bitsGet: (b) => counts.bitsGet(b),
+    forEachOverflow,
+  };
+}
+
+/** Overflow entries kept compactly: 8 bytes of block and 4 of count each. */
+class OverflowList {
+  private blocks = new Float64Array(64);
+  private counts = new Uint32Array(64);
+  private n = 0;
+
+  push(b: number, c: number): void {
+    if (this.n === this.blocks.length) {
+      const nb = new Float64Array(this.n * 2); nb.set(this.blocks); this.blocks = nb;
+      const nc = new Uint32Array(this.n * 2); nc.set(this.counts); this.counts = nc;
+    }
+    this.blocks[this.n] = b;
+    this.counts[this.n++] = c;
+  }
+
+  forEach(fn: (block: number, count: number) => void): void {
+    for (let i = 0; i < this.n; i++) fn(this.blocks[i], this.counts[i]);
+  }
+}
+
+function loadBitmap(r: SpaceMapReader, counts: LoadedBitmaps, j: number, blocknr: number, noneFreeBefore: number, path: string): void {
   if (!(blocknr > 0 && blocknr < r.nrBlocks)) {
     r.error(`bitmap ${j} is at block ${blocknr}, outside the metadata device`, blocknr, path);
     return;
@@ -116,16 +194,17 @@ function loadBitmap(r: SpaceMapReader, counts: RefCounts, j: number, blocknr: nu
   }
 }
 
-function loadOverflow(r: SpaceMapReader, counts: RefCounts, root: number, sm: string): void {
+/** Walk an overflow tree, reporting entries out of range or below 3, handing the others to `fn`. */
+function walkOverflow(r: SpaceMapReader, nrBlocks: number, root: number, sm: string, fn: (block: number, count: number) => void): void {
   const path = `${sm} > reference count tree`;
   if (!r.refRoot(root, path)) return;
   r.walk(root, REF_COUNT_TREE, path, (leaf, b) => {
     for (let i = 0; i < leaf.count; i++) {
       const blk = leaf.key(i);
       const c = leaf.value(i, u32Value);
-      if (blk >= counts.nrBlocks) { r.error(`overflow entry for block ${blk}, beyond the ${counts.nrBlocks} managed blocks`, b, path); continue; }
+      if (blk >= nrBlocks) { r.error(`overflow entry for block ${blk}, beyond the ${nrBlocks} managed blocks`, b, path); continue; }
       if (c < 3) r.error(`overflow entry for block ${blk} has count ${c}; only counts of 3 or more belong there`, b, path);
-      counts.loadOverflowCount(blk, c);
+      fn(blk, c);
     }
   });
 }

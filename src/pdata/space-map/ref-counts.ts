@@ -16,6 +16,11 @@
  *   records (`dirtyBitmapList`, `takeDirtyOverflow`, `markAllBitmapsDirty`).
  * - Read-only users (checkers) see it through SpaceMapCounts: the 2-bit bitmap
  *   entries and the overflow counts exactly as loaded, without interpretation.
+ * - Memory: 4 bits per block (the counts, and the allocation state at the last
+ *   commit), plus, once any block reaches 3, a byte per block for counts 3..254 and
+ *   a bit per block for the overflow entries changed since the commit; only counts
+ *   of 255 and more take a map entry. So a pool whose blocks are shared by a few
+ *   snapshots costs the same per block as one without sharing.
  */
 import { ThinError } from '../../errors';
 import { hot } from '../../hot';
@@ -38,13 +43,20 @@ export class RefCounts implements SpaceMapCounts {
   private bits: Uint8Array;
   /** 1 (count 1) where the block is in use now OR was in use at the last commit. */
   private busy: Uint8Array;
-  private readonly overflow = new Map<number, number>();
+  /**
+   * Exact counts of the blocks whose bitmap entry is 3: 3..254 here, 255 meaning
+   * "see `big`" (0: no overflow entry). Made when first needed; a byte per block.
+   */
+  private mid: Uint8Array | undefined;
+  private readonly big = new Map<number, number>();
   private allocated = 0;
   private cursor = 0;
   private readonly dirtyBitmaps = new Set<number>();
   /** First block of the bitmap last added to dirtyBitmaps, or -inf; always in the set (clear it with clearDirty). */
   private lastDirtyBegin = -Infinity;
-  private readonly dirtyOverflow = new Set<number>();
+  /** A bit per block: its overflow entry changed since the last commit (made when first needed). */
+  private dirtyOverflow: Uint8Array | undefined;
+  private nDirtyOverflow = 0;
 
   constructor(nrBlocks: number) {
     this.nrBlocks = nrBlocks;
@@ -61,7 +73,36 @@ export class RefCounts implements SpaceMapCounts {
     const v = (this.bits[b >>> 2] >>> ((b & 3) << 1)) & 3;
     // Stored high bit first: bit p is the high bit, p+1 the low bit.
     const c = ((v & 1) << 1) | (v >>> 1);
-    return c === 3 ? this.overflow.get(b)! : c;
+    return c === 3 ? this.overflowOf(b) : c;
+  }
+
+  /** The exact count of a block whose bitmap entry is 3 (3 when no entry was loaded: damage). */
+  private overflowOf(b: number): number {
+    const m = this.mid === undefined ? 0 : this.mid[b];
+    return m === 255 ? this.big.get(b)! : m === 0 ? 3 : m;
+  }
+
+  private setOverflow(b: number, count: number): void {
+    const mid = this.mid ?? (this.mid = new Uint8Array(this.bits.length * 4));
+    if (mid[b] === 255 && count < 255) this.big.delete(b);
+    if (count >= 255) this.big.set(b, count);
+    mid[b] = count >= 255 ? 255 : count;
+  }
+
+  private clearOverflow(b: number): void {
+    const mid = this.mid;
+    if (mid === undefined) return;
+    if (mid[b] === 255) this.big.delete(b);
+    mid[b] = 0;
+  }
+
+  private markOverflowDirty(b: number): void {
+    const d = this.dirtyOverflow ?? (this.dirtyOverflow = new Uint8Array(this.bits.length >>> 1));
+    const bit = 1 << (b & 7);
+    if ((d[b >>> 3] & bit) === 0) {
+      d[b >>> 3] |= bit;
+      this.nDirtyOverflow++;
+    }
   }
 
   /** The 2-bit bitmap value of `b` (3 means "look in the overflow map"), without range checks. */
@@ -84,9 +125,9 @@ export class RefCounts implements SpaceMapCounts {
     const byte = b >>> 2;
     const shift = (b & 3) << 1;
     this.bits[byte] = (this.bits[byte] & ~(3 << shift)) | (enc << shift);
-    if (count >= 3) this.overflow.set(b, count);
-    else if (old >= 3) this.overflow.delete(b);
-    if (old >= 3 || count >= 3) this.dirtyOverflow.add(b);
+    if (count >= 3) this.setOverflow(b, count);
+    else if (old >= 3) this.clearOverflow(b);
+    if (old >= 3 || count >= 3) this.markOverflowDirty(b);
     if (count > 0) this.busy[byte] |= 2 << shift; // encoded count 1
     this.markBitmapDirty(b);
   }
@@ -192,12 +233,13 @@ export class RefCounts implements SpaceMapCounts {
   }
 
   overflowCount(b: number): number | undefined {
-    return this.overflow.get(b);
+    const m = this.mid === undefined ? 0 : this.mid[b];
+    return m === 0 ? undefined : m === 255 ? this.big.get(b) : m;
   }
 
   /** Load an exact count of 3+ from the overflow tree (no dirtiness). Call `recount()` after loading all. */
   loadOverflowCount(b: number, count: number): void {
-    this.overflow.set(b, count);
+    if (count > 0) this.setOverflow(b, count);
   }
 
   /** Every bitmap must be written at the next commit (a new space map: none is on disk yet). */
@@ -211,12 +253,21 @@ export class RefCounts implements SpaceMapCounts {
   }
 
   /**
-   * Blocks whose overflow entry must be written or removed, in the order they first
-   * changed; they are no longer dirty afterwards (writing them may dirty others).
+   * Blocks whose overflow entry must be written or removed, ascending, at most
+   * about `max` of them (call again for more: [] when none is left); they are no
+   * longer dirty afterwards (writing them may dirty others).
    */
-  takeDirtyOverflow(): number[] {
-    const out = [...this.dirtyOverflow];
-    this.dirtyOverflow.clear();
+  takeDirtyOverflow(max = Infinity): number[] {
+    const d = this.dirtyOverflow;
+    if (d === undefined || this.nDirtyOverflow === 0) return [];
+    const out: number[] = [];
+    for (let i = 0; i < d.length && out.length < max; i++) {
+      let x = d[i];
+      if (x === 0) continue;
+      d[i] = 0;
+      for (let k = 0; x !== 0; k++, x >>>= 1) if (x & 1) out.push(i * 8 + k);
+    }
+    this.nDirtyOverflow -= out.length;
     return out;
   }
 
@@ -237,7 +288,10 @@ export class RefCounts implements SpaceMapCounts {
   clearDirty(): void {
     this.dirtyBitmaps.clear();
     this.lastDirtyBegin = -Infinity;
-    this.dirtyOverflow.clear();
+    if (this.nDirtyOverflow > 0) {
+      this.dirtyOverflow!.fill(0);
+      this.nDirtyOverflow = 0;
+    }
   }
 
   /** Grow to `nrBlocks` (never shrinks). New blocks are free; new bitmaps are dirty. */
@@ -248,6 +302,8 @@ export class RefCounts implements SpaceMapCounts {
     if (bytes > this.bits.length) {
       const nb = new Uint8Array(bytes); nb.set(this.bits); this.bits = nb;
       const nbusy = new Uint8Array(bytes); nbusy.set(this.busy); this.busy = nbusy;
+      if (this.mid) { const nm = new Uint8Array(bytes * 4); nm.set(this.mid); this.mid = nm; }
+      if (this.dirtyOverflow) { const nd = new Uint8Array(bytes >>> 1); nd.set(this.dirtyOverflow); this.dirtyOverflow = nd; }
     }
     this.nrBlocks = nrBlocks;
     for (let j = Math.max(0, oldBitmaps - 1); j < nrBitmaps(nrBlocks); j++) this.dirtyBitmaps.add(j);

@@ -9,7 +9,7 @@
  */
 import { isThinError, ThinError } from '../../errors';
 import type { BlockDevice } from '../../io/block-device';
-import { BlockManager, Validator } from '../../pdata/block-manager';
+import { BLOCK_SIZE, BlockManager, Validator } from '../../pdata/block-manager';
 
 export type Severity = 'error' | 'warning';
 
@@ -22,25 +22,40 @@ export interface Finding {
   device?: number;
 }
 
-/** Exact counts, dense while small, sparse beyond. */
+/**
+ * Exact reference counts in a byte per block: counts up to 254 in place, 255 and
+ * more as 255 plus an entry in a map (rare: a block shared by 255 leaves); blocks
+ * at or beyond `size` (references past the end, which are damage) in a map too.
+ */
 export class Tally {
-  private dense: Uint32Array | undefined;
-  private sparse = new Map<number, number>();
+  /** Counts below 255 (255: see `inc`/`get`); hot loops may bump an entry below 255 in place. */
+  readonly small: Uint8Array;
+  private readonly big = new Map<number, number>();
   constructor(readonly size: number) {
-    if (size <= 1 << 27) this.dense = new Uint32Array(size);
+    this.small = new Uint8Array(size);
   }
   inc(b: number): void {
-    if (this.dense && b < this.size) this.dense[b]++;
-    else this.sparse.set(b, (this.sparse.get(b) ?? 0) + 1);
+    if (b < this.size) {
+      const c = this.small[b];
+      if (c < 255) { this.small[b] = c + 1; return; }
+    }
+    this.big.set(b, (this.big.get(b) ?? 0) + 1);
   }
   get(b: number): number {
-    return this.dense && b < this.size ? this.dense[b] : this.sparse.get(b) ?? 0;
+    if (b < this.size) {
+      const c = this.small[b];
+      return c < 255 ? c : 255 + (this.big.get(b) ?? 0);
+    }
+    return this.big.get(b) ?? 0;
   }
   /** Blocks at or beyond `size` that were counted (references past the end). */
   beyond(): number[] {
-    return [...this.sparse.keys()].filter((b) => b >= this.size).sort((a, b) => a - b);
+    return [...this.big.keys()].filter((b) => b >= this.size).sort((a, b) => a - b);
   }
 }
+
+/** Children an internal node can hold (8-byte values): the most one prefetch reads. */
+const MAX_CHILDREN = Math.floor((BLOCK_SIZE - 32) / 16);
 
 export class CheckContext {
   readonly bm: BlockManager;
@@ -49,6 +64,9 @@ export class CheckContext {
   metaRefs!: Tally;
   /** References to each data block found so far (set once the superblock is read). */
   dataRefs!: Tally;
+  /** Blocks read ahead by `prefetch`, not yet taken (views into the slots' buffers). */
+  private readonly ahead = new Map<number, Uint8Array>();
+  private readonly slots: Array<{ buf: Uint8Array; blocks: number[] } | undefined> = [];
 
   constructor(dev: BlockDevice, private readonly max: number) {
     this.bm = new BlockManager(dev, { cacheBlocks: 1024 });
@@ -64,11 +82,43 @@ export class CheckContext {
     return true;
   }
 
+  /**
+   * Read ahead: `blocks` (a node's children about to be visited, at most
+   * MAX_CHILDREN) in one device read per run of consecutive block numbers, into the
+   * buffer of `slot` (one per tree level and walk nesting, reused: nothing is
+   * allocated per block); `readValid` takes them from there. A slot's blocks not
+   * taken by its next prefetch (left unvisited) are dropped then. Blocks outside
+   * the device are left for `readValid` to report.
+   */
+  prefetch(blocks: ArrayLike<number>, count: number, slot: number): void {
+    const nr = this.bm.nrBlocks;
+    const s = this.slots[slot] ?? (this.slots[slot] = { buf: new Uint8Array(MAX_CHILDREN * BLOCK_SIZE), blocks: [] });
+    for (const b of s.blocks) if (this.ahead.get(b)?.buffer === s.buf.buffer) this.ahead.delete(b);
+    s.blocks.length = 0;
+    let at = 0;
+    for (let i = 0; i < count && i < MAX_CHILDREN;) {
+      const b = blocks[i];
+      let j = i + 1;
+      if (b > 0 && b < nr && !this.ahead.has(b)) {
+        while (j < count && j < MAX_CHILDREN && blocks[j] === blocks[j - 1] + 1 && blocks[j] < nr && !this.ahead.has(blocks[j])) j++;
+        const run = s.buf.subarray(at * BLOCK_SIZE, (at + j - i) * BLOCK_SIZE);
+        this.bm.device.read(run, b * BLOCK_SIZE);
+        for (let k = i; k < j; k++, at++) {
+          this.ahead.set(blocks[k], s.buf.subarray(at * BLOCK_SIZE, (at + 1) * BLOCK_SIZE));
+          s.blocks.push(blocks[k]);
+        }
+      }
+      i = j;
+    }
+  }
+
   /** Block `b` read from the device and validated with `v`, or undefined once reported. */
   readValid(b: number, v: Validator, what: string, path?: string): Uint8Array | undefined {
     let d: Uint8Array;
     try {
-      d = this.bm.readRaw(b);
+      const pre = this.ahead.get(b);
+      if (pre !== undefined) this.ahead.delete(b);
+      d = pre ?? this.bm.readRaw(b);
     } catch (e) {
       if (isThinError(e) && e.code === 'E_CORRUPT') { this.error(`${what}: ${e.message}`, b, path); return undefined; }
       throw e;

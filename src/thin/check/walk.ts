@@ -15,7 +15,7 @@ import {
 } from '../../pdata/btree/node';
 import { u64Value } from '../../pdata/btree/value-type';
 import type { TreeKind } from '../../pdata/space-map/inspect';
-import { blockTimeBlock, blockTimeTime } from '../format/block-time';
+import { BLOCK_TIME_SIZE, blockTimeTime } from '../format/block-time';
 import { DEVICE_DETAILS_SIZE, deviceDetailsValue, DeviceDetails } from '../format/device-details';
 import type { Superblock } from '../format/superblock';
 import type { CheckContext } from './context';
@@ -28,13 +28,42 @@ const MAPPING_BOTTOM: TreeKind = { name: 'mapping tree', leafValueSize: 8 };
 const DETAILS: TreeKind = { name: 'device details tree', leafValueSize: DEVICE_DETAILS_SIZE };
 
 export class TreeWalker {
-  private readonly visited = new Map<number, { leafDepth: number; entries: number; kind: TreeKind }>();
+  /**
+   * What the walk remembers of each distinct node, in typed arrays indexed by block
+   * (4 bytes per metadata block, whatever the number of mappings): its tree kind
+   * (0: not visited), the depth of its leaves below it, and its leaf entry count
+   * (leaves here; internal nodes, a few hundredth of the nodes, in a map).
+   */
+  private readonly kindOf: Uint8Array;
+  private readonly leafDepthOf: Int8Array;
+  private readonly leafEntries: Uint16Array;
+  private readonly internalEntries = new Map<number, number>();
+  private readonly kinds: TreeKind[] = [];
   private readonly leafView = new LeafView();
+  /** Scratch: the children of one node to read ahead (copied out before recursing). */
+  private readonly children: number[] = [];
+  /** Walks in progress (a device's tree is walked from inside the top level's): read-ahead slots per nesting. */
+  private nest = 0;
   /** Mappings of the live superblock's devices, shared subtrees counted per device. */
   mappings = 0;
 
   /** `sbTime`: the live pool time, after which no mapping may be. */
-  constructor(private readonly ctx: CheckContext, private readonly sbTime: number) {}
+  constructor(private readonly ctx: CheckContext, private readonly sbTime: number) {
+    const n = ctx.bm.nrBlocks;
+    this.kindOf = new Uint8Array(n);
+    this.leafDepthOf = new Int8Array(n);
+    this.leafEntries = new Uint16Array(n);
+  }
+
+  private visited(b: number): boolean {
+    return this.kindOf[b] !== 0;
+  }
+
+  /** Leaf entries under visited node `b` (undefined if it was not visited). */
+  private entriesOf(b: number): number | undefined {
+    if (!(b >= 0 && b < this.kindOf.length) || this.kindOf[b] === 0) return undefined;
+    return this.leafDepthOf[b] === 0 ? this.leafEntries[b] : this.internalEntries.get(b) ?? 0;
+  }
 
   /** Check the mapping and details trees of one superblock (live or snapshot); returns the device count. */
   checkPoolTrees(sb: Superblock, label: string): number {
@@ -59,7 +88,7 @@ export class TreeWalker {
     const topDevices = new Map<number, number | undefined>(); // dev -> mapped count
     this.collect(sb.dataMappingRoot, (leaf, i) => {
       const root = leaf.value(i, u64Value);
-      topDevices.set(leaf.key(i), this.visited.get(root)?.entries);
+      topDevices.set(leaf.key(i), this.entriesOf(root));
     });
     const details = new Map<number, DeviceDetails>();
     this.collect(sb.deviceDetailsRoot, (leaf, i) => {
@@ -106,14 +135,27 @@ export class TreeWalker {
   }
 
   private mappingLeaf(leaf: LeafView, block: number, path: string, dev: number): void {
+    // The hot loop of a check: one pass over the leaf's block_time values, the data
+    // block's tally bumped in place (format/block-time's layout, decoded inline).
     const bytes = leaf.bytes;
-    let bad = 0;
-    for (let i = 0; i < leaf.count; i++) {
-      const off = leaf.valueOffset(i);
-      this.ctx.dataRefs.inc(blockTimeBlock(bytes, off));
-      const time = blockTimeTime(bytes, off);
-      if (time > this.sbTime && bad++ === 0) {
+    const n = leaf.count;
+    const tally = this.ctx.dataRefs;
+    const small = tally.small;
+    const size = tally.size;
+    let maxTime = 0;
+    for (let i = 0, off = n > 0 ? leaf.valueOffset(0) : 0; i < n; i++, off += BLOCK_TIME_SIZE) {
+      const b = ((bytes[off + 4] | (bytes[off + 5] << 8) | (bytes[off + 6] << 16) | (bytes[off + 7] << 24)) >>> 0) * 256 + bytes[off + 3];
+      if (b < size && small[b] < 254) small[b]++;
+      else tally.inc(b);
+      const time = bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16);
+      if (time > maxTime) maxTime = time;
+    }
+    if (maxTime <= this.sbTime) return;
+    for (let i = 0; i < n; i++) {
+      const time = blockTimeTime(bytes, leaf.valueOffset(i));
+      if (time > this.sbTime) {
         this.ctx.error(`mapping of virtual block ${leaf.key(i)} has time ${time}, after the pool time ${this.sbTime}`, block, `${path} > block ${block}`, dev);
+        return;
       }
     }
   }
@@ -126,21 +168,29 @@ export class TreeWalker {
    */
   walk(root: number, kind: TreeKind, path: string, leaf: LeafFn): number | undefined {
     const leafDepths = new Set<number>();
-    const count = this.visit(root, kind, `${path} > block ${root}`, leaf, 0, true, -1, Infinity, leafDepths, new Set());
+    this.nest++;
+    let count: number | undefined;
+    try {
+      count = this.visit(root, kind, `${path} > block ${root}`, leaf, 0, true, -1, Infinity, leafDepths, new Set());
+    } finally {
+      this.nest--;
+    }
     if (leafDepths.size > 1) this.ctx.error(`leaves at different depths (${[...leafDepths].join(', ')})`, root, path);
     return count;
   }
 
   private visit(b: number, kind: TreeKind, path: string, leaf: LeafFn, depth: number, isRoot: boolean,
     lo: number, hi: number, leafDepths: Set<number>, onPath: Set<number>): number | undefined {
-    const seen = this.visited.get(b);
-    if (seen && seen.kind !== kind) {
-      this.ctx.error(`block ${b} is reached both as a node of the ${seen.kind.name} and of the ${kind.name}`, b, path);
-      return undefined;
-    }
-    if (seen) {
-      if (seen.leafDepth >= 0) leafDepths.add(depth + seen.leafDepth);
-      return seen.entries;
+    const seenKind = b >= 0 && b < this.kindOf.length ? this.kindOf[b] : 0;
+    if (seenKind !== 0) {
+      const was = this.kinds[seenKind - 1];
+      if (was !== kind) {
+        this.ctx.error(`block ${b} is reached both as a node of the ${was.name} and of the ${kind.name}`, b, path);
+        return undefined;
+      }
+      const ld = this.leafDepthOf[b];
+      if (ld >= 0) leafDepths.add(depth + ld);
+      return this.entriesOf(b);
     }
     if (onPath.has(b) || depth > MAX_BTREE_DEPTH) {
       this.ctx.error(`cycle or excessive depth at block ${b}`, b, path);
@@ -177,6 +227,13 @@ export class TreeWalker {
     } else {
       onPath.add(b);
       const childDepths = new Set<number>();
+      const ahead = this.children;
+      let nAhead = 0;
+      for (let i = 0; i < n; i++) {
+        const child = value64(d, i);
+        if (!(child > 0 && child < this.kindOf.length) || !this.visited(child)) ahead[nAhead++] = child;
+      }
+      this.ctx.prefetch(ahead, nAhead, this.nest * (MAX_BTREE_DEPTH + 2) + depth);
       for (let i = 0; i < n; i++) {
         const child = value64(d, i);
         if (!(child > 0 && child < this.ctx.bm.nrBlocks)) {
@@ -193,7 +250,12 @@ export class TreeWalker {
       for (const cd of childDepths) leafDepths.add(cd);
       if (childDepths.size > 0) leafDepth = Math.max(...childDepths) - depth;
     }
-    this.visited.set(b, { leafDepth, entries, kind });
+    let k = this.kinds.indexOf(kind);
+    if (k < 0) k = this.kinds.push(kind) - 1;
+    this.kindOf[b] = k + 1;
+    this.leafDepthOf[b] = leafDepth;
+    if (leafDepth === 0) this.leafEntries[b] = entries;
+    else this.internalEntries.set(b, entries);
     return entries;
   }
 }

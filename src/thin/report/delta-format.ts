@@ -52,6 +52,8 @@ export interface DeltaOptions {
   /** Whose output to reproduce (default '0.9'; see the header for 1.1's differences). */
   dialect?: DeltaDialect;
   flushBytes?: number;
+  /** Take the text as bytes here instead of through `out` (one reused buffer, valid during the call). */
+  bytes?: (chunk: Uint8Array) => void;
 }
 
 export type Kind = 'left_only' | 'right_only' | 'different' | 'same';
@@ -66,7 +68,9 @@ interface Cursor {
 /** Pulls maximal (origin+1, data+1) runs from a mapping stream, ignoring times. */
 function coalesce(src: DeltaSide['mappings']): Cursor {
   const it = src[Symbol.iterator]();
-  let pending: { o: number; d: number; len: number } | undefined;
+  // The run read ahead that did not join the last one (held as numbers: no object per run).
+  let pending = false;
+  let po = 0, pd = 0, plen = 0;
   let done = false;
   const c: Cursor = {
     o: 0,
@@ -75,8 +79,8 @@ function coalesce(src: DeltaSide['mappings']): Cursor {
     next(): boolean {
       if (done && !pending) return false;
       let o = 0, d = 0, len = 0;
-      if (pending) ({ o, d, len } = pending);
-      pending = undefined;
+      if (pending) { o = po; d = pd; len = plen; }
+      pending = false;
       while (!done) {
         const r = it.next();
         if (r.done) {
@@ -90,7 +94,7 @@ function coalesce(src: DeltaSide['mappings']): Cursor {
         } else if (m.originBegin === o + len && m.dataBegin === d + len) {
           len += m.length;
         } else {
-          pending = { o: m.originBegin, d: m.dataBegin, len: m.length };
+          pending = true; po = m.originBegin; pd = m.dataBegin; plen = m.length;
           break;
         }
       }
@@ -106,6 +110,15 @@ interface Emitter {
   range(kind: Kind, begin: number, dataLeft: number, dataRight: number, len: number): void;
   complete(): void;
 }
+
+const OPEN: Record<Kind, Buffer> = {
+  left_only: Buffer.from('    <left_only begin="'),
+  right_only: Buffer.from('    <right_only begin="'),
+  different: Buffer.from('    <different begin="'),
+  same: Buffer.from('    <same begin="'),
+};
+const LENGTH = Buffer.from('" length="');
+const CLOSE = Buffer.from('"/>\n');
 
 class SimpleEmitter implements Emitter {
   private kind: Kind | undefined;
@@ -130,7 +143,15 @@ class SimpleEmitter implements Emitter {
   }
 
   private emit(): void {
-    if (this.kind) this.buf.push(`    <${this.kind} begin="${this.begin}" length="${this.end - this.begin}"/>\n`);
+    if (!this.kind) return;
+    const b = this.buf;
+    if (b.binary) {
+      b.room(100);
+      b.ascii(OPEN[this.kind]); b.num(this.begin); b.ascii(LENGTH); b.num(this.end - this.begin); b.ascii(CLOSE);
+      b.mark();
+      return;
+    }
+    b.push(`    <${this.kind} begin="${this.begin}" length="${this.end - this.begin}"/>\n`);
   }
 }
 
@@ -194,7 +215,7 @@ export function deltaSuperblockLine(sb: SuperblockInfo, dialect: DeltaDialect = 
 
 /** Write thin_delta's report for `left` (--snap1) against `right` (--snap2). */
 export function writeDelta(sb: SuperblockInfo, left: DeltaSide, right: DeltaSide, out: OutputFn, opts: DeltaOptions = {}): void {
-  const buf = new BufferedOutput(out, opts.flushBytes ?? 64 * 1024);
+  const buf = new BufferedOutput(out, opts.flushBytes ?? 64 * 1024, opts.bytes);
   const dialect = opts.dialect ?? '0.9';
   buf.push(deltaSuperblockLine(sb, dialect));
   buf.push(`  <diff left="${left.devId}" right="${right.devId}">\n`);
@@ -204,7 +225,7 @@ export function writeDelta(sb: SuperblockInfo, left: DeltaSide, right: DeltaSide
       : new VerboseEmitter(buf)
     : new SimpleEmitter(buf);
 
-  for (const x of diffRanges(left, right)) e.range(x.kind, x.begin, x.leftData, x.rightData, x.length);
+  walkDiff(left, right, (kind, begin, dl, dr, len) => e.range(kind, begin, dl, dr, len));
   e.complete();
 
   buf.push(dialect === '1.x' ? '  </diff>\n</superblock>' : '  </diff>\n</superblock>\n');
@@ -250,6 +271,35 @@ export function* diffRanges(left: DeltaSide, right: DeltaSide): Generator<DiffRa
   }
   for (; lv; lv = l.next()) yield { kind: 'left_only', begin: l.o, leftData: l.d, rightData: 0, length: l.len };
   for (; rv; rv = r.next()) yield { kind: 'right_only', begin: r.o, leftData: 0, rightData: r.d, length: r.len };
+}
+
+/** diffRanges' walk, handing each stretch to `fn` (no object per stretch). */
+function walkDiff(left: DeltaSide, right: DeltaSide, fn: (kind: Kind, begin: number, leftData: number, rightData: number, length: number) => void): void {
+  const l = coalesce(left.mappings);
+  const r = coalesce(right.mappings);
+  let lv = l.next();
+  let rv = r.next();
+  while (lv && rv) {
+    let delta: number;
+    if (l.o < r.o) {
+      delta = Math.min(l.len, r.o - l.o);
+      fn('left_only', l.o, l.d, 0, delta);
+      consume(l, delta);
+    } else if (l.o > r.o) {
+      delta = Math.min(r.len, l.o - r.o);
+      fn('right_only', r.o, 0, r.d, delta);
+      consume(r, delta);
+    } else {
+      delta = Math.min(l.len, r.len);
+      fn(l.d === r.d ? 'same' : 'different', l.o, l.d, r.d, delta);
+      consume(l, delta);
+      consume(r, delta);
+    }
+    if (l.len === 0) lv = l.next();
+    if (r.len === 0) rv = r.next();
+  }
+  for (; lv; lv = l.next()) fn('left_only', l.o, l.d, 0, l.len);
+  for (; rv; rv = r.next()) fn('right_only', r.o, 0, r.d, r.len);
 }
 
 function consume(c: Cursor, delta: number): void {

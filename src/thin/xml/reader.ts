@@ -8,6 +8,15 @@
  * and expanded where a device says `<ref name>`): their runs must be kept until the end of the
  * document, packed four numbers per run.
  *
+ * Fast path: `writeBytes` (what readXml uses) takes input as bytes, line by line; a line
+ * that is exactly one canonical mapping element as thin_dump prints it
+ * (`<single_mapping origin_block=".." data_block=".." time=".."/>`, or `<range_mapping
+ * origin_begin=".." data_begin=".." length=".." time=".."/>`, attributes in that order,
+ * small decimal numbers), met where saxes stands between elements inside a <device> or
+ * <def>, is decoded straight from the bytes and checked by the same code as saxes' events;
+ * every other line goes through saxes. Line numbers in errors count the lines saxes did
+ * not see, so both paths report the same positions.
+ *
  * Every problem is a ThinError('E_PARSE', message, { line, column, element?, attribute? })
  * whose message names the element and attribute and says what to change; `line` and `column`
  * (both 1-based) point at the start of the offending tag, or at the character where the XML
@@ -33,6 +42,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import { ThinError } from '../../errors';
+import { MappingLine, scanMappingLine } from './fast-lines';
 import { MAX_DEV_ID, MAX_SAFE, MAX_U32, type DeviceInfo, type MetadataSink, type SuperblockInfo } from './types';
 
 export interface ReadXmlOptions {
@@ -89,6 +99,12 @@ export class XmlReader {
   private context: Context = 'document';
   /** Context to return to when the current element closes. */
   private readonly stack: Context[] = [];
+  /** The mapping line being scanned (reused). */
+  private readonly line: MappingLine = { name: 'single_mapping', origin: 0, data: 0, length: 0, time: 0, column: 0 };
+  /** Lines taken by the fast path, which saxes never saw (added to its line numbers). */
+  private skippedLines = 0;
+  /** Bytes after the last newline given to writeBytes (an incomplete line). */
+  private carry: Buffer | undefined;
   private tagLine = 1;
   private tagColumn = 1;
   /** Name of the open element that must stay empty (a mapping or a ref). */
@@ -115,7 +131,7 @@ export class XmlReader {
       throw this.error(`malformed XML: ${msg}`, this.errorPosition());
     });
     this.parser.on('opentagstart', (tag) => {
-      this.tagLine = this.parser.line;
+      this.tagLine = this.parser.line + this.skippedLines;
       this.tagColumn = Math.max(1, this.parser.column - tag.name.length - 1);
     });
     this.parser.on('opentag', (tag) => this.open(tag as SaxesTagPlain));
@@ -140,10 +156,78 @@ export class XmlReader {
     }
   }
 
+  /**
+   * Feed the next piece of the document as UTF-8 bytes, with the fast path for mapping
+   * lines (see the header). Do not mix with `write` except after the last `writeBytes`.
+   */
+  writeBytes(chunk: Buffer): void {
+    if (this.failed) throw this.failed;
+    try {
+      let buf = chunk;
+      if (this.carry !== undefined) {
+        // Finish the carried line on its own, so the chunk is never copied whole.
+        const nl = chunk.indexOf(10);
+        const head = Buffer.concat([this.carry, nl < 0 ? chunk : chunk.subarray(0, nl + 1)]);
+        this.carry = undefined;
+        if (nl < 0) { this.carry = head; return; }
+        this.linesOf(head, head.length - 1);
+        buf = chunk.subarray(nl + 1);
+      }
+      const lastNl = buf.lastIndexOf(10);
+      if (lastNl < 0) { if (buf.length > 0) this.carry = Buffer.from(buf); return; }
+      if (lastNl + 1 < buf.length) this.carry = Buffer.from(buf.subarray(lastNl + 1));
+      this.linesOf(buf, lastNl);
+    } catch (e) {
+      throw this.fail(e);
+    }
+  }
+
+  /** The whole lines of buf[0..lastNl] (lastNl: the index of the last newline). */
+  private linesOf(buf: Buffer, lastNl: number): void {
+    let slowFrom = 0;
+    for (let p = 0; p <= lastNl;) {
+      const e = buf.indexOf(10, p);
+      if (this.fastLine(buf, p, e, slowFrom)) slowFrom = e + 1;
+      p = e + 1;
+    }
+    if (slowFrom <= lastNl) this.parser.write(buf.toString('utf8', slowFrom, lastNl + 1));
+  }
+
+  /**
+   * If bytes [p, e) are one canonical mapping element, hand the text before it
+   * ([slowFrom, p)) to saxes, check that saxes stands between elements, and take the
+   * mapping; false (nothing done) otherwise.
+   */
+  private fastLine(b: Buffer, p: number, e: number, slowFrom: number): boolean {
+    const m = this.line;
+    if (!scanMappingLine(b, p, e, m)) return false;
+    // Everything before this line goes to saxes first: its events set the context.
+    if (slowFrom < p) this.parser.write(b.toString('utf8', slowFrom, p));
+    if (TEXT_STATE === undefined || (this.parser as unknown as { state: number }).state !== TEXT_STATE) {
+      // Inside a comment, a tag or the like: this line is saxes' too.
+      this.parser.write(b.toString('utf8', p, e + 1));
+      return true;
+    }
+    if (this.context !== 'device' && this.context !== 'def') {
+      this.parser.write(b.toString('utf8', p, e + 1));
+      return true;
+    }
+    this.tagLine = this.parser.line + this.skippedLines;
+    this.tagColumn = m.column;
+    this.mappingValues(m.name, m.origin, m.data, m.length, m.time);
+    this.skippedLines++;
+    return true;
+  }
+
   /** Signal end of input; throws if the document is incomplete. */
   end(): void {
     if (this.failed) throw this.failed;
     try {
+      if (this.carry !== undefined) {
+        const rest = this.carry;
+        this.carry = undefined;
+        this.parser.write(rest.toString('utf8'));
+      }
       this.parser.close();
       if (this.context !== 'done') {
         throw this.error('document ended before </superblock>; the dump is truncated', this.here());
@@ -233,7 +317,6 @@ export class XmlReader {
   }
 
   private mapping(name: string, a: Record<string, string>): void {
-    const sb = this.sb!;
     let origin: number;
     let data: number;
     let length: number;
@@ -248,6 +331,12 @@ export class XmlReader {
       if (length === 0) throw this.tagError(name, `<range_mapping> attribute length="0": a range must map at least 1 block`, 'length');
     }
     const time = this.num(name, a, 'time', MAX_U32, 'a u32 time');
+    this.mappingValues(name, origin, data, length, time);
+  }
+
+  /** A mapping element's numbers, each already a whole number within its own bound. */
+  private mappingValues(name: string, origin: number, data: number, length: number, time: number): void {
+    const sb = this.sb!;
     if (origin > MAX_SAFE - (length - 1)) {
       throw this.tagError(name, `<${name}> runs past origin block 2^53-1 (origin ${origin}, length ${length}); thin device sizes are far below that`);
     }
@@ -359,13 +448,13 @@ export class XmlReader {
     if (this.parser.column === 0 && this.parser.line > 1 && chunk !== undefined && prevI !== undefined && chunk.charCodeAt(prevI) === 10) {
       // Column of that newline; approximate if the line began in an earlier chunk.
       const lineStart = chunk.lastIndexOf('\n', prevI - 1) + 1;
-      return { line: this.parser.line - 1, column: prevI - lineStart + 1 };
+      return { line: this.parser.line + this.skippedLines - 1, column: prevI - lineStart + 1 };
     }
     return this.here();
   }
 
   private here(): { line: number; column: number } {
-    return { line: this.parser.line, column: this.parser.column + 1 };
+    return { line: this.parser.line + this.skippedLines, column: this.parser.column + 1 };
   }
 
   private tagError(element: string, message: string, attribute?: string): ThinError {
@@ -380,6 +469,45 @@ export class XmlReader {
   private fail(e: unknown): unknown {
     if (e instanceof ThinError) this.failed = e;
     return e;
+  }
+}
+
+/**
+ * saxes' state between elements (its private S_TEXT), read from a fragment parser, which
+ * starts there; undefined if saxes changes shape (the fast path then stays off).
+ */
+const TEXT_STATE: number | undefined = (() => {
+  const st = (new SaxesParser({ fragment: true }) as unknown as { state?: unknown }).state;
+  return typeof st === 'number' ? st : undefined;
+})();
+
+/**
+ * Feed a file to `reader` through one reused buffer (the reader copies what it keeps), so a
+ * dump of any size allocates no buffer per chunk.
+ */
+async function readFileInto(file: string, reader: XmlReader): Promise<void> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ThinError(err?.code === 'ENOENT' ? 'E_NOT_FOUND' : 'E_IO', `cannot read ${file}: ${err?.message ?? String(e)}`, { file }, { cause: e });
+  }
+  const buf = Buffer.allocUnsafe(256 * 1024);
+  try {
+    for (;;) {
+      let n: number;
+      try {
+        ({ bytesRead: n } = await fh.read(buf, 0, buf.length, null));
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        throw new ThinError('E_IO', `cannot read ${file}: ${err?.message ?? String(e)}`, { file }, { cause: e });
+      }
+      if (n === 0) break;
+      reader.writeBytes(buf.subarray(0, n));
+    }
+  } finally {
+    await fh.close();
   }
 }
 
@@ -399,15 +527,25 @@ export async function readXml(input: string | Readable, sink: MetadataSink, opts
   let fileName = opts.fileName;
   if (typeof input === 'string') {
     fileName = fileName ?? input;
-    stream = fs.createReadStream(input, { highWaterMark: 256 * 1024 });
-  } else {
-    stream = input;
+    const reader = new XmlReader(sink, { ...opts, fileName });
+    await readFileInto(input, reader);
+    reader.end();
+    return;
   }
+  stream = input;
   const reader = new XmlReader(sink, { ...opts, fileName });
   const decoder = new StringDecoder('utf8');
+  let strings = false;
   try {
     for await (const chunk of stream) {
-      reader.write(typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer));
+      if (typeof chunk === 'string') {
+        reader.write(chunk);
+        strings = true;
+      } else if (strings) {
+        reader.write(decoder.write(chunk as Buffer));
+      } else {
+        reader.writeBytes(chunk as Buffer);
+      }
     }
   } catch (e) {
     stream.destroy();

@@ -4,6 +4,8 @@
  *
  * Contract: output goes to `out(chunk)` in pieces of about `flushBytes` (64 KiB) characters and
  * once more at endSuperblock (or on flush()), so a dump of any size streams in constant memory.
+ * With the `bytes` option the same text goes to `bytes(chunk)` instead, UTF-8 encoded into one
+ * reused buffer (valid only during the call): no string per line, for the CLI.
  * Mapping calls may split runs arbitrarily; consecutive mappings whose origin and data blocks
  * both advance by one and whose times are equal are merged into one run, across calls, exactly
  * as thin_dump merges leaf entries. A run of one block prints as single_mapping, longer runs as
@@ -34,6 +36,8 @@ export type OutputFn = (chunk: string) => void;
 export interface WriterOptions {
   /** Flush threshold in characters (default 64 KiB). */
   flushBytes?: number;
+  /** Take the output as bytes here instead of as strings through `out` (see the contract). */
+  bytes?: (chunk: Uint8Array) => void;
 }
 
 const DEFAULT_FLUSH = 64 * 1024;
@@ -43,19 +47,74 @@ export function escapeAttr(s: string): string {
   return s.replace(/[&<>"]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&quot;'));
 }
 
-/** Collects output text and hands it on in large pieces. */
+/**
+ * Collects output text and hands it on in large pieces: strings to `out`, or, given
+ * `bytes`, UTF-8 in one reused buffer (then `ascii` and `num` add text without making
+ * a string).
+ */
 export class BufferedOutput {
   private parts: string[] = [];
   private size = 0;
-  constructor(private readonly out: OutputFn, private readonly flushBytes = DEFAULT_FLUSH) {}
+  private readonly bin: Buffer | undefined;
+  private pos = 0;
+  constructor(private readonly out: OutputFn, private readonly flushBytes = DEFAULT_FLUSH, private readonly bytes?: (chunk: Uint8Array) => void) {
+    if (bytes) this.bin = Buffer.allocUnsafe(flushBytes + 4096);
+  }
+
+  /** Whether `ascii`/`num` write bytes (else callers push strings). */
+  get binary(): boolean {
+    return this.bin !== undefined;
+  }
 
   push(s: string): void {
+    const bin = this.bin;
+    if (bin !== undefined) {
+      if (this.pos + s.length * 3 > bin.length) this.flush();
+      if (s.length * 3 > bin.length) { this.bytes!(Buffer.from(s)); return; }
+      this.pos += bin.write(s, this.pos);
+      if (this.pos >= this.flushBytes) this.flush();
+      return;
+    }
     this.parts.push(s);
     this.size += s.length;
     if (this.size >= this.flushBytes) this.flush();
   }
 
+  /** Bytes of pure ASCII text (binary mode only); call `room` first. */
+  ascii(lit: Uint8Array): void {
+    this.bin!.set(lit, this.pos);
+    this.pos += lit.length;
+  }
+
+  /** A whole number >= 0 in decimal (binary mode only); call `room` first. */
+  num(n: number): void {
+    const bin = this.bin!;
+    if (n < 10) { bin[this.pos++] = 48 + n; return; }
+    let digits = 0;
+    for (let x = n; x >= 1; x = Math.floor(x / 10)) digits++;
+    let at = this.pos + digits;
+    this.pos = at;
+    for (let x = n; at > this.pos - digits; x = Math.floor(x / 10)) bin[--at] = 48 + (x % 10);
+  }
+
+  /** Make room for `n` more bytes (binary mode), flushing if needed. */
+  room(n: number): void {
+    if (this.pos + n > this.bin!.length) this.flush();
+  }
+
+  /** End of a piece (binary mode): hand it on once it is large. */
+  mark(): void {
+    if (this.pos >= this.flushBytes) this.flush();
+  }
+
   flush(): void {
+    if (this.bin !== undefined) {
+      if (this.pos === 0) return;
+      const n = this.pos;
+      this.pos = 0;
+      this.bytes!(this.bin.subarray(0, n));
+      return;
+    }
     if (this.size === 0) return;
     const chunk = this.parts.join('');
     this.parts = [];
@@ -63,6 +122,14 @@ export class BufferedOutput {
     this.out(chunk);
   }
 }
+
+const SINGLE_0 = Buffer.from('    <single_mapping origin_block="');
+const SINGLE_1 = Buffer.from('" data_block="');
+const RANGE_0 = Buffer.from('    <range_mapping origin_begin="');
+const RANGE_1 = Buffer.from('" data_begin="');
+const RANGE_2 = Buffer.from('" length="');
+const TIME = Buffer.from('" time="');
+const END = Buffer.from('"/>\n');
 
 /**
  * Merges mapping calls into maximal runs (origin+1, data+1, same time) and calls emitRun for
@@ -77,7 +144,7 @@ export abstract class RunMergingSink implements MetadataSink {
   private inDevice = false;
 
   constructor(out: OutputFn, opts: WriterOptions = {}) {
-    this.buf = new BufferedOutput(out, opts.flushBytes ?? DEFAULT_FLUSH);
+    this.buf = new BufferedOutput(out, opts.flushBytes ?? DEFAULT_FLUSH, opts.bytes);
   }
 
   abstract superblock(sb: SuperblockInfo): void;
@@ -145,7 +212,20 @@ export class XmlWriter extends RunMergingSink {
   }
 
   protected emitRun(o: number, d: number, len: number, t: number): void {
-    this.buf.push(
+    const b = this.buf;
+    if (b.binary) {
+      // The same text as below, without a string per line (at most ~140 bytes).
+      b.room(160);
+      if (len === 1) {
+        b.ascii(SINGLE_0); b.num(o); b.ascii(SINGLE_1); b.num(d);
+      } else {
+        b.ascii(RANGE_0); b.num(o); b.ascii(RANGE_1); b.num(d); b.ascii(RANGE_2); b.num(len);
+      }
+      b.ascii(TIME); b.num(t); b.ascii(END);
+      b.mark();
+      return;
+    }
+    b.push(
       len === 1
         ? `    <single_mapping origin_block="${o}" data_block="${d}" time="${t}"/>\n`
         : `    <range_mapping origin_begin="${o}" data_begin="${d}" length="${len}" time="${t}"/>\n`,
