@@ -16,7 +16,7 @@
  */
 export const SECTOR = 512;
 
-interface Entry { tag: number; start: number; end: number }
+interface Entry { tag: number; start: number; end: number; fua?: boolean }
 interface Span { start: number; end: number }
 interface Device { size: number; created: Span; deleted?: Span; sectors: Map<number, Entry[]> }
 
@@ -77,13 +77,43 @@ export class DiskModel {
     this.devices.get(id)!.deleted = { start, end };
   }
 
-  /** A write of whole sectors with `tag` (0: zeroing, as discard and write-zeroes do). */
-  write(id: number, offset: number, length: number, tag: number, start: number, end: number): void {
+  /**
+   * A write of whole sectors with `tag` (0: zeroing, as discard and write-zeroes do).
+   * `end` is Infinity for a request never answered; `fua`: durable once answered.
+   */
+  write(id: number, offset: number, length: number, tag: number, start: number, end: number, fua = false): void {
     const d = this.devices.get(id)!;
     for (let s = offset / SECTOR; s < (offset + length) / SECTOR; s++) {
       let h = d.sectors.get(s);
       if (!h) d.sectors.set(s, (h = []));
-      h.push({ tag, start, end });
+      h.push({ tag, start, end, fua });
+    }
+  }
+
+  /**
+   * After a crash has been checked: what device `id` holds now (`content`) is its
+   * committed state, durable at `at`, the base of the next crash point.
+   */
+  rebase(id: number, content: Buffer | undefined, at: number): void {
+    const d = this.devices.get(id)!;
+    if (!content) {
+      d.deleted = { start: at, end: at };
+      return;
+    }
+    d.deleted = undefined;
+    d.created = { start: at, end: at };
+    for (let s = 0; s * SECTOR < d.size; s++) {
+      const tag = sectorTag(content, s * SECTOR, s);
+      d.sectors.set(s, [{ tag, start: at, end: at }]);
+    }
+  }
+
+  /** The operation recorded with `start` and an unknown end completed at `end`. */
+  finish(start: number, end: number): void {
+    for (const d of this.devices.values()) {
+      if (d.created.start === start) d.created.end = end;
+      if (d.deleted?.start === start) d.deleted.end = end;
+      for (const h of d.sectors.values()) for (const e of h) if (e.start === start) e.end = end;
     }
   }
 
@@ -110,14 +140,15 @@ export class DiskModel {
     const content = read(d.size);
     const mustExist = d.created.end <= D && !(d.deleted && d.deleted.start < p);
     const mustNotExist = !!d.deleted && d.deleted.end <= D;
-    if (!content) return mustExist ? [`device ${id}: its creation was durable, but it is gone`] : [];
-    if (mustNotExist) return [`device ${id}: its deletion was durable, but it exists`];
+    const when = `(created ${d.created.start}..${d.created.end}${d.deleted ? `, deleted ${d.deleted.start}..${d.deleted.end}` : ''}; durable up to ${D}, crash at ${p})`;
+    if (!content) return mustExist ? [`device ${id}: its creation was durable, but it is gone ${when}`] : [];
+    if (mustNotExist) return [`device ${id}: its deletion was durable, but it exists ${when}`];
     const bad: string[] = [];
     for (let s = 0; s * SECTOR < d.size && bad.length < 5; s++) {
       const got = sectorTag(content, s * SECTOR, s);
       const h = d.sectors.get(s) ?? [];
       let k = -1;
-      for (let i = 0; i < h.length; i++) if (h[i].end <= D) k = i;
+      for (let i = 0; i < h.length; i++) if (h[i].end <= D || (h[i].fua && h[i].end <= p)) k = i;
       const allowed = new Set<number>([k >= 0 ? h[k].tag : 0]);
       for (let i = k + 1; i < h.length; i++) if (h[i].start < p) allowed.add(h[i].tag);
       if (!allowed.has(got)) {

@@ -4,7 +4,9 @@
  * - `thinsim check` (checkMetadata, in-process) and thin_check 0.9 and 1.1 (the real
  *   tools, when installed) pass on the metadata;
  * - every device of the model reads back as the model allows (model.ts).
- * Returns the failures, empty when the point passed.
+ * Returns the failures, empty when the point passed. With `rebaseAt`, what each device
+ * holds becomes the model's durable base for the next point (scenarios that carry on
+ * with the same pool after a crash).
  */
 import * as path from 'node:path';
 import { FileDevice } from '../../src/io/file-device';
@@ -19,7 +21,8 @@ export function oracleNames(): string[] {
   return oracles.map((t) => `thin_check ${t!.version}`);
 }
 
-export async function verifyPool(dir: string, model: DiskModel, p: number, metadataFile = path.join(dir, 'metadata')): Promise<string[]> {
+export async function verifyPool(dir: string, model: DiskModel, p: number, opts: { rebaseAt?: number } = {}): Promise<string[]> {
+  const metadataFile = path.join(dir, 'metadata');
   const fails: string[] = [];
   for (const t of oracles) {
     const r = t!.check(metadataFile);
@@ -47,6 +50,7 @@ export async function verifyPool(dir: string, model: DiskModel, p: number, metad
       const read = async (size: number) => { content = pool.hasDevice(id) ? await pool.read(id, 0, size) : undefined; };
       await read(model.size(id));
       fails.push(...model.verify(id, p, () => content));
+      if (opts.rebaseAt !== undefined) model.rebase(id, content, opts.rebaseAt);
     }
   } catch (e) {
     fails.push(`reading the devices failed: ${(e as Error).message}`);
