@@ -45,13 +45,18 @@ export async function runFarm(opts: FarmOptions): Promise<FarmResult> {
   const scratch = opts.scratch ?? fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-crash-farm-'));
   const result: FarmResult = { points: 0, failures: 0, scenarios: {}, failed: [] };
   const share = (i: number) => Math.floor(opts.points / opts.scenarios.length) + (i < opts.points % opts.scenarios.length ? 1 : 0);
+  // Runs take turns between the scenarios, so a run cut short has covered each of them.
+  const left = new Map<Scenario, number>(opts.scenarios.map((s, i) => [s, share(i)]));
+  const runs = new Map<Scenario, number>(opts.scenarios.map((s) => [s, 0]));
+  for (const s of opts.scenarios) result.scenarios[s] = 0;
   try {
-    for (const [i, scenario] of opts.scenarios.entries()) {
-      let left = share(i);
-      result.scenarios[scenario] = 0;
-      for (let run = 0; left > 0; run++) {
+    while ([...left.values()].some((n) => n > 0)) {
+      for (const scenario of opts.scenarios) {
+        if (left.get(scenario)! <= 0) continue;
+        const run = runs.get(scenario)!;
+        runs.set(scenario, run + 1);
         const seed = opts.seed * 1000 + run;
-        const n = Math.min(left, PER_RUN[scenario]);
+        const n = Math.min(left.get(scenario)!, PER_RUN[scenario]);
         const points = scenario === 'power-loss' ? await powerLoss(seed, n, scratch)
           : scenario === 'snapshot' ? await snapshotScenario(seed, n, scratch)
             : await nbdScenario(scenario, seed, n, scratch);
@@ -65,7 +70,7 @@ export async function runFarm(opts: FarmOptions): Promise<FarmResult> {
           }
           opts.onPoint?.(p);
         }
-        left -= points.length;
+        left.set(scenario, left.get(scenario)! - points.length);
       }
     }
   } finally {
