@@ -5,8 +5,11 @@
  * Contract:
  * - `NbdServer.start(pool, opts)` serves thin devices of an open pool; `serve(dir, opts)`
  *   opens the pool read-write itself (taking its exclusive lock) and closes it on
- *   shutdown. Listening defaults to 127.0.0.1:10809; a non-loopback address is allowed
- *   but logged as a warning (NBD has no authentication here).
+ *   shutdown. Listening defaults to 127.0.0.1:10809; a non-loopback address without TLS
+ *   is allowed but logged as a warning. A unix socket is created mode 0600 (owner only).
+ * - TLS (`tls`: nbdkit's --tls off|on|require, --tls-psk, --tls-certificates) is loaded
+ *   and checked before listening (./tls.ts); sessions upgrade on NBD_OPT_STARTTLS. With
+ *   `require` the URI printed is nbds:// / nbds+unix://.
  * - Exports: the given (name, id) list, or every thin device under its decimal id.
  *   `readOnly` makes every export read-only (writes fail with EPERM).
  * - At most `maxConnections` connections at once; more are closed at accept.
@@ -25,6 +28,7 @@ import type { OpenOptions } from '../pool/pool';
 import { MAX_PAYLOAD } from './commands';
 import { ExportSpec, ExportTable } from './exports';
 import { DEFAULT_LIMITS, Session, SessionLimits } from './session';
+import { loadTls, type TlsConfig, type TlsOptions } from './tls';
 
 export const DEFAULT_PORT = 10809;
 export const DEFAULT_HOST = '127.0.0.1';
@@ -47,6 +51,8 @@ export interface ServeOptions {
   log?: (message: string) => void;
   /** Close the pool at the end of shutdown (serve() sets it: the server opened the pool). */
   closePool?: boolean;
+  /** TLS, as nbdkit's options (default off). */
+  tls?: TlsOptions;
 }
 
 export class NbdServer {
@@ -65,6 +71,7 @@ export class NbdServer {
     endpoint: Endpoint,
     exports: ExportTable,
     private readonly opts: ServeOptions & { log: (m: string) => void },
+    readonly tls: TlsConfig | undefined,
   ) {
     this.endpoint = endpoint;
     this.exports = exports;
@@ -77,6 +84,7 @@ export class NbdServer {
     const exports = new ExportTable(pool, opts.exports, !!opts.readOnly);
     const limits: SessionLimits = { ...DEFAULT_LIMITS, ...opts.limits };
     if (limits.maxInflightBytes < MAX_PAYLOAD) throw new ThinError('E_INVALID', `maxInflightBytes must be at least ${MAX_PAYLOAD}`);
+    const tls = loadTls(opts.tls ?? {});
     const maxConnections = opts.maxConnections ?? 16;
     if (!Number.isSafeInteger(maxConnections) || maxConnections < 1) throw new ThinError('E_INVALID', `--max-connections must be a whole number >= 1, got ${maxConnections}`);
     let endpoint: Endpoint;
@@ -85,7 +93,7 @@ export class NbdServer {
       await removeStaleSocket(opts.socket);
     } else {
       const { host, port } = parseListen(opts.listen ?? `${DEFAULT_HOST}:${DEFAULT_PORT}`);
-      if (!isLoopback(host)) log(`warning: listening on ${host}, which is not a loopback address: anyone who can reach it can read and write these thin devices (NBD has no authentication here)`);
+      if (!isLoopback(host) && !tls) log(`warning: listening on ${host}, which is not a loopback address, without TLS: anyone who can reach it can read and write these thin devices (use --tls require with --tls-psk or --tls-certificates)`);
       endpoint = { kind: 'tcp', host, port };
     }
     const server = net.createServer({ allowHalfOpen: true });
@@ -95,11 +103,12 @@ export class NbdServer {
         const inUse = e.code === 'EADDRINUSE';
         reject(new ThinError(inUse ? 'E_ADDR_IN_USE' : 'E_IO', `cannot listen on ${where}: ${e.message}${inUse ? '; stop the other server or choose another address (--listen HOST:PORT or --socket PATH)' : ''}`, { errno: e.code }));
       });
-      if (endpoint.kind === 'unix') server.listen(endpoint.path, resolve);
+      if (endpoint.kind === 'unix') listenPrivate(server, endpoint.path, resolve);
       else server.listen(endpoint.port, endpoint.host, resolve);
     });
+    if (endpoint.kind === 'unix') fs.chmodSync(endpoint.path, 0o600);
     if (endpoint.kind === 'tcp') endpoint = { ...endpoint, port: (server.address() as net.AddressInfo).port };
-    const self = new NbdServer(pool, server, endpoint, exports, { ...opts, log, maxConnections });
+    const self = new NbdServer(pool, server, endpoint, exports, { ...opts, log, maxConnections }, tls);
     server.on('error', (e) => log(`listener error: ${e.message}`));
     server.on('connection', (socket) => self.accept(socket, limits, maxConnections));
     pool.on('low-water-mark', self.onLowWater);
@@ -121,9 +130,10 @@ export class NbdServer {
   uri(name?: string): string {
     const n = encodeURIComponent(name ?? this.exports.list()[0]?.name ?? '');
     const e = this.endpoint;
-    if (e.kind === 'unix') return `nbd+unix:///${n}?socket=${encodeURIComponent(e.path).replace(/%2F/g, '/')}`;
+    const scheme = this.tls?.mode === 'require' ? 'nbds' : 'nbd';
+    if (e.kind === 'unix') return `${scheme}+unix:///${n}?socket=${encodeURIComponent(e.path).replace(/%2F/g, '/')}`;
     const host = e.host.includes(':') ? `[${e.host}]` : e.host;
-    return `nbd://${host}:${e.port}/${n}`;
+    return `${scheme}://${host}:${e.port}/${n}`;
   }
 
   get connections(): number {
@@ -182,7 +192,7 @@ export class NbdServer {
     }
     const session = new Session(socket, {
       pool: this.pool, exports: this.exports, limits, preferredBlockSize: preferredBlockSize(this.pool.chunkBytes),
-      log: this.opts.log, shuttingDown: () => this.stopping !== undefined,
+      log: this.opts.log, shuttingDown: () => this.stopping !== undefined, tls: this.tls,
     }, label);
     this.sessions.add(session);
     session.done.finally(() => this.sessions.delete(session));
@@ -236,6 +246,26 @@ export function isLoopback(host: string): boolean {
   if (net.isIPv4(host)) return host.startsWith('127.');
   if (net.isIPv6(host)) return host === '::1' || /^::ffff:127\./i.test(host);
   return false;
+}
+
+/**
+ * Listen on a unix socket that only the owner can connect to: the umask is tightened
+ * around the bind (which Node does synchronously inside listen()), so the socket never
+ * exists with a wider mode; the caller also chmods it 0600 afterwards. In a worker
+ * thread the umask cannot be changed and only the chmod applies.
+ */
+function listenPrivate(server: net.Server, socketPath: string, cb: () => void): void {
+  let old: number | undefined;
+  try {
+    old = process.umask(0o177);
+  } catch {
+    old = undefined; // worker thread: process.umask(mask) is unavailable; the chmod after listen still applies
+  }
+  try {
+    server.listen(socketPath, cb);
+  } finally {
+    if (old !== undefined) process.umask(old);
+  }
 }
 
 /** Remove a unix socket file nobody listens on (left by a killed server); refuse to touch anything else. */

@@ -7,6 +7,13 @@
  *   the session). Unknown options get NBD_REP_ERR_UNSUP; malformed ones ERR_INVALID;
  *   data over `maxOptionBytes` is skipped and answered ERR_TOO_BIG. The whole handshake
  *   must finish within `handshakeTimeoutMs` and `maxOptions` options.
+ * - TLS (./tls.ts): with TLS on or required, NBD_OPT_STARTTLS is acknowledged and the
+ *   connection continues encrypted; options negotiated before it are forgotten, as the
+ *   protocol asks. Under `require`, every option but STARTTLS and ABORT before TLS gets
+ *   NBD_REP_ERR_TLS_REQD, and EXPORT_NAME (which cannot carry an error) closes the
+ *   connection. Without TLS, STARTTLS is unsupported; a second STARTTLS is invalid. A
+ *   client that sends bytes after STARTTLS before the acknowledgement, or fails the TLS
+ *   handshake, is disconnected.
  * - Transmission (./transmission.ts): requests run concurrently and reply in any order,
  *   with bounded requests and bytes in flight per connection.
  * - `done` resolves once the socket is closed and every pool request this session
@@ -21,6 +28,7 @@ import { MAX_PAYLOAD, type Target } from './commands';
 import type { Export, ExportTable } from './exports';
 import * as P from './protocol';
 import { ReaderClosed, SocketReader } from './socket-reader';
+import { TlsFailed, upgrade, type TlsConfig } from './tls';
 import { endSocket, Transmission, type TransmissionLimits } from './transmission';
 
 export interface SessionLimits extends TransmissionLimits {
@@ -49,6 +57,8 @@ export interface SessionContext {
   preferredBlockSize: number;
   log(message: string): void;
   shuttingDown(): boolean;
+  /** TLS settings (undefined: TLS off, STARTTLS unsupported). */
+  tls?: TlsConfig;
 }
 
 /** The id we give base:allocation in NBD_REP_META_CONTEXT. */
@@ -58,7 +68,10 @@ class Violation extends Error {}
 
 export class Session {
   readonly done: Promise<void>;
-  private readonly reader: SocketReader;
+  private reader: SocketReader;
+  /** The connection as accepted; `socket` becomes its TLS wrapper after STARTTLS. */
+  private readonly raw: Socket;
+  private encrypted = false;
   private phase: 'handshake' | 'transmission' | 'closing' = 'handshake';
   private structured = false;
   private noZeroes = false;
@@ -69,14 +82,19 @@ export class Session {
   /** Sends not yet handed to the kernel; released when the socket closes. */
   private readonly sending = new Set<() => void>();
 
-  constructor(private readonly socket: Socket, private readonly ctx: SessionContext, readonly label: string) {
+  constructor(private socket: Socket, private readonly ctx: SessionContext, readonly label: string) {
+    this.raw = socket;
     this.reader = new SocketReader(socket, ctx.limits.readHighWater);
+    this.watch(socket);
+    socket.setNoDelay?.(true);
+    this.done = this.run();
+  }
+
+  private watch(socket: Socket): void {
     socket.on('error', () => undefined); // reported through the reader; never an unhandled 'error'
     socket.on('close', () => {
       for (const done of [...this.sending]) done();
     });
-    socket.setNoDelay?.(true);
-    this.done = this.run();
   }
 
   get state(): string {
@@ -88,6 +106,7 @@ export class Session {
     this.draining = true;
     if (this.phase === 'handshake') {
       this.socket.destroy();
+      this.raw.destroy();
       return;
     }
     this.transmission?.drain();
@@ -96,6 +115,7 @@ export class Session {
   /** Drop the connection now (in-flight pool requests still settle before `done`). */
   destroy(): void {
     this.socket.destroy();
+    this.raw.destroy();
     this.reader.cancel('connection dropped');
   }
 
@@ -103,6 +123,7 @@ export class Session {
     const timer = setTimeout(() => {
       this.ctx.log(`${this.label}: handshake not finished in ${this.ctx.limits.handshakeTimeoutMs} ms; dropping the connection`);
       this.socket.destroy();
+      this.raw.destroy();
     }, this.ctx.limits.handshakeTimeoutMs);
     try {
       await this.send([P.greeting(P.HandshakeFlag.FIXED_NEWSTYLE | P.HandshakeFlag.NO_ZEROES)]);
@@ -112,6 +133,8 @@ export class Session {
     } catch (e) {
       if (e instanceof ReaderClosed) {
         if (e.partial || this.phase === 'handshake') this.ctx.log(`${this.label}: ${e.message} in the middle of a ${this.phase === 'handshake' ? 'handshake' : 'request'}`);
+      } else if (e instanceof TlsFailed) {
+        this.ctx.log(`${this.label}: ${e.message}`);
       } else if (e instanceof Violation || isThinError(e, 'E_PARSE')) {
         this.ctx.log(`${this.label}: protocol violation, disconnecting: ${(e as Error).message}`);
       } else {
@@ -144,6 +167,11 @@ export class Session {
       if (this.ctx.shuttingDown() && h.option !== P.Opt.ABORT) {
         if (h.option === P.Opt.EXPORT_NAME) throw new Violation('the server is shutting down');
         await this.optReply(h.option, P.Rep.ERR_SHUTDOWN, 'the server is shutting down');
+        continue;
+      }
+      if (this.ctx.tls?.mode === 'require' && !this.encrypted && h.option !== P.Opt.STARTTLS && h.option !== P.Opt.ABORT) {
+        if (h.option === P.Opt.EXPORT_NAME) throw new Violation('EXPORT_NAME before STARTTLS, and this server requires TLS (--tls require)');
+        await this.optReply(h.option, P.Rep.ERR_TLS_REQD, 'this server requires TLS: send NBD_OPT_STARTTLS first');
         continue;
       }
       const chosen = await this.option(h.option, data);
@@ -197,6 +225,9 @@ export class Session {
       case Opt.LIST_META_CONTEXT:
       case Opt.SET_META_CONTEXT:
         return this.metaContext(option, data);
+      case Opt.STARTTLS:
+        if (this.ctx.tls) return this.startTls(this.ctx.tls, data);
+        return this.optReply(option, Rep.ERR_UNSUP, 'TLS is off on this server (thinsim serve --tls on|require)');
       default:
         return this.optReply(option, Rep.ERR_UNSUP, `option ${option} is not supported`);
     }
@@ -240,6 +271,26 @@ export class Session {
 
   private async optReply(option: number, type: number, message?: string): Promise<undefined> {
     await this.send([message === undefined ? P.optionReply(option, type) : P.optionError(option, type, message)]);
+    return undefined;
+  }
+
+  /** NBD_OPT_STARTTLS: acknowledge, then carry on over TLS with a fresh option state. */
+  private async startTls(cfg: TlsConfig, data: Buffer): Promise<undefined> {
+    const option = P.Opt.STARTTLS;
+    if (this.encrypted) return this.optReply(option, P.Rep.ERR_INVALID, 'TLS is already on');
+    if (data.length !== 0) return this.optReply(option, P.Rep.ERR_INVALID, 'STARTTLS takes no data');
+    // Stop reading before the acknowledgement: what arrives after it is the TLS handshake,
+    // left in the socket for the TLS layer.
+    const early = this.reader.detach();
+    if (early.chunks.length > 0 || early.ended) throw new Violation('bytes sent after NBD_OPT_STARTTLS before its acknowledgement');
+    await this.send([P.optionReply(option, P.Rep.ACK)]);
+    const secure = await upgrade(this.raw, cfg);
+    this.socket = secure;
+    this.encrypted = true;
+    this.watch(secure);
+    this.reader = new SocketReader(secure, this.ctx.limits.readHighWater);
+    this.structured = false;
+    this.metaFor = undefined;
     return undefined;
   }
 

@@ -22,6 +22,9 @@ export const serveCommand: CommandModule<{}, any> = {
     .option('read-only', { type: 'boolean', describe: 'every export read-only (writes fail with EPERM)' })
     .option('export', { type: 'string', array: true, describe: 'NAME=ID, repeatable (default: every thin device under its id)' })
     .option('max-connections', { type: 'string', default: '16' })
+    .option('tls', { type: 'string', choices: ['off', 'on', 'require'], describe: 'NBD_OPT_STARTTLS: off, on (optional) or require (default: on when keys are given, else off)' })
+    .option('tls-psk', { type: 'string', describe: 'psktool key file (username:hexkey lines)' })
+    .option('tls-certificates', { type: 'string', describe: 'directory with ca-cert.pem, server-cert.pem, server-key.pem' })
     .conflicts('listen', 'socket'),
   handler: async (a) => {
     const exports = (a.export as string[] | undefined)?.map(parseExport);
@@ -32,6 +35,7 @@ export const serveCommand: CommandModule<{}, any> = {
     const server = await serve(a.pool, {
       listen: a.listen, socket: a.socket, readOnly: a['read-only'], maxConnections,
       exports, log, open: { commitInterval: 1000 },
+      tls: { mode: a.tls, pskFile: a['tls-psk'], certificatesDir: a['tls-certificates'] },
     });
     // Signals are handled from before the URI is printed: whoever saw it may stop us.
     const stopped = new Promise<void>((resolve, reject) => {
@@ -50,7 +54,8 @@ export const serveCommand: CommandModule<{}, any> = {
     });
     stdout(`${server.uri()}\n`);
     const names = server.exports.list().map((e) => `${e.name}=${e.id}`);
-    log(`serving ${names.length ? names.join(', ') : 'no exports yet'} of ${a.pool}${a['read-only'] ? ' read-only' : ''}; SIGINT or SIGTERM stops`);
+    const tlsNote = server.tls ? `, TLS ${server.tls.mode} (${server.tls.kind})` : '';
+    log(`serving ${names.length ? names.join(', ') : 'no exports yet'} of ${a.pool}${a['read-only'] ? ' read-only' : ''}${tlsNote}; SIGINT or SIGTERM stops`);
     await stopped;
     log('stopped; pool closed');
   },
