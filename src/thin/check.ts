@@ -29,6 +29,7 @@
  * check/space-maps.ts the space maps against the references found.
  */
 import type { BlockDevice } from '../io/block-device';
+import { ENTRIES_PER_BITMAP, nrBitmaps } from '../pdata/space-map/bitmap-block';
 import { snapshotSuperblockValidator, superblockValidator } from './format/superblock';
 import { CheckContext, Finding, Tally } from './check/context';
 import { checkDataSpaceMap, checkMetadataSpaceMap } from './check/space-maps';
@@ -74,9 +75,17 @@ export function checkMetadata(dev: BlockDevice, opts: CheckOptions = {}): CheckR
   ctx.metaRefs.inc(0);
 
   const msm = sb.metadataSmRoot;
-  const dsm = sb.dataSmRoot;
+  let dsm = sb.dataSmRoot;
   if (!msm) ctx.error('superblock has no metadata space map root', 0, 'superblock');
   if (!dsm) ctx.error('superblock has no data space map root', 0, 'superblock');
+  // Every bitmap of the data space map is a metadata block: a claim of more data blocks
+  // than the metadata device could describe is damage, reported once, and the check goes
+  // on with what the device could hold (nothing is sized by the damaged number).
+  const maxDataBlocks = nrBlocks * ENTRIES_PER_BITMAP;
+  if (dsm && dsm.nrBlocks > maxDataBlocks) {
+    ctx.error(`data space map claims ${dsm.nrBlocks} data blocks, which need ${nrBitmaps(dsm.nrBlocks)} bitmaps, more than the ${nrBlocks} blocks of the metadata device; the superblock's data space map root is damaged`, 0, 'superblock');
+    dsm = { ...dsm, nrBlocks: maxDataBlocks };
+  }
   const nrDataBlocks = dsm?.nrBlocks ?? 0;
   if (dsm && opts.dataDevice) checkDataDeviceSize(ctx, opts.dataDevice, nrDataBlocks, sb.dataBlockSize);
   ctx.dataRefs = new Tally(nrDataBlocks);

@@ -75,16 +75,7 @@ export function flips(image: Uint8Array, sealed: Sealed[], seed: number, perBloc
  * metadata-regressions.test.ts: the sweep skips the named operation on flips inside the
  * byte range (of the superblock, block 0) so it can go on looking for new ones.
  */
-export const KNOWN: Array<{ op: string; block: number; from: number; to: number; why: string }> = [
-  ...['open', 'check', 'dump', 'ls', 'pool status'].map((op) => ({
-    op, block: 0, from: 68, to: 69,
-    why: 'RangeError (Invalid typed array length) from new RefCounts in src/pdata/space-map when the data space map nr_blocks (superblock bytes 64..72) has a bit from 34 to 39 set',
-  })),
-  {
-    op: 'check', block: 0, from: 64, to: 72,
-    why: 'checkMetadata runs for minutes when the data space map nr_blocks (superblock bytes 64..72) grows by 2^31 (thin_check 0.9 and 1.1 pass it in < 1 s)',
-  },
-];
+export const KNOWN: Array<{ op: string; block: number; from: number; to: number; why: string }> = [];
 
 export function knownBug(op: string, f: Flip): string | undefined {
   const byte = f.bit >> 3;

@@ -56,9 +56,16 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
 
   static open(tm: TransactionManager, root: SpaceMapRoot): DataSpaceMap {
     checkDataBlocks(root.nrBlocks);
+    const want = nrBitmaps(root.nrBlocks);
+    // The index tree must list a bitmap for every block the root claims, before anything
+    // is sized by that claim: a damaged nr_blocks must be a finding, not a huge allocation.
+    let listed = 0;
+    for (const entry of new BTree(tm, indexEntryValue).entries(root.bitmapRoot)) { void entry; if (++listed > want) break; }
+    if (listed !== want) {
+      throw new ThinError('E_CORRUPT', `data space map index tree lists ${listed > want ? 'more' : listed} bitmaps, but ${root.nrBlocks} blocks need ${want}`, { block: root.bitmapRoot, kind: 'data space map index' });
+    }
     const counts = new RefCounts(root.nrBlocks);
     const sm = new DataSpaceMap(tm, counts, [], root.bitmapRoot, root.refCountRoot);
-    const want = nrBitmaps(root.nrBlocks);
     for (const [j, e] of sm.indexTree.entries(root.bitmapRoot)) {
       if (j !== sm.blocknrs.length || j >= want) {
         throw new ThinError('E_CORRUPT', `data space map index tree has entry ${j}; expected entries 0..${want - 1} in order`, { block: root.bitmapRoot, kind: 'data space map index' });

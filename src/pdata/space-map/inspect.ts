@@ -111,7 +111,14 @@ export function inspectDataSpaceMap(root: SpaceMapRoot, r: SpaceMapReader): Insp
       loadBitmap(r, counts, j, e.blocknr, e.noneFreeBefore, `${p} > bitmap ${j}`);
     }
   });
-  for (let j = 0; j < want; j++) if (!seen.has(j)) r.error(`bitmap ${j} is missing from the index tree`, root.bitmapRoot, p);
+  // Missing bitmaps, as runs (a damaged nr_blocks can make them many).
+  for (let j = 0; j < want; j++) {
+    if (seen.has(j)) continue;
+    let end = j;
+    while (end + 1 < want && !seen.has(end + 1)) end++;
+    r.error(end === j ? `bitmap ${j} is missing from the index tree` : `bitmaps ${j}..${end} (${end - j + 1}) are missing from the index tree`, root.bitmapRoot, p);
+    j = end;
+  }
   counts.recount();
   return view(counts, (fn) => walkOverflow(r, counts.nrBlocks, root.refCountRoot, p, fn));
 }
