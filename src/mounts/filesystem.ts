@@ -12,7 +12,6 @@
  *   the processes that hold it and leaves it mounted (and so served): a filesystem that
  *   may still hold dirty pages never loses the device under it.
  */
-import * as fs from 'node:fs';
 import { ThinError } from '../errors';
 import { requireTool, runTool, runToolOk } from '../tools';
 import { describeHolders, holdersOf } from './holders';
@@ -80,7 +79,7 @@ export async function unmountFilesystem(mnt: string, opts: { fuse?: boolean; ret
   }
 }
 
-/** Is `mnt` a mount point right now? */
+/** Is `mnt` a mount point right now? (From the mount table only: never a stat of the tree.) */
 export function isMounted(mnt: string): boolean {
-  return fs.existsSync(mnt) && mountsUnder(mnt).includes(mnt);
+  return mountsUnder(mnt).includes(mnt);
 }
