@@ -97,7 +97,7 @@ async function onePoint(dir: string, model: DiskModel, r: Rand, clock: { t: numb
     for (const s of sessions.values()) s.w.end();
   };
   const workers = Array.from({ length: CONNECTIONS }, (_, k) => worker(k));
-  await new Promise((res) => setTimeout(res, 80 + r.int(700)));
+  await new Promise((res) => setTimeout(res, 60 + r.int(440)));
   killed = true;
   const at = clock.t++;
   child.kill('SIGKILL');

@@ -56,7 +56,7 @@ export async function snapshotScenario(seed: number, points: number, scratch: st
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
     const closed = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
     // The kill comes a random time after the workload has opened the pool.
-    const early = await Promise.race([closed, ready.then(() => new Promise<'timer'>((res) => setTimeout(() => res('timer'), 20 + r.int(800))))]);
+    const early = await Promise.race([closed, ready.then(() => new Promise<'timer'>((res) => setTimeout(() => res('timer'), 20 + r.int(500))))]);
     if (early !== 'timer') {
       out.push({ scenario: 'snapshot', point: `seed ${seed} point ${i}`, failures: [`the workload exited ${early} before the kill: ${err.slice(0, 1000)}`] });
       break;
