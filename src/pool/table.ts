@@ -6,11 +6,12 @@
  * Contract: `loadTable` validates every field and names the bad one, the file and what
  * to do (E_PARSE); `requireThinSizes` checks that each device the metadata holds has a
  * size here (a pool.json is never trusted: a NaN size would let I/O past a device's end);
- * `saveTable` replaces the file atomically (write a temporary file, fsync, rename), so a crash
+ * `saveTable` replaces the file atomically and durably (durable.ts: temporary file, fsync, rename, fsync the directory), so a crash
  * leaves either the old or the new table.
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { writeAtomic } from '../durable';
 import { ioError, ThinError } from '../errors';
 import { checkDataBlockSize, SECTOR_SIZE } from '../units';
 
@@ -127,15 +128,7 @@ export function requireThinSizes(dir: string, t: PoolTable, devices: readonly nu
 }
 
 export function saveTable(dir: string, t: PoolTable): void {
-  const file = path.join(dir, TABLE_FILE);
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    const fd = fs.openSync(tmp, 'w', 0o644);
-    fs.writeSync(fd, JSON.stringify(t, null, 2) + '\n');
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    throw ioError('write', file, e);
-  }
+  // durable.ts: temporary file, fsync, rename, fsync the directory. Without the last
+  // step a power cut could bring back the old table after a device's creation committed.
+  writeAtomic(path.join(dir, TABLE_FILE), JSON.stringify(t, null, 2) + '\n', 0o644);
 }

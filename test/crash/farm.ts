@@ -117,9 +117,5 @@ export async function main(argv: string[]): Promise<number> {
   return r.failures ? 1 : 0;
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e) => {
-    process.stderr.write(`crash-farm: ${(e as Error)?.stack ?? e}\n`);
-    process.exitCode = 1;
-  });
-}
+// scripts/crash-farm.js is the command's entry point: `node --test` loads this file as a
+// plain file (it lives under test/), where it must run nothing.

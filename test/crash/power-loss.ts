@@ -39,9 +39,16 @@ export async function powerLoss(seed: number, points: number, scratch: string, o
   let tag = 1;
   let nextId = 1;
   const live = () => model.ids().filter((id) => model.has(id));
+  // pool.json is a host file, not on the logged devices. It gains a device's size (durably)
+  // before the device's creation commits and loses it after the deletion does, and open
+  // drops sizes of devices the metadata lacks: so at any crash point, the table holding
+  // every size ever written is one the pool could have found. Ids are never reused here.
+  const sizes: Record<string, { size: number }> = {};
+  const noteTable = () => Object.assign(sizes, (JSON.parse(fs.readFileSync(path.join(dir, 'pool.json'), 'utf8')) as { thins: Record<string, { size: number }> }).thins);
   const op = async (fn: () => Promise<void>, record: (start: number, end: number) => void) => {
     const start = log.length;
     await fn();
+    noteTable();
     record(start, log.length);
   };
   const steps = 40 + r.int(40);
@@ -89,7 +96,8 @@ export async function powerLoss(seed: number, points: number, scratch: string, o
     const images = log.crashImages(base, opts.sabotage ? Math.floor(p / 3) : p, policy, () => r.next());
     fs.rmSync(check, { recursive: true, force: true });
     fs.mkdirSync(check);
-    fs.copyFileSync(path.join(dir, 'pool.json'), path.join(check, 'pool.json'));
+    const table = JSON.parse(fs.readFileSync(path.join(dir, 'pool.json'), 'utf8')) as { thins: Record<string, { size: number }> };
+    fs.writeFileSync(path.join(check, 'pool.json'), JSON.stringify({ ...table, thins: sizes }, null, 2) + '\n');
     fs.writeFileSync(path.join(check, 'metadata'), images.metadata);
     fs.writeFileSync(path.join(check, 'data'), images.data);
     const failures = await verifyPool(check, model, p);

@@ -58,7 +58,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  process.stderr.write(`snapshot-child: ${(e as Error)?.stack ?? e}\n`);
-  process.exitCode = 1;
-});
+// Loaded by `node --test` without arguments (it lives under test/), it does nothing.
+if (process.argv.length > 2) {
+  main().catch((e) => {
+    process.stderr.write(`snapshot-child: ${(e as Error)?.stack ?? e}\n`);
+    process.exitCode = 1;
+  });
+}
