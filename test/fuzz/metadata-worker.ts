@@ -20,17 +20,6 @@ import { ThinMetadata } from '../../src/thin/metadata';
 import { XmlWriter } from '../../src/thin/xml/writer';
 import { applyFlip, flips, knownBug, sealedBlocks } from './metadata-flip';
 
-const [dir, seedArg, perBlockArg, headerArg, liveArg] = process.argv.slice(2);
-const live = new Set(liveArg ? liveArg.split(',').map(Number) : []);
-const metaFile = path.join(dir, 'metadata');
-const pristine = new Uint8Array(fs.readFileSync(metaFile));
-const sealed = sealedBlocks(pristine);
-const saltOf = new Map(sealed.map((s) => [s.block, s.salt]));
-const cases = flips(pristine, sealed, Number(seedArg), Number(perBlockArg), headerArg === 'all' ? undefined : Number(headerArg));
-// Pool.open on a scratch copy of the pool, for one flip in 16 (it rereads the files).
-const scratch = fs.mkdtempSync(path.join(path.dirname(dir), 'flip-pool-'));
-for (const f of fs.readdirSync(dir)) if (f !== 'pool.lock') fs.copyFileSync(path.join(dir, f), path.join(scratch, f));
-
 function attempt(what: string, fn: () => unknown): string {
   try {
     fn();
@@ -42,6 +31,16 @@ function attempt(what: string, fn: () => unknown): string {
 }
 
 async function main(): Promise<void> {
+const [dir, seedArg, perBlockArg, headerArg, liveArg] = process.argv.slice(2);
+const live = new Set(liveArg ? liveArg.split(',').map(Number) : []);
+const metaFile = path.join(dir, 'metadata');
+const pristine = new Uint8Array(fs.readFileSync(metaFile));
+const sealed = sealedBlocks(pristine);
+const saltOf = new Map(sealed.map((s) => [s.block, s.salt]));
+const cases = flips(pristine, sealed, Number(seedArg), Number(perBlockArg), headerArg === 'all' ? undefined : Number(headerArg));
+// Pool.open on a scratch copy of the pool, for one flip in 16 (it rereads the files).
+const scratch = fs.mkdtempSync(path.join(path.dirname(dir), 'flip-pool-'));
+for (const f of fs.readdirSync(dir)) if (f !== 'pool.lock') fs.copyFileSync(path.join(dir, f), path.join(scratch, f));
 let bugs = 0;
 console.log(`cases ${cases.length} sealed ${sealed.length}`);
 for (let i = 0; i < cases.length; i++) {
