@@ -29,31 +29,39 @@ export function superblockInfo(md: MetadataView): SuperblockInfo {
  * object per mapping, one per run.
  */
 export function* mappingRuns(md: MetadataView, id: number): Generator<MappingRun> {
-  let o = -1, d = 0, len = 0, t = 0;
+  const runs = new RunMerger();
   const done: MappingRun[] = [];
+  const push = (originBegin: number, dataBegin: number, length: number, time: number) => { done.push({ originBegin, dataBegin, length, time }); };
   for (const leaf of md.mappingLeaves(id)) {
-    const n = leaf.count;
-    const bytes = leaf.bytes;
-    for (let i = 0; i < n; i++) {
-      const v = leaf.key(i);
-      const off = leaf.valueOffset(i);
-      const b = blockTimeBlock(bytes, off);
-      const tm = blockTimeTime(bytes, off);
-      if (len > 0 && v === o + len && b === d + len && tm === t) { len++; continue; }
-      if (len > 0) done.push({ originBegin: o, dataBegin: d, length: len, time: t });
-      o = v; d = b; len = 1; t = tm;
-    }
+    runs.leaf(leaf, push);
     // Runs finished in this leaf; the one still open may go on in the next.
     for (let i = 0; i < done.length; i++) yield done[i];
     done.length = 0;
   }
-  if (len > 0) yield { originBegin: o, dataBegin: d, length: len, time: t };
+  runs.finish(push);
+  yield* done;
 }
 
 /** Replay `id`'s mappings as runs into `emit` (merged as `mappingRuns` merges; no object per run). */
 export function replayMappings(md: MetadataView, id: number, emit: (origin: number, data: number, length: number, time: number) => void): void {
-  let o = -1, d = 0, len = 0, t = 0;
-  for (const leaf of md.mappingLeaves(id)) {
+  const runs = new RunMerger();
+  for (const leaf of md.mappingLeaves(id)) runs.leaf(leaf, emit);
+  runs.finish(emit);
+}
+
+type Leaf = MetadataView['mappingLeaves'] extends (id: number) => Iterable<infer L> ? L : never;
+
+/**
+ * The one run-merging rule of dump: consecutive virtual blocks mapped to consecutive data
+ * blocks with the same time make one run; the run still open carries over to the next leaf.
+ */
+class RunMerger {
+  private o = -1;
+  private d = 0;
+  private len = 0;
+  private t = 0;
+
+  leaf(leaf: Leaf, emit: (origin: number, data: number, length: number, time: number) => void): void {
     const n = leaf.count;
     const bytes = leaf.bytes;
     for (let i = 0; i < n; i++) {
@@ -61,12 +69,16 @@ export function replayMappings(md: MetadataView, id: number, emit: (origin: numb
       const off = leaf.valueOffset(i);
       const b = blockTimeBlock(bytes, off);
       const tm = blockTimeTime(bytes, off);
-      if (len > 0 && v === o + len && b === d + len && tm === t) { len++; continue; }
-      if (len > 0) emit(o, d, len, t);
-      o = v; d = b; len = 1; t = tm;
+      if (this.len > 0 && v === this.o + this.len && b === this.d + this.len && tm === this.t) { this.len++; continue; }
+      if (this.len > 0) emit(this.o, this.d, this.len, this.t);
+      this.o = v; this.d = b; this.len = 1; this.t = tm;
     }
   }
-  if (len > 0) emit(o, d, len, t);
+
+  finish(emit: (origin: number, data: number, length: number, time: number) => void): void {
+    if (this.len > 0) emit(this.o, this.d, this.len, this.t);
+    this.len = 0;
+  }
 }
 
 export interface DumpOptions {
