@@ -69,5 +69,5 @@ export function deltaRanges(md: MetadataView, snap1: number, snap2: number): Dif
   for (const d of [snap1, snap2]) {
     if (!md.hasDevice(d)) throw new ThinError('E_NO_DEVICE', `thin device ${d} does not exist in this pool; see "thinsim ls"`, { device: d });
   }
-  return [...diffRanges({ devId: snap1, mappings: mappingRuns(md, snap1) }, { devId: snap2, mappings: mappingRuns(md, snap2) })];
+  return diffRanges({ devId: snap1, mappings: mappingRuns(md, snap1) }, { devId: snap2, mappings: mappingRuns(md, snap2) });
 }

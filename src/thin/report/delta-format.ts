@@ -242,38 +242,16 @@ export interface DiffRange {
 }
 
 /**
- * Walk two devices' mappings together by origin block (rules 1-2 above), yielding
- * every stretch unmerged, in origin order. writeDelta prints them; --json lists them.
+ * Walk two devices' mappings together by origin block (rules 1-2 above): every stretch
+ * unmerged, in origin order (walkDiff's stretches as objects; --json lists them).
  */
-export function* diffRanges(left: DeltaSide, right: DeltaSide): Generator<DiffRange> {
-  const l = coalesce(left.mappings);
-  const r = coalesce(right.mappings);
-  let lv = l.next();
-  let rv = r.next();
-  while (lv && rv) {
-    let delta: number;
-    if (l.o < r.o) {
-      delta = Math.min(l.len, r.o - l.o);
-      yield { kind: 'left_only', begin: l.o, leftData: l.d, rightData: 0, length: delta };
-      consume(l, delta);
-    } else if (l.o > r.o) {
-      delta = Math.min(r.len, l.o - r.o);
-      yield { kind: 'right_only', begin: r.o, leftData: 0, rightData: r.d, length: delta };
-      consume(r, delta);
-    } else {
-      delta = Math.min(l.len, r.len);
-      yield { kind: l.d === r.d ? 'same' : 'different', begin: l.o, leftData: l.d, rightData: r.d, length: delta };
-      consume(l, delta);
-      consume(r, delta);
-    }
-    if (l.len === 0) lv = l.next();
-    if (r.len === 0) rv = r.next();
-  }
-  for (; lv; lv = l.next()) yield { kind: 'left_only', begin: l.o, leftData: l.d, rightData: 0, length: l.len };
-  for (; rv; rv = r.next()) yield { kind: 'right_only', begin: r.o, leftData: 0, rightData: r.d, length: r.len };
+export function diffRanges(left: DeltaSide, right: DeltaSide): DiffRange[] {
+  const out: DiffRange[] = [];
+  walkDiff(left, right, (kind, begin, leftData, rightData, length) => { out.push({ kind, begin, leftData, rightData, length }); });
+  return out;
 }
 
-/** diffRanges' walk, handing each stretch to `fn` (no object per stretch). */
+/** The walk behind diffRanges and writeDelta, handing each stretch to `fn` (no object per stretch). */
 function walkDiff(left: DeltaSide, right: DeltaSide, fn: (kind: Kind, begin: number, leftData: number, rightData: number, length: number) => void): void {
   const l = coalesce(left.mappings);
   const r = coalesce(right.mappings);
