@@ -8,7 +8,8 @@
  * - attachDevice(host, id, { readOnly }) gives `/dev/loopN` backed by the thin device
  *   (MountHost: in-process NBD export, nbdfuse file, losetup). A read-only attachment is
  *   read-only at the NBD export and at the loop device.
- * - detach() tears it down (MountHost's order); callers check mountedAt() first, since
+ * - detach() tears it down (MountHost's order), release() may keep the loop device as a
+ *   MountHost spare for the next attachment; callers check mountedAt() first, since
  *   MountHost waits up to 60 s for a mounted loop device to be let go and then fails
  *   with E_MOUNTED.
  * - mountedAt(device) lists the mount points whose source is the device, from the
@@ -23,6 +24,8 @@ export interface Attachment {
   device: string;
   readOnly: boolean;
   detach(): Promise<void>;
+  /** Let go of the device, keeping the loop device as a spare when MountHost can (MountHost.release). */
+  release(): Promise<void>;
 }
 
 /** Why loop devices cannot be attached here, or undefined when they can. */
@@ -41,7 +44,7 @@ export async function attachDevice(host: MountHost, id: number, opts: { readOnly
     await a.detach();
     throw new ThinError('E_INVARIANT', `MountHost attached thin device ${id} without a loop device`, { device: id });
   }
-  return { device: a.loop, readOnly: opts.readOnly, detach: () => a.detach() };
+  return { device: a.loop, readOnly: opts.readOnly, detach: () => a.detach(), release: () => a.release() };
 }
 
 /** Mount points whose source is `device`. */

@@ -4,7 +4,8 @@
  *
  * Contract (containerd's overlayfs and devmapper snapshotters are the reference):
  * - Each snapshot is one thin device (a layer of the LayerStore). Kinds: active
- *   (writable; Prepare), view (read-only; View), committed (frozen; Commit). Only
+ *   (writable; Prepare), view (read-only; View: without a parent, an empty filesystem,
+ *   a snapshot of the base device), committed (frozen; Commit). Only
  *   committed snapshots may be parents; Commit needs an active key and a new name and
  *   removes the key; Remove needs no children. The first Prepare without a parent
  *   creates the base device with its filesystem (LayerStore).
@@ -13,7 +14,9 @@
  *   filter -> InvalidArgument; Commit of a non-active snapshot, Remove with children,
  *   Commit or Remove while the loop device is mounted -> FailedPrecondition.
  * - Mounts: active and view snapshots are attached as loop devices at Prepare / View
- *   and at open (restart), committed ones on their first Mounts call; a mount is
+ *   and at open (restart), committed ones on their first Mounts call (a writable one
+ *   takes a MountHost spare, one of which is kept ready; Commit and Remove release the
+ *   loop device as a spare when the kernel holds nothing of it); a mount is
  *   {type: ext4|xfs, source: /dev/loopN, options}: rw for active snapshots; views and
  *   committed snapshots are read-only at the loop and the mount (ro + noload for ext4,
  *   ro + norecovery for xfs); xfs always adds nouuid.
@@ -89,6 +92,8 @@ export class ThinSnapshotter {
       commitInterval: opts.commitInterval ?? 1000,
     });
     const s = new ThinSnapshotter(store, { asyncRemove: opts.asyncRemove ?? false, discardBlocks: opts.discardBlocks ?? true });
+    // containerd prepares a snapshot for every container and layer: keep a loop device ready.
+    store.host.keepSpares(1);
     try {
       s.records.reconcile(new Set(store.list().map((l) => l.name)));
       for (const l of store.list()) if (l.kind !== 'committed') await s.attach(l);
@@ -129,7 +134,7 @@ export class ThinSnapshotter {
     if (!a) return;
     const at = mountedAt(a.device);
     if (at.length) throw precondition(`snapshot ${JSON.stringify(key)} is mounted (${a.device} at ${at.join(', ')}); unmount it before ${why}`, { key });
-    await a.detach();
+    await a.release();
     this.attached.delete(key);
   }
 
@@ -164,15 +169,13 @@ export class ThinSnapshotter {
     if (parent) {
       const p = this.layer(checkName('parent', parent), 'parent');
       if (p.kind !== 'committed') throw new ThinError('E_INVALID', `parent ${JSON.stringify(parent)} is ${p.kind === 'active' ? 'an active snapshot' : 'a view'}, not a committed snapshot; commit it first`, { key, parent });
-    } else if (kind === 'view') {
-      throw new ThinError('E_UNSUPPORTED', `View ${JSON.stringify(key)} has no parent; thinsim views are read-only snapshots of a committed snapshot: name one`, { key });
     }
     const now = new Date().toISOString();
     this.records.update((f) => { f.snapshots[key] = { labels, created: now, updated: now }; });
     crashPoint('containerd:prepare:1');
     let l: LayerInfo;
     try {
-      l = kind === 'active' ? await this.store.prepare(key, parent || undefined) : await this.store.view(key, parent);
+      l = kind === 'active' ? await this.store.prepare(key, parent || undefined) : await this.store.view(key, parent || undefined);
     } catch (e) {
       this.records.update((f) => { delete f.snapshots[key]; });
       throw e;

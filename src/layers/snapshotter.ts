@@ -138,9 +138,9 @@ export class LayerStore {
     return this.snapshot(key, parent, 'active', opts.scratch ? { pid: process.pid, start: processStart(process.pid) ?? '' } : undefined);
   }
 
-  async view(key: string, parent: string): Promise<LayerInfo> {
-    if (parent === undefined || parent === '') throw new ThinError('E_INVALID', 'a view needs a parent: name the committed layer to look at');
-    return this.snapshot(key, parent, 'view');
+  /** A read-only snapshot of committed layer `parent`, or without one of the base device (an empty filesystem), as containerd's View. */
+  async view(key: string, parent?: string): Promise<LayerInfo> {
+    return this.snapshot(key, parent || undefined, 'view');
   }
 
   private async snapshot(key: string, parentName: string | undefined, kind: LayerKind, owner?: LayerRecord['owner']): Promise<LayerInfo> {

@@ -15,6 +15,12 @@
  *   is an E_MOUNTED error naming its holders and stays mounted and served; no step after
  *   a failed one runs, so the server never stops under a filesystem that may hold dirty
  *   pages. close() tears down every attachment, newest first, and reports all failures.
+ * - Spares: release() of a writable loop attachment that the kernel no longer holds
+ *   (see loopReusable) keeps its nbdfuse file and loop device, pointed at no device
+ *   (every access fails with EIO), recorded as a spare; the next writable loop
+ *   attachment of the same size points it at its device instead of spawning nbdfuse and
+ *   losetup (~0.1-0.3 s under load). At most MAX_SPARES, each torn down after
+ *   SPARE_IDLE_MS unused and at close(). A dead owner's spares are cleaned like any record.
  * - The NBD servers run in this process. This process never touches a mounted tree
  *   itself: thinsim's own work inside a tree runs in a tree worker (layers/tree.ts), and
  *   containerd or runc are other processes; so nothing waiting on a mount shares the
@@ -26,28 +32,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeAtomic, removeDurable } from '../durable';
 import { ThinError } from '../errors';
+import { UNBOUND } from '../nbd/exports';
 import type { Pool } from '../pool/pool';
-import { findTool, requireTool, runTool, runToolOk } from '../tools';
+import { requireTool, runTool, runToolOk } from '../tools';
+import { canLoopMount, cleanRecord, loopReusable, ownerAlive, processStart, startWritebackEarly, waitLoopGone, type AttachRecord } from './attach-records';
 import { isMounted, mountFilesystem, unmountFilesystem, type Filesystem } from './filesystem';
+import { holdersOf } from './holders';
 import { startNbdFile, type NbdFile } from './nbd-file';
-import { loopsBackedBy, mountsUnder } from './table';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** What one attachment made, as recorded for the crash cleanup. */
-export interface AttachRecord {
-  pid: number;
-  /** The owner's start time (field 22 of /proc/PID/stat), to tell a reused pid. */
-  pidStart: string;
-  device: number;
-  readOnly: boolean;
-  dir: string;
-  socket?: string;
-  fuseDir?: string;
-  nbdfusePid?: number;
-  loop?: string;
-  mnt?: string;
-}
+export { canLoopMount, processStart, type AttachRecord } from './attach-records';
 
 export interface Attachment {
   /** The thin device id. */
@@ -61,7 +54,33 @@ export interface Attachment {
   dir: string;
   /** Undo everything this attachment made (idempotent; concurrent calls share one teardown). */
   detach(): Promise<void>;
+  /**
+   * Let go of the device: like detach(), except that a writable loop device the kernel
+   * no longer holds may be kept as a spare for this host's next attachment of the same
+   * size (no new nbdfuse or loop device then). Idempotent, shared with detach().
+   */
+  release(): Promise<void>;
 }
+
+/** The pieces behind an attachment, which outlive it when kept as a spare. */
+interface Slot {
+  n: number;
+  rec: AttachRecord;
+  dir: string;
+  /** The export's size in bytes (a spare serves only devices of this size). */
+  size: number;
+  nbd?: NbdFile;
+  loop?: string;
+  teardown?: Promise<void>;
+  idle?: NodeJS.Timeout;
+  save(): void;
+  /** Tear everything down, in reverse order (idempotent while it succeeds). */
+  destroy(): Promise<void>;
+}
+
+/** Spares kept per host, and how long one may stay unused before it is torn down. */
+const MAX_SPARES = 2;
+const SPARE_IDLE_MS = 30_000;
 
 export interface MountedTree {
   path: string;
@@ -72,89 +91,24 @@ export interface MountedTree {
   unmount(): Promise<void>;
 }
 
-export function processStart(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined; // no such process
-  }
-}
-
-function ownerAlive(r: AttachRecord): boolean {
-  return processStart(r.pid) === r.pidStart;
-}
-
-export function canLoopMount(): boolean {
-  return process.getuid?.() === 0 && fs.existsSync('/dev/loop-control') && findTool('losetup') !== undefined && findTool('mount') !== undefined;
-}
-
-/** Wait until no loop device is backed by `file` any more (the kernel has let go of it). */
-async function waitLoopGone(file: string, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  for (let wait = 5; loopsBackedBy(file).length; wait = Math.min(100, wait * 2)) {
-    if (Date.now() >= end) return false;
-    await sleep(wait);
-  }
-  return true;
-}
-
-/**
- * Dirty pages of a filesystem on `loop` start going to the device once 32 MiB are dirty
- * (the BDI's max_bytes with strict_limit, Linux 6.2+), instead of at 10 % of memory: the
- * writeback through nbdfuse then runs beside the writer rather than all at unmount. A
- * tuning only: where the kernel lacks these knobs, nothing changes but the timing.
- */
-function startWritebackEarly(loop: string): void {
-  const m = /^\/dev\/loop(\d+)$/.exec(loop);
-  if (!m) return;
-  const bdi = `/sys/class/bdi/7:${m[1]}`;
-  try {
-    fs.writeFileSync(`${bdi}/max_bytes`, String(32 * 2 ** 20));
-    fs.writeFileSync(`${bdi}/strict_limit`, '1');
-  } catch { /* older kernel or no sysfs: the default writeback thresholds apply (see above) */ }
-}
-
-/** Undo what a dead owner left, as far as it goes; returns one line per thing done. */
-async function cleanRecord(r: AttachRecord): Promise<string[]> {
-  const done: string[] = [];
-  if (r.mnt && isMounted(r.mnt)) {
-    const u = await runTool('umount', [r.mnt], 60_000);
-    if (u.status !== 0) await runToolOk('umount', ['-l', r.mnt], `lazily unmount ${r.mnt}`, 60_000);
-    done.push(`unmounted ${r.mnt}${u.status !== 0 ? ' (lazily: it was busy)' : ''}`);
-  }
-  const file = r.fuseDir ? path.join(r.fuseDir, 'nbd') : undefined;
-  if (file) {
-    for (const loop of loopsBackedBy(file)) {
-      await runTool('losetup', ['-d', loop], 60_000);
-      done.push(`detached ${loop}`);
-    }
-  }
-  if (r.fuseDir && isMounted(r.fuseDir)) {
-    await runTool('fusermount3', ['-uz', r.fuseDir], 60_000);
-    done.push(`unmounted nbdfuse at ${r.fuseDir}`);
-  }
-  if (r.nbdfusePid && processStart(r.nbdfusePid) !== undefined) {
-    let comm = '';
-    try { comm = fs.readFileSync(`/proc/${r.nbdfusePid}/comm`, 'utf8').trim(); } catch { /* exited meanwhile */ }
-    if (comm === 'nbdfuse') { process.kill(r.nbdfusePid, 'SIGKILL'); done.push(`killed nbdfuse (pid ${r.nbdfusePid})`); }
-  }
-  if (r.socket) fs.rmSync(r.socket, { force: true });
-  if (r.fuseDir) fs.rmSync(`${r.fuseDir}.pid`, { force: true });
-  for (const d of [r.mnt, r.fuseDir, r.dir]) {
-    if (!d || !fs.existsSync(d)) continue;
-    if (mountsUnder(d).length) throw new ThinError('E_MOUNTED', `${d} is still mounted after the cleanup of pid ${r.pid}'s attachment; unmount it by hand (umount -l ${d})`, { path: d });
-    try { fs.rmdirSync(d); } catch { /* not empty: a directory is never emptied here */ }
-  }
-  return done;
-}
-
 export class MountHost {
   private seq = 0;
   private readonly live = new Map<number, Attachment>();
   /** How to add facts to an attachment's record. */
   private readonly notes = new WeakMap<Attachment, (f: Partial<AttachRecord>) => void>();
   private readonly pidStart = processStart(process.pid) ?? '';
+  /** Writable loop slots serving no device, newest last (release()). */
+  private readonly spares: Slot[] = [];
+  /** Failures of work done in the background (a spare's idle teardown), reported by close(). */
+  private readonly deferred: string[] = [];
+  /** Released slots whose open-file check is still running (recycle()). */
+  private readonly vetting = new Set<Promise<void>>();
+  /** Spares being made in the background (warm()), and how many to keep (keepSpares()). */
+  private readonly warming = new Set<Promise<void>>();
+  /** Spares being torn down (dropSpare()). */
+  private readonly dropping = new Set<Promise<void>>();
+  private wanted = 0;
+  private closing = false;
 
   private constructor(readonly pool: Pool, readonly runDir: string) {}
 
@@ -190,9 +144,19 @@ export class MountHost {
       if (ownerAlive(rec)) continue;
       const done = await cleanRecord(rec);
       removeDurable(file);
-      lines.push(`thin device ${rec.device}, left by pid ${rec.pid}: ${done.length ? done.join(', ') : 'nothing was left attached'}`);
+      lines.push(`${rec.spare ? 'a spare loop device' : `thin device ${rec.device}`}, left by pid ${rec.pid}: ${done.length ? done.join(', ') : 'nothing was left attached'}`);
     }
     return lines;
+  }
+
+  /** The loop devices of the spares ready now (release(), keepSpares()). */
+  spareLoops(): string[] {
+    return this.spares.map((s) => s.loop!).filter(Boolean);
+  }
+
+  /** Resolves when no spare is being checked or made in the background. */
+  async settled(): Promise<void> {
+    while (this.vetting.size || this.warming.size) await Promise.all([...this.vetting, ...this.warming]);
   }
 
   /** Attachments this host holds now. */
@@ -202,66 +166,169 @@ export class MountHost {
 
   /**
    * Device `id` as a file (nbdfuse) and, with `loop`, as a loop device (read-only at the
-   * loop for read-only attachments).
+   * loop for read-only attachments). A writable loop attachment takes a spare of the
+   * device's size when there is one (see release()).
    */
   async attach(id: number, opts: { readOnly: boolean; loop?: boolean; name?: string }): Promise<Attachment> {
+    if (opts.loop && !opts.readOnly) {
+      const size = this.pool.deviceSize(id);
+      const i = this.spares.findIndex((s) => s.size === size);
+      if (i >= 0) {
+        const [slot] = this.spares.splice(i, 1);
+        clearTimeout(slot.idle);
+        slot.rec.device = id;
+        delete slot.rec.spare;
+        slot.save();
+        slot.nbd!.retarget(id);
+        this.warm(size);
+        return this.bind(slot, id);
+      }
+    }
+    const a = this.bind(await this.makeSlot(id, opts), id);
+    if (opts.loop && !opts.readOnly) this.warm(this.pool.deviceSize(id));
+    return a;
+  }
+
+  /**
+   * Keep `count` spares ready (default 0): after each writable loop attachment, one of its
+   * size is made in the background when fewer are ready or on their way. For a service
+   * that attaches devices all along (the containerd snapshotter), so its next attachment
+   * finds one even when no device was let go in between.
+   */
+  keepSpares(count: number): void {
+    this.wanted = Math.min(count, MAX_SPARES);
+  }
+
+  private warm(size: number): void {
+    if (this.closing || this.spares.length + this.vetting.size + this.warming.size >= this.wanted) return;
+    const job = (async () => {
+      let slot: Slot | undefined;
+      try {
+        slot = await this.makeSlot(UNBOUND, { readOnly: false, loop: true, name: 'spare', size });
+      } catch (e) {
+        this.deferred.push(`making a spare loop device: ${(e as Error).message}`);
+        return;
+      }
+      slot.idle = setTimeout(() => { void this.dropSpare(slot!); }, SPARE_IDLE_MS);
+      slot.idle.unref();
+      this.spares.push(slot);
+      if (this.closing) await this.dropSpare(slot);
+    })().finally(() => this.warming.delete(job));
+    this.warming.add(job);
+  }
+
+  /** A new slot serving device `id`: NBD export, nbdfuse file and (with `loop`) loop device, each recorded first. */
+  private async makeSlot(id: number, opts: { readOnly: boolean; loop?: boolean; name?: string; size?: number }): Promise<Slot> {
     fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
     const n = ++this.seq;
     const recFile = path.join(this.runDir, `${process.pid}.${n}.json`);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-dev-'));
-    const rec: AttachRecord = { pid: process.pid, pidStart: this.pidStart, device: id, readOnly: opts.readOnly, dir };
-    const save = () => writeAtomic(recFile, JSON.stringify(rec) + '\n');
-    save();
-    let nbd: NbdFile | undefined;
-    let loop: string | undefined;
-    let teardown: Promise<void> | undefined;
-    const detach = () => {
-      teardown ??= (async () => {
-        if (loop) {
-          // A loop device still held by a filesystem (a lazy unmount) is only marked for
-          // autoclear: wait until the kernel lets go before the server may stop.
-          await runTool('losetup', ['-d', loop], 60_000);
-          if (!(await waitLoopGone(nbd!.file, 60_000))) {
-            teardown = undefined;
-            throw new ThinError('E_MOUNTED', `${loop} (thin device ${id}) is still in use after 60 s; something still holds a filesystem on it, so its NBD server keeps serving`, { device: id, loop });
+    const rec: AttachRecord = { pid: process.pid, pidStart: this.pidStart, device: id, readOnly: opts.readOnly, dir, ...(id === UNBOUND ? { spare: true } : {}) };
+    const slot: Slot = {
+      n, rec, dir, size: id === UNBOUND ? opts.size! : this.pool.deviceSize(id),
+      save: () => writeAtomic(recFile, JSON.stringify(rec) + '\n'),
+      destroy: () => {
+        slot.teardown ??= (async () => {
+          if (slot.loop) {
+            // A loop device still held by a filesystem (a lazy unmount) is only marked for
+            // autoclear: wait until the kernel lets go before the server may stop.
+            await runTool('losetup', ['-d', slot.loop], 60_000);
+            if (!(await waitLoopGone(slot.nbd!.file, 60_000))) {
+              slot.teardown = undefined;
+              throw new ThinError('E_MOUNTED', `${slot.loop} (thin device ${rec.device}) is still in use after 60 s; something still holds a filesystem on it, so its NBD server keeps serving`, { device: rec.device, loop: slot.loop });
+            }
+            slot.loop = undefined;
           }
-          loop = undefined;
-        }
-        await nbd?.close();
-        for (const d of [path.join(dir, 'mnt'), dir]) {
-          try { fs.rmdirSync(d); } catch { /* absent, or not empty: a directory is never emptied here */ }
-        }
-        removeDurable(recFile);
-        this.live.delete(n);
-      })();
-      return teardown;
+          await slot.nbd?.close();
+          for (const d of [path.join(dir, 'mnt'), dir]) {
+            try { fs.rmdirSync(d); } catch { /* absent, or not empty: a directory is never emptied here */ }
+          }
+          removeDurable(recFile);
+          this.live.delete(n);
+        })();
+        return slot.teardown;
+      },
     };
+    slot.save();
     try {
-      nbd = await startNbdFile(this.pool, id, dir, {
-        readOnly: opts.readOnly, name: opts.name,
-        onStep: (s) => { Object.assign(rec, s); save(); },
+      slot.nbd = await startNbdFile(this.pool, id, dir, {
+        readOnly: opts.readOnly, name: opts.name, ...(id === UNBOUND ? { size: slot.size } : {}),
+        onStep: (st) => { Object.assign(rec, st); slot.save(); },
       });
       if (opts.loop) {
         requireTool('losetup', 'attach a thin device as a loop device');
         // --direct-io: the loop device submits its requests to the nbdfuse file as direct,
         // asynchronous I/O, many in flight, instead of one buffered write at a time through a
         // second page cache (measured: 200 MiB written and fsynced in ~1.3 s instead of 2.4-4.5 s).
-        loop = (await runToolOk('losetup', ['-f', '--show', '--direct-io=on', ...(opts.readOnly ? ['-r'] : []), nbd.file], `attach thin device ${id} to a loop device`)).trim();
-        rec.loop = loop;
-        save();
-        if (!opts.readOnly) startWritebackEarly(loop);
+        slot.loop = (await runToolOk('losetup', ['-f', '--show', '--direct-io=on', ...(opts.readOnly ? ['-r'] : []), slot.nbd.file], `attach thin device ${id} to a loop device`)).trim();
+        rec.loop = slot.loop;
+        slot.save();
+        if (!opts.readOnly) startWritebackEarly(slot.loop);
       }
     } catch (e) {
-      await detach();
+      await slot.destroy();
       throw e;
     }
+    return slot;
+  }
+
+  /** The attachment of `slot` to device `id`: one per binding; once released or detached it does nothing more. */
+  private bind(slot: Slot, id: number): Attachment {
+    let ended: Promise<void> | undefined;
     const a: Attachment = {
-      device: id, readOnly: opts.readOnly, file: nbd.file, dir, detach,
-      get loop() { return loop; },
+      device: id, readOnly: slot.rec.readOnly, file: slot.nbd!.file, dir: slot.dir,
+      get loop() { return slot.loop; },
+      detach: () => (ended ??= slot.destroy().catch((e) => { ended = undefined; throw e; })),
+      release: () => (ended ??= this.recycle(slot).then((kept) => (kept ? undefined : slot.destroy())).catch((e) => { ended = undefined; throw e; })),
     };
-    this.live.set(n, a);
-    this.notes.set(a, (f) => { Object.assign(rec, f); save(); });
+    this.live.set(slot.n, a);
+    this.notes.set(a, (f) => { Object.assign(slot.rec, f); slot.save(); });
     return a;
+  }
+
+  /**
+   * Keep a released writable loop slot as a spare, pointed at no device, when the kernel
+   * holds nothing of it: no mount, no holder in /sys, direct I/O on (so no page cache of
+   * the old device's bytes sits under the loop), room among the spares, and (checked
+   * after the caller goes on, since reading every process's open files takes tens of ms)
+   * no process with the loop device open. Returns whether it was kept.
+   */
+  private async recycle(slot: Slot): Promise<boolean> {
+    const loop = slot.loop;
+    if (!loop || slot.rec.readOnly || this.closing || this.spares.length + this.vetting.size >= MAX_SPARES || slot.teardown) return false;
+    if (!loopReusable(loop, slot.nbd!.file)) return false;
+    // From here on every access through the loop device fails (EIO) until it is pointed again.
+    slot.nbd!.retarget(undefined);
+    try { fs.rmdirSync(path.join(slot.dir, 'mnt')); } catch { /* absent, or not empty: a directory is never emptied here */ }
+    delete slot.rec.mnt;
+    slot.rec.spare = true;
+    slot.save();
+    this.live.delete(slot.n);
+    const vet = (async () => {
+      await new Promise((r) => setImmediate(r));
+      if (this.closing || holdersOf(loop).length) {
+        void this.dropSpare(slot); // waits for the holder to let go; close() waits for it
+        return;
+      }
+      slot.idle = setTimeout(() => { void this.dropSpare(slot); }, SPARE_IDLE_MS);
+      slot.idle.unref();
+      this.spares.push(slot);
+    })().finally(() => this.vetting.delete(vet));
+    this.vetting.add(vet);
+    return true;
+  }
+
+  /** Tear down a spare; a failure is kept and reported by close(), which also waits for it. */
+  private dropSpare(slot: Slot): Promise<void> {
+    const i = this.spares.indexOf(slot);
+    if (i >= 0) this.spares.splice(i, 1);
+    clearTimeout(slot.idle);
+    const loop = slot.loop;
+    const job = slot.destroy().catch((e: Error) => {
+      this.deferred.push(`spare ${loop ?? 'loop device'}: ${e.message}`);
+    }).finally(() => this.dropping.delete(job));
+    this.dropping.add(job);
+    return job;
   }
 
   /** Mount the filesystem on device `id` at a fresh directory; unmount() undoes it all. */
@@ -282,7 +349,7 @@ export class MountHost {
           await unmountFilesystem(mnt, { fuse: !loop }).catch((e) => { done = undefined; throw e; });
           mounted = false;
         }
-        await a.detach();
+        await a.release();
       })();
       return done;
     };
@@ -309,7 +376,11 @@ export class MountHost {
    * up to 60 s. Every failure is reported together, naming the holders.
    */
   async close(): Promise<void> {
-    const errors: string[] = [];
+    this.closing = true;
+    await Promise.all([...this.vetting, ...this.warming]);
+    for (const slot of [...this.spares].reverse()) void this.dropSpare(slot);
+    await Promise.all(this.dropping);
+    const errors: string[] = this.deferred.splice(0);
     for (const a of [...this.live.values()].reverse()) {
       const mnt = path.join(a.dir, 'mnt');
       try {

@@ -5,7 +5,9 @@
  * makes a thin device visible to the kernel: the in-process NBD export, the nbdfuse file,
  * the loop device, the mount; it records each piece under POOL/run before it exists,
  * tears them down in reverse order, never stops a server under a filesystem that may hold
- * dirty pages, and cleans up after a dead process on the next open. filesystem.ts makes,
+ * dirty pages, and cleans up after a dead process on the next open. A writable loop
+ * device let go with release() may be kept as a spare, pointed at no device, and handed
+ * to the next attachment of its size (no nbdfuse or losetup then). filesystem.ts makes,
  * mounts and unmounts filesystems (Docker's mkfs options); table.ts reads the mount
  * table and loop devices (an unreadable table is an error); holders.ts names the
  * processes that keep a mount busy.

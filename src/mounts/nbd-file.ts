@@ -8,6 +8,8 @@
  * unmounted (lazily, then SIGKILL, if it will not go), then the NBD server shut down,
  * then the socket and directories removed (rmdir only: a directory still mounted is
  * never emptied). A missing tool is an E_NOT_FOUND error naming its Debian package.
+ * retarget(id) points the file at another device of the same size (or at none, when
+ * every access fails with EIO) without restarting nbdfuse (nbd/exports.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -24,13 +26,15 @@ export interface NbdFile {
   file: string;
   /** The private directory (socket, FUSE mount point, room for a mount point). */
   dir: string;
+  /** Point the file at device `id` (same size), or at none. */
+  retarget(id: number | undefined): void;
   close(): Promise<void>;
 }
 
 export interface NbdFileSteps { socket?: string; fuseDir?: string; nbdfusePid?: number }
 
-/** Serve device `id` of `pool` inside `dir` (made by the caller) and expose it with nbdfuse. */
-export async function startNbdFile(pool: Pool, id: number, dir: string, opts: { readOnly: boolean; name?: string; onStep?: (s: NbdFileSteps) => void }): Promise<NbdFile> {
+/** Serve device `id` (or, with `size`, no device yet: UNBOUND) of `pool` inside `dir` (made by the caller) and expose it with nbdfuse. */
+export async function startNbdFile(pool: Pool, id: number, dir: string, opts: { readOnly: boolean; name?: string; size?: number; onStep?: (s: NbdFileSteps) => void }): Promise<NbdFile> {
   const nbdfuse = requireTool('nbdfuse', 'see a thin device as a file');
   const fusermount = requireTool('fusermount3', 'unmount nbdfuse');
   if (!fs.existsSync('/dev/fuse')) throw new ThinError('E_NOT_FOUND', '/dev/fuse is missing: load the fuse module (modprobe fuse) or run with access to /dev/fuse');
@@ -62,7 +66,7 @@ export async function startNbdFile(pool: Pool, id: number, dir: string, opts: { 
   };
   try {
     opts.onStep?.({ socket, fuseDir });
-    server = await NbdServer.start(pool, { socket, exports: [{ name, id }], readOnly: opts.readOnly });
+    server = await NbdServer.start(pool, { socket, exports: [{ name, id, ...(opts.size !== undefined ? { size: opts.size } : {}) }], readOnly: opts.readOnly });
     const c = spawn(nbdfuse, [...(opts.readOnly ? ['-r'] : []), '-P', pidfile, fuseDir, server.uri(name)], { stdio: ['ignore', 'ignore', 'pipe'] });
     child = c;
     let err = '';
@@ -80,7 +84,8 @@ export async function startNbdFile(pool: Pool, id: number, dir: string, opts: { 
       if (Date.now() > deadline) throw new ThinError('E_IO', `nbdfuse did not expose ${server.uri(name)} within 60 s: ${err.trim()}`);
       await sleep(wait);
     }
-    return { file, dir, close };
+    const srv = server;
+    return { file, dir, close, retarget: (to) => srv.exports.retarget(name, to) };
   } catch (e) {
     await close();
     throw e;

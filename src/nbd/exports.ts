@@ -7,6 +7,11 @@
  * - The empty name (the protocol's "default export") is the first export listed.
  * - A device deleted while serving simply stops resolving; sizes are read per lookup.
  * - Names follow the protocol's string rules: UTF-8, no NUL, at most 4096 bytes.
+ * - A fixed export may point at no device (id UNBOUND, with a size), and retarget(name,
+ *   id) points it at another device of its size, or at none. Connections already
+ *   transmitting on it follow at their next request (their Export's id is live); while
+ *   it points at none it keeps its size and every request on it fails with EIO. The
+ *   mounts layer uses this to keep loop devices ready for the next device (spares).
  */
 import { ThinError } from '../errors';
 import type { Pool } from '../pool/pool';
@@ -14,7 +19,10 @@ import { MAX_STRING } from './protocol';
 
 export interface ExportSpec {
   name: string;
+  /** The thin device, or UNBOUND (then `size` is required): see retarget(). */
   id: number;
+  /** Bytes; only for an UNBOUND export (a bound one has its device's size). */
+  size?: number;
 }
 
 export interface Export {
@@ -26,8 +34,13 @@ export interface Export {
   description: string;
 }
 
+/** The id of a fixed export that points at no device (retarget(name, undefined)). */
+export const UNBOUND = -1;
+
 export class ExportTable {
   private readonly fixed: ExportSpec[] | undefined;
+  /** Each fixed export's size in bytes, as at start: a retarget keeps it. */
+  private readonly sizes = new Map<string, number>();
 
   constructor(private readonly pool: Pool, specs: readonly ExportSpec[] | undefined, private readonly readOnly: boolean) {
     if (specs === undefined || specs.length === 0) {
@@ -39,10 +52,26 @@ export class ExportTable {
       checkName(s.name);
       if (seen.has(s.name)) throw new ThinError('E_INVALID', `export name "${s.name}" is given twice`);
       seen.add(s.name);
+      if (s.id === UNBOUND) {
+        if (!Number.isSafeInteger(s.size) || s.size! <= 0) throw new ThinError('E_INVALID', `export "${s.name}" points at no device, so it needs a size in bytes, got ${s.size}`);
+        this.sizes.set(s.name, s.size!);
+        continue;
+      }
       if (!Number.isSafeInteger(s.id) || s.id < 0) throw new ThinError('E_INVALID', `export "${s.name}": device id must be a whole number, got ${s.id}`);
-      pool.deviceSize(s.id); // E_NO_DEVICE now, not at the first client
+      this.sizes.set(s.name, pool.deviceSize(s.id)); // E_NO_DEVICE now, not at the first client
     }
     this.fixed = specs.map((s) => ({ ...s }));
+  }
+
+  /** Point fixed export `name` at device `id` (of the export's size), or at none (undefined). */
+  retarget(name: string, id: number | undefined): void {
+    const s = this.fixed?.find((f) => f.name === name);
+    if (!s) throw new ThinError('E_INVALID', `cannot retarget export "${name}": ${this.fixed ? 'no such export' : 'this server exports every device under its id'}`);
+    if (id !== undefined) {
+      const size = this.pool.deviceSize(id);
+      if (size !== this.sizes.get(name)) throw new ThinError('E_INVALID', `cannot retarget export "${name}" to thin device ${id}: it has ${size} bytes, the export ${this.sizes.get(name)}`, { device: id });
+    }
+    s.id = id ?? UNBOUND;
   }
 
   /** Every export whose device exists, in table order (or by device id). */
@@ -67,11 +96,18 @@ export class ExportTable {
   }
 
   private resolve(s: ExportSpec): Export | undefined {
-    if (!this.pool.hasDevice(s.id)) return undefined;
-    const size = this.pool.deviceSize(s.id);
+    const readOnly = this.readOnly || this.pool.readOnly;
+    const dir = this.pool.dir;
+    if (!this.fixed) {
+      if (!this.pool.hasDevice(s.id)) return undefined;
+      return { name: s.name, id: s.id, size: this.pool.deviceSize(s.id), readOnly, description: `thin device ${s.id} of pool ${dir}` };
+    }
+    if (s.id !== UNBOUND && !this.pool.hasDevice(s.id)) return undefined;
+    // A fixed export's id is read live from its spec, so a retarget reaches open connections.
     return {
-      name: s.name, id: s.id, size, readOnly: this.readOnly || this.pool.readOnly,
-      description: `thin device ${s.id} of pool ${this.pool.dir}`,
+      name: s.name, size: this.sizes.get(s.name)!, readOnly,
+      get id() { return s.id; },
+      get description() { return s.id === UNBOUND ? `no device yet (pool ${dir})` : `thin device ${s.id} of pool ${dir}`; },
     };
   }
 }

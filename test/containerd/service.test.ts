@@ -100,6 +100,15 @@ test('Snapshots over gRPC: containerd\'s semantics, errdefs codes, mounts the ke
     assert.equal((await grpcFailure(c.call('Commit', { name: 'default/9/x', key: 'default/4/v' }))).code, status.FAILED_PRECONDITION, 'a view cannot be committed');
     assert.equal((await grpcFailure(c.call('Remove', { key: 'default/2/c1' }))).code, status.FAILED_PRECONDITION, 'a parent with children');
     assert.equal((await grpcFailure(c.call('View', { key: 'default/9/v', parent: 'default/3/b' }))).code, status.INVALID_ARGUMENT, 'a view of an active snapshot');
+    // A view without a parent: an empty, read-only filesystem.
+    const e = (await c.call('View', { key: 'default/5/empty', parent: '' })).mounts[0];
+    assert.deepEqual(e.options, ['ro', 'noload']);
+    await mount(e, mnt);
+    assert.deepEqual((await fs.promises.readdir(mnt)).filter((n) => n !== 'lost+found'), [], 'an empty filesystem');
+    await assert.rejects(fs.promises.writeFile(path.join(mnt, 'nope'), 'x'), /EROFS/);
+    await umount(mnt);
+    assert.equal((await c.call('Stat', { key: 'default/5/empty' })).info.kind, 'VIEW');
+    await c.call('Remove', { key: 'default/5/empty' });
 
     // Mounts of each kind.
     assert.deepEqual((await c.call('Mounts', { key: 'default/4/v' })).mounts[0].source, v.source);
