@@ -35,7 +35,6 @@
  */
 import { crashPoint } from '../crash-points';
 import { ThinError } from '../errors';
-import { DeviceTransactions } from '../layers/device-transactions';
 import { LayerStore, type LayerInfo, type Filesystem } from '../layers/snapshotter';
 import { attachDevice, mountedAt, type Attachment } from './attach';
 import { matches, parseFilters } from './filters';
@@ -75,12 +74,10 @@ function checkName(what: string, key: unknown): string {
 export class ThinSnapshotter {
   private readonly attached = new Map<string, Attachment>();
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly tx: DeviceTransactions;
   readonly records: SnapshotRecords;
 
   private constructor(readonly store: LayerStore, private readonly opts: Required<Omit<SnapshotterOptions, 'commitInterval' | 'baseSize' | 'fsType' | 'fsOptions'>>) {
     this.records = new SnapshotRecords(store.pool.dir);
-    this.tx = new DeviceTransactions(store.pool, store.records);
   }
 
   /** Open the pool read-write (its lock), reconcile the records, re-attach active snapshots and views. */
@@ -232,31 +229,17 @@ export class ThinSnapshotter {
       if (children.length) throw precondition(`cannot remove snapshot ${JSON.stringify(key)}: it has children (${children.slice(0, 5).join(', ')}${children.length > 5 ? ', ...' : ''}); remove them first`, { key, children: children.length });
       await this.detach(key, 'removing it');
       crashPoint('containerd:remove:1');
-      if (this.opts.asyncRemove) {
-        const idx = this.store.records.readIndex();
-        delete idx.layers[key];
-        this.store.records.writeIndex(idx);
-      } else {
-        await this.removeNow(l);
-      }
+      if (this.opts.asyncRemove) this.store.forget(key);
+      else await this.removeNow(l);
       crashPoint('containerd:remove:2');
       this.records.update((f) => { delete f.snapshots[key]; });
       crashPoint('containerd:remove:3');
     });
   }
 
-  /** Discard (when asked) and delete a device with its record, in one device transaction. */
+  /** Discard (when asked) and delete a snapshot's device with its record (LayerStore.remove). */
   private async removeNow(l: LayerInfo): Promise<void> {
-    await this.deleteDevice(l.cacheId, l.deviceId, l.size, l.name);
-  }
-
-  private async deleteDevice(cacheId: string, deviceId: number, size: number, layer?: string): Promise<void> {
-    if (this.opts.discardBlocks && this.store.pool.devices().includes(deviceId)) {
-      for (const run of this.store.pool.blockStatus(deviceId, 0, size)) {
-        if (run.mapped) await this.store.pool.discard(deviceId, run.offset, run.length);
-      }
-    }
-    await this.tx.delete(cacheId, layer);
+    await this.store.remove(l.name, { discard: this.opts.discardBlocks });
   }
 
   stat(key: string): Promise<SnapshotInfo> {
@@ -308,16 +291,7 @@ export class ThinSnapshotter {
 
   /** Delete every device record (and device) that no snapshot names, except the base; returns their cache-ids. */
   cleanup(): Promise<string[]> {
-    return this.serial(async () => {
-      const named = new Set(Object.values(this.store.records.readIndex().layers).map((l) => l.cacheId));
-      const out: string[] = [];
-      for (const [hash, d] of this.store.records.listDevInfos()) {
-        if (hash === '' || named.has(hash)) continue;
-        await this.deleteDevice(hash, d.device_id, d.size);
-        out.push(hash);
-      }
-      return out;
-    });
+    return this.serial(() => this.store.removeOrphans({ discard: this.opts.discardBlocks }));
   }
 
   /** Snapshots whose loop device is mounted now (a running container, or an operator's mount). */

@@ -16,36 +16,27 @@
  * - A new snapshot is refused while free data or metadata space is below
  *   `minFreeSpace` (Docker's dm.min_free_space, 10 %). `remove` discards the layer's
  *   provisioned ranges first (Docker's dm.blkdiscard) so a loop-lvm data file gives
- *   the space back, and refuses while the layer has children or is mounted.
+ *   the space back, and refuses while the layer has children or is mounted. forget()
+ *   drops only the index entry (containerd's async remove); removeOrphans() deletes
+ *   every device record no layer names, except the base.
  * - usage() is thin_ls's arithmetic (pool.sharing()); diff() is thin_delta's ranges
- *   in bytes, touching stretches of one kind merged as thin_delta prints them.
+ *   in bytes, touching stretches of one kind merged as thin_delta prints them
+ *   (store-reports.ts).
  * - One read-write opener per pool (the pool lock); openReadOnly works beside it.
  */
 import { ThinError, type ThinErrorCode } from '../errors';
 import { Pool } from '../pool/pool';
 import { MountHost, makeFilesystem, filesystemUuid, processStart, type Filesystem, type MountedTree } from '../mounts';
 import { DeviceTransactions, type Recovery } from './device-transactions';
+import { checkFreeSpace, layerDiff, layerUsage, orderLayers, toInfo, type LayerDiffRange, type LayerInfo, type LayerUsage } from './store-reports';
 import { Tree } from './tree';
 import {
   DIGEST_RE, DockerRecords, newCacheId,
   type DevInfo, type LayerIndex, type LayerKind, type LayerRecord,
 } from './records';
 
-export type { LayerKind, Filesystem };
+export type { LayerKind, Filesystem, LayerInfo, LayerUsage, LayerDiffRange };
 
-export interface LayerInfo {
-  name: string;
-  kind: LayerKind;
-  parent?: string;
-  chainId?: string;
-  diffId?: string;
-  cacheId: string;
-  deviceId: number;
-  size: number;
-  created: string;
-  /** Why the layer is faulty (a rollback could not remove it); absent for healthy layers. */
-  faulty?: string;
-}
 
 export interface LayerStoreOptions {
   baseSize?: number;
@@ -57,8 +48,6 @@ export interface LayerStoreOptions {
   commitInterval?: number;
 }
 
-export interface LayerUsage { name: string; mappedBytes: number; exclusiveBytes: number; sharedBytes: number }
-export interface LayerDiffRange { kind: 'left_only' | 'right_only' | 'different'; offset: number; length: number }
 export interface CommitMeta { chainId?: string; diffId?: string; parentChainId?: string; size?: number }
 
 export const DEFAULT_BASE_SIZE = 10 * 2 ** 30;
@@ -237,8 +226,11 @@ export class LayerStore {
     return toInfo(next, this.devInfo(next));
   }
 
-  /** Remove a layer: refused while it has children or is mounted; discards, then deletes. */
-  async remove(name: string): Promise<void> {
+  /**
+   * Remove a layer: refused while it has children or is mounted; discards (unless
+   * `discard: false`), then deletes.
+   */
+  async remove(name: string, opts: { discard?: boolean } = {}): Promise<void> {
     const tx = this.writable();
     const rec = this.record(name);
     const children = Object.values(this.records.readIndex().layers).filter((l) => l.parent === rec.name).map((l) => l.name);
@@ -247,9 +239,42 @@ export class LayerStore {
     }
     if (this.mounts.get(rec.name)?.size) throw new ThinError('E_MOUNTED', `layer "${rec.name}" is mounted; unmount it first`, { layer: rec.name });
     const dev = this.devInfo(rec);
-    await this.discardDevice(dev);
+    if (opts.discard !== false) await this.discardDevice(dev);
     await tx.delete(rec.cacheId, rec.name);
     if (rec.chainId) this.records.removeLayerdb(rec.chainId);
+  }
+
+  /**
+   * Forget a layer without deleting its device (containerd's async remove): its index
+   * entry goes, its device record stays, an orphan for removeOrphans(). Refused while it
+   * has children.
+   */
+  forget(name: string): void {
+    this.writable();
+    const idx = this.records.readIndex();
+    const rec = idx.layers[this.record(name).name];
+    const children = Object.values(idx.layers).filter((l) => l.parent === rec.name).map((l) => l.name);
+    if (children.length > 0) throw new ThinError('E_INVALID', `layer "${rec.name}" has children (${children.join(', ')}); remove them first`, { layer: rec.name, children });
+    delete idx.layers[rec.name];
+    this.records.writeIndex(idx);
+  }
+
+  /**
+   * Delete every device record (and its device) that no layer names, except the base:
+   * what forget() and killed operations leave. Discards first unless `discard: false`.
+   * Returns their cache-ids.
+   */
+  async removeOrphans(opts: { discard?: boolean } = {}): Promise<string[]> {
+    const tx = this.writable();
+    const named = new Set(Object.values(this.records.readIndex().layers).map((l) => l.cacheId));
+    const out: string[] = [];
+    for (const [hash, d] of this.records.listDevInfos()) {
+      if (hash === '' || named.has(hash)) continue; // '': the base device's record
+      if (opts.discard !== false && this.pool.hasDevice(d.device_id)) await this.discardDevice(d);
+      await tx.delete(hash);
+      out.push(hash);
+    }
+    return out;
   }
 
   /** Discard every provisioned range of a device (Docker's dm.blkdiscard before deleting). */
@@ -269,53 +294,17 @@ export class LayerStore {
 
   /** Every layer, parents before children (siblings by creation time, then name). */
   list(): LayerInfo[] {
-    const layers = Object.values(this.records.readIndex().layers);
-    const byParent = new Map<string | undefined, LayerRecord[]>();
-    const names = new Set(layers.map((l) => l.name));
-    for (const l of layers) {
-      const p = l.parent !== undefined && names.has(l.parent) ? l.parent : undefined;
-      if (!byParent.has(p)) byParent.set(p, []);
-      byParent.get(p)!.push(l);
-    }
-    const out: LayerInfo[] = [];
-    const walk = (p: string | undefined) => {
-      const kids = (byParent.get(p) ?? []).sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : a.name < b.name ? -1 : 1));
-      for (const k of kids) {
-        const d = this.records.readDevInfo(k.cacheId);
-        if (d) out.push(toInfo(k, d));
-        walk(k.name);
-      }
-    };
-    walk(undefined);
-    return out;
+    return orderLayers(this.records);
   }
 
   /** Mapped, exclusive and shared bytes per layer, as thin_ls computes them. */
   usage(name?: string): LayerUsage[] {
-    const rows = new Map(this.pool.sharing().map((r) => [r.devId, r]));
-    const layers = name === undefined ? this.list() : [this.stat(name)];
-    const cb = this.pool.chunkBytes;
-    return layers.map((l) => {
-      const r = rows.get(l.deviceId);
-      const mapped = r ? r.mappedBlocks : 0;
-      const excl = r ? r.exclusiveBlocks : 0;
-      return { name: l.name, mappedBytes: mapped * cb, exclusiveBytes: excl * cb, sharedBytes: (mapped - excl) * cb };
-    });
+    return layerUsage(this.pool, name === undefined ? this.list() : [this.stat(name)]);
   }
 
   /** Changed byte ranges from layer `a` to layer `b`, as thin_delta gives them. */
   diff(a: string, b: string): LayerDiffRange[] {
-    const da = this.stat(a).deviceId;
-    const db = this.stat(b).deviceId;
-    const cb = this.pool.chunkBytes;
-    const out: LayerDiffRange[] = [];
-    for (const r of this.pool.delta(da, db)) {
-      if (r.kind === 'same') continue;
-      const last = out[out.length - 1];
-      if (last && last.kind === r.kind && last.offset + last.length === r.begin * cb) last.length += r.length * cb;
-      else out.push({ kind: r.kind, offset: r.begin * cb, length: r.length * cb });
-    }
-    return out;
+    return layerDiff(this.pool, this.stat(a).deviceId, this.stat(b).deviceId);
   }
 
   // ------------------------------------------------------------------ data
@@ -447,17 +436,7 @@ export class LayerStore {
 
   /** Docker's poolHasFreeSpace: refuse a snapshot below min_free_space of data or metadata. */
   private checkFreeSpace(): void {
-    const f = this.opts.minFreeSpace;
-    if (f === 0) return;
-    const s = this.pool.status();
-    const check = (used: number, total: number, what: string) => {
-      const min = Math.max(1, Math.floor(total * f));
-      if (total - used < min) {
-        throw new ThinError('ENOSPC', `the thin pool has ${total - used} free ${what} blocks, less than the ${min} (${Math.round(f * 100)} %) required for a new snapshot; free space (remove layers), grow the pool (thinsim pool resize), or lower minFreeSpace (Docker's dm.min_free_space)`, { free: total - used, min });
-      }
-    };
-    check(s.usedDataBlocks, s.totalDataBlocks, 'data');
-    check(s.usedMetadataBlocks, s.totalMetadataBlocks, 'metadata');
+    checkFreeSpace(this.pool, this.opts.minFreeSpace);
   }
 
   /** Docker's setupBaseImage: reuse an initialized base; replace an uninitialized one; else create it. */
@@ -498,13 +477,3 @@ function checkKey(key: string): void {
     throw new ThinError('E_INVALID', `layer key ${JSON.stringify(key)} is not allowed: use 1-255 printable characters, not starting with a space`, { layer: key });
   }
 }
-
-function toInfo(rec: LayerRecord, d: DevInfo): LayerInfo {
-  const out: LayerInfo = { name: rec.name, kind: rec.kind, cacheId: rec.cacheId, deviceId: d.device_id, size: d.size, created: rec.created };
-  if (rec.parent !== undefined) out.parent = rec.parent;
-  if (rec.chainId) out.chainId = rec.chainId;
-  if (rec.diffId) out.diffId = rec.diffId;
-  if (rec.faulty) out.faulty = rec.faulty;
-  return out;
-}
-
