@@ -34,7 +34,7 @@ export function openMetadataReadOnly(pool: string): FileDevice {
 /**
  * Where `restore` writes, and the pool directory whose lock it must hold while it does:
  * a pool directory's metadata device (its lock); a directory without a pool, or a new
- * path, gets `<dir>/metadata` (the directory is made; its lock is taken too, so two
+ * path, gets `<dir>/metadata` (the directory is made, mode 0700; its lock is taken too, so two
  * restores cannot interleave); a bare metadata file is locked through the pool whose
  * pool.json beside it names it, if any (`lockDir` undefined otherwise: the caller checks
  * that no other process holds the file open).
@@ -48,7 +48,8 @@ export function restoreTarget(pool: string): { target: string; lockDir?: string;
   }
   if (st) return { target: pool, lockDir: poolOfMetadata(pool), madeDir: false };
   if (pool.endsWith('/') || path.basename(pool) !== 'metadata') {
-    fs.mkdirSync(pool, { recursive: true });
+    fs.mkdirSync(path.dirname(path.resolve(pool)), { recursive: true });
+    fs.mkdirSync(pool, { mode: 0o700 }); // it did not exist: the new pool directory is its owner's only
     return { target: path.join(pool, 'metadata'), lockDir: pool, madeDir: true };
   }
   const dir = path.dirname(path.resolve(pool));

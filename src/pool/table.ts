@@ -7,7 +7,8 @@
  * to do (E_PARSE); `requireThinSizes` checks that each device the metadata holds has a
  * size here (a pool.json is never trusted: a NaN size would let I/O past a device's end);
  * `saveTable` replaces the file atomically and durably (durable.ts: temporary file, fsync, rename, fsync the directory), so a crash
- * leaves either the old or the new table.
+ * leaves either the old or the new table; the file is mode 0600 (its owner's only), also
+ * after every rewrite.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -130,5 +131,5 @@ export function requireThinSizes(dir: string, t: PoolTable, devices: readonly nu
 export function saveTable(dir: string, t: PoolTable): void {
   // durable.ts: temporary file, fsync, rename, fsync the directory. Without the last
   // step a power cut could bring back the old table after a device's creation committed.
-  writeAtomic(path.join(dir, TABLE_FILE), JSON.stringify(t, null, 2) + '\n', 0o644);
+  writeAtomic(path.join(dir, TABLE_FILE), JSON.stringify(t, null, 2) + '\n', 0o600);
 }
