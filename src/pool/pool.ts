@@ -53,7 +53,7 @@ import { PoolMessages } from './messages';
 import { PoolLock } from './pool-lock';
 import { PoolHealth, PoolState } from './state';
 import { poolStatus, PoolStatus, thinStatus, ThinStatus } from './status';
-import { defaultFeatures, DiscardMode, loadTable, PoolMode, requireThinSizes, PoolTable, resolveDev, saveTable, TABLE_FILE } from './table';
+import { defaultFeatures, DiscardMode, loadTable, PoolMode, refuseLinkedMembers, requireThinSizes, PoolTable, resolveDev, saveTable, TABLE_FILE } from './table';
 
 export type { PoolHealth, PoolStatus, ThinStatus, BlockStatusRun, DiffRange };
 
@@ -169,6 +169,7 @@ export class Pool extends EventEmitter {
       throw new ThinError('E_INVALID', `data size ${opts.dataSize} bytes is less than one data block (${chunk} bytes, the block size); a pool needs at least one: pass a data size of ${chunk} bytes or more`, { value: opts.dataSize, minimum: chunk });
     }
     makePrivateDir(dir);
+    refuseLinkedMembers(dir); // a planted link (data -> /etc/x) would have prepareFile grow its target
     const dataDev = opts.dataDev ? path.resolve(opts.dataDev) : 'data';
     const metadataDev = opts.metadataDev ? path.resolve(opts.metadataDev) : 'metadata';
     const dataPath = resolveDev(dir, dataDev);
