@@ -12,6 +12,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { ThinError } from '../../errors';
 import { parseSize } from '../../units';
+import { wholeNumber } from '../args';
 import { stderr, stdout } from '../output';
 
 export const snapshotterCommand: CommandModule<{}, any> = {
@@ -24,12 +25,14 @@ export const snapshotterCommand: CommandModule<{}, any> = {
     .option('fs-type', { type: 'string', choices: ['ext4', 'xfs'], default: 'ext4', describe: 'filesystem of the base device' })
     .option('fs-options', { type: 'string', default: '', describe: 'extra mkfs arguments for the base device, split at spaces (e.g. "-N 200000")' })
     .option('async-remove', { type: 'boolean', default: false, describe: 'Remove only forgets a snapshot; Cleanup deletes its device' })
+    .option('max-connections', { type: 'string', default: '16', describe: 'connections at once; one more is closed at accept' })
     .option('discard-blocks', { type: 'boolean', default: true, describe: 'discard a device\'s blocks before deleting it (a sparse data file gives the space back); --no-discard-blocks to skip' }),
   handler: async (a) => {
     const { ThinSnapshotter, startSnapshotServer, checkSocketPath } = await import('../../containerd');
     const log = (m: string) => stderr(`thinsim snapshotter: ${m}\n`);
     if (typeof a.address !== 'string' || a.address === '') throw new ThinError('E_INVALID', '--address needs a unix socket path, e.g. /run/thinsim/snapshotter.sock');
     const baseSize = parseSize(a['base-image-size'], '--base-image-size');
+    const maxConnections = wholeNumber(a['max-connections'], '--max-connections', { min: 1, max: 65536 });
     await checkSocketPath(a.address); // before the pool is opened: a bad address changes nothing
     const snap = await ThinSnapshotter.open(a.pool, {
       baseSize,
@@ -37,7 +40,7 @@ export const snapshotterCommand: CommandModule<{}, any> = {
     });
     let server;
     try {
-      server = await startSnapshotServer(snap, a.address);
+      server = await startSnapshotServer(snap, a.address, { limits: { maxConnections }, log });
     } catch (e) {
       await snap.close();
       throw e;
