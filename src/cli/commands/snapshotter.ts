@@ -5,9 +5,9 @@
  * fs_options, async_remove, discard_blocks); `--max-connections` (default 16) is
  * thinsim's own (the other caps: DEFAULT_SERVER_LIMITS in src/containerd/server.ts).
  * On a signal: stop serving (calls in flight finish), detach every loop device the
- * service attached, commit and close the pool (releasing its lock), exit 0. While a snapshot's loop device is mounted (a running container) the
- * first signal only warns and the service keeps serving: the devices are served by this
- * process. A second signal stops anyway (the mounted devices fail the close after the
+ * service attached, commit and close the pool (releasing its lock), exit 0. While a
+ * snapshot's loop device is mounted (a running container) the first signal only warns
+ * and the service keeps serving: the devices are served by this process. A second signal stops anyway (the mounted devices fail the close after the
  * mount host's wait: E_MOUNTED, exit 1).
  */
 import type { Argv, CommandModule } from 'yargs';
