@@ -7,8 +7,9 @@
  * On a signal: stop serving (calls in flight finish), detach every loop device the
  * service attached, commit and close the pool (releasing its lock), exit 0. While a
  * snapshot's loop device is mounted (a running container) the first signal only warns
- * and the service keeps serving: the devices are served by this process. A second signal stops anyway (the mounted devices fail the close after the
- * mount host's wait: E_MOUNTED, exit 1).
+ * and the service keeps serving: the devices are served by this process. A second
+ * signal stops anyway (the mounted devices fail the close after the mount host's wait:
+ * E_MOUNTED, exit 1).
  */
 import type { Argv, CommandModule } from 'yargs';
 import { ThinError } from '../../errors';
