@@ -4,8 +4,11 @@
  *
  * Contract: writeAtomic writes a temporary file beside the target, fsyncs it, renames it
  * over the target and fsyncs the directory; a crash leaves the old or the new content,
- * never a mix. removeDurable removes (absent is fine) and fsyncs the directory. Failures
- * are E_IO errors naming the file.
+ * never a mix. The new file gets exactly `mode` (default 0600: everything thinsim writes
+ * into a pool is private to its owner), set with fchmod so no umask widens or narrows it,
+ * on every rewrite too (the rename carries the temporary file's mode). removeDurable
+ * removes (absent is fine) and fsyncs the directory. Failures are E_IO errors naming the
+ * file.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -22,13 +25,15 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Temporary file, fsync, rename over `file`, fsync the directory. */
+/** Temporary file (mode `mode`), fsync, rename over `file`, fsync the directory. */
 export function writeAtomic(file: string, data: string, mode = 0o600): void {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
   try {
-    const fd = fs.openSync(tmp, 'w', mode);
+    // 'wx': a fresh file of our own, never one planted under the temporary name.
+    const fd = fs.openSync(tmp, 'wx', mode);
     try {
+      fs.fchmodSync(fd, mode);
       fs.writeSync(fd, data);
       fs.fsyncSync(fd);
     } finally {

@@ -11,9 +11,16 @@
  *   replaced; one that answers is E_POOL_BUSY (another server owns it).
  * - Every RPC calls one ThinSnapshotter method; a ThinError becomes the gRPC status
  *   of status.ts with "CODE: message" as its details. List streams infos in batches of
- *   100 per message.
+ *   100 per message, each written when the client has taken the one before.
  * - THINSIM_CONTAINERD_TRACE=1 logs each unary call (method, key, ms, error) on stderr.
  * - stop() refuses new calls, waits for calls in flight, removes the socket file.
+ * - Resource caps (SnapshotServerLimits, defaults in DEFAULT_SERVER_LIMITS): at most
+ *   `maxConnections` connections (the socket is ours, a net.Server whose connections are
+ *   handed to gRPC; one more is closed at accept, and logged); messages over
+ *   `maxReceiveBytes` are refused with RESOURCE_EXHAUSTED; at most `maxConcurrentStreams`
+ *   calls at once per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: a client queues
+ *   the rest); `maxSessionMemoryMiB` bounds what one connection may make the server buffer
+ *   (HTTP/2 session memory: a client that never reads its replies is cut off there).
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -97,10 +104,17 @@ function handlers(s: ThinSnapshotter): grpc.UntypedServiceImplementation {
       return { info: wireInfo(await s.update(info.name ?? '', labelsOf(info), paths)) };
     }),
     List: (call: grpc.ServerWritableStream<Req, object>) => {
-      s.list((call.request.filters as string[] | undefined) ?? []).then((infos) => {
-        for (let i = 0; i < infos.length; i += 100) call.write({ info: infos.slice(i, i + 100).map(wireInfo) });
+      s.list((call.request.filters as string[] | undefined) ?? []).then(async (infos) => {
+        // Backpressure: the next batch waits until the client has taken the last one, so a
+        // client that never reads holds one batch here, not the whole list.
+        for (let i = 0; i < infos.length; i += 100) {
+          if (call.cancelled) return;
+          if (!call.write({ info: infos.slice(i, i + 100).map(wireInfo) })) {
+            await new Promise<void>((resolve) => { call.once('drain', resolve); call.once('cancelled', resolve); });
+          }
+        }
         call.end();
-      }, (e) => call.emit('error', Object.assign(new Error(''), toServiceError(e))));
+      }).catch((e) => call.emit('error', Object.assign(new Error(''), toServiceError(e))));
     },
     Usage: unary('Usage', async (r) => s.usage(r.key)),
     Cleanup: unary('Cleanup', async () => { await s.cleanup(); return {}; }),
@@ -118,8 +132,35 @@ function answers(socket: string): Promise<boolean> {
 
 export interface SnapshotServer {
   socket: string;
+  /** Connections open now. */
+  connections(): number;
   stop(): Promise<void>;
 }
+
+export interface SnapshotServerLimits {
+  /** Connections at once; one more is closed at accept. */
+  maxConnections: number;
+  /** Largest request message (bytes); a larger one fails with RESOURCE_EXHAUSTED. */
+  maxReceiveBytes: number;
+  /** Calls at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+  maxConcurrentStreams: number;
+  /** What one connection may hold buffered in the server (HTTP/2 session memory, MiB). */
+  maxSessionMemoryMiB: number;
+}
+
+/**
+ * A request holds at most 64 KiB of labels (records.ts) and a key or name of a few
+ * hundred bytes, so 1 MiB refuses nothing containerd sends. Worst case, a server holds
+ * maxConnections x maxConcurrentStreams x maxReceiveBytes of requests being received
+ * (128 MiB with these defaults); replies wait for the client (List writes a batch only
+ * when the last one drained), and maxSessionMemoryMiB caps what HTTP/2 queues besides.
+ */
+export const DEFAULT_SERVER_LIMITS: SnapshotServerLimits = {
+  maxConnections: 16,
+  maxReceiveBytes: 2 ** 20,
+  maxConcurrentStreams: 8,
+  maxSessionMemoryMiB: 64,
+};
 
 /**
  * Check that `socket` can be listened on (short enough; absent, or a dead server's socket,
@@ -137,14 +178,39 @@ export async function checkSocketPath(socket: string): Promise<string> {
   return abs;
 }
 
-export async function startSnapshotServer(s: ThinSnapshotter, socket: string): Promise<SnapshotServer> {
+export async function startSnapshotServer(s: ThinSnapshotter, socket: string, opts: { limits?: Partial<SnapshotServerLimits>; log?: (m: string) => void } = {}): Promise<SnapshotServer> {
+  const limits: SnapshotServerLimits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
+  for (const [k, v] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(v) || v < 1) throw new ThinError('E_INVALID', `snapshotter limit ${k} must be a whole number >= 1, got ${v}`);
+  }
+  const log = opts.log ?? ((m: string) => process.stderr.write(`thinsim snapshotter: ${m}\n`));
   const abs = await checkSocketPath(socket);
   fs.mkdirSync(path.dirname(abs), { recursive: true });
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 2 ** 20 });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': limits.maxReceiveBytes,
+    'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
+    'grpc-node.max_session_memory': limits.maxSessionMemoryMiB,
+  });
   server.addService(snapshotsService(loadSnapshotsProto()).service, handlers(s));
+  // The socket is ours (to count connections); gRPC gets each accepted connection.
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const open = new Set<net.Socket>();
+  const listener = net.createServer((conn) => {
+    if (open.size >= limits.maxConnections) {
+      log(`connection refused: ${limits.maxConnections} connections already open (--max-connections)`);
+      conn.destroy();
+      return;
+    }
+    open.add(conn);
+    conn.once('close', () => open.delete(conn));
+    injector.injectConnection(conn);
+  });
   const old = process.umask(0o077);
   try {
-    await new Promise<number>((resolve, reject) => server.bindAsync(`unix:${abs}`, grpc.ServerCredentials.createInsecure(), (e, port) => (e ? reject(e) : resolve(port))));
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(abs, () => { listener.off('error', reject); resolve(); });
+    });
   } catch (e) {
     throw new ThinError('E_IO', `cannot listen on ${abs}: ${(e as Error).message}`, { file: abs });
   } finally {
@@ -154,8 +220,12 @@ export async function startSnapshotServer(s: ThinSnapshotter, socket: string): P
   let stopping: Promise<void> | undefined;
   return {
     socket: abs,
+    connections: () => open.size,
     stop: () => {
-      stopping ??= new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => fs.rmSync(abs, { force: true }));
+      stopping ??= new Promise<void>((resolve) => {
+        listener.close(); // no new connections; its callback would wait for the open ones, which tryShutdown closes
+        server.tryShutdown(() => resolve());
+      }).then(() => fs.rmSync(abs, { force: true }));
       return stopping;
     },
   };

@@ -2,7 +2,7 @@
  * The files (or block devices) under a pool: sparse files for loop-lvm,
  * preallocated ones for direct-lvm, as Docker's devicemapper driver makes them.
  *
- * Contract: `prepareFile` creates a missing file of the given size or grows a
+ * Contract: `prepareFile` creates a missing file (mode 0600) of the given size or grows a
  * smaller one, and leaves block devices alone; a failure is a ThinError naming the
  * file and what could not be done.
  */
@@ -25,7 +25,7 @@ export function prepareFile(p: string, size: number | undefined, mode: PoolMode,
   try {
     if (!exists) {
       if (size === undefined) throw new ThinError('E_INVALID', `${what} device ${p} does not exist; give its size`, { file: p });
-      fs.writeFileSync(p, '');
+      fs.writeFileSync(p, '', { mode: 0o600 }); // the pool's bytes are its owner's only (and no umask widens 0600)
     }
     if (size !== undefined && fs.statSync(p).size < size) {
       if (mode === 'direct-lvm') {

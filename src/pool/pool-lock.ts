@@ -1,10 +1,14 @@
 /**
  * Exclusive pool lock: one read-write opener at a time, across processes.
  *
- * Contract: `acquire` creates `<dir>/pool.lock` atomically (link(2) of a file
- * holding our pid, which fails if the lock exists). A lock whose pid is no longer
- * alive (a writer killed with -9) is stale and is taken over. A live holder gives
- * E_POOL_BUSY naming its pid. Read-only opens never take the lock.
+ * Contract: `acquire` creates `<dir>/pool.lock` (mode 0600) atomically (link(2) of a
+ * file holding "PID STARTTIME", STARTTIME being field 22 of /proc/PID/stat, which fails
+ * if the lock exists). A lock is stale, and is taken over, when its pid is not alive (a
+ * writer killed with -9) or is alive with another start time (the pid was reused by a
+ * later process); a lock holding a pid alone (older thinsim) is judged by the pid. The
+ * takeover is serialised by an atomic mkdir and re-reads the lock inside it, so of any
+ * number of processes racing to open one pool exactly one becomes the writer. A live
+ * holder gives E_POOL_BUSY naming its pid. Read-only opens never take the lock.
  *
  * Every writer takes it: the pool's read-write open, and the offline tools that write
  * metadata (restore). A writer handed a bare metadata file finds the pool it belongs
@@ -23,7 +27,8 @@ export class PoolLock {
   static acquire(dir: string): PoolLock {
     const file = path.join(dir, 'pool.lock');
     const tmp = `${file}.${process.pid}.${Date.now()}`;
-    fs.writeFileSync(tmp, `${process.pid}\n`);
+    const me: Holder = { pid: process.pid, start: processStart(process.pid) };
+    fs.writeFileSync(tmp, `${me.pid}${me.start === undefined ? '' : ` ${me.start}`}\n`, { mode: 0o600 });
     try {
       for (let attempt = 0; attempt < 50; attempt++) {
         try {
@@ -32,16 +37,17 @@ export class PoolLock {
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('lock', file, e);
         }
-        const holder = readPid(file);
-        if (holder !== undefined && holder !== process.pid && alive(holder)) {
-          throw new ThinError('E_POOL_BUSY', `pool ${dir} is busy (held by pid ${holder}); read-only commands (status, check, dump, ls) still work`, { pid: holder, file });
+        const holder = readHolder(file);
+        if (holder !== undefined && live(holder)) {
+          if (holder.pid === process.pid) {
+            throw new ThinError('E_POOL_BUSY', `pool ${dir} is already open read-write in this process (pid ${holder.pid})`, { pid: holder.pid, file });
+          }
+          throw new ThinError('E_POOL_BUSY', `pool ${dir} is busy (held by pid ${holder.pid}); read-only commands (status, check, dump, ls) still work`, { pid: holder.pid, file });
         }
-        if (holder === process.pid) {
-          throw new ThinError('E_POOL_BUSY', `pool ${dir} is already open read-write in this process (pid ${holder})`, { pid: holder, file });
-        }
-        // Stale: the holder died. Take it over under a takeover mutex (an atomic mkdir),
-        // re-checking the pid inside it, so two processes never both remove a lock and
-        // nobody removes a lock that a live process has just taken.
+        // Stale: the holder died, or its pid now belongs to another process. Take it over
+        // under a takeover mutex (an atomic mkdir), re-checking the lock inside it, so two
+        // processes never both remove a lock and nobody removes a lock that a live process
+        // has just taken.
         takeOverStale(file, holder);
       }
       throw new ThinError('E_POOL_BUSY', `pool ${dir} lock keeps changing hands; try again`, { file });
@@ -52,14 +58,14 @@ export class PoolLock {
 
   release(): void {
     try {
-      if (readPid(this.file) === process.pid) fs.unlinkSync(this.file);
+      if (readHolder(this.file)?.pid === process.pid) fs.unlinkSync(this.file);
     } catch { /* already gone */ }
   }
 
-  /** The pid holding `dir`'s lock, if a live process holds it. */
+  /** The pid holding `dir`'s lock, if a live process holds it (the same process: same start time). */
   static holder(dir: string): number | undefined {
-    const pid = readPid(path.join(dir, 'pool.lock'));
-    return pid !== undefined && alive(pid) ? pid : undefined;
+    const h = readHolder(path.join(dir, 'pool.lock'));
+    return h !== undefined && live(h) ? h.pid : undefined;
   }
 }
 
@@ -104,7 +110,7 @@ export function openedBy(file: string): number[] {
   return pids;
 }
 
-function takeOverStale(file: string, deadPid: number | undefined): void {
+function takeOverStale(file: string, stale: Holder | undefined): void {
   const mutex = `${file}.takeover`;
   try {
     fs.mkdirSync(mutex);
@@ -117,11 +123,11 @@ function takeOverStale(file: string, deadPid: number | undefined): void {
     return;
   }
   try {
-    // Only a lock that still names the dead pid is removed. A lock that vanished (or
-    // cannot be read) is left alone: removing "nothing" could remove a lock linked by a
-    // live process a moment later.
-    const now = readPid(file);
-    if (now !== undefined && now === deadPid && !alive(now)) {
+    // Only a lock that still names the stale holder (pid and start time) is removed. A
+    // lock that vanished (or cannot be read) is left alone: removing "nothing" could
+    // remove a lock linked by a live process a moment later.
+    const now = readHolder(file);
+    if (now !== undefined && stale !== undefined && now.pid === stale.pid && now.start === stale.start && !live(now)) {
       try { fs.unlinkSync(file); } catch { /* already gone */ }
     }
   } finally {
@@ -133,13 +139,51 @@ function sleep(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-function readPid(file: string): number | undefined {
+/** Who a lock names: a pid and, when the lock recorded it, that process's start time. */
+interface Holder {
+  pid: number;
+  start?: string;
+}
+
+function readHolder(file: string): Holder | undefined {
+  let text: string;
   try {
-    const n = Number(fs.readFileSync(file, 'utf8').trim());
-    return Number.isInteger(n) && n > 0 ? n : undefined;
+    text = fs.readFileSync(file, 'utf8');
   } catch {
     return undefined;
   }
+  const [p, start] = text.trim().split(/\s+/);
+  const pid = Number(p);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  return { pid, start: start !== undefined && /^\d+$/.test(start) ? start : undefined };
+}
+
+/**
+ * The start time of `pid` (field 22 of /proc/PID/stat, clock ticks since boot), or
+ * undefined when there is no such process (or no /proc). Fields are counted after the
+ * last ')': the command name in field 2 may hold spaces and parentheses.
+ */
+export function processStart(pid: number): string | undefined {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  return start !== undefined && /^\d+$/.test(start) ? start : undefined;
+}
+
+/**
+ * Does the process the lock names still run? Its pid must be alive and, when the lock
+ * recorded a start time and /proc shows one, have that same start time (a different
+ * one means the pid was reused: the holder is dead).
+ */
+function live(h: Holder): boolean {
+  if (!alive(h.pid)) return false;
+  if (h.start === undefined) return true;
+  const now = processStart(h.pid);
+  return now === undefined ? true : now === h.start;
 }
 
 function alive(pid: number): boolean {

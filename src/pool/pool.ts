@@ -53,7 +53,7 @@ import { PoolMessages } from './messages';
 import { PoolLock } from './pool-lock';
 import { PoolHealth, PoolState } from './state';
 import { poolStatus, PoolStatus, thinStatus, ThinStatus } from './status';
-import { defaultFeatures, DiscardMode, loadTable, PoolMode, requireThinSizes, PoolTable, resolveDev, saveTable, TABLE_FILE } from './table';
+import { defaultFeatures, DiscardMode, loadTable, PoolMode, refuseLinkedMembers, requireThinSizes, PoolTable, resolveDev, saveTable, TABLE_FILE } from './table';
 
 export type { PoolHealth, PoolStatus, ThinStatus, BlockStatusRun, DiffRange };
 
@@ -155,7 +155,8 @@ export class Pool extends EventEmitter {
    * Create a pool directory. Sparse files for loop-lvm; preallocated files (or the
    * given block devices) for direct-lvm. A metadata device that already holds a
    * dm-thin superblock is adopted, as the kernel does; only an all-zero one is
-   * formatted.
+   * formatted. A directory it makes is 0700 and the files it makes (data, metadata,
+   * pool.json) are 0600.
    */
   static create(dir: string, opts: CreateOptions = {}): Pool {
     const mode = opts.mode ?? 'loop-lvm';
@@ -167,7 +168,8 @@ export class Pool extends EventEmitter {
     if (opts.dataSize !== undefined && !(opts.dataSize >= chunk)) {
       throw new ThinError('E_INVALID', `data size ${opts.dataSize} bytes is less than one data block (${chunk} bytes, the block size); a pool needs at least one: pass a data size of ${chunk} bytes or more`, { value: opts.dataSize, minimum: chunk });
     }
-    fs.mkdirSync(dir, { recursive: true });
+    makePrivateDir(dir);
+    refuseLinkedMembers(dir); // a planted link (data -> /etc/x) would have prepareFile grow its target
     const dataDev = opts.dataDev ? path.resolve(opts.dataDev) : 'data';
     const metadataDev = opts.metadataDev ? path.resolve(opts.metadataDev) : 'metadata';
     const dataPath = resolveDev(dir, dataDev);
@@ -450,5 +452,15 @@ function rejectOnThrow<T>(fn: () => Promise<T>): Promise<T> {
     return fn();
   } catch (e) {
     return Promise.reject(e);
+  }
+}
+
+/** Make `dir` (mode 0700, its parents as usual); an existing directory keeps its mode. */
+function makePrivateDir(dir: string): void {
+  fs.mkdirSync(path.dirname(path.resolve(dir)), { recursive: true });
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
   }
 }

@@ -7,7 +7,12 @@
  * to do (E_PARSE); `requireThinSizes` checks that each device the metadata holds has a
  * size here (a pool.json is never trusted: a NaN size would let I/O past a device's end);
  * `saveTable` replaces the file atomically and durably (durable.ts: temporary file, fsync, rename, fsync the directory), so a crash
- * leaves either the old or the new table.
+ * leaves either the old or the new table; the file is mode 0600 (its owner's only), also
+ * after every rewrite. `refuseLinkedMembers` refuses (E_INVALID) a pool directory whose
+ * members (pool.json, data, metadata, pool.lock, docker, run, or the relative device
+ * paths pool.json names) are symbolic links: thinsim never follows a link planted inside
+ * a pool to write somewhere else. loadTable applies it, and refuses a relative device
+ * path that leaves the pool directory.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -48,6 +53,32 @@ export interface PoolTable {
 
 export const TABLE_FILE = 'pool.json';
 
+/**
+ * What thinsim makes inside a pool directory: the table, the devices, the lock, Docker's
+ * records (src/layers: docker/) and the mount records (src/mounts: run/). Named here, not
+ * imported, so the pool layer can guard them without importing the layers above it.
+ */
+export const POOL_MEMBERS: readonly string[] = [TABLE_FILE, 'data', 'metadata', 'pool.lock', 'docker', 'run'];
+
+/**
+ * Refuse a pool directory in which a member thinsim writes (POOL_MEMBERS, and `table`'s
+ * relative device paths) is a symbolic link: E_INVALID naming the member and its target.
+ */
+export function refuseLinkedMembers(dir: string, table?: PoolTable): void {
+  const names = new Set(POOL_MEMBERS);
+  if (table) for (const p of [table.dataDev, table.metadataDev]) if (!path.isAbsolute(p)) names.add(p);
+  for (const name of names) {
+    const p = path.join(dir, name);
+    let st: fs.Stats;
+    try { st = fs.lstatSync(p); } catch { continue; } // absent (or unreadable: the open that needs it reports it)
+    if (st.isSymbolicLink()) {
+      let target = '?';
+      try { target = fs.readlinkSync(p); } catch { /* gone meanwhile */ }
+      throw new ThinError('E_INVALID', `${p} is a symbolic link (to ${target}); thinsim does not follow links inside a pool directory: put the real ${name} there, or give an absolute --data-dev/--metadata-dev at pool create`, { file: p, target });
+    }
+  }
+}
+
 export function defaultFeatures(): PoolFeatures {
   return { skipBlockZeroing: false, ignoreDiscard: false, noDiscardPassdown: false, readOnly: false, errorIfNoSpace: false };
 }
@@ -62,6 +93,7 @@ export function resolveDev(dir: string, p: string): string {
 
 export function loadTable(dir: string): PoolTable {
   const file = path.join(dir, TABLE_FILE);
+  refuseLinkedMembers(dir);
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -87,6 +119,11 @@ export function loadTable(dir: string): PoolTable {
   if (t.mode !== 'loop-lvm' && t.mode !== 'direct-lvm') throw bad('mode', `is ${JSON.stringify(t.mode)}; it must be "loop-lvm" or "direct-lvm"`);
   for (const f of ['dataDev', 'metadataDev'] as const) {
     if (typeof t[f] !== 'string' || t[f] === '') throw bad(f, `is ${JSON.stringify(t[f])}; it must be the path of the ${f === 'dataDev' ? 'data' : 'metadata'} file or block device`);
+    if (t[f].includes('\0')) throw bad(f, 'holds a NUL byte; it must be a path');
+    const rel = path.normalize(t[f]);
+    if (!path.isAbsolute(rel) && (rel === '.' || rel === '..' || rel.startsWith('../'))) {
+      throw bad(f, `is ${JSON.stringify(t[f])}, which leaves the pool directory; a relative path must name a file inside it (or give an absolute path)`);
+    }
   }
   try { checkDataBlockSize(t.dataBlockSize); } catch (e) { throw bad('dataBlockSize', (e as Error).message); }
   if (!Number.isSafeInteger(t.lowWaterMark) || t.lowWaterMark < 0) throw bad('lowWaterMark', `is ${JSON.stringify(t.lowWaterMark)}; it must be a whole number of blocks`);
@@ -112,6 +149,7 @@ export function loadTable(dir: string): PoolTable {
     }
   }
   t.thins = thins as PoolTable['thins'];
+  refuseLinkedMembers(dir, t);
   return t;
 }
 
@@ -130,5 +168,5 @@ export function requireThinSizes(dir: string, t: PoolTable, devices: readonly nu
 export function saveTable(dir: string, t: PoolTable): void {
   // durable.ts: temporary file, fsync, rename, fsync the directory. Without the last
   // step a power cut could bring back the old table after a device's creation committed.
-  writeAtomic(path.join(dir, TABLE_FILE), JSON.stringify(t, null, 2) + '\n', 0o644);
+  writeAtomic(path.join(dir, TABLE_FILE), JSON.stringify(t, null, 2) + '\n', 0o600);
 }

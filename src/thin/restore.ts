@@ -102,7 +102,7 @@ export async function restoreFile(path: string, input: string | import('stream')
   const created = !fs.existsSync(path);
   if (created) {
     try {
-      fs.writeFileSync(path, '');
+      fs.writeFileSync(path, '', { mode: 0o600 }); // metadata is its owner's only, as a pool's is
       fs.truncateSync(path, opts.metadataSize);
     } catch (e) {
       throw ioError('create metadata file', path, e);

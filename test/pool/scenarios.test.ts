@@ -770,9 +770,9 @@ test('pool lock: the lock of a process killed with SIGKILL is stale and is taken
   const exited = new Promise((r) => child.on('exit', r));
   child.kill('SIGKILL');
   await exited;
-  assert.equal(fs.readFileSync(path.join(s.dir, 'pool.lock'), 'utf8').trim(), String(child.pid), 'the dead child left its lock');
+  assert.equal(fs.readFileSync(path.join(s.dir, 'pool.lock'), 'utf8').split(' ')[0], String(child.pid), 'the dead child left its lock');
   s.pool = Pool.open(s.dir);
-  assert.equal(fs.readFileSync(path.join(s.dir, 'pool.lock'), 'utf8').trim(), String(process.pid), 'we hold the lock now');
+  assert.equal(fs.readFileSync(path.join(s.dir, 'pool.lock'), 'utf8').split(' ')[0], String(process.pid), 'we hold the lock now');
   s.model.write(1, 4096, Buffer.from('child-was-here'));
   await verifyPool(t, s.pool, s.model);
 });
@@ -827,7 +827,7 @@ test('pool lock: processes racing to take over a stale lock never hold it at the
       wins++;
       sleep(5);
       let now;
-      try { now = fs.readFileSync(file, 'utf8').trim(); } catch { now = 'gone'; }
+      try { now = fs.readFileSync(file, 'utf8').split(' ')[0]; } catch { now = 'gone'; }
       if (now !== String(process.pid)) stolen++;
       fs.writeFileSync(file + '.' + process.pid, process.env.DEAD + '\\n');
       fs.renameSync(file + '.' + process.pid, file);

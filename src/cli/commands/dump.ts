@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { OfflineMetadata } from '../../thin/offline';
 import { dumpMetadata } from '../../thin/dump';
 import { HumanReadableWriter, JsonWriter, XmlWriter } from '../../thin/xml/writer';
-import { openMetadataReadOnly } from '../pool-path';
+import { openMetadataReadOnly, outputOutsidePool } from '../pool-path';
 import { writeFd } from '../output';
 import { openOutput, outputFile, thinId } from '../args';
 
@@ -21,7 +21,7 @@ export const dumpCommand: CommandModule<{}, Args> = {
     .option('skip-mappings', { type: 'boolean', describe: 'devices only, without their mappings' }),
   handler: (a) => {
     const devices = a.dev?.map((d) => thinId(d, '--dev'));
-    if (a.output) outputFile(a.output, '--output');
+    if (a.output) outputOutsidePool(outputFile(a.output, '--output'), a.pool, '--output');
     const dev = openMetadataReadOnly(a.pool);
     let fd = 1;
     try {

@@ -2,16 +2,19 @@
  * `thinsim snapshotter POOL --address SOCKET`: serve the pool as a containerd proxy
  * snapshotter (src/containerd) until SIGINT/SIGTERM. Options are named as containerd's
  * devmapper snapshotter names them in its config (base_image_size, fs_type,
- * fs_options, async_remove, discard_blocks). On a signal: stop serving (calls in flight finish),
- * detach every loop device the service attached, commit and close the pool (releasing
- * its lock), exit 0. While a snapshot's loop device is mounted (a running container) the
- * first signal only warns and the service keeps serving: the devices are served by this
- * process. A second signal stops anyway (the mounted devices fail the close after the
- * mount host's wait: E_MOUNTED, exit 1).
+ * fs_options, async_remove, discard_blocks); `--max-connections` (default 16) is
+ * thinsim's own (the other caps: DEFAULT_SERVER_LIMITS in src/containerd/server.ts).
+ * On a signal: stop serving (calls in flight finish), detach every loop device the
+ * service attached, commit and close the pool (releasing its lock), exit 0. While a
+ * snapshot's loop device is mounted (a running container) the first signal only warns
+ * and the service keeps serving: the devices are served by this process. A second
+ * signal stops anyway (the mounted devices fail the close after the mount host's wait:
+ * E_MOUNTED, exit 1).
  */
 import type { Argv, CommandModule } from 'yargs';
 import { ThinError } from '../../errors';
 import { parseSize } from '../../units';
+import { wholeNumber } from '../args';
 import { stderr, stdout } from '../output';
 
 export const snapshotterCommand: CommandModule<{}, any> = {
@@ -24,12 +27,14 @@ export const snapshotterCommand: CommandModule<{}, any> = {
     .option('fs-type', { type: 'string', choices: ['ext4', 'xfs'], default: 'ext4', describe: 'filesystem of the base device' })
     .option('fs-options', { type: 'string', default: '', describe: 'extra mkfs arguments for the base device, split at spaces (e.g. "-N 200000")' })
     .option('async-remove', { type: 'boolean', default: false, describe: 'Remove only forgets a snapshot; Cleanup deletes its device' })
+    .option('max-connections', { type: 'string', default: '16', describe: 'connections at once; one more is closed at accept' })
     .option('discard-blocks', { type: 'boolean', default: true, describe: 'discard a device\'s blocks before deleting it (a sparse data file gives the space back); --no-discard-blocks to skip' }),
   handler: async (a) => {
     const { ThinSnapshotter, startSnapshotServer, checkSocketPath } = await import('../../containerd');
     const log = (m: string) => stderr(`thinsim snapshotter: ${m}\n`);
     if (typeof a.address !== 'string' || a.address === '') throw new ThinError('E_INVALID', '--address needs a unix socket path, e.g. /run/thinsim/snapshotter.sock');
     const baseSize = parseSize(a['base-image-size'], '--base-image-size');
+    const maxConnections = wholeNumber(a['max-connections'], '--max-connections', { min: 1, max: 65536 });
     await checkSocketPath(a.address); // before the pool is opened: a bad address changes nothing
     const snap = await ThinSnapshotter.open(a.pool, {
       baseSize,
@@ -37,7 +42,7 @@ export const snapshotterCommand: CommandModule<{}, any> = {
     });
     let server;
     try {
-      server = await startSnapshotServer(snap, a.address);
+      server = await startSnapshotServer(snap, a.address, { limits: { maxConnections }, log });
     } catch (e) {
       await snap.close();
       throw e;

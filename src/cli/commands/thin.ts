@@ -5,6 +5,7 @@ import { parseSize } from '../../units';
 import { printJson, stdout, writeFd } from '../output';
 import { withPool, withPoolReadOnly } from './pool';
 import { inputFile, outputFile, thinId } from '../args';
+import { outputOutsidePool } from '../pool-path';
 
 /** `<dir> <id>`: the id is taken as text and checked by thinId (a whole number, 0..2^24-1). */
 const dirId = (y: Argv) => y.positional('dir', { type: 'string', demandOption: true }).positional('id', { type: 'string', demandOption: true });
@@ -87,7 +88,7 @@ const read: CommandModule<{}, any> = {
     .option('output', { alias: 'o', type: 'string', describe: 'file (default stdout)' }),
   handler: (a) => {
     const [id, offset, length] = [thinId(a.id), parseSize(a.offset, '--offset'), parseSize(a.length, '--length')];
-    if (a.output) outputFile(a.output, '--output');
+    if (a.output) outputOutsidePool(outputFile(a.output, '--output'), a.dir, '--output');
     return withPoolReadOnly(a.dir, async (p) => {
       const buf = await p.read(id, offset, length);
       if (a.output) {
@@ -127,7 +128,7 @@ const exp: CommandModule<{}, any> = {
   describe: 'Copy a thin device to a sparse raw file (only mapped, non-zero chunks are written)',
   builder: (y: Argv) => dirId(y).positional('file', { type: 'string', demandOption: true }).option('json', { type: 'boolean' }),
   handler: (a) => {
-    const [id, file] = [thinId(a.id), outputFile(a.file, 'export file')];
+    const [id, file] = [thinId(a.id), outputOutsidePool(outputFile(a.file, 'export file'), a.dir, 'export file')];
     return withPoolReadOnly(a.dir, async (p) => {
       const { exportImage } = await import('../../pool/image');
       const r = await exportImage(p, id, file);
