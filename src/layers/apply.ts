@@ -36,6 +36,7 @@ import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { ThinError, ioError } from '../errors';
 import { runToolSync } from '../tools';
+import { TarGuard, TarGuardError } from './tar-guard';
 
 /** Run a program synchronously (this code runs in the tree worker, whose event loop serves nothing else). */
 function runSync(cmd: string, args: string[], what: string, rel: string): void {
@@ -124,20 +125,72 @@ async function writeBody(body: Readable, target: string): Promise<void> {
   } finally { fs.closeSync(fd); }
 }
 
-/** Normalise a tar member name to a root-relative POSIX path ('' is the root); refuse `..` escapes. */
-export function memberPath(name: string): string {
-  const n = path.posix.normalize('/' + name.replace(/^(\.\/)+/, '')).replace(/^\/+/, '').replace(/\/+$/, '');
-  const raw = name.split('/');
-  if (raw.includes('..')) {
-    // normalize('/'+x) clamps at '/', so test the name as written: a '..' that climbs above the root escapes.
-    let depth = 0;
-    for (const p of raw) { if (p === '..') depth--; else if (p && p !== '.') depth++; if (depth < 0) throw unsafe(name, 'climbs out of the layer root'); }
+/** Linux's PATH_MAX and NAME_MAX: a name beyond them could not be made, so it is bad input. */
+const PATH_MAX = 4096;
+const NAME_MAX = 255;
+/** Extended attributes one entry may carry (thinsim's cap: each costs a setfattr run). */
+export const MAX_XATTRS = 128;
+
+/** Refuse a name (or link target) no file system could hold: a NUL, or longer than PATH_MAX / NAME_MAX. */
+function checkName(name: string, what: string, entry: string): void {
+  if (name.includes('\0')) throw unsafe(entry, `has a NUL byte in its ${what}`);
+  const bytes = Buffer.byteLength(name);
+  if (bytes >= PATH_MAX) throw unsafe(entry, `has a ${what} of ${bytes} bytes; Linux allows at most ${PATH_MAX - 1}`);
+  const long = name.split('/').find((p) => Buffer.byteLength(p) > NAME_MAX);
+  if (long !== undefined) throw unsafe(entry, `has a ${what} component of ${Buffer.byteLength(long)} bytes; Linux allows at most ${NAME_MAX}`);
+}
+
+/**
+ * Normalise a tar member name (or, `kind` 'hardlink', a hard link's target) to a
+ * root-relative POSIX path ('' is the root); refuse one that climbs out of the root.
+ *
+ * moby's pkg/archive is the reference (diff.go UnpackLayer, archive.go createTarFile):
+ * - an entry name goes through filepath.Clean, then is refused ("%q is outside of %q")
+ *   when filepath.Rel(dest, filepath.Join(dest, name)) starts with "../". Clean keeps the
+ *   leading ".." of a relative name but drops ".." at the root of an absolute one, so
+ *   "/../x" is "/x" (accepted) while "../x" and "a/../../x" are refused;
+ * - a hard link's target is filepath.Join(extractDir, linkname), refused ("invalid
+ *   hardlink") when outside extractDir. No Clean comes first, so an absolute "/../x"
+ *   climbs out too, and an absolute "/etc/passwd" is the root's etc/passwd, not the host's.
+ * thinsim also refuses a name that is ".." itself, which moby's "../" prefix test lets
+ * through (harmless there only because its applier runs chrooted).
+ */
+export function memberPath(name: string, kind: 'entry' | 'hardlink' = 'entry', entry = name): string {
+  checkName(name, kind === 'entry' ? 'name' : 'hard link target', entry);
+  const rooted = kind === 'entry' && name.startsWith('/');
+  const out: string[] = [];
+  for (const p of name.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p !== '..') out.push(p);
+    else if (out.length) out.pop();
+    else if (!rooted) throw unsafe(entry, kind === 'entry' ? 'climbs out of the layer root' : `is a hard link to "${name.slice(0, 200)}", outside the layer root`);
   }
-  return n === '.' ? '' : n;
+  return out.join('/');
+}
+
+/**
+ * Refuse a symlink whose relative target, read from the link's own directory, climbs out
+ * of the root. moby (archive.go createTarFile, TypeSymlink) refuses ("invalid symlink")
+ * when filepath.Join(filepath.Dir(path), linkname) is not under extractDir; an absolute
+ * target joins under the link's directory there, so it is accepted and left to resolve
+ * inside the root (the chrooted applier). thinsim is stricter in one way: a target that
+ * climbs above the root and comes back ("../<root's own name>/x") is refused, since where
+ * it lands would depend on the host path of the root.
+ */
+function checkSymlink(entry: string, parentRel: string, to: string): void {
+  if (to === '') throw unsafe(entry, 'is a symlink with an empty target');
+  checkName(to, 'symlink target', entry);
+  if (to.startsWith('/')) return;
+  let depth = parentRel ? parentRel.split('/').length : 0;
+  for (const p of to.split('/')) {
+    if (p === '..') depth--;
+    else if (p && p !== '.') depth++;
+    if (depth < 0) throw unsafe(entry, `is a symlink to "${to.slice(0, 200)}", outside the layer root`);
+  }
 }
 
 function unsafe(name: string, why: string): ThinError {
-  return new ThinError('E_INVALID', `refusing tar entry "${name}": it ${why}`, { kind: 'unsafe_path', path: name });
+  return new ThinError('E_INVALID', `refusing tar entry "${name.replace(/\0/g, '\\0').slice(0, 300)}": it ${why}`, { kind: 'unsafe_path', path: name.slice(0, 4096) });
 }
 
 function lstatOrNull(p: string): fs.Stats | null {
@@ -219,6 +272,11 @@ class Applier {
   }
 
   private meta(p: string, h: tar.Headers, link = false): void {
+    // Values no file can take are bad input (Node would throw a RangeError, seen as E_IO).
+    for (const [what, id] of [['uid', h.uid], ['gid', h.gid]] as const) {
+      if (id !== undefined && !(Number.isSafeInteger(id) && id >= 0 && id < 2 ** 32 - 1)) throw new ThinError('E_INVALID', `tar entry "${h.name.slice(0, 300)}" has ${what} ${id}; Linux ids are 0 to ${2 ** 32 - 2}`, { path: h.name.slice(0, 4096) });
+    }
+    if (h.mtime !== undefined && !Number.isFinite(h.mtime.getTime())) throw new ThinError('E_INVALID', `tar entry "${h.name.slice(0, 300)}" has an mtime that is not a time`, { path: h.name.slice(0, 4096) });
     if (this.isRoot) (link ? fs.lchownSync : fs.chownSync)(p, h.uid ?? 0, h.gid ?? 0);
     if (!link) fs.chmodSync(p, (h.mode ?? 0o644) & 0o7777); // after chown, which clears setuid
     const t = h.mtime ?? new Date(0);
@@ -233,6 +291,8 @@ class Applier {
   private xattr(target: string, h: tar.Headers): void {
     const pax = (h as { pax?: Record<string, string> }).pax;
     if (!pax) return;
+    const n = Object.keys(pax).filter((k) => k.startsWith('SCHILY.xattr.')).length;
+    if (n > MAX_XATTRS) throw new ThinError('E_INVALID', `tar entry "${h.name.slice(0, 300)}" has ${n} extended attributes; thinsim applies at most ${MAX_XATTRS} per file`, { path: h.name.slice(0, 4096) });
     for (const [k, v] of Object.entries(pax)) {
       if (!k.startsWith('SCHILY.xattr.')) continue;
       if (v.includes('\ufffd')) { this.xattrsLost++; continue; }
@@ -290,10 +350,7 @@ class Applier {
         return;
       case 'symlink': {
         const to = h.linkname ?? '';
-        if (!to.startsWith('/')) {
-          let depth = parentRel ? parentRel.split('/').length : 0;
-          for (const p of to.split('/')) { if (p === '..') depth--; else if (p && p !== '.') depth++; if (depth < 0) throw unsafe(h.name, `is a symlink to "${to}", outside the layer root`); }
-        }
+        checkSymlink(h.name, parentRel, to);
         fs.symlinkSync(to, target);
         this.meta(target, h, true);
         this.resolved.clear();
@@ -301,7 +358,7 @@ class Applier {
         return void body.resume();
       }
       case 'link': {
-        const toRel = memberPath(h.linkname ?? '');
+        const toRel = memberPath(h.linkname ?? '', 'hardlink', h.name);
         const src = path.join(this.dir(toRel.includes('/') ? path.posix.dirname(toRel) : ''), path.posix.basename(toRel));
         const st = lstatOrNull(src);
         if (!toRel || !st || st.isDirectory()) throw new ThinError('E_INVALID', `hard link "${h.name}" -> "${h.linkname}": the target is ${!st ? 'missing' : 'a directory'}`, { path: h.name });
@@ -312,6 +369,11 @@ class Applier {
       case 'character-device': case 'block-device': case 'fifo': {
         body.resume();
         if (h.type !== 'fifo' && !this.isRoot) { this.r.warnings.push(`skipped device node ${rel}: making device nodes needs root`); return; }
+        // Linux's dev_t: a 12-bit major and a 20-bit minor number.
+        const [major, minor] = [h.devmajor ?? 0, h.devminor ?? 0];
+        if (h.type !== 'fifo' && !(Number.isInteger(major) && major >= 0 && major < 4096 && Number.isInteger(minor) && minor >= 0 && minor < 2 ** 20)) {
+          throw new ThinError('E_INVALID', `tar entry "${h.name.slice(0, 300)}" is device ${major}:${minor}; Linux device numbers are 0-4095:0-1048575`, { path: h.name.slice(0, 4096) });
+        }
         const args = h.type === 'fifo' ? [target, 'p'] : [target, h.type === 'block-device' ? 'b' : 'c', String(h.devmajor ?? 0), String(h.devminor ?? 0)];
         runSync('mknod', args, `mknod ${args.join(' ')}`, rel);
         this.meta(target, h);
@@ -344,11 +406,16 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
   const extract = tar.extract();
   // Which stage failed decides the error: the tar parser or gunzip (bad input: E_PARSE,
   // naming the layer) or the file and the tree (E_IO).
+  // The guard's limits (tar-guard.ts) come first: a failure there is the cause, and
+  // tar-stream's own error is only the echo of its input being cut.
   let badInput: { what: string; err: Error } | undefined;
+  let guardErr: TarGuardError | undefined;
   const gunzip = compression === 'gzip' ? createGunzip() : undefined;
+  const guard = new TarGuard();
   gunzip?.on('error', (err) => { badInput ??= { what: 'gzip stream', err }; });
+  guard.on('error', (err) => { if (err instanceof TarGuardError) guardErr ??= err; });
   extract.on('error', (err: Error) => { badInput ??= { what: 'tar', err }; });
-  const feed = pipeline(input, blobTap, ...(gunzip && tarTap ? [gunzip, tarTap] : []), extract as unknown as NodeJS.WritableStream);
+  const feed = pipeline(input, blobTap, ...(gunzip && tarTap ? [gunzip, tarTap] : []), guard, extract as unknown as NodeJS.WritableStream);
   feed.catch(() => undefined); // reported below, after the entries
   try {
     for await (const e of extract) await applier.entry(e.header, e as unknown as Readable);
@@ -357,8 +424,12 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
     input.destroy();
     await feed.catch(() => undefined);
     if (e instanceof ThinError) throw e;
+    const where = src.start !== undefined ? ` (bytes ${src.start}-${src.start + (src.length ?? 0)} of the archive)` : '';
+    if (badInput?.what === 'gzip stream') guardErr = undefined; // a cut gzip stream is the cause
+    if (guardErr) {
+      throw new ThinError('E_PARSE', `layer ${src.file}${where} ${guardErr.message}${guardErr.kind === 'truncated' ? '; copy or download it again' : ''}`, { file: src.file, kind: guardErr.kind === 'truncated' ? 'truncated' : 'bad_layer_tar', offset: guardErr.offset }, { cause: e });
+    }
     if (badInput) {
-      const where = src.start !== undefined ? ` (bytes ${src.start}-${src.start + (src.length ?? 0)} of the archive)` : '';
       throw new ThinError('E_PARSE', `layer ${src.file}${where} is not a valid ${badInput.what === 'tar' && compression === 'gzip' ? 'gzip-compressed tar' : badInput.what}: ${badInput.err.message}; the archive may be truncated or damaged`, { file: src.file, kind: 'bad_layer_tar' }, { cause: e });
     }
     throw ioError('apply layer onto', root, e);
