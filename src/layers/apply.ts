@@ -107,9 +107,10 @@ async function sniff(src: LayerSource): Promise<'none' | 'gzip'> {
     const { bytesRead } = await fh.read(b, 0, Math.min(6, src.length ?? 6), src.start ?? 0);
     const m = b.subarray(0, bytesRead);
     if (m[0] === 0x1f && m[1] === 0x8b) return 'gzip';
+    if (bytesRead < 4) return 'none'; // too short for any magic: the tar reader says what is wrong
     const kind = m.readUInt32BE(0) === 0x28b52ffd ? 'zstd' : m.subarray(0, 3).toString('latin1') === 'BZh' ? 'bzip2'
       : m.equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) ? 'xz' : undefined;
-    if (kind && bytesRead >= 4) throw new ThinError('E_UNSUPPORTED', `layer ${src.file} is ${kind}-compressed; thinsim applies plain and gzip tars only`, { file: src.file, kind });
+    if (kind) throw new ThinError('E_UNSUPPORTED', `layer ${src.file} is ${kind}-compressed; thinsim applies plain and gzip tars only`, { file: src.file, kind });
     return 'none';
   } finally { await fh.close(); }
 }
