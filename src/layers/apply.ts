@@ -194,8 +194,14 @@ function unsafe(name: string, why: string): ThinError {
   return new ThinError('E_INVALID', `refusing tar entry "${name.replace(/\0/g, '\\0').slice(0, 300)}": it ${why}`, { kind: 'unsafe_path', path: name.slice(0, 4096) });
 }
 
+/** lstat, or null when nothing is there (also when a component on the way is not a directory). */
 function lstatOrNull(p: string): fs.Stats | null {
-  return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+  try {
+    return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw e;
+  }
 }
 
 /**
@@ -388,8 +394,9 @@ class Applier {
   }
 
   finish(): void {
-    // Children first: setting a directory's time before writing into it would undo it.
-    for (let i = this.dirTimes.length - 1; i >= 0; i--) { const [p, t] = this.dirTimes[i]; fs.utimesSync(p, t, t); }
+    // After every entry (writing into a directory moves its time). The last entry for a
+    // path wins; a directory a later entry replaced or removed has no time to set.
+    for (const [p, t] of new Map(this.dirTimes)) if (lstatOrNull(p)?.isDirectory()) fs.utimesSync(p, t, t);
     if (this.xattrsLost) this.r.warnings.push(`${this.xattrsLost} extended attribute(s) with binary values not applied (the tar reader decodes them as text)`);
   }
 }
@@ -421,6 +428,7 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
   try {
     for await (const e of extract) await applier.entry(e.header, e as unknown as Readable);
     await feed;
+    applier.finish();
   } catch (e) {
     input.destroy();
     await feed.catch(() => undefined);
@@ -435,7 +443,6 @@ export async function applyLayer(src: LayerSource, root: string, opts: ApplyOpti
     }
     throw ioError('apply layer onto', root, e);
   }
-  applier.finish();
   const blobDigest = 'sha256:' + blobTap.hash.digest('hex');
   if (opts.expectBlobDigest && opts.expectBlobDigest !== blobDigest) {
     throw new ThinError('E_CORRUPT', `layer blob ${src.file} hashes to ${blobDigest}, but its descriptor says ${opts.expectBlobDigest}`, { kind: 'blob_digest_mismatch', file: src.file });

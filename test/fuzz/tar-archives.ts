@@ -98,8 +98,15 @@ export function base256(n: bigint): Buffer {
 /** A sandbox: `root` to apply into and `outside` beside it with a sentinel file. */
 export interface Sandbox { dir: string; root: string; outside: string; victim: string }
 
-export function sandbox(parent: string, name: string): Sandbox {
-  const dir = fs.mkdtempSync(path.join(parent, `${name}-`));
+/** A new sandbox under `parent` (named `name-XXXXXX`; exactly `name`, made afresh, when `fixed`). */
+export function sandbox(parent: string, name: string, fixed = false): Sandbox {
+  const dir = path.join(parent, fixed ? name : '');
+  if (fixed) { fs.rmSync(dir, { recursive: true, force: true }); fs.mkdirSync(dir); }
+  else return sandboxAt(fs.mkdtempSync(path.join(parent, `${name}-`)));
+  return sandboxAt(dir);
+}
+
+function sandboxAt(dir: string): Sandbox {
   const root = path.join(dir, 'root');
   const outside = path.join(dir, 'outside');
   fs.mkdirSync(root);
