@@ -9,8 +9,9 @@
  *   `FIELDPATH~=REGEXP` (matched in linear time, as containerd's RE2 does; a pattern
  *   RE2 cannot run, a backreference or lookaround, is a malformed filter). A field path
  *   is fields joined by `.`; a field is a name (`[A-Za-z_][A-Za-z0-9_]*`) or a
- *   double-quoted string (`labels."a.b/c"`). A value is a double-quoted string (with `\"`, `\\`, `\n`, `\t` escapes) or bare text up to the
- *   next `,`. A bare FIELDPATH matches when the field is present and not empty.
+ *   double-quoted string (`labels."a.b/c"`). A value is a double-quoted string (with
+ *   `\"`, `\\`, `\n`, `\t` escapes) or bare text up to the next `,`. A bare FIELDPATH
+ *   matches when the field is present and not empty.
  * - Fields of a snapshot, as containerd's snapshot adaptor names them: `name`,
  *   `parent`, `kind` (`active`, `committed`, `view`) and `labels.KEY`. Any other
  *   field is never present (so `!=` matches it, as in containerd).
