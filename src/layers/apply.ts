@@ -13,11 +13,19 @@
  *   are skipped.
  * - Kept: mode (with setuid/setgid/sticky), uid/gid (when root), mtime, symlinks, hard
  *   links, device nodes and fifos (device nodes need root: without it they are skipped and
- *   each one is reported in `warnings`). Extended attributes are not applied (reported).
- * - Path safety: an entry name that climbs out of the root (`..`) or a relative symlink
- *   target that does is refused with E_INVALID before anything is written for it; symlinks
- *   already in the tree are followed inside the root only (chroot semantics), so a lower
- *   layer's `etc -> /` can never make a write land outside `root`.
+ *   each one is reported in `warnings`; a node is made, never opened). Extended attributes
+ *   (PAX SCHILY.xattr.*) are set with setfattr, at most MAX_XATTRS per entry; binary values
+ *   are skipped and reported.
+ * - Path safety, as moby's pkg/archive (memberPath and checkSymlink cite it): an entry name
+ *   that climbs out of the root (`..`), a hard link target outside it, or a relative symlink
+ *   target that climbs out is refused with E_INVALID before anything is written for it.
+ *   Absolute names, hard link targets and symlinks already in the tree are resolved inside
+ *   the root only (chroot semantics, as Docker's chrooted applier), so a lower layer's
+ *   `etc -> /` or a symlink to a host path can never make a write land outside `root`.
+ * - Bad input is E_INVALID or E_PARSE naming the layer, never E_IO: names with a NUL or past
+ *   PATH_MAX/NAME_MAX, ids past 2^32-2, device numbers past Linux's, times that are not
+ *   times; and the tar-level limits of tar-guard.ts (metadata headers of at most 1 MiB,
+ *   sizes that are byte counts, an end-of-archive block: a truncated layer is E_PARSE).
  * - `whiteouts: 'overlay'` targets an empty directory of its own (an overlay2 `diff/`)
  *   instead of the tree below: whiteouts are stored as the kernel's overlayfs reads them,
  *   as Docker's overlay2 driver does (archive.OverlayWhiteoutFormat): `.wh.NAME` becomes

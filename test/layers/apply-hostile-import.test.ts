@@ -1,9 +1,9 @@
 /**
  * Hostile layers through `thinsim image import` onto a real pool (the CLI, a process of its
  * own). On a pool holding one imported image, each hostile image shares that image's base
- * layer (same ChainID) and adds one bad layer: a tar cut at a seeded random offset (three
- * offsets), an entry climbing out with `..`, a relative symlink climbing out, a PAX header
- * of 64 MiB. Each import exits 2 with the error's code and the layer named, no stack trace;
+ * layer (same ChainID) and adds one bad layer: a tar cut at a seeded random offset (two
+ * offsets), an entry climbing out with `..`, a PAX header of 64 MiB (the other hostile
+ * cases are in apply-hostile.test.ts, through the same apply). Each import exits 2 with the error's code and the layer named, no stack trace;
  * afterwards the pool is as before: `thinsim image ls`, `thinsim layer ls` and `thinsim ls`
  * (mapped, exclusive and shared blocks of every device) print what they printed before,
  * Docker's device records are the same files (its counters move on), nothing is left mounted, `thinsim check` and
@@ -77,12 +77,11 @@ test('image import of hostile layers: exit 2, the layer rolled back, the pool as
   const good = await packTar([{ h: { name: 'opt', type: 'directory', mode: 0o755 } }, ...Array.from({ length: 20 }, (_, i) => ({ h: { name: `opt/f${i}`, mode: 0o644 } as tar.Headers, body: fileBody }))]);
   const rand = new Rand(18);
   const cases: Array<[string, Buffer, RegExp]> = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 2; i++) {
     const cut = 512 + rand.int(good.length - 2048); // inside the members: nothing after it is a whole end block
     cases.push([`truncated at byte ${cut}`, good.subarray(0, cut), /truncated tar.*\[E_PARSE\]/]);
   }
   cases.push(['an entry climbing out', await packTar([{ h: { name: 'opt', type: 'directory', mode: 0o755 } }, { h: { name: 'opt/a', mode: 0o644 }, body: 'a' }, { h: { name: `../../../../../../../..${outsideDir}/escaped`, mode: 0o644 }, body: 'x' }]), /climbs out of the layer root.*\[E_INVALID\]/]);
-  cases.push(['a relative symlink climbing out', await packTar([{ h: { name: 'opt', type: 'directory', mode: 0o755 } }, { h: { name: 'opt/l', type: 'symlink', linkname: '../../../../../../../../..' } }]), /outside the layer root.*\[E_INVALID\]/]);
   cases.push(['a 64 MiB PAX header', Buffer.concat([good.subarray(0, 512), rawHeader({ name: 'P', typeflag: 'x', size: (64 * MiB).toString(8).padStart(11, '0') }), Buffer.alloc(64 * MiB), EOF_BLOCKS]), /reads at most 1048576.*\[E_PARSE\]/]);
 
   for (const [what, layer, re] of cases) {
