@@ -3,10 +3,11 @@
  * THINSIM_FUZZ_SEED overrides, THINSIM_FUZZ_RUNS scales the run counts):
  * - hostile archives: members packed by tar-stream with names and link targets made of
  *   `..`, `.`, empty and whiteout components, absolute paths into the sandbox's outside
- *   directory, every entry type, odd ids and device numbers; mixed with raw headers whose
- *   fields are random bytes (a valid checksum, so the parser reads them) and random
- *   bodies; then the end blocks, or a cut at a random offset. The apply ends in a result
- *   or a ThinError E_INVALID / E_PARSE, within 20 s, and nothing outside the root changes;
+ *   directory, every entry type, odd ids and device numbers, extended attributes (PAX);
+ *   mixed with raw headers whose fields are random bytes (a valid checksum, so the parser
+ *   reads them) and random bodies; then the end blocks, or a cut at a random offset. The
+ *   apply ends in a result or a ThinError E_INVALID / E_PARSE, within 20 s, and nothing
+ *   outside the root changes;
  * - archives cut at a random offset: E_PARSE unless the cut leaves whole blocks, one end
  *   block at least;
  * - well-formed archives of unique paths (directories, files, symlinks and hard links
@@ -67,9 +68,10 @@ function hostileEntry(outside: string): fc.Arbitrary<PackEntry> {
   const link = fc.oneof(relPath, relPath.map((p) => '/' + p), fc.constantFrom('/', outside, `${outside}/victim`, `${outside}/../outside/victim`, ''));
   const type = fc.constantFrom<tar.Headers['type']>('file', 'directory', 'symlink', 'link', 'character-device', 'block-device', 'fifo', 'contiguous-file');
   const id = fc.oneof(fc.nat(70000), fc.constantFrom(2 ** 32 - 1, 2 ** 21 - 1));
-  return fc.record({ name, link, type, data: fc.string({ maxLength: 40 }), mode: fc.nat(0o7777), uid: id, gid: id, major: fc.nat(5000), minor: fc.nat(300) })
+  const xattrs = fc.option(fc.dictionary(fc.constantFrom('user.a', 'user.b', 'bogus.x', 'trusted.t', '', 'user.' + 'n'.repeat(260)).map((k) => `SCHILY.xattr.${k}`), fc.string({ maxLength: 8 }), { maxKeys: 3 }), { nil: undefined, freq: 4 });
+  return fc.record({ name, link, type, data: fc.string({ maxLength: 40 }), mode: fc.nat(0o7777), uid: id, gid: id, major: fc.nat(5000), minor: fc.nat(300), pax: xattrs })
     .map((r) => ({
-      h: { name: r.name, type: r.type, linkname: r.type === 'symlink' || r.type === 'link' ? r.link : undefined, mode: r.mode, uid: r.uid, gid: r.gid, devmajor: r.major, devminor: r.minor },
+      h: { name: r.name, type: r.type, linkname: r.type === 'symlink' || r.type === 'link' ? r.link : undefined, mode: r.mode, uid: r.uid, gid: r.gid, devmajor: r.major, devminor: r.minor, ...(r.pax ? { pax: r.pax } : {}) },
       body: r.type === 'file' || r.type === 'contiguous-file' ? r.data : undefined,
     }));
 }

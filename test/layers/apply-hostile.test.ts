@@ -24,6 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { applyLayer, type ApplyResult } from '../../src/layers/apply';
 import { MAX_TAR_META } from '../../src/layers/tar-guard';
+import type * as tar from 'tar-stream';
 import { isThinError } from '../../src/errors';
 import { EOF_BLOCKS, base256, body, outsideState, packTar, paxHeader, rawHeader, sandbox, type PackEntry, type Sandbox } from '../fuzz/tar-archives';
 
@@ -228,5 +229,13 @@ describe('apply: hostile tars onto a directory', { skip: isRoot ? false : 'needs
     const t = box('dir-twice');
     await apply(t, await pack({ h: { name: 'd', type: 'directory', mode: 0o755, mtime: new Date(1e12) } }, { h: { name: 'd', type: 'directory', mode: 0o755, mtime: new Date(2e12) } }));
     assert.equal(fs.statSync(path.join(t.root, 'd')).mtimeMs, 2e12);
+  });
+
+  it('extended attributes: an unsupported namespace is a warning (as moby); names Linux cannot hold and floods are E_INVALID', async () => {
+    const x = (pax: Record<string, string>) => pack({ h: { name: 'f', type: 'file', mode: 0o644, pax } as tar.Headers, body: 'x' });
+    const r = await apply(box('xattr'), await x({ 'SCHILY.xattr.user.ok': 'v', 'SCHILY.xattr.bogus.ns': 'v' }));
+    assert.deepEqual(r.warnings, ['extended attribute bogus.ns on f not applied: Operation not supported']);
+    await refused(box('xattr-long'), await x({ ['SCHILY.xattr.user.' + 'n'.repeat(300)]: 'v' }), 'E_INVALID', /extended attribute .* Linux cannot hold/);
+    await refused(box('xattr-flood'), await x(Object.fromEntries(Array.from({ length: 129 }, (_, i) => [`SCHILY.xattr.user.a${i}`, 'v']))), 'E_INVALID', /129 extended attributes; thinsim applies at most 128/);
   });
 });
