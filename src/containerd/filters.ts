@@ -6,16 +6,25 @@
  *   are alternatives (any may match); no filter matches everything. This is how
  *   containerd's `filters.ParseAll` combines them.
  * - A selector is `FIELDPATH`, `FIELDPATH==VALUE`, `FIELDPATH!=VALUE` or
- *   `FIELDPATH~=REGEXP`. A field path is fields joined by `.`; a field is a name
- *   (`[A-Za-z_][A-Za-z0-9_]*`) or a double-quoted string (`labels."a.b/c"`). A value is
- *   a double-quoted string (with `\"`, `\\`, `\n`, `\t` escapes) or bare text up to the
- *   next `,`. A bare FIELDPATH matches when the field is present and not empty.
+ *   `FIELDPATH~=REGEXP` (matched in linear time, as containerd's RE2 does; a pattern
+ *   RE2 cannot run, a backreference or lookaround, is a malformed filter). A field path
+ *   is fields joined by `.`; a field is a name (`[A-Za-z_][A-Za-z0-9_]*`) or a
+ *   double-quoted string (`labels."a.b/c"`). A value is a double-quoted string (with
+ *   `\"`, `\\`, `\n`, `\t` escapes) or bare text up to the next `,`. A bare FIELDPATH
+ *   matches when the field is present and not empty.
  * - Fields of a snapshot, as containerd's snapshot adaptor names them: `name`,
  *   `parent`, `kind` (`active`, `committed`, `view`) and `labels.KEY`. Any other
  *   field is never present (so `!=` matches it, as in containerd).
  * - A malformed filter is E_INVALID naming the filter and the position.
  */
+import * as v8 from 'node:v8';
 import { ThinError } from '../errors';
+
+// containerd matches `~=` with Go's regexp (RE2): linear time, and no backreferences or
+// lookaround. V8's linear engine (the `l` flag, behind this switch) keeps the same
+// contract; a backtracking match of ^(a+)+$ takes exponential time, and since requests
+// run one at a time it would stop the whole service.
+v8.setFlagsFromString('--enable-experimental-regexp-engine');
 
 export interface FilterTarget {
   name: string;
@@ -84,7 +93,7 @@ function parseOne(text: string): Selector[] {
       sel.value = sc.value();
       if (op === '~=') {
         try {
-          sel.re = new RegExp(sel.value);
+          sel.re = new RegExp(sel.value, 'l');
         } catch (e) {
           sc.fail(`bad regular expression ${JSON.stringify(sel.value)} (${(e as Error).message})`);
         }

@@ -10,8 +10,10 @@
  *   (umask 077 while binding, then chmod). A socket file left by a dead process is
  *   replaced; one that answers is E_POOL_BUSY (another server owns it).
  * - Every RPC calls one ThinSnapshotter method; a ThinError becomes the gRPC status
- *   of status.ts with "CODE: message" as its details. List streams infos in batches of
- *   100 per message, each written when the client has taken the one before.
+ *   of status.ts with "CODE: message" as its details. A request whose bytes do not
+ *   decode is INVALID_ARGUMENT ("E_PARSE: ..."), not grpc-js's INTERNAL. List streams
+ *   infos in batches of 100 per message, each written when the client has taken the one
+ *   before.
  * - THINSIM_CONTAINERD_TRACE=1 logs each unary call (method, key, ms, error) on stderr.
  * - stop() refuses new calls, waits for calls in flight, removes the socket file.
  * - Resource caps (SnapshotServerLimits, defaults in DEFAULT_SERVER_LIMITS): at most
@@ -78,9 +80,36 @@ function trace(method: string, req: Req, t0: number, e?: unknown): void {
   process.stderr.write(`thinsim snapshotter: ${method} ${JSON.stringify(key)} ${(performance.now() - t0).toFixed(1)} ms${e ? ` ${toServiceError(e).details.slice(0, 200)}` : ''}\n`);
 }
 
+/**
+ * A request whose bytes do not decode as its message. grpc-js answers those INTERNAL
+ * itself, before any handler runs; the service answers INVALID_ARGUMENT (bad input, not
+ * a server fault), so the decoder hands this marker to the handler instead of throwing.
+ */
+const MALFORMED = Symbol('malformed request');
+
+function tolerant(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return Object.fromEntries(Object.entries(def).map(([name, m]) => [name, {
+    ...m,
+    requestDeserialize: (b: Buffer) => {
+      try {
+        return m.requestDeserialize(b);
+      } catch (e) {
+        return { [MALFORMED]: (e as Error).message };
+      }
+    },
+  }]));
+}
+
+function malformed(method: string, req: Req): { code: grpc.status; details: string } | undefined {
+  const why = (req as { [MALFORMED]?: string })[MALFORMED];
+  return why === undefined ? undefined : { code: grpc.status.INVALID_ARGUMENT, details: `E_PARSE: the ${method} request is not a valid protobuf message (${why})` };
+}
+
 /** A unary handler: run `fn`, answer its value or the error's status. */
 function unary(method: string, fn: (req: Req) => Promise<object>): grpc.handleUnaryCall<Req, object> {
   return (call, cb) => {
+    const bad = malformed(method, call.request);
+    if (bad) { cb({ ...bad, name: 'Error', message: '' } as grpc.ServiceError); return; }
     const t0 = performance.now();
     fn(call.request).then((v) => { trace(method, call.request, t0); cb(null, v); }, (e) => { trace(method, call.request, t0, e); cb({ ...toServiceError(e), name: 'Error', message: '' } as grpc.ServiceError); });
   };
@@ -104,6 +133,8 @@ function handlers(s: ThinSnapshotter): grpc.UntypedServiceImplementation {
       return { info: wireInfo(await s.update(info.name ?? '', labelsOf(info), paths)) };
     }),
     List: (call: grpc.ServerWritableStream<Req, object>) => {
+      const bad = malformed('List', call.request);
+      if (bad) { call.emit('error', Object.assign(new Error(''), bad)); return; }
       s.list((call.request.filters as string[] | undefined) ?? []).then(async (infos) => {
         // Backpressure: the next batch waits until the client has taken the last one, so a
         // client that never reads holds one batch here, not the whole list.
@@ -191,7 +222,7 @@ export async function startSnapshotServer(s: ThinSnapshotter, socket: string, op
     'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
     'grpc-node.max_session_memory': limits.maxSessionMemoryMiB,
   });
-  server.addService(snapshotsService(loadSnapshotsProto()).service, handlers(s));
+  server.addService(tolerant(snapshotsService(loadSnapshotsProto()).service), handlers(s));
   // The socket is ours (to count connections); gRPC gets each accepted connection.
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const open = new Set<net.Socket>();

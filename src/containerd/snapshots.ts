@@ -259,7 +259,8 @@ export class ThinSnapshotter {
         if (p === 'labels') next = { ...labels };
         else if (p.startsWith('labels.')) {
           const k = p.slice(7);
-          if (labels[k] !== undefined && labels[k] !== '') next[k] = labels[k];
+          // Own labels only: "labels.constructor" must not find Object's members.
+          if (Object.prototype.hasOwnProperty.call(labels, k) && labels[k] !== '') next[k] = labels[k];
           else delete next[k];
         } else {
           throw new ThinError('E_INVALID', `cannot update field ${JSON.stringify(p)} of a snapshot; only labels and labels.KEY can change`, { key, path: p });

@@ -8,6 +8,8 @@
  * bodies, so a layer is handed out as a byte range of the archive file (a LayerSource) and
  * read once, by whoever applies it. Members must be stored uncompressed in the outer tar
  * (as docker save and skopeo write them). Every error names the archive and the member.
+ * The index holds names and offsets only; a PAX or GNU long-name header is read whole only
+ * up to MAX_TAR_META (tar-guard.ts), and every size must be a byte count (E_PARSE).
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -16,6 +18,7 @@ import * as path from 'node:path';
 import * as headers from 'tar-stream/headers';
 import { ThinError, ioError } from '../errors';
 import { applyLayer, type ApplyResult, type LayerSource } from './apply';
+import { MAX_TAR_META } from './tar-guard';
 
 export interface ArchiveLayer {
   source: LayerSource;
@@ -82,7 +85,12 @@ async function tarMembers(file: string): Promise<Members> {
       }
       if (!h) { ended = true; break; } // end-of-archive block
       const body = off + 512;
+      const bad = (what: string): never => { throw new ThinError('E_PARSE', `${file}: the tar header at byte ${off} ${what}; the archive is damaged`, { file, kind: 'bad_header', offset: off }); };
+      if (!Number.isSafeInteger(h.size) || h.size < 0) bad(`has size ${String(h.size)}, which is not a byte count`);
+      const meta = h.type === 'gnu-long-path' || h.type === 'pax-header' || h.type === 'pax-global-header' || h.type === 'gnu-long-link-path';
+      if (meta && h.size > MAX_TAR_META) bad(`is a ${h.type} of ${h.size} bytes; thinsim reads at most ${MAX_TAR_META} (as Go's archive/tar)`);
       const span = Math.ceil(h.size / 512) * 512;
+      if (meta && body + h.size > total) { off = body + span; break; } // cut short: reported below as truncated
       const small = async () => { const b = Buffer.alloc(h!.size); await fh.read(b, 0, h!.size, body); return b; };
       if (h.type === 'gnu-long-path') longName = headers.decodeLongPath(await small(), 'utf-8');
       else if (h.type === 'pax-header') pax = headers.decodePax(await small());
@@ -90,7 +98,9 @@ async function tarMembers(file: string): Promise<Members> {
         const name = clean(pax?.path ?? longName ?? h.name);
         last = name;
         const linkname = pax?.linkpath ?? h.linkname ?? undefined;
+        if (pax?.size !== undefined && !/^\d+$/.test(pax.size)) bad(`has PAX size "${pax.size.slice(0, 40)}", which is not a byte count`);
         const size = pax?.size !== undefined ? Number(pax.size) : h.size;
+        if (!Number.isSafeInteger(size)) bad(`has PAX size ${pax?.size}, beyond 2^53-1`);
         if (h.type === 'symlink' && linkname) map.set(name, { offset: 0, size: 0, link: clean(path.posix.join(path.posix.dirname(name), linkname)) });
         else if (h.type === 'link' && linkname) map.set(name, { offset: 0, size: 0, link: clean(linkname) });
         else if (h.type === 'file' || h.type === 'contiguous-file') map.set(name, { offset: body, size });

@@ -3,7 +3,8 @@
  * (tree-worker.ts): list, read, write at an offset, and Docker's init layer.
  *
  * Contract: every function takes the tree's root and a root-relative path that may not
- * climb out of it (E_INVALID); missing files are E_NOT_FOUND. They block their thread on
+ * climb out of it (E_INVALID); symlinks in the tree are resolved inside the root only, as
+ * the container would see them (never a host file); missing files are E_NOT_FOUND. They block their thread on
  * every call, so they run only in the tree worker, a process that serves no mount; never
  * in the process whose NBD server backs the tree (that would deadlock).
  */
@@ -22,11 +23,57 @@ export interface LayerFileEntry {
   link?: string;
 }
 
-/** The host path of `rel` under `root`; refuses a path that leaves the root. */
-export function inside(root: string, rel: string): string {
+/**
+ * The host path of `rel` under `root`: a path that leaves the root as written is E_INVALID;
+ * symlinks on the way are resolved inside the root only (resolveInRoot), so a layer's
+ * `etc -> /` or a link to a host path never leads a read or a write out of the tree.
+ */
+export function inside(root: string, rel: string, followLast = true): string {
+  if (rel.includes('\0')) throw new ThinError('E_INVALID', `path ${JSON.stringify(rel.slice(0, 200))} holds a NUL byte`, { path: rel.slice(0, 4096) });
   const full = path.resolve(root, '.' + path.posix.normalize('/' + rel));
   if (full !== root && !full.startsWith(root + '/')) throw new ThinError('E_INVALID', `path "${rel}" leaves the layer's root`, { path: rel });
-  return full;
+  return resolveInRoot(root, path.relative(root, full), followLast);
+}
+
+/**
+ * Resolve `rel` under `root` with the root as `/` (chroot semantics, as the layer applier
+ * and the container see the tree): an absolute symlink target starts again at the root,
+ * `..` stops at it; more than 40 symlinks is E_INVALID (the kernel's ELOOP). `followLast`:
+ * resolve a symlink in the last component too. Past a missing component the rest is taken
+ * as written (to be created, or reported missing by the caller).
+ */
+export function resolveInRoot(root: string, rel: string, followLast = true): string {
+  let todo = rel.split('/').filter((p) => p && p !== '.');
+  const cur: string[] = [];
+  let hops = 0;
+  while (todo.length) {
+    const p = todo.shift()!;
+    if (p === '..') { cur.pop(); continue; }
+    const st = lstatIn(path.join(root, ...cur, p));
+    if (st?.isSymbolicLink() && (todo.length > 0 || followLast)) {
+      if (++hops > 40) throw new ThinError('E_INVALID', `too many symlinks resolving "${rel}" in the layer`, { path: rel });
+      const target = fs.readlinkSync(path.join(root, ...cur, p));
+      if (target.startsWith('/')) cur.length = 0;
+      todo = [...target.split('/').filter((q) => q && q !== '.'), ...todo];
+      continue;
+    }
+    cur.push(p);
+    if (!st) {
+      for (const q of todo) if (q === '..') cur.pop(); else cur.push(q);
+      break;
+    }
+  }
+  return path.join(root, ...cur);
+}
+
+/** lstat, or undefined when nothing is there (or a component on the way is not a directory). */
+function lstatIn(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p, { throwIfNoEntry: false });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw e;
+  }
 }
 
 function missing(e: unknown, rel: string): never {
@@ -118,8 +165,8 @@ export function setupInitLayer(root: string): string[] {
     ['/dev/console', 'file'], ['/etc/mtab', 'link', '/proc/mounts'],
   ];
   for (const [p, kind, target] of entries) {
-    const host = path.join(root, p);
-    if (fs.lstatSync(host, { throwIfNoEntry: false })) continue;
+    const host = inside(root, p, false); // an image's `etc -> /` must not make these on the host
+    if (lstatIn(host)) continue;
     fs.mkdirSync(path.dirname(host), { recursive: true, mode: 0o755 });
     if (kind === 'dir') fs.mkdirSync(host, { mode: 0o755 });
     else if (kind === 'file') fs.closeSync(fs.openSync(host, 'wx', 0o755));
