@@ -121,6 +121,9 @@ export class Pool extends EventEmitter {
 
   private constructor(dir: string, table: PoolTable, md: ThinMetadata, data: DataDevice, lock: PoolLock | undefined, opts: OpenOptions & { metadataFile: string }) {
     super();
+    // Every NBD server on the pool listens for 'mode' (one per export or attachment:
+    // a snapshotter may hold hundreds), so no listener count means a leak here.
+    this.setMaxListeners(0);
     this.dir = dir;
     this.table = table;
     this.lock = lock;
