@@ -9,7 +9,6 @@
  * spec §4.4). Memory: two nodes' worth of entries per level.
  */
 import { ThinError } from '../../errors';
-import { BLOCK_SIZE } from '../block-manager';
 import type { TransactionManager } from '../transaction-manager';
 import {
   btreeNodeValidator, INTERNAL_NODE, INTERNAL_VALUE_SIZE, initNode, keyOffset, LEAF_NODE, maxEntriesFor, setKey, setNrEntries, setValue64,
@@ -18,10 +17,22 @@ import type { ValueType } from './value-type';
 
 class Level {
   keys: number[] = [];
-  /** Leaf values (level 0) or child block numbers (internal levels). */
+  /** Child block numbers (internal levels). */
   vals: unknown[] = [];
+  /**
+   * Leaf level: the pending values already encoded, vsize bytes each in key order, so no
+   * value object outlives its push (a bulk load makes millions; kept, they would be
+   * promoted by the young-generation GC and grow the heap with the load).
+   */
+  readonly staged: Uint8Array | undefined;
+  readonly stagedView: DataView | undefined;
   emitted = 0;
-  constructor(readonly flags: number, readonly max: number, readonly vsize: number) {}
+  constructor(readonly flags: number, readonly max: number, readonly vsize: number) {
+    if (flags === LEAF_NODE) {
+      this.staged = new Uint8Array((2 * max + 1) * vsize);
+      this.stagedView = new DataView(this.staged.buffer);
+    }
+  }
 }
 
 export class BTreeBuilder<V> {
@@ -69,13 +80,15 @@ export class BTreeBuilder<V> {
 
   private add(i: number, key: number, value: unknown): void {
     const lv = this.levels[i];
-    lv.keys.push(key);
-    lv.vals.push(value);
+    const n = lv.keys.push(key);
+    if (lv.stagedView) this.vt.write(lv.stagedView, (n - 1) * lv.vsize, value as V);
+    else lv.vals.push(value);
     // Keep up to 2 x max pending so the last two nodes of the level can be balanced.
-    if (lv.keys.length > 2 * lv.max) {
+    if (n > 2 * lv.max) {
       this.emit(i, 0, lv.max);
       lv.keys.splice(0, lv.max);
-      lv.vals.splice(0, lv.max);
+      if (lv.staged) lv.staged.copyWithin(0, lv.max * lv.vsize, n * lv.vsize);
+      else lv.vals.splice(0, lv.max);
     }
   }
 
@@ -91,13 +104,11 @@ export class BTreeBuilder<V> {
     const wb = this.tm.newBlock(btreeNodeValidator);
     const d = wb.data;
     initNode(d, lv.flags, lv.max, lv.vsize);
-    const dv = new DataView(d.buffer, d.byteOffset, BLOCK_SIZE);
-    const valuesAt = keyOffset(lv.max);
     for (let j = from; j < to; j++) {
       setKey(d, j - from, lv.keys[j]);
-      if (lv.flags === LEAF_NODE) this.vt.write(dv, valuesAt + (j - from) * lv.vsize, lv.vals[j] as V);
-      else setValue64(d, j - from, lv.vals[j] as number);
+      if (!lv.staged) setValue64(d, j - from, lv.vals[j] as number);
     }
+    if (lv.staged) d.set(lv.staged.subarray(from * lv.vsize, to * lv.vsize), keyOffset(lv.max));
     setNrEntries(d, to - from);
     return wb.location;
   }
