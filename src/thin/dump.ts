@@ -26,7 +26,7 @@ export function superblockInfo(md: MetadataView): SuperblockInfo {
 
 /**
  * `id`'s mappings as maximal runs (origin+1, data+1, same time), in origin order.
- * Decodes the block_time values in place in each leaf (pdata's LeafView): no
+ * Each leaf is decoded into its runs in one call (hot.leafRuns, see RunMerger): no
  * object per mapping, one per run.
  */
 export function* mappingRuns(md: MetadataView, id: number): Generator<MappingRun> {
