@@ -15,22 +15,28 @@ import {
 } from './node';
 import type { ValueType } from './value-type';
 
+/**
+ * One level's pending entries, in typed arrays reused for the whole build: keys, and
+ * either the child block numbers (internal levels) or the leaf values already encoded,
+ * vsize bytes each. Nothing per entry outlives its push, and no array is regrown (a bulk
+ * load makes millions of entries; kept as objects or in growing arrays, they would be
+ * promoted by the young-generation GC and grow the heap with the load).
+ */
 class Level {
-  keys: number[] = [];
-  /** Child block numbers (internal levels). */
-  vals: unknown[] = [];
-  /**
-   * Leaf level: the pending values already encoded, vsize bytes each in key order, so no
-   * value object outlives its push (a bulk load makes millions; kept, they would be
-   * promoted by the young-generation GC and grow the heap with the load).
-   */
+  readonly keys: Float64Array;
+  readonly children: Float64Array | undefined;
   readonly staged: Uint8Array | undefined;
   readonly stagedView: DataView | undefined;
+  /** Entries pending. */
+  n = 0;
   emitted = 0;
   constructor(readonly flags: number, readonly max: number, readonly vsize: number) {
+    this.keys = new Float64Array(2 * max + 1);
     if (flags === LEAF_NODE) {
       this.staged = new Uint8Array((2 * max + 1) * vsize);
       this.stagedView = new DataView(this.staged.buffer);
+    } else {
+      this.children = new Float64Array(2 * max + 1);
     }
   }
 }
@@ -61,11 +67,11 @@ export class BTreeBuilder<V> {
   finish(): number {
     for (let i = 0; ; i++) {
       const lv = this.levels[i];
-      if (lv.emitted === 0 && lv.keys.length <= lv.max) {
+      if (lv.emitted === 0 && lv.n <= lv.max) {
         // Top level: whatever is pending becomes the root (possibly an empty leaf).
-        return this.writeNode(lv, 0, lv.keys.length);
+        return this.writeNode(lv, 0, lv.n);
       }
-      const n = lv.keys.length;
+      const n = lv.n;
       if (n > lv.max) {
         const half = Math.floor(n / 2);
         this.emit(i, 0, half);
@@ -73,22 +79,24 @@ export class BTreeBuilder<V> {
       } else if (n > 0) {
         this.emit(i, 0, n);
       }
-      lv.keys = [];
-      lv.vals = [];
+      lv.n = 0;
     }
   }
 
   private add(i: number, key: number, value: unknown): void {
     const lv = this.levels[i];
-    const n = lv.keys.push(key);
-    if (lv.stagedView) this.vt.write(lv.stagedView, (n - 1) * lv.vsize, value as V);
-    else lv.vals.push(value);
+    const at = lv.n++;
+    lv.keys[at] = key;
+    if (lv.stagedView) this.vt.write(lv.stagedView, at * lv.vsize, value as V);
+    else lv.children![at] = value as number;
+    const n = lv.n;
     // Keep up to 2 x max pending so the last two nodes of the level can be balanced.
     if (n > 2 * lv.max) {
       this.emit(i, 0, lv.max);
-      lv.keys.splice(0, lv.max);
+      lv.keys.copyWithin(0, lv.max, n);
       if (lv.staged) lv.staged.copyWithin(0, lv.max * lv.vsize, n * lv.vsize);
-      else lv.vals.splice(0, lv.max);
+      else lv.children!.copyWithin(0, lv.max, n);
+      lv.n = n - lv.max;
     }
   }
 
@@ -106,7 +114,7 @@ export class BTreeBuilder<V> {
     initNode(d, lv.flags, lv.max, lv.vsize);
     for (let j = from; j < to; j++) {
       setKey(d, j - from, lv.keys[j]);
-      if (!lv.staged) setValue64(d, j - from, lv.vals[j] as number);
+      if (lv.children) setValue64(d, j - from, lv.children[j]);
     }
     if (lv.staged) d.set(lv.staged.subarray(from * lv.vsize, to * lv.vsize), keyOffset(lv.max));
     setNrEntries(d, to - from);

@@ -139,11 +139,11 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
    */
   private buildOverflow(): void {
     const builder = new BTreeBuilder(this.tm, u32Value);
-    const reuse: number[] = [];
-    for (let batch = this.counts.takeDirtyOverflow(BATCH, reuse); batch.length > 0; batch = this.counts.takeDirtyOverflow(BATCH, reuse)) {
-      for (const b of batch) {
-        const c = this.counts.get(b);
-        if (c >= 3) builder.push(b, c); // below 3 with no entry in an empty tree: nothing to remove
+    const batch = new Float64Array(BATCH);
+    for (let n = this.counts.takeDirtyOverflowInto(batch); n > 0; n = this.counts.takeDirtyOverflowInto(batch)) {
+      for (let i = 0; i < n; i++) {
+        const c = this.counts.get(batch[i]);
+        if (c >= 3) builder.push(batch[i], c); // below 3 with no entry in an empty tree: nothing to remove
       }
       this.tm.spillIfAbove();
     }

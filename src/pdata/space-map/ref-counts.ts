@@ -269,13 +269,12 @@ export class RefCounts implements SpaceMapCounts {
   /**
    * Blocks whose overflow entry must be written or removed, ascending, at most
    * about `max` of them (call again for more: [] when none is left); they are no
-   * longer dirty afterwards (writing them may dirty others). `out`: an array to reuse
-   * for the answer (emptied first), so batches of a large commit make no garbage.
+   * longer dirty afterwards (writing them may dirty others).
    */
-  takeDirtyOverflow(max = Infinity, out: number[] = []): number[] {
-    out.length = 0;
+  takeDirtyOverflow(max = Infinity): number[] {
     const d = this.dirtyOverflow;
-    if (d === undefined || this.nDirtyOverflow === 0) return out;
+    if (d === undefined || this.nDirtyOverflow === 0) return [];
+    const out: number[] = [];
     for (let i = 0; i < d.length && out.length < max; i++) {
       let x = d[i];
       if (x === 0) continue;
@@ -284,6 +283,24 @@ export class RefCounts implements SpaceMapCounts {
     }
     this.nDirtyOverflow -= out.length;
     return out;
+  }
+
+  /**
+   * takeDirtyOverflow into `out` (at most out.length - 7 blocks, ascending), returning how
+   * many: a large commit's batches then make no garbage. 0 when none is left.
+   */
+  takeDirtyOverflowInto(out: Float64Array): number {
+    const d = this.dirtyOverflow;
+    if (d === undefined || this.nDirtyOverflow === 0) return 0;
+    let n = 0;
+    for (let i = 0; i < d.length && n + 8 <= out.length; i++) {
+      let x = d[i];
+      if (x === 0) continue;
+      d[i] = 0;
+      for (let k = 0; x !== 0; k++, x >>>= 1) if (x & 1) out[n++] = i * 8 + k;
+    }
+    this.nDirtyOverflow -= n;
+    return n;
   }
 
   /** The current state becomes the committed one: freed blocks become allocatable. */
