@@ -14,6 +14,7 @@ use std::ptr;
 use crate::bitmap;
 use crate::chunk::{self, ChunkError};
 use crate::crc32c;
+use crate::leaf;
 use crate::napi::*;
 
 impl From<ChunkError> for Failure {
@@ -79,6 +80,7 @@ callbacks! {
     c"crc32c" => crc32c_js / 2,
     c"blockChecksum" => block_checksum / 2,
     c"isZero" => is_zero / 1,
+    c"leafRuns" => leaf_runs / 3,
     c"copyRange" => copy_range / 5,
     c"copyRangeAsync" => copy_range_async / 5,
     c"patchCopyAsync" => patch_copy_async / 6,
@@ -220,6 +222,25 @@ fn is_zero(a: &Args<1>) -> NResult<napi_value> {
     let buf = a.bytes(0, "buf")?;
     // SAFETY: inside the callback; the only slice of this memory during the call.
     a.env.boolean(chunk::is_zero(unsafe { buf.as_slice() }))
+}
+
+fn leaf_runs(a: &Args<3>) -> NResult<napi_value> {
+    let buf = a.bytes(0, "leaf")?;
+    let with_time = a.boolean(1, "withTime")?;
+    let out = a.f64_out(2, "out", 0)?;
+    // SAFETY: inside the callback; `out` is written only through its raw pointer (it may
+    // view the same memory), never as a slice, while this shared slice is alive.
+    let bytes = unsafe { buf.as_slice() };
+    let (nr, max) = leaf::header(bytes).map_err(Failure::Invalid)?;
+    if out.len() < 4 * nr {
+        return Err(Failure::Invalid(format!(
+            "out must have at least {} elements, got {}",
+            4 * nr,
+            out.len()
+        )));
+    }
+    let n = leaf::runs(bytes, nr, max, with_time, |k, v| out.set(k, v));
+    a.env.double(n as f64)
 }
 
 /// `off + len` must stay a safe integer, so results and end offsets are exact in JS.

@@ -1,6 +1,6 @@
 //! thinsim native hot paths: registration glue only.
 //!
-//! The work lives in plain Rust modules (`bitmap`, `crc32c`, `chunk`, `errno`) that
+//! The work lives in plain Rust modules (`bitmap`, `crc32c`, `chunk`, `errno`, `leaf`) that
 //! `cargo test` exercises directly. The Node-API layer (`napi`, `exports`) is compiled
 //! only outside test builds: its `napi_*` symbols are resolved from the `node` executable
 //! at load time, and a test executable has no such symbols to link against.
@@ -14,6 +14,7 @@ pub mod bitmap;
 pub mod chunk;
 pub mod crc32c;
 pub mod errno;
+pub mod leaf;
 
 #[cfg(not(test))]
 mod exports;

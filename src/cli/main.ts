@@ -2,11 +2,48 @@
  * CLI root: yargs with one module per verb under ./commands. A verb parses its
  * arguments, calls one library function, prints, and maps ThinError codes to exit
  * statuses. Nothing in src/ imports cli.
+ *
+ * Start-up cost: a run loads only the module of the verb it names (VERB_MODULES), so an
+ * offline tool such as `thinsim dump` never loads the pool engine, the NBD server, gRPC
+ * or the report renderer. Every verb is loaded (./commands, in --help order) only when
+ * none is named, or the word is not a verb (yargs then lists or suggests them).
  */
-import yargs from 'yargs';
+import yargs, { type CommandModule } from 'yargs';
 import { ioError, ThinError } from '../errors';
-import { commands } from './commands';
 import { versionLine } from '../version';
+
+/**
+ * Each top-level verb and how to load its module alone (the word must be the first word
+ * of the module's `command`; test/cli/lazy-commands.test.ts keeps this table and
+ * ./commands in step).
+ */
+export const VERB_MODULES: Readonly<Record<string, () => CommandModule<any, any>>> = {
+  demo: () => require('./commands/demo').demoCommand,
+  pool: () => require('./commands/pool').poolCommand,
+  thin: () => require('./commands/thin').thinCommand,
+  restore: () => require('./commands/restore').restoreCommand,
+  check: () => require('./commands/check').checkCommand,
+  dump: () => require('./commands/dump').dumpCommand,
+  ls: () => require('./commands/ls').lsCommand,
+  delta: () => require('./commands/delta').deltaCommand,
+  serve: () => require('./commands/serve').serveCommand,
+  layer: () => require('./commands/layer').layerCommand,
+  image: () => require('./commands/image').imageCommand,
+  container: () => require('./commands/container').containerCommand,
+  snapshotter: () => require('./commands/snapshotter').snapshotterCommand,
+  experiment: () => require('./commands/experiment').experimentCommand,
+};
+
+/**
+ * The command modules a run with these arguments needs: the named verb's alone; none for
+ * a bare `--version`; otherwise all of them.
+ */
+export function commandsFor(argv: readonly string[]): CommandModule<any, any>[] {
+  if (argv.length === 1 && argv[0] === '--version') return [];
+  const first = argv[0];
+  if (first !== undefined && Object.prototype.hasOwnProperty.call(VERB_MODULES, first)) return [VERB_MODULES[first]()];
+  return (require('./commands') as typeof import('./commands')).commands;
+}
 
 /** Exit statuses: 0 ok, 1 a finding (check) or a failed operation, 2 bad usage/input. */
 export const EXIT_FAILURE = 1;
@@ -125,7 +162,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(usageLine(msg));
       process.exit(EXIT_USAGE);
     });
-  for (const c of commands) y = y.command(c as any);
+  for (const c of commandsFor(argv)) y = y.command(c as any);
   try {
     await y.parseAsync();
   } catch (e) {

@@ -73,6 +73,22 @@ export interface HotPath {
   /** Whether every byte of buf is zero (true for an empty buf). */
   isZero(buf: Uint8Array): boolean;
 
+  // --- mapping leaves (spec §4 node layout, §5.1 block_time)
+
+  /**
+   * Decode a btree leaf of block_time values (its header: nr_entries at byte 16,
+   * max_entries at 20, value_size at 24, which must be 8; keys from byte 32, values after
+   * room for max_entries keys) into its maximal runs: entries join a run while origin and
+   * data block both advance by one and, when `withTime`, the time stays the same (without
+   * it a run keeps its first entry's time). Run k is out[4k..4k+3] = origin, data block,
+   * length, time. Returns the number of runs, or -1 when a key is beyond 2^53-1 (what
+   * `out` holds then is unspecified: the caller decodes entry by entry and reports it).
+   * E_INVALID: a leaf shorter than 32 bytes, value_size not 8, nr_entries > max_entries
+   * or max_entries not fitting the buffer, `out` shorter than 4 * nr_entries. The flags,
+   * checksum and block number are not looked at (the caller validated the node).
+   */
+  leafRuns(leaf: Uint8Array, withTime: boolean, out: Float64Array): number;
+
   // --- chunk I/O on caller-owned file descriptors (never closed, file positions untouched)
 
   /**

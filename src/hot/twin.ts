@@ -235,6 +235,40 @@ function isZero(buf: Uint8Array): boolean {
 }
 
 // ---------------------------------------------------------------------------
+// Mapping leaves (mirrors native/src/leaf.rs)
+
+function leafRuns(leaf: Uint8Array, withTime: boolean, out: Float64Array): number {
+  const d = bytesArg(leaf, 'leaf');
+  if (typeof withTime !== 'boolean') throw invalidArgument('withTime must be a boolean');
+  if (!types.isFloat64Array(out)) throw invalidArgument('out must be a Float64Array');
+  if (d.length < 32) throw invalidArgument(`leaf must be at least 32 bytes, got ${d.length}`);
+  const u32 = (o: number): number => (d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (d[o + 3] << 24)) >>> 0;
+  const vs = u32(24);
+  if (vs !== 8) throw invalidArgument(`leaf value_size must be 8 (block_time), got ${vs}`);
+  const nr = u32(16);
+  const max = u32(20);
+  if (nr > max || 32 + 16 * max > d.length) throw invalidArgument(`leaf header does not fit: nr_entries ${nr}, max_entries ${max} in ${d.length} bytes`);
+  if (out.length < 4 * nr) throw invalidArgument(`out must have at least ${4 * nr} elements, got ${out.length}`);
+  const values = 32 + 8 * max;
+  let k = 0;
+  let o = 0, b = 0, len = 0, t = 0;
+  for (let i = 0; i < nr; i++) {
+    const kAt = 32 + 8 * i;
+    const hi = u32(kAt + 4);
+    if (hi > 0x1fffff) return -1; // key beyond 2^53 - 1
+    const key = hi * 0x100000000 + u32(kAt);
+    const v = values + 8 * i;
+    const data = u32(v + 4) * 256 + d[v + 3];
+    const time = d[v] | (d[v + 1] << 8) | (d[v + 2] << 16);
+    if (len > 0 && key === o + len && data === b + len && (!withTime || time === t)) { len++; continue; }
+    if (len > 0) { out[k] = o; out[k + 1] = b; out[k + 2] = len; out[k + 3] = t; k += 4; }
+    o = key; b = data; len = 1; t = time;
+  }
+  if (len > 0) { out[k] = o; out[k + 1] = b; out[k + 2] = len; out[k + 3] = t; k += 4; }
+  return k / 4;
+}
+
+// ---------------------------------------------------------------------------
 // Chunk I/O
 
 const BOUNCE_SIZE = 1 << 20;
@@ -386,6 +420,7 @@ export const twin: HotPath = Object.freeze({
   crc32c,
   blockChecksum,
   isZero,
+  leafRuns,
   copyRange,
   copyRangeAsync,
   patchCopyAsync,

@@ -4,6 +4,8 @@
  * diff walk and thin_delta's text).
  */
 import { ThinError } from '../errors';
+import { hot } from '../hot';
+import type { LeafView } from '../pdata/btree/btree';
 import { diffRanges, DiffRange, writeDelta } from './report/delta-format';
 import type { OutputFn } from './xml/writer';
 import type { MetadataView } from './offline';
@@ -20,8 +22,9 @@ export function deltaDevices(md: MetadataView, snap1: number, snap2: number, out
 
 /**
  * `id`'s mappings as runs where origin and data both advance by one, times ignored (what
- * delta compares), read leaf by leaf. Allocation-free: the iterator hands out one run
- * object, changed in place by each step (delta reads it before stepping).
+ * delta compares), read leaf by leaf, each leaf's runs decoded in one call (hot.leafRuns);
+ * the diff walk joins runs that continue across leaves. Allocation-free: the iterator
+ * hands out one run object, changed in place by each step (delta reads it before stepping).
  */
 function dataRuns(md: MetadataView, id: number): Iterable<MappingRun> {
   return {
@@ -29,39 +32,41 @@ function dataRuns(md: MetadataView, id: number): Iterable<MappingRun> {
       const leaves = md.mappingLeaves(id)[Symbol.iterator]();
       const run: MappingRun = { originBegin: 0, dataBegin: 0, length: 0, time: 0 };
       const result: IteratorResult<MappingRun> = { value: run, done: false };
-      let bytes: Uint8Array = new Uint8Array(0);
-      let view: { key(i: number): number; valueOffset(i: number): number } | undefined;
-      let n = 0;
-      let i = 0;
-      let ended = false;
-      /** Entry i of the leaf as (origin, data), moving to the next leaf as needed; false at the end. */
-      const entry = (): boolean => {
-        while (i >= n) {
-          if (ended) return false;
-          const r = leaves.next();
-          if (r.done) { ended = true; return false; }
-          view = r.value; bytes = r.value.bytes; n = r.value.count; i = 0;
-        }
-        return true;
-      };
+      const runs = new Float64Array(4 * MAX_LEAF_ENTRIES);
+      let n = 0; // runs of the current leaf, times 4
+      let j = 0;
       return {
         next(): IteratorResult<MappingRun> {
-          if (!entry()) return { value: undefined, done: true };
-          const o = view!.key(i);
-          const d = blockTimeBlock(bytes, view!.valueOffset(i));
-          let len = 1;
-          i++;
-          while (entry()) {
-            if (view!.key(i) !== o + len || blockTimeBlock(bytes, view!.valueOffset(i)) !== d + len) break;
-            len++;
-            i++;
+          while (j >= n) {
+            const r = leaves.next();
+            if (r.done) return { value: undefined, done: true };
+            n = 4 * leafRuns(r.value, runs);
+            j = 0;
           }
-          run.originBegin = o; run.dataBegin = d; run.length = len;
+          run.originBegin = runs[j]; run.dataBegin = runs[j + 1]; run.length = runs[j + 2];
+          j += 4;
           return result;
         },
       };
     },
   };
+}
+
+/** Entries a leaf of 8-byte values can hold in a 4 KiB node. */
+const MAX_LEAF_ENTRIES = Math.floor((4096 - 32) / 16);
+
+/** The leaf's runs (times ignored) into `out`; entry by entry when the one call cannot decode it. */
+function leafRuns(leaf: LeafView, out: Float64Array): number {
+  const k = leaf.count <= MAX_LEAF_ENTRIES ? hot.leafRuns(leaf.bytes, false, out) : -1;
+  if (k >= 0) return k;
+  // A key past 2^53 (leaf.key throws E_CORRUPT naming it), or an oversized leaf: one run per entry.
+  const big = new Float64Array(4 * leaf.count);
+  for (let i = 0; i < leaf.count; i++) {
+    big[4 * i] = leaf.key(i); big[4 * i + 1] = blockTimeBlock(leaf.bytes, leaf.valueOffset(i)); big[4 * i + 2] = 1;
+  }
+  if (big.length > out.length) throw new ThinError('E_CORRUPT', `a mapping leaf holds ${leaf.count} entries, more than a 4 KiB node can`, { kind: 'btree node' });
+  out.set(big);
+  return leaf.count;
 }
 
 /** The same walk as data: every stretch with its kind and data blocks. */

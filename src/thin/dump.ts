@@ -3,6 +3,7 @@
  * metadata stream (see xml/types.ts) into a sink: the XML, JSON or
  * human-readable writers, or anything else. Streams: one leaf at a time.
  */
+import { hot } from '../hot';
 import { blockTimeBlock, blockTimeTime } from './format/block-time';
 import type { MappingRun, MetadataSink, SuperblockInfo } from './xml/types';
 import type { MetadataView } from './offline';
@@ -25,7 +26,7 @@ export function superblockInfo(md: MetadataView): SuperblockInfo {
 
 /**
  * `id`'s mappings as maximal runs (origin+1, data+1, same time), in origin order.
- * Decodes the block_time values in place in each leaf (pdata's LeafView): no
+ * Each leaf is decoded into its runs in one call (hot.leafRuns, see RunMerger): no
  * object per mapping, one per run.
  */
 export function* mappingRuns(md: MetadataView, id: number): Generator<MappingRun> {
@@ -49,6 +50,9 @@ export function replayMappings(md: MetadataView, id: number, emit: (origin: numb
   runs.finish(emit);
 }
 
+/** Entries a leaf of 8-byte values can hold in a 4 KiB node. */
+const MAX_LEAF_ENTRIES = Math.floor((4096 - 32) / 16);
+
 type Leaf = MetadataView['mappingLeaves'] extends (id: number) => Iterable<infer L> ? L : never;
 
 /**
@@ -60,8 +64,25 @@ class RunMerger {
   private d = 0;
   private len = 0;
   private t = 0;
+  private readonly runs = new Float64Array(4 * MAX_LEAF_ENTRIES);
 
   leaf(leaf: Leaf, emit: (origin: number, data: number, length: number, time: number) => void): void {
+    // The leaf's own runs in one call (native when the addon is loaded), then joined here
+    // with the run left open by the leaf before; a key past 2^53 falls back to the view,
+    // whose key() reports it.
+    const k = leaf.count <= MAX_LEAF_ENTRIES ? hot.leafRuns(leaf.bytes, true, this.runs) : -1;
+    if (k < 0) { this.entries(leaf, emit); return; }
+    const r = this.runs;
+    for (let j = 0; j < 4 * k; j += 4) {
+      const v = r[j], b = r[j + 1], len = r[j + 2], tm = r[j + 3];
+      if (this.len > 0 && v === this.o + this.len && b === this.d + this.len && tm === this.t) { this.len += len; continue; }
+      if (this.len > 0) emit(this.o, this.d, this.len, this.t);
+      this.o = v; this.d = b; this.len = len; this.t = tm;
+    }
+  }
+
+  /** The same merge, entry by entry through the view. */
+  private entries(leaf: Leaf, emit: (origin: number, data: number, length: number, time: number) => void): void {
     const n = leaf.count;
     const bytes = leaf.bytes;
     for (let i = 0; i < n; i++) {

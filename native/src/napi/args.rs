@@ -342,6 +342,11 @@ pub struct F64Out {
 }
 
 impl F64Out {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// `out[k] = v`. Panics if `k` is out of bounds.
     pub fn set(&self, k: usize, v: f64) {
         assert!(

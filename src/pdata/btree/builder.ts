@@ -9,19 +9,36 @@
  * spec §4.4). Memory: two nodes' worth of entries per level.
  */
 import { ThinError } from '../../errors';
-import { BLOCK_SIZE } from '../block-manager';
 import type { TransactionManager } from '../transaction-manager';
 import {
   btreeNodeValidator, INTERNAL_NODE, INTERNAL_VALUE_SIZE, initNode, keyOffset, LEAF_NODE, maxEntriesFor, setKey, setNrEntries, setValue64,
 } from './node';
 import type { ValueType } from './value-type';
 
+/**
+ * One level's pending entries, in typed arrays reused for the whole build: keys, and
+ * either the child block numbers (internal levels) or the leaf values already encoded,
+ * vsize bytes each. Nothing per entry outlives its push, and no array is regrown (a bulk
+ * load makes millions of entries; kept as objects or in growing arrays, they would be
+ * promoted by the young-generation GC and grow the heap with the load).
+ */
 class Level {
-  keys: number[] = [];
-  /** Leaf values (level 0) or child block numbers (internal levels). */
-  vals: unknown[] = [];
+  readonly keys: Float64Array;
+  readonly children: Float64Array | undefined;
+  readonly staged: Uint8Array | undefined;
+  readonly stagedView: DataView | undefined;
+  /** Entries pending. */
+  n = 0;
   emitted = 0;
-  constructor(readonly flags: number, readonly max: number, readonly vsize: number) {}
+  constructor(readonly flags: number, readonly max: number, readonly vsize: number) {
+    this.keys = new Float64Array(2 * max + 1);
+    if (flags === LEAF_NODE) {
+      this.staged = new Uint8Array((2 * max + 1) * vsize);
+      this.stagedView = new DataView(this.staged.buffer);
+    } else {
+      this.children = new Float64Array(2 * max + 1);
+    }
+  }
 }
 
 export class BTreeBuilder<V> {
@@ -50,11 +67,11 @@ export class BTreeBuilder<V> {
   finish(): number {
     for (let i = 0; ; i++) {
       const lv = this.levels[i];
-      if (lv.emitted === 0 && lv.keys.length <= lv.max) {
+      if (lv.emitted === 0 && lv.n <= lv.max) {
         // Top level: whatever is pending becomes the root (possibly an empty leaf).
-        return this.writeNode(lv, 0, lv.keys.length);
+        return this.writeNode(lv, 0, lv.n);
       }
-      const n = lv.keys.length;
+      const n = lv.n;
       if (n > lv.max) {
         const half = Math.floor(n / 2);
         this.emit(i, 0, half);
@@ -62,20 +79,24 @@ export class BTreeBuilder<V> {
       } else if (n > 0) {
         this.emit(i, 0, n);
       }
-      lv.keys = [];
-      lv.vals = [];
+      lv.n = 0;
     }
   }
 
   private add(i: number, key: number, value: unknown): void {
     const lv = this.levels[i];
-    lv.keys.push(key);
-    lv.vals.push(value);
+    const at = lv.n++;
+    lv.keys[at] = key;
+    if (lv.stagedView) this.vt.write(lv.stagedView, at * lv.vsize, value as V);
+    else lv.children![at] = value as number;
+    const n = lv.n;
     // Keep up to 2 x max pending so the last two nodes of the level can be balanced.
-    if (lv.keys.length > 2 * lv.max) {
+    if (n > 2 * lv.max) {
       this.emit(i, 0, lv.max);
-      lv.keys.splice(0, lv.max);
-      lv.vals.splice(0, lv.max);
+      lv.keys.copyWithin(0, lv.max, n);
+      if (lv.staged) lv.staged.copyWithin(0, lv.max * lv.vsize, n * lv.vsize);
+      else lv.children!.copyWithin(0, lv.max, n);
+      lv.n = n - lv.max;
     }
   }
 
@@ -91,13 +112,11 @@ export class BTreeBuilder<V> {
     const wb = this.tm.newBlock(btreeNodeValidator);
     const d = wb.data;
     initNode(d, lv.flags, lv.max, lv.vsize);
-    const dv = new DataView(d.buffer, d.byteOffset, BLOCK_SIZE);
-    const valuesAt = keyOffset(lv.max);
     for (let j = from; j < to; j++) {
       setKey(d, j - from, lv.keys[j]);
-      if (lv.flags === LEAF_NODE) this.vt.write(dv, valuesAt + (j - from) * lv.vsize, lv.vals[j] as V);
-      else setValue64(d, j - from, lv.vals[j] as number);
+      if (lv.children) setValue64(d, j - from, lv.children[j]);
     }
+    if (lv.staged) d.set(lv.staged.subarray(from * lv.vsize, to * lv.vsize), keyOffset(lv.max));
     setNrEntries(d, to - from);
     return wb.location;
   }

@@ -3,6 +3,7 @@
  */
 import { ThinError } from '../../errors';
 import { BTree } from '../btree/btree';
+import { BTreeBuilder } from '../btree/builder';
 import { u32Value } from '../btree/value-type';
 import type { TransactionManager } from '../transaction-manager';
 import { bitmapValidator, BITMAP_HEADER, nrBitmaps } from './bitmap-block';
@@ -33,6 +34,8 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
   private blocknrs: number[];
   private bitmapRoot: number;
   private refCountRoot: number;
+  /** The overflow tree is still the empty leaf `format` made: a commit may build it in bulk. */
+  private overflowEmpty = false;
 
   private constructor(tm: TransactionManager, counts: RefCounts, blocknrs: number[], bitmapRoot: number, refCountRoot: number) {
     super(counts);
@@ -50,6 +53,7 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
     const overflow = new BTree(tm, u32Value);
     const counts = new RefCounts(nrBlocks);
     const sm = new DataSpaceMap(tm, counts, new Array(nrBitmaps(nrBlocks)).fill(0), indexTree.empty(), overflow.empty());
+    sm.overflowEmpty = true;
     counts.markAllBitmapsDirty();
     return sm;
   }
@@ -111,6 +115,7 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
     }
     // In batches (a restore of a shared pool changes millions); a bulk load writes the
     // blocks made so far between changes (the transaction manager's spillAbove).
+    if (this.overflowEmpty) this.buildOverflow();
     for (let batch = this.counts.takeDirtyOverflow(BATCH); batch.length > 0; batch = this.counts.takeDirtyOverflow(BATCH)) {
       for (const b of batch) {
         const c = this.counts.get(b);
@@ -124,6 +129,29 @@ export class DataSpaceMap extends CountedSpaceMap implements SpaceMap {
 
   markCommitted(): void {
     this.counts.markCommitted();
+  }
+
+  /**
+   * The first overflow entries of a new space map (a restore makes millions): the tree
+   * is empty, so it is built bottom-up from the changed blocks (ascending) with the bulk
+   * builder instead of one insert each, and the empty root is given back. Leaves no
+   * overflow change dirty; a commit with no count of 3 or more keeps the empty tree.
+   */
+  private buildOverflow(): void {
+    const builder = new BTreeBuilder(this.tm, u32Value);
+    const batch = new Float64Array(BATCH);
+    for (let n = this.counts.takeDirtyOverflowInto(batch); n > 0; n = this.counts.takeDirtyOverflowInto(batch)) {
+      for (let i = 0; i < n; i++) {
+        const c = this.counts.get(batch[i]);
+        if (c >= 3) builder.push(batch[i], c); // below 3 with no entry in an empty tree: nothing to remove
+      }
+      this.tm.spillIfAbove();
+    }
+    if (builder.size === 0) return;
+    const empty = this.refCountRoot;
+    this.refCountRoot = builder.finish();
+    this.tm.dec(empty);
+    this.overflowEmpty = false;
   }
 }
 

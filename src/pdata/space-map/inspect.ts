@@ -68,7 +68,10 @@ export interface SpaceMapReader {
   refRoot(b: number, path: string): boolean;
   /** A reference to `b`, already known to be on the device. */
   ref(b: number): void;
-  /** Read and validate `b`; undefined once the failure has been reported. */
+  /**
+   * Read and validate `b`; undefined once the failure has been reported. The bytes may
+   * be reused by the next `read` (this file takes what it needs of each block first).
+   */
   read(b: number, v: Validator, what: string, path: string): Uint8Array | undefined;
   /** Walk the tree at `root` (its root already counted), calling `leaf` once per distinct leaf. */
   walk(root: number, kind: TreeKind, path: string, leaf: (view: LeafView, block: number) => void): void;

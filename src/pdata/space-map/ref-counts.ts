@@ -17,8 +17,9 @@
  * - Read-only users (checkers) see it through SpaceMapCounts: the 2-bit bitmap
  *   entries and the overflow counts exactly as loaded, without interpretation.
  * - Memory: 4 bits per block (the counts, and the allocation state at the last
- *   commit), plus, once any block reaches 3, a byte per block for counts 3..254 and
- *   a bit per block for the overflow entries changed since the commit; only counts
+ *   commit), plus, once any block reaches 3, a byte per block for counts 3..254 in
+ *   the pages of MID_PAGE blocks that hold such a block, and a bit per block for the
+ *   overflow entries changed since the commit; only counts
  *   of 255 and more take a map entry. So a pool whose blocks are shared by a few
  *   snapshots costs the same per block as one without sharing.
  */
@@ -27,6 +28,9 @@ import { hot } from '../../hot';
 import { BITMAP_PAYLOAD, ENTRIES_PER_BITMAP, nrBitmaps } from './bitmap-block';
 
 /** A space map's counts as loaded from disk, for checkers to compare. */
+/** Blocks per page of the exact counts of 3 and more (16 KiB). */
+const MID_PAGE = 1 << 14;
+
 export interface SpaceMapCounts {
   readonly nrBlocks: number;
   /** Blocks with a non-zero count (from the bitmaps). */
@@ -45,9 +49,10 @@ export class RefCounts implements SpaceMapCounts {
   private busy: Uint8Array;
   /**
    * Exact counts of the blocks whose bitmap entry is 3: 3..254 here, 255 meaning
-   * "see `big`" (0: no overflow entry). Made when first needed; a byte per block.
+   * "see `big`" (0: no overflow entry). A byte per block, in pages of MID_PAGE blocks
+   * made when a block of the page first needs one (sharing is usually local).
    */
-  private mid: Uint8Array | undefined;
+  private readonly mid: Array<Uint8Array | undefined> = [];
   private readonly big = new Map<number, number>();
   private allocated = 0;
   private cursor = 0;
@@ -78,22 +83,31 @@ export class RefCounts implements SpaceMapCounts {
 
   /** The exact count of a block whose bitmap entry is 3 (3 when no entry was loaded: damage). */
   private overflowOf(b: number): number {
-    const m = this.mid === undefined ? 0 : this.mid[b];
+    const m = this.midOf(b);
     return m === 255 ? this.big.get(b)! : m === 0 ? 3 : m;
   }
 
   private setOverflow(b: number, count: number): void {
-    const mid = this.mid ?? (this.mid = new Uint8Array(this.bits.length * 4));
-    if (mid[b] === 255 && count < 255) this.big.delete(b);
+    const p = Math.floor(b / MID_PAGE);
+    const page = this.mid[p] ?? (this.mid[p] = new Uint8Array(MID_PAGE));
+    const i = b % MID_PAGE;
+    if (page[i] === 255 && count < 255) this.big.delete(b);
     if (count >= 255) this.big.set(b, count);
-    mid[b] = count >= 255 ? 255 : count;
+    page[i] = count >= 255 ? 255 : count;
   }
 
   private clearOverflow(b: number): void {
-    const mid = this.mid;
-    if (mid === undefined) return;
-    if (mid[b] === 255) this.big.delete(b);
-    mid[b] = 0;
+    const page = this.mid[Math.floor(b / MID_PAGE)];
+    if (page === undefined) return;
+    const i = b % MID_PAGE;
+    if (page[i] === 255) this.big.delete(b);
+    page[i] = 0;
+  }
+
+  /** `b`'s byte in `mid` (0 when its page was never made). */
+  private midOf(b: number): number {
+    const page = this.mid[Math.floor(b / MID_PAGE)];
+    return page === undefined ? 0 : page[b % MID_PAGE];
   }
 
   private markOverflowDirty(b: number): void {
@@ -233,7 +247,7 @@ export class RefCounts implements SpaceMapCounts {
   }
 
   overflowCount(b: number): number | undefined {
-    const m = this.mid === undefined ? 0 : this.mid[b];
+    const m = this.midOf(b);
     return m === 0 ? undefined : m === 255 ? this.big.get(b) : m;
   }
 
@@ -271,6 +285,24 @@ export class RefCounts implements SpaceMapCounts {
     return out;
   }
 
+  /**
+   * takeDirtyOverflow into `out` (at most out.length - 7 blocks, ascending), returning how
+   * many: a large commit's batches then make no garbage. 0 when none is left.
+   */
+  takeDirtyOverflowInto(out: Float64Array): number {
+    const d = this.dirtyOverflow;
+    if (d === undefined || this.nDirtyOverflow === 0) return 0;
+    let n = 0;
+    for (let i = 0; i < d.length && n + 8 <= out.length; i++) {
+      let x = d[i];
+      if (x === 0) continue;
+      d[i] = 0;
+      for (let k = 0; x !== 0; k++, x >>>= 1) if (x & 1) out[n++] = i * 8 + k;
+    }
+    this.nDirtyOverflow -= n;
+    return n;
+  }
+
   /** The current state becomes the committed one: freed blocks become allocatable. */
   markCommitted(): void {
     // busy := "count != 0" of the current bits, encoded as count 1 (or 0).
@@ -302,7 +334,6 @@ export class RefCounts implements SpaceMapCounts {
     if (bytes > this.bits.length) {
       const nb = new Uint8Array(bytes); nb.set(this.bits); this.bits = nb;
       const nbusy = new Uint8Array(bytes); nbusy.set(this.busy); this.busy = nbusy;
-      if (this.mid) { const nm = new Uint8Array(bytes * 4); nm.set(this.mid); this.mid = nm; }
       if (this.dirtyOverflow) { const nd = new Uint8Array(bytes >>> 1); nd.set(this.dirtyOverflow); this.dirtyOverflow = nd; }
     }
     this.nrBlocks = nrBlocks;

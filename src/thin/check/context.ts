@@ -10,6 +10,9 @@
 import { isThinError, ThinError } from '../../errors';
 import type { BlockDevice } from '../../io/block-device';
 import { BLOCK_SIZE, BlockManager, Validator } from '../../pdata/block-manager';
+import type { Tally } from './tally';
+
+export { Tally } from './tally';
 
 export type Severity = 'error' | 'warning';
 
@@ -20,38 +23,6 @@ export interface Finding {
   /** Where it was found, e.g. "mapping tree > device 3 > block 45". */
   path?: string;
   device?: number;
-}
-
-/**
- * Exact reference counts in a byte per block: counts up to 254 in place, 255 and
- * more as 255 plus an entry in a map (rare: a block shared by 255 leaves); blocks
- * at or beyond `size` (references past the end, which are damage) in a map too.
- */
-export class Tally {
-  /** Counts below 255 (255: see `inc`/`get`); hot loops may bump an entry below 255 in place. */
-  readonly small: Uint8Array;
-  private readonly big = new Map<number, number>();
-  constructor(readonly size: number) {
-    this.small = new Uint8Array(size);
-  }
-  inc(b: number): void {
-    if (b < this.size) {
-      const c = this.small[b];
-      if (c < 255) { this.small[b] = c + 1; return; }
-    }
-    this.big.set(b, (this.big.get(b) ?? 0) + 1);
-  }
-  get(b: number): number {
-    if (b < this.size) {
-      const c = this.small[b];
-      return c < 255 ? c : 255 + (this.big.get(b) ?? 0);
-    }
-    return this.big.get(b) ?? 0;
-  }
-  /** Blocks at or beyond `size` that were counted (references past the end). */
-  beyond(): number[] {
-    return [...this.big.keys()].filter((b) => b >= this.size).sort((a, b) => a - b);
-  }
 }
 
 /** Children an internal node can hold (8-byte values): the most one prefetch reads. */
@@ -112,13 +83,16 @@ export class CheckContext {
     }
   }
 
-  /** Block `b` read from the device and validated with `v`, or undefined once reported. */
-  readValid(b: number, v: Validator, what: string, path?: string): Uint8Array | undefined {
+  /**
+   * Block `b` read from the device and validated with `v`, or undefined once reported.
+   * `into`: a block-sized buffer to read it into (when not read ahead) instead of a new one.
+   */
+  readValid(b: number, v: Validator, what: string, path?: string, into?: Uint8Array): Uint8Array | undefined {
     let d: Uint8Array;
     try {
       const pre = this.ahead.get(b);
       if (pre !== undefined) this.ahead.delete(b);
-      d = pre ?? this.bm.readRaw(b);
+      d = pre ?? (into ? this.readInto(b, into) : this.bm.readRaw(b));
     } catch (e) {
       if (isThinError(e) && e.code === 'E_CORRUPT') { this.error(`${what}: ${e.message}`, b, path); return undefined; }
       throw e;
@@ -130,6 +104,15 @@ export class CheckContext {
       throw e;
     }
     return d;
+  }
+
+  /** readRaw's checks and read, into `buf`. */
+  private readInto(b: number, buf: Uint8Array): Uint8Array {
+    if (!Number.isSafeInteger(b) || b < 0 || b >= this.bm.nrBlocks) {
+      throw new ThinError('E_CORRUPT', `block ${b} is outside the metadata device (${this.bm.nrBlocks} blocks)`, { block: b });
+    }
+    this.bm.device.read(buf, b * BLOCK_SIZE);
+    return buf;
   }
 
   error(message: string, block?: number, path?: string, device?: number): void {

@@ -6,6 +6,7 @@
  */
 import { InspectedSpaceMap, inspectDataSpaceMap, inspectMetadataSpaceMap, SpaceMapReader } from '../../pdata/space-map/inspect';
 import type { SpaceMapRoot } from '../../pdata/space-map/sm-root';
+import { BLOCK_SIZE } from '../../pdata/block-manager';
 import type { CheckContext, Tally } from './context';
 import type { TreeWalker } from './walk';
 
@@ -26,13 +27,18 @@ export function checkMetadataSpaceMap(ctx: CheckContext, walker: TreeWalker, roo
   return onDisk;
 }
 
-/** How the space-map inspectors read, walk, count references and report, here. */
+/**
+ * How the space-map inspectors read, walk, count references and report, here. Their
+ * bitmaps and index blocks are read into one reused buffer (the inspectors take what they
+ * need of a block before the next read), so a large pool's bitmaps leave no garbage.
+ */
 function reader(ctx: CheckContext, walker: TreeWalker): SpaceMapReader {
+  const scratch = new Uint8Array(BLOCK_SIZE);
   return {
     nrBlocks: ctx.bm.nrBlocks,
     refRoot: (b, path) => ctx.refRoot(b, path),
     ref: (b) => ctx.metaRefs.inc(b),
-    read: (b, v, what, path) => ctx.readValid(b, v, what, path),
+    read: (b, v, what, path) => ctx.readValid(b, v, what, path, scratch),
     walk: (root, kind, path, leaf) => { walker.walk(root, kind, path, (view, block) => leaf(view, block)); },
     error: (message, block, path) => ctx.error(message, block, path),
     warn: (message, block, path) => ctx.warn(message, block, path),

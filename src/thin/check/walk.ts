@@ -140,12 +140,15 @@ export class TreeWalker {
     const bytes = leaf.bytes;
     const n = leaf.count;
     const tally = this.ctx.dataRefs;
-    const small = tally.small;
-    const size = tally.size;
+    const bits = tally.bits;
+    const fast = tally.fastLimit;
     let maxTime = 0;
     for (let i = 0, off = n > 0 ? leaf.valueOffset(0) : 0; i < n; i++, off += BLOCK_TIME_SIZE) {
       const b = ((bytes[off + 4] | (bytes[off + 5] << 8) | (bytes[off + 6] << 16) | (bytes[off + 7] << 24)) >>> 0) * 256 + bytes[off + 3];
-      if (b < size && small[b] < 254) small[b]++;
+      // Tally's in-place bump of a count below 3 (see tally.ts), else the general path.
+      const q = b >>> 2;
+      const s = (b & 3) << 1;
+      if (b < fast && ((bits[q] >>> s) & 3) < 3) bits[q] += 1 << s;
       else tally.inc(b);
       const time = bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16);
       if (time > maxTime) maxTime = time;
