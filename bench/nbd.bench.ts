@@ -30,7 +30,9 @@
  * --no-warm-up, and qemu-nbd, a fresh process and fresh state for every measurement,
  * interleaved with the order turned round every round. Each row is the median of the
  * per-round ratios with their spread; the time from spawning a server to its socket
- * appearing is reported next to it (the warm-up is paid there). Target: thinsim serve
+ * appearing is reported next to it (the warm-up is paid there). Before each, the data
+ * the server reads (thinsim's device 1, qemu's raw and qcow2 files) is read into the
+ * page cache, so what is cold is the process, not the disk. Target: thinsim serve
  * >= 0.9x qemu-nbd. THINSIM_NBD_COLD_ROUNDS (default 7) sets the rounds;
  * THINSIM_NBD_BENCH=cold runs only the cold rows (saved in nbd-cold.json), =warm only
  * the matrix above.
@@ -63,6 +65,8 @@ interface Server {
   name: ServerName;
   /** Prepare fresh state for one measurement; returns the command that serves it, and the export name. */
   prepare(w: Workload, run: number): { argv: string[]; exportName: string };
+  /** Bring the written data this server reads into the page cache (cold rows: only the process is cold). */
+  cacheInputs?(): void;
 }
 
 interface Sample { iops: number; mibps: number; p50us: number; p99us: number; coldIops: number }
@@ -85,6 +89,17 @@ function writtenRaw(file: string): void {
   try {
     for (let o = 0; o < DEVICE; o += MiB) fs.writeSync(fd, buf, 0, MiB, o);
     fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Read a file whole (into the page cache). */
+function readThrough(file: string): void {
+  const buf = Buffer.allocUnsafe(MiB);
+  const fd = fs.openSync(file, 'r');
+  try {
+    while (fs.readSync(fd, buf, 0, MiB, null) > 0) { /* next MiB */ }
   } finally {
     fs.closeSync(fd);
   }
@@ -116,6 +131,7 @@ function servers(root: string): { list: Server[]; skipped: string[] } {
       }
       return { argv: [process.execPath, BIN, 'serve', poolDir, '--socket', '{sock}', ...extra], exportName: `${id}` };
     },
+    cacheInputs: () => { thinsim('thin', 'read', poolDir, '1', '--length', `${DEVICE}`, '-o', '/dev/null'); },
   });
   list.push(thinsimServer('thinsim', []));
   list.push(thinsimServer('thinsim-no-warm-up', ['--no-warm-up']));
@@ -158,6 +174,7 @@ function servers(root: string): { list: Server[]; skipped: string[] } {
         }
         return { argv: ['qemu-nbd', '-f', 'qcow2', '--cache=writeback', '--aio=threads', '--persistent', '--shared=16', '-x', '', '-k', '{sock}', img], exportName: '' };
       },
+      cacheInputs: () => { readThrough(raw); readThrough(base); },
     });
   } else {
     skipped.push('qemu-nbd (not installed: apt-get install qemu-utils)');
@@ -295,6 +312,7 @@ async function measureCold(server: Server, w: 'cow' | 'randread', run: number, r
   const sock = path.join(root, `${server.name}.sock`);
   fs.rmSync(sock, { force: true });
   const { argv, exportName } = server.prepare(w, run);
+  server.cacheInputs?.();
   const started = performance.now();
   const child = spawn(argv[0], argv.slice(1).map((a) => a.replace('{sock}', sock)), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
