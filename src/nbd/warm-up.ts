@@ -5,10 +5,12 @@
  * `thinsim serve` several times slower than the rest (docs/nbd.md, "Cold start").
  *
  * Contract:
- * - `warmUp(opts)` runs `requests` NBD requests (sharing breaks, reads and overwrites of
- *   4 KiB) through the same code a client's requests take: a real
- *   unix socket, Transmission, commands, Pool, the data path's inline and queued paths,
- *   the metadata's lookups, allocations and inserts. They go to a scratch pool in a
+ * - `warmUp(opts)` runs `requests` NBD requests at queue depth 1 (4 KiB sharing breaks and
+ *   overwrites on a snapshot, 4 KiB reads of its fully mapped origin) through the same code
+ *   a client's requests take: an NbdServer on a unix socket, two clients that negotiate
+ *   structured replies and NBD_OPT_GO as libnbd does, the sessions, Transmission,
+ *   commands, Pool, the data path's inline and queued paths, the metadata's lookups,
+ *   allocations and inserts. They go to a scratch pool in a
  *   fresh temporary directory (never the pool being served), whose chunk size is the
  *   served pool's, and which is removed before it returns, also on failure.
  * - Nothing of it stays: no file, no socket, no pool lock, no timer. The scratch data
@@ -25,10 +27,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { ThinError } from '../errors';
 import { Pool } from '../pool/pool';
-import type { Target } from './commands';
 import * as P from './protocol';
-import { endSocket, Transmission } from './transmission';
-import { DEFAULT_LIMITS } from './session';
+import { type Endpoint, NbdServer } from './server';
+import { endSocket } from './transmission';
 
 export interface WarmUpOptions {
   /** The served pool's data block size, in 512-byte sectors (the scratch pool uses the same). */
@@ -70,7 +71,9 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
     // (the rest is a hole, cached as zeros by one read), so making it writes little.
     pool = Pool.create(path.join(dir, 'pool'), { dataSize: 2 * size + chunk, metadataSize: 16 * 2 ** 20, blockSize: opts.blockSectors, zero: false });
     await pool.close();
-    pool = Pool.open(path.join(dir, 'pool'), { commitInterval: 0 });
+    // With a commit timer as the served pool has (so the objects take the same shapes),
+    // which never fires while this runs.
+    pool = Pool.open(path.join(dir, 'pool'), { commitInterval: 2 ** 31 - 1 });
     await pool.createThin(1, size);
     const payload = Buffer.alloc(IO, 0xa5);
     for (let c = 0; c < chunks; c++) await pool.write(1, c * chunk, payload);
@@ -78,15 +81,12 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
     // a served pool whose data is cached: the origin holds the data file's first blocks.
     readThrough(pool.data.path, size);
     await pool.createSnap(2, 1);
-    const sock = path.join(dir, 'nbd.sock');
-    const server = net.createServer({ allowHalfOpen: true });
-    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sock, resolve); });
+    // A server as `thinsim serve` starts it, and clients that negotiate as libnbd does:
+    // the sockets, sessions and replies take the same shapes as a real client's.
+    const server = await NbdServer.start(pool, { socket: path.join(dir, 'nbd.sock') });
     try {
-      const target: Target = {
-        pool, structured: true, allocationContext: undefined,
-        exp: { name: '2', id: 2, size, readOnly: false, description: 'warm-up' },
-      };
-      const client = await connect(server, sock, target);
+      const reader = await connect(server.endpoint, '1');
+      const writer = await connect(server.endpoint, '2');
       try {
         let rnd = 0x9e3779b9;
         const next = () => { rnd = (Math.imul(rnd ^ (rnd >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return rnd; };
@@ -95,29 +95,34 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
         for (let i = order.length - 1; i > 0; i--) { const j = next() % (i + 1); [order[i], order[j]] = [order[j], order[i]]; }
         while (done < want && performance.now() - t0 < maxMs && !opts.signal?.aborted) {
           for (const c of order) {
-            await client.call(P.Cmd.WRITE, page(c), IO, payload); // breaks sharing on the first pass
-            await client.call(P.Cmd.READ, page(order[next() % chunks]), IO); // a shared or an own chunk
-            await client.call(P.Cmd.WRITE, page(c), IO, payload); // overwrites an own chunk
+            await writer.call(P.Cmd.WRITE, page(c), IO, payload); // breaks sharing on the first pass
+            await reader.call(P.Cmd.READ, page(next() % chunks), IO); // the origin, fully mapped
+            await writer.call(P.Cmd.WRITE, page(c), IO, payload); // overwrites an own chunk
             done += 3;
             if (done >= want || opts.signal?.aborted) break;
           }
         }
       } finally {
-        await client.close();
+        await reader.close();
+        await writer.close();
       }
+      // The scratch data is never read again: cut the file to nothing, which drops its
+      // dirty pages unwritten, so the shutdown's flush has no data to write (a TRIM would
+      // not do: ext4 writes dirty pages out before it punches them).
+      fs.truncateSync(pool.data.path, 0);
     } finally {
-      await new Promise<void>((r) => server.close(() => r()));
+      await server.shutdown();
     }
-    // The scratch data is never read again: cut the file to nothing, which drops its
-    // dirty pages unwritten, so the close's sync has no data to write (a TRIM would
-    // not do: ext4 writes dirty pages out before it punches them).
-    fs.truncateSync(pool.data.path, 0);
-    await pool.close();
-    pool = undefined;
   } finally {
     try {
-      // Only on a failure above (the error in flight is the one reported): still closed.
-      if (pool) await pool.close();
+      if (pool) {
+        // As above, also after a failure.
+        try {
+          fs.truncateSync(pool.data.path, 0);
+        } finally {
+          await pool.close();
+        }
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -145,64 +150,93 @@ interface Client {
   close(): Promise<void>;
 }
 
-/** A connection served by a Transmission on `target` (no handshake), and a QD1 client on it. */
-async function connect(server: net.Server, sock: string, target: Target): Promise<Client> {
-  const accepted = new Promise<Transmission>((resolve) => server.once('connection', (s: net.Socket) => {
-    s.pause();
-    resolve(new Transmission(s, { limits: DEFAULT_LIMITS, log: () => undefined }, target, 'warm-up', { chunks: [], ended: false }));
-  }));
-  const socket = net.connect(sock);
+/** Bytes from a socket, taken in exact lengths. */
+class Wire {
+  private buf: Buffer = Buffer.alloc(0);
+  private want: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  private failed: Error | undefined;
+
+  constructor(socket: net.Socket) {
+    socket.on('data', (d: Buffer) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+      this.serve();
+    });
+    socket.on('error', (e) => this.fail(e));
+    socket.on('close', () => this.fail(new ThinError('E_IO', 'warm-up: the scratch server closed the connection')));
+  }
+
+  take(n: number): Promise<Buffer> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => {
+      this.want = { n, resolve, reject };
+      this.serve();
+    });
+  }
+
+  private serve(): void {
+    const w = this.want;
+    if (!w || this.buf.length < w.n) return;
+    this.want = undefined;
+    const out = this.buf.subarray(0, w.n);
+    this.buf = this.buf.subarray(w.n);
+    w.resolve(out);
+  }
+
+  private fail(e: Error): void {
+    this.failed ??= e;
+    const w = this.want;
+    this.want = undefined;
+    w?.reject(this.failed);
+  }
+}
+
+/** Connect to `endpoint`, negotiate structured replies and export `name` (NBD_OPT_GO), as libnbd does. */
+async function connect(endpoint: Endpoint, name: string): Promise<Client> {
+  if (endpoint.kind !== 'unix') throw new ThinError('E_INVARIANT', 'the warm-up server listens on a unix socket');
+  const socket = net.connect(endpoint.path);
+  const wire = new Wire(socket);
   await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
-  const transmission = await accepted;
-  let buffered: Buffer = Buffer.alloc(0);
-  let waiting: { resolve: () => void; reject: (e: Error) => void } | undefined;
-  let failed: Error | undefined;
-  const fail = (e: Error) => {
-    failed ??= e;
-    const w = waiting;
-    waiting = undefined;
-    w?.reject(failed);
-  };
-  socket.on('error', fail);
-  socket.on('close', () => fail(new ThinError('E_IO', 'warm-up: the scratch connection closed')));
-  socket.on('data', (d: Buffer) => {
-    buffered = buffered.length ? Buffer.concat([buffered, d]) : d;
-    // One request at a time: the reply is whole once its header and payload are here.
-    if (buffered.length < P.SIMPLE_REPLY_SIZE) return;
-    const magic = buffered.readUInt32BE(0);
-    let need = P.SIMPLE_REPLY_SIZE;
-    let error = 0;
-    if (magic === P.SIMPLE_REPLY_MAGIC) {
-      error = buffered.readUInt32BE(4);
-    } else if (magic === P.STRUCTURED_REPLY_MAGIC) {
-      if (buffered.length < P.STRUCTURED_HEADER_SIZE) return;
-      need = P.STRUCTURED_HEADER_SIZE + buffered.readUInt32BE(16);
-      if (buffered.readUInt16BE(6) & 0x8000) error = buffered.length >= need ? buffered.readUInt32BE(20) : -1;
-    } else {
-      fail(new ThinError('E_INVARIANT', `warm-up: reply magic 0x${magic.toString(16)}`));
-      return;
+  const fail = (what: string) => new ThinError('E_INVARIANT', `warm-up: ${what}`);
+  await wire.take(P.GREETING_SIZE);
+  const flags = Buffer.alloc(4);
+  flags.writeUInt32BE(P.ClientFlag.FIXED_NEWSTYLE | P.ClientFlag.NO_ZEROES);
+  socket.write(flags);
+  const option = async (opt: number, data: Buffer) => {
+    const head = Buffer.alloc(P.OPTION_HEADER_SIZE);
+    head.writeBigUInt64BE(P.OPTION_MAGIC, 0);
+    head.writeUInt32BE(opt, 8);
+    head.writeUInt32BE(data.length, 12);
+    socket.write(Buffer.concat([head, data]));
+    for (;;) {
+      const r = await wire.take(20);
+      const type = r.readUInt32BE(12);
+      await wire.take(r.readUInt32BE(16));
+      if (type === P.Rep.ACK) return;
+      if (type & 0x80000000) throw fail(`option ${opt} refused with reply type 0x${type.toString(16)}`);
     }
-    if (buffered.length < need) return;
-    buffered = buffered.subarray(need);
-    const w = waiting;
-    waiting = undefined;
-    if (error !== 0) w?.reject(new ThinError('E_IO', `warm-up: a scratch request failed with NBD error ${error}`));
-    else w?.resolve();
-  });
+  };
+  await option(P.Opt.STRUCTURED_REPLY, Buffer.alloc(0));
+  await option(P.Opt.GO, P.infoRequest(name));
   let cookie = 0n;
   return {
-    call(type, offset, length, payload) {
-      if (failed) return Promise.reject(failed);
-      return new Promise<void>((resolve, reject) => {
-        waiting = { resolve, reject };
-        const header = P.request(type, 0, ++cookie, offset, length);
-        socket.write(payload ? Buffer.concat([header, payload]) : header);
-      });
+    async call(type, offset, length, payload) {
+      const header = P.request(type, 0, ++cookie, offset, length);
+      socket.write(payload ? Buffer.concat([header, payload]) : header);
+      const r = await wire.take(4);
+      const magic = r.readUInt32BE(0);
+      if (magic === P.SIMPLE_REPLY_MAGIC) {
+        const rest = await wire.take(P.SIMPLE_REPLY_SIZE - 4);
+        if (rest.readUInt32BE(0) !== 0) throw fail(`a scratch request failed with NBD error ${rest.readUInt32BE(0)}`);
+        return;
+      }
+      if (magic !== P.STRUCTURED_REPLY_MAGIC) throw fail(`reply magic 0x${magic.toString(16)}`);
+      const rest = await wire.take(P.STRUCTURED_HEADER_SIZE - 4);
+      const body = await wire.take(rest.readUInt32BE(12));
+      if (rest.readUInt16BE(2) & 0x8000) throw fail(`a scratch request failed with NBD error ${body.readUInt32BE(0)}`);
     },
     async close() {
       socket.write(P.request(P.Cmd.DISC, 0, ++cookie, 0, 0));
       await endSocket(socket);
-      await transmission.done;
     },
   };
 }

@@ -1,3 +1,4 @@
+import * as v8 from 'v8';
 import type { Argv, CommandModule } from 'yargs';
 import { isThinError, ThinError } from '../../errors';
 import type { NbdServer } from '../../nbd/server';
@@ -12,6 +13,21 @@ function parseExport(s: string): { name: string; id: number } {
   const id = i < 0 ? s : s.slice(i + 1);
   if (name === '') throw new ThinError('E_INVALID', `--export ${s}: the export name is empty; write NAME=ID, e.g. --export root=1`);
   return { name, id: thinId(id, `--export ${s}: thin device id`) };
+}
+
+/**
+ * V8's tier-up budget for this process (Node 20's default is 67,584 bytecode bytes, three
+ * times, before a function is optimised): at the default a small function on the request
+ * path needs a few thousand calls to be optimised, more than the warm-up makes, and a
+ * fresh server runs it unoptimised meanwhile (docs/nbd.md, "Cold start"). Set first
+ * thing, so the request path's functions start with it, and kept: V8 reads it whenever
+ * it resets a function's budget. A budget given on node's command line is left alone.
+ */
+const TIER_UP_BUDGET = 8192;
+
+function lowerTierUpBudget(): void {
+  if (process.execArgv.some((a) => a.startsWith('--interrupt-budget'))) return;
+  v8.setFlagsFromString(`--interrupt-budget=${TIER_UP_BUDGET}`);
 }
 
 /**
@@ -48,6 +64,7 @@ export const serveCommand: CommandModule<{}, any> = {
     .option('warm-up', { type: 'boolean', default: true, describe: 'before listening, run ~2,000 requests on a scratch pool in the temporary directory so the first clients get optimised code (--no-warm-up: listen at once)' })
     .conflicts('listen', 'socket'),
   handler: async (a) => {
+    lowerTierUpBudget();
     const exports = (a.export as string[] | undefined)?.map(parseExport);
     const maxConnections = wholeNumber(a['max-connections'], '--max-connections', { min: 1, max: 65536 });
     if (a.socket !== undefined) socketPath(a.socket);
