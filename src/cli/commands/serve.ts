@@ -61,7 +61,7 @@ export const serveCommand: CommandModule<{}, any> = {
     .option('tls', { type: 'string', choices: ['off', 'on', 'require'], describe: 'NBD_OPT_STARTTLS: off, on (optional) or require (default: on when keys are given, else off)' })
     .option('tls-psk', { type: 'string', describe: 'psktool key file (username:hexkey lines)' })
     .option('tls-certificates', { type: 'string', describe: 'directory with ca-cert.pem, server-cert.pem, server-key.pem' })
-    .option('warm-up', { type: 'boolean', default: true, describe: 'before listening, run ~2,000 requests on a scratch pool in the temporary directory so the first clients get optimised code (--no-warm-up: listen at once)' })
+    .option('warm-up', { type: 'boolean', default: true, describe: 'before listening, run about 1,000 requests on a scratch pool in the temporary directory so the first clients get optimised code (--no-warm-up: listen at once)' })
     .conflicts('listen', 'socket'),
   handler: async (a) => {
     lowerTierUpBudget();
