@@ -25,7 +25,9 @@
  *   `commit()` in `ro` or `fail` fails with E_IO (the kernel errors flushes then too).
  * - `commit()` takes the pool gate exclusively (in-flight provisioning finishes
  *   first, so a commit never captures an allocated but unmapped block), syncs the
- *   data device, then commits the metadata without blocking the event loop.
+ *   data device, then commits the metadata without blocking the event loop. The
+ *   periodic commit syncs the data device without the gate first, until little is
+ *   left, so writes that provision wait only for the rest and the metadata commit.
  * - Out of data space: `waitForSpace()` queues a writer until a commit frees blocks
  *   or a resize adds some (`onSpaceAvailable()`), or fails it after
  *   no_space_timeout; with error_if_no_space it fails at once.
@@ -45,6 +47,11 @@ const MISUSE = new Set<ThinErrorCode>([
   'E_INVALID', 'E_RANGE', 'E_NO_DEVICE', 'E_DEVICE_EXISTS', 'E_TRANSACTION_MISMATCH', 'E_METADATA_SNAP_EXISTS',
   'E_NO_METADATA_SNAP', 'E_READ_ONLY', 'E_CLOSED', 'E_UNSUPPORTED',
 ]);
+
+/** Most syncs the periodic commit makes without the pool gate before the one under it. */
+const PRESYNC_PASSES = 4;
+/** A sync without the gate shorter than this left little to write: the gated one follows. */
+const PRESYNC_SHORT_MS = 20;
 
 interface SpaceWaiter { wake: () => void; fail: (e: Error) => void; timer: NodeJS.Timeout }
 
@@ -206,8 +213,9 @@ export class PoolState {
   /**
    * Sync the data device, then commit the metadata (superblock last). Provisioning
    * waits while the pool gate is held, so with `presync` (the periodic commit) the data
-   * device is first synced without the gate: writes go on while most of the dirty data
-   * reaches the disk, and the sync under the gate has only the rest to do.
+   * device is first synced without the gate, again while a pass takes long (at most
+   * PRESYNC_PASSES): writes go on while the dirty data reaches the disk, and the sync
+   * under the gate has only the last few milliseconds' writes to do.
    * A pool opened read-only has nothing to commit; one that is `ro` or `fail` fails with
    * E_IO, except for the periodic commit (`periodic`), which then has nothing to do.
    */
@@ -219,7 +227,14 @@ export class PoolState {
     }
     if (opts.presync) {
       try {
-        await this.data.sync();
+        // Writes go on during a sync without the gate, and the sync under the gate has
+        // what they wrote to do while provisioning waits: sync again while the last
+        // pass took long, so little is left for the gated one.
+        for (let pass = 0; pass < PRESYNC_PASSES; pass++) {
+          const started = performance.now();
+          await this.data.sync();
+          if (performance.now() - started < PRESYNC_SHORT_MS) break;
+        }
       } catch (e) {
         // Without the gate a commit may be writing: the rollback waits for it.
         const held = await this.poolGate.acquireExclusive();

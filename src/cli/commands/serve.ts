@@ -1,5 +1,8 @@
+import * as v8 from 'v8';
 import type { Argv, CommandModule } from 'yargs';
-import { ThinError } from '../../errors';
+import { isThinError, ThinError } from '../../errors';
+import type { NbdServer } from '../../nbd/server';
+import type { Pool } from '../../pool/pool';
 import { stderr, stdout } from '../output';
 import { socketPath, thinId, wholeNumber } from '../args';
 
@@ -10,6 +13,39 @@ function parseExport(s: string): { name: string; id: number } {
   const id = i < 0 ? s : s.slice(i + 1);
   if (name === '') throw new ThinError('E_INVALID', `--export ${s}: the export name is empty; write NAME=ID, e.g. --export root=1`);
   return { name, id: thinId(id, `--export ${s}: thin device id`) };
+}
+
+/**
+ * V8's tier-up budget for this process (Node 20's default is 67,584 bytecode bytes, three
+ * times, before a function is optimised): at the default a small function on the request
+ * path needs a few thousand calls to be optimised, more than the warm-up makes, and a
+ * fresh server runs it unoptimised meanwhile (docs/nbd.md, "Cold start"). Set first
+ * thing, so the request path's functions start with it, and kept: V8 reads it whenever
+ * it resets a function's budget. A budget given on node's command line is left alone.
+ */
+const TIER_UP_BUDGET = 8192;
+
+function lowerTierUpBudget(): void {
+  if (process.execArgv.some((a) => a.startsWith('--interrupt-budget'))) return;
+  v8.setFlagsFromString(`--interrupt-budget=${TIER_UP_BUDGET}`);
+}
+
+/**
+ * Warm the request path up on a scratch pool (src/nbd/warm-up.ts) before `pool` is
+ * served. A failure only costs speed: it is logged and serving goes on. A signal during
+ * it (`stop` aborts) means: serve nothing (E_CLOSED, the handler exits 0).
+ */
+async function warmUpFor(pool: Pool, log: (m: string) => void, stop: AbortSignal): Promise<void> {
+  const { warmUp } = await import('../../nbd/warm-up');
+  try {
+    const r = await warmUp({ blockSectors: pool.table.dataBlockSize, signal: stop });
+    log(`warmed up: ${r.requests} requests on a scratch pool in ${Math.round(r.ms)} ms`);
+  } catch (e) {
+    // Dropped on purpose: the warm-up only makes the first requests faster; the server
+    // is as correct without it. The cause is logged so a broken temp directory shows.
+    log(`warm-up skipped (serving anyway; the first requests are slower): ${(e as Error)?.message ?? String(e)}`);
+  }
+  if (stop.aborted) throw new ThinError('E_CLOSED', 'stopped by a signal before serving');
 }
 
 export const serveCommand: CommandModule<{}, any> = {
@@ -25,38 +61,60 @@ export const serveCommand: CommandModule<{}, any> = {
     .option('tls', { type: 'string', choices: ['off', 'on', 'require'], describe: 'NBD_OPT_STARTTLS: off, on (optional) or require (default: on when keys are given, else off)' })
     .option('tls-psk', { type: 'string', describe: 'psktool key file (username:hexkey lines)' })
     .option('tls-certificates', { type: 'string', describe: 'directory with ca-cert.pem, server-cert.pem, server-key.pem' })
+    .option('warm-up', { type: 'boolean', default: true, describe: 'before listening, run about 1,000 requests on a scratch pool in the temporary directory so the first clients get optimised code (--no-warm-up: listen at once)' })
     .conflicts('listen', 'socket'),
   handler: async (a) => {
+    lowerTierUpBudget();
     const exports = (a.export as string[] | undefined)?.map(parseExport);
     const maxConnections = wholeNumber(a['max-connections'], '--max-connections', { min: 1, max: 65536 });
     if (a.socket !== undefined) socketPath(a.socket);
     const { serve } = await import('../../nbd/server');
     const log = (m: string) => stderr(`thinsim serve: ${m}\n`);
-    const server = await serve(a.pool, {
-      listen: a.listen, socket: a.socket, readOnly: a['read-only'], maxConnections,
-      exports, log, open: { commitInterval: 1000 },
-      tls: { mode: a.tls, pskFile: a['tls-psk'], certificatesDir: a['tls-certificates'] },
-    });
-    // Signals are handled from before the URI is printed: whoever saw it may stop us.
-    const stopped = new Promise<void>((resolve, reject) => {
-      let signals = 0;
-      const stop = (sig: string) => {
-        if (signals++ > 0) {
-          log(`${sig} again: dropping connections`);
-          server.dropConnections();
-          return;
-        }
+    // Signals are handled from the start: during the warm-up a signal stops it and
+    // nothing is served; once serving, whoever saw the URI may stop us.
+    let server: NbdServer | undefined;
+    const early = new AbortController();
+    let signals = 0;
+    let wake!: () => void;
+    const signalled = new Promise<void>((resolve) => { wake = resolve; });
+    const stop = (sig: string) => {
+      signals++;
+      if (server === undefined) {
+        if (signals === 1) log(`${sig}: stopping before serving`);
+        early.abort();
+      } else if (signals > 1) {
+        log(`${sig} again: dropping connections`);
+        server.dropConnections();
+      } else {
         log(`${sig}: finishing in-flight requests, then flushing and closing the pool`);
-        server.shutdown().then(resolve, reject);
-      };
-      process.on('SIGINT', () => stop('SIGINT'));
-      process.on('SIGTERM', () => stop('SIGTERM'));
-    });
-    stdout(`${server.uri()}\n`);
-    const names = server.exports.list().map((e) => `${e.name}=${e.id}`);
-    const tlsNote = server.tls ? `, TLS ${server.tls.mode} (${server.tls.kind})` : '';
-    log(`serving ${names.length ? names.join(', ') : 'no exports yet'} of ${a.pool}${a['read-only'] ? ' read-only' : ''}${tlsNote}; SIGINT or SIGTERM stops`);
-    await stopped;
+      }
+      wake();
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    try {
+      server = await serve(a.pool, {
+        listen: a.listen, socket: a.socket, readOnly: a['read-only'], maxConnections,
+        exports, log, open: { commitInterval: 1000 },
+        tls: { mode: a.tls, pskFile: a['tls-psk'], certificatesDir: a['tls-certificates'] },
+        beforeListen: a['warm-up'] ? (pool) => warmUpFor(pool, log, early.signal) : undefined,
+      });
+    } catch (e) {
+      if (early.signal.aborted && isThinError(e, 'E_CLOSED')) {
+        log('stopped; pool closed');
+        return;
+      }
+      throw e;
+    }
+    if (signals === 0) {
+      stdout(`${server.uri()}\n`);
+      const names = server.exports.list().map((e) => `${e.name}=${e.id}`);
+      const tlsNote = server.tls ? `, TLS ${server.tls.mode} (${server.tls.kind})` : '';
+      log(`serving ${names.length ? names.join(', ') : 'no exports yet'} of ${a.pool}${a['read-only'] ? ' read-only' : ''}${tlsNote}; SIGINT or SIGTERM stops`);
+      await signalled;
+    }
+    // Also when a signal came while the server was starting to listen.
+    await server.shutdown();
     log('stopped; pool closed');
   },
 };

@@ -1,0 +1,242 @@
+/**
+ * Warm-up of a fresh server's request path, before it listens: a new Node process runs
+ * its JavaScript in V8's interpreter and baseline tiers until each hot function has run
+ * often enough to be optimised, which makes the first thousands of requests of a fresh
+ * `thinsim serve` several times slower than the rest (docs/nbd.md, "Cold start").
+ *
+ * Contract:
+ * - `warmUp(opts)` runs `requests` NBD requests at queue depth 1 (4 KiB sharing breaks and
+ *   overwrites on a snapshot, 4 KiB reads of its fully mapped origin) through the same code
+ *   a client's requests take: an NbdServer on a unix socket, two clients that negotiate
+ *   structured replies and NBD_OPT_GO as libnbd does, the sessions, Transmission,
+ *   commands, Pool, the data path's inline and queued paths, the metadata's lookups,
+ *   allocations and inserts. They go to a scratch pool in a
+ *   fresh temporary directory (never the pool being served), whose chunk size is the
+ *   served pool's, and which is removed before it returns, also on failure.
+ * - Nothing of it stays: no file, no socket, no pool lock, no timer. The scratch data
+ *   file is cut to nothing before its pool closes, so the chunks it wrote (at most
+ *   MAX_BROKEN_BYTES) are dropped from the page cache without reaching the disk. It
+ *   stops early after `maxMs`, or once `signal` aborts.
+ * - It only speeds the real requests up; it never decides what they do. A failure (a
+ *   full or read-only temporary directory, say) rejects with the cause: the caller logs
+ *   it and serves anyway.
+ */
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { ThinError } from '../errors';
+import { Pool } from '../pool/pool';
+import * as P from './protocol';
+import { type Endpoint, NbdServer } from './server';
+import { endSocket } from './transmission';
+
+export interface WarmUpOptions {
+  /** The served pool's data block size, in 512-byte sectors (the scratch pool uses the same). */
+  blockSectors: number;
+  /** Requests to run (default 1024). */
+  requests?: number;
+  /** Stop after this long even if fewer requests ran (default 5000 ms). */
+  maxMs?: number;
+  /** Where the scratch directory goes (default os.tmpdir()). */
+  tmpDir?: string;
+  /** Stop early (between two requests) once this aborts: the server is being stopped. */
+  signal?: AbortSignal;
+}
+
+export interface WarmUpResult {
+  requests: number;
+  ms: number;
+}
+
+/** Most bytes the scratch snapshot breaks (each break writes a whole chunk, dropped unwritten at the end). */
+const MAX_BROKEN_BYTES = 64 * 2 ** 20;
+const IO = 4096;
+
+/** Run the warm-up (see the contract). */
+export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
+  const t0 = performance.now();
+  const want = opts.requests ?? 1024;
+  const maxMs = opts.maxMs ?? 5000;
+  const chunk = opts.blockSectors * 512;
+  // Three requests per chunk (a break, a read, an overwrite), as many chunks as that
+  // takes, within MAX_BROKEN_BYTES; further passes over them are reads and overwrites.
+  const chunks = Math.max(1, Math.min(Math.ceil(want / 3), Math.floor(MAX_BROKEN_BYTES / chunk)));
+  const size = chunks * chunk;
+  const dir = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'thinsim-warm-up-'));
+  let pool: Pool | undefined;
+  let done = 0;
+  try {
+    // skip_block_zeroing: the origin's chunks are provisioned by one 4 KiB write each
+    // (the rest is a hole, cached as zeros by one read), so making it writes little.
+    pool = Pool.create(path.join(dir, 'pool'), { dataSize: 2 * size + chunk, metadataSize: 16 * 2 ** 20, blockSize: opts.blockSectors, zero: false });
+    await pool.close();
+    // With a commit timer as the served pool has (so the objects take the same shapes),
+    // which never fires while this runs.
+    pool = Pool.open(path.join(dir, 'pool'), { commitInterval: 2 ** 31 - 1 });
+    await pool.createThin(1, size);
+    const payload = Buffer.alloc(IO, 0xa5);
+    for (let c = 0; c < chunks; c++) await pool.write(1, c * chunk, payload);
+    // Into the page cache, holes too (as zeros), so the breaks copy inline as they do on
+    // a served pool whose data is cached: the origin holds the data file's first blocks.
+    readThrough(pool.data.path, size);
+    await pool.createSnap(2, 1);
+    // A server as `thinsim serve` starts it, and clients that negotiate as libnbd does:
+    // the sockets, sessions and replies take the same shapes as a real client's.
+    const server = await NbdServer.start(pool, { socket: path.join(dir, 'nbd.sock') });
+    try {
+      const reader = await connect(server.endpoint, '1');
+      const writer = await connect(server.endpoint, '2');
+      try {
+        let rnd = 0x9e3779b9;
+        const next = () => { rnd = (Math.imul(rnd ^ (rnd >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return rnd; };
+        const page = (c: number) => c * chunk + (next() % (chunk / IO)) * IO;
+        const order = Array.from({ length: chunks }, (_, i) => i);
+        for (let i = order.length - 1; i > 0; i--) { const j = next() % (i + 1); [order[i], order[j]] = [order[j], order[i]]; }
+        while (done < want && performance.now() - t0 < maxMs && !opts.signal?.aborted) {
+          for (const c of order) {
+            await writer.call(P.Cmd.WRITE, page(c), IO, payload); // breaks sharing on the first pass
+            await reader.call(P.Cmd.READ, page(next() % chunks), IO); // the origin, fully mapped
+            await writer.call(P.Cmd.WRITE, page(c), IO, payload); // overwrites an own chunk
+            done += 3;
+            if (done >= want || opts.signal?.aborted) break;
+          }
+        }
+      } finally {
+        await reader.close();
+        await writer.close();
+      }
+      // The scratch data is never read again: cut the file to nothing, which drops its
+      // dirty pages unwritten, so the shutdown's flush has no data to write (a TRIM would
+      // not do: ext4 writes dirty pages out before it punches them).
+      fs.truncateSync(pool.data.path, 0);
+    } finally {
+      await server.shutdown();
+    }
+  } finally {
+    try {
+      if (pool) {
+        // As above, also after a failure.
+        try {
+          fs.truncateSync(pool.data.path, 0);
+        } finally {
+          await pool.close();
+        }
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return { requests: done, ms: performance.now() - t0 };
+}
+
+/** Read the first `length` bytes of `file` (into the page cache). */
+function readThrough(file: string, length: number): void {
+  const buf = Buffer.allocUnsafe(2 ** 20);
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (let at = 0; at < length;) {
+      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, length - at), at);
+      if (n === 0) break;
+      at += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+interface Client {
+  call(type: number, offset: number, length: number, payload?: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Bytes from a socket, taken in exact lengths. */
+class Wire {
+  private buf: Buffer = Buffer.alloc(0);
+  private want: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  private failed: Error | undefined;
+
+  constructor(socket: net.Socket) {
+    socket.on('data', (d: Buffer) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+      this.serve();
+    });
+    socket.on('error', (e) => this.fail(e));
+    socket.on('close', () => this.fail(new ThinError('E_IO', 'warm-up: the scratch server closed the connection')));
+  }
+
+  take(n: number): Promise<Buffer> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => {
+      this.want = { n, resolve, reject };
+      this.serve();
+    });
+  }
+
+  private serve(): void {
+    const w = this.want;
+    if (!w || this.buf.length < w.n) return;
+    this.want = undefined;
+    const out = this.buf.subarray(0, w.n);
+    this.buf = this.buf.subarray(w.n);
+    w.resolve(out);
+  }
+
+  private fail(e: Error): void {
+    this.failed ??= e;
+    const w = this.want;
+    this.want = undefined;
+    w?.reject(this.failed);
+  }
+}
+
+/** Connect to `endpoint`, negotiate structured replies and export `name` (NBD_OPT_GO), as libnbd does. */
+async function connect(endpoint: Endpoint, name: string): Promise<Client> {
+  if (endpoint.kind !== 'unix') throw new ThinError('E_INVARIANT', 'the warm-up server listens on a unix socket');
+  const socket = net.connect(endpoint.path);
+  const wire = new Wire(socket);
+  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+  const fail = (what: string) => new ThinError('E_INVARIANT', `warm-up: ${what}`);
+  await wire.take(P.GREETING_SIZE);
+  const flags = Buffer.alloc(4);
+  flags.writeUInt32BE(P.ClientFlag.FIXED_NEWSTYLE | P.ClientFlag.NO_ZEROES);
+  socket.write(flags);
+  const option = async (opt: number, data: Buffer) => {
+    const head = Buffer.alloc(P.OPTION_HEADER_SIZE);
+    head.writeBigUInt64BE(P.OPTION_MAGIC, 0);
+    head.writeUInt32BE(opt, 8);
+    head.writeUInt32BE(data.length, 12);
+    socket.write(Buffer.concat([head, data]));
+    for (;;) {
+      const r = await wire.take(20);
+      const type = r.readUInt32BE(12);
+      await wire.take(r.readUInt32BE(16));
+      if (type === P.Rep.ACK) return;
+      if (type & 0x80000000) throw fail(`option ${opt} refused with reply type 0x${type.toString(16)}`);
+    }
+  };
+  await option(P.Opt.STRUCTURED_REPLY, Buffer.alloc(0));
+  await option(P.Opt.GO, P.infoRequest(name));
+  let cookie = 0n;
+  return {
+    async call(type, offset, length, payload) {
+      const header = P.request(type, 0, ++cookie, offset, length);
+      socket.write(payload ? Buffer.concat([header, payload]) : header);
+      const r = await wire.take(4);
+      const magic = r.readUInt32BE(0);
+      if (magic === P.SIMPLE_REPLY_MAGIC) {
+        const rest = await wire.take(P.SIMPLE_REPLY_SIZE - 4);
+        if (rest.readUInt32BE(0) !== 0) throw fail(`a scratch request failed with NBD error ${rest.readUInt32BE(0)}`);
+        return;
+      }
+      if (magic !== P.STRUCTURED_REPLY_MAGIC) throw fail(`reply magic 0x${magic.toString(16)}`);
+      const rest = await wire.take(P.STRUCTURED_HEADER_SIZE - 4);
+      const body = await wire.take(rest.readUInt32BE(12));
+      if (rest.readUInt16BE(2) & 0x8000) throw fail(`a scratch request failed with NBD error ${body.readUInt32BE(0)}`);
+    },
+    async close() {
+      socket.write(P.request(P.Cmd.DISC, 0, ++cookie, 0, 0));
+      await endSocket(socket);
+    },
+  };
+}
