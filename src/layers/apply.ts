@@ -44,6 +44,7 @@ import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { ThinError, ioError } from '../errors';
 import { runToolSync } from '../tools';
+import { resolveInRoot } from './root-path';
 import { TarGuard, TarGuardError } from './tar-guard';
 
 /** Run a program synchronously (this code runs in the tree worker, whose event loop serves nothing else). */
@@ -231,26 +232,7 @@ class Applier {
   dir(rel: string): string {
     const hit = this.resolved.get(rel);
     if (hit !== undefined) return hit;
-    let todo = rel.split('/').filter((p) => p && p !== '.');
-    let cur: string[] = [];
-    let hops = 0;
-    while (todo.length) {
-      const p = todo.shift()!;
-      if (p === '..') { cur.pop(); continue; }
-      const host = path.join(this.root, ...cur, p);
-      const st = lstatOrNull(host);
-      if (st?.isSymbolicLink()) {
-        if (++hops > 40) throw new ThinError('E_INVALID', `too many symlinks resolving "${rel}" in the layer`, { kind: 'unsafe_path', path: rel });
-        const t = fs.readlinkSync(host);
-        if (t.startsWith('/')) cur = [];
-        todo = [...t.split('/').filter((q) => q && q !== '.'), ...todo];
-        continue;
-      }
-      if (!st) fs.mkdirSync(host, { mode: 0o755 });
-      else if (!st.isDirectory()) throw new ThinError('E_INVALID', `cannot apply "${rel}": "${path.posix.join(...cur, p)}" is not a directory in the tree below`, { path: rel });
-      cur.push(p);
-    }
-    const out = path.join(this.root, ...cur);
+    const out = resolveInRoot(this.root, rel, true, { make: true, what: 'apply' });
     this.resolved.set(rel, out);
     return out;
   }

@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ThinError, ioError } from '../errors';
+import { lstatIn, resolveInRoot } from './root-path';
 
 export interface LayerFileEntry {
   path: string;
@@ -35,46 +36,6 @@ export function inside(root: string, rel: string, followLast = true): string {
   return resolveInRoot(root, path.relative(root, full), followLast);
 }
 
-/**
- * Resolve `rel` under `root` with the root as `/` (chroot semantics, as the layer applier
- * and the container see the tree): an absolute symlink target starts again at the root,
- * `..` stops at it; more than 40 symlinks is E_INVALID (the kernel's ELOOP). `followLast`:
- * resolve a symlink in the last component too. Past a missing component the rest is taken
- * as written (to be created, or reported missing by the caller).
- */
-export function resolveInRoot(root: string, rel: string, followLast = true): string {
-  let todo = rel.split('/').filter((p) => p && p !== '.');
-  const cur: string[] = [];
-  let hops = 0;
-  while (todo.length) {
-    const p = todo.shift()!;
-    if (p === '..') { cur.pop(); continue; }
-    const st = lstatIn(path.join(root, ...cur, p));
-    if (st?.isSymbolicLink() && (todo.length > 0 || followLast)) {
-      if (++hops > 40) throw new ThinError('E_INVALID', `too many symlinks resolving "${rel}" in the layer`, { path: rel });
-      const target = fs.readlinkSync(path.join(root, ...cur, p));
-      if (target.startsWith('/')) cur.length = 0;
-      todo = [...target.split('/').filter((q) => q && q !== '.'), ...todo];
-      continue;
-    }
-    cur.push(p);
-    if (!st) {
-      for (const q of todo) if (q === '..') cur.pop(); else cur.push(q);
-      break;
-    }
-  }
-  return path.join(root, ...cur);
-}
-
-/** lstat, or undefined when nothing is there (or a component on the way is not a directory). */
-function lstatIn(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p, { throwIfNoEntry: false });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
-    throw e;
-  }
-}
 
 function missing(e: unknown, rel: string): never {
   const code = (e as NodeJS.ErrnoException).code;

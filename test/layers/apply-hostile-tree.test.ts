@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isThinError } from '../../src/errors';
-import { readTreeFile, readTreeFileCount, resolveInRoot, setupInitLayer, writeTreeFile } from '../../src/layers/tree-ops';
+import { readTreeFile, readTreeFileCount, setupInitLayer, writeTreeFile } from '../../src/layers/tree-ops';
+import { resolveInRoot } from '../../src/layers/root-path';
 import { outsideState, sandbox, type Sandbox } from '../fuzz/tar-archives';
 
 let tmp: string;
