@@ -4,7 +4,9 @@
  *
  * Runs N crash points, split evenly over the scenarios (or all in one with --scenario):
  * nbd and discard (nbd-scenario.ts), snapshot (snapshot-scenario.ts), power-loss
- * (power-loss.ts); the layers and snapshotter scenarios are not built yet. Each point is
+ * (power-loss.ts), layers (layers-scenario.ts: Docker's device transactions, image import
+ * and removal, containers) and snapshotter (snapshotter-scenario.ts: the gRPC service's
+ * Prepare, Commit and Remove). Each point is
  * named in the output with its scenario and seed; after each, verify.ts's checks run.
  * Prints one line per point (failures with what failed) and a summary; with --json only
  * `{points, failures, scenarios: {name: points}}` on stdout (failure details on stderr).
@@ -15,11 +17,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { nbdScenario } from './nbd-scenario';
 import { powerLoss } from './power-loss';
+import { layersScenario } from './layers-scenario';
 import { snapshotScenario } from './snapshot-scenario';
+import { snapshotterScenario } from './snapshotter-scenario';
 import { oracleNames } from './verify';
 import type { PointResult } from './farm-types';
 
-export const SCENARIOS = ['nbd', 'snapshot', 'discard', 'power-loss'] as const;
+export const SCENARIOS = ['nbd', 'snapshot', 'discard', 'power-loss', 'layers', 'snapshotter'] as const;
 export type Scenario = typeof SCENARIOS[number];
 
 export interface FarmOptions {
@@ -39,7 +43,7 @@ export interface FarmResult {
 }
 
 /** Points per run of one workload (one pool carried across its points). */
-const PER_RUN: Record<Scenario, number> = { 'power-loss': 25, nbd: 10, discard: 10, snapshot: 10 };
+const PER_RUN: Record<Scenario, number> = { 'power-loss': 25, nbd: 10, discard: 10, snapshot: 10, layers: 10, snapshotter: 10 };
 
 export async function runFarm(opts: FarmOptions): Promise<FarmResult> {
   const scratch = opts.scratch ?? fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-crash-farm-'));
@@ -59,7 +63,9 @@ export async function runFarm(opts: FarmOptions): Promise<FarmResult> {
         const n = Math.min(left.get(scenario)!, PER_RUN[scenario]);
         const points = scenario === 'power-loss' ? await powerLoss(seed, n, scratch)
           : scenario === 'snapshot' ? await snapshotScenario(seed, n, scratch)
-            : await nbdScenario(scenario, seed, n, scratch);
+            : scenario === 'layers' ? await layersScenario(seed, n, scratch)
+              : scenario === 'snapshotter' ? await snapshotterScenario(seed, n, scratch)
+                : await nbdScenario(scenario, seed, n, scratch);
         if (points.length === 0) throw new Error(`${scenario} seed ${seed} produced no crash points`);
         for (const p of points) {
           result.points++;
@@ -97,7 +103,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (a === '--json') json = true;
     else if (a === '--scenario') {
       const v = value();
-      if (!SCENARIOS.includes(v as Scenario)) usage(`--scenario ${v}: choose one of ${SCENARIOS.join(', ')} (layers and snapshotter are not built yet)`);
+      if (!SCENARIOS.includes(v as Scenario)) usage(`--scenario ${v}: choose one of ${SCENARIOS.join(', ')}`);
       scenarios = [v as Scenario];
     } else usage(`unknown argument ${a}`);
   }
