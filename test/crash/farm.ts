@@ -10,14 +10,17 @@
  * named in the output with its scenario and seed; after each, verify.ts's checks run.
  * Prints one line per point (failures with what failed) and a summary; with --json only
  * `{points, failures, scenarios: {name: points}}` on stdout (failure details on stderr).
- * Exit 0 when every point passed, 1 when one failed, 2 on bad arguments.
+ * Exit 0 when every point passed, 1 when one failed, 2 on bad arguments or when a chosen
+ * scenario cannot run here (layers and snapshotter need root, loop devices, nbdfuse, and
+ * for layers umoci and skopeo; the message says what is missing).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { nbdScenario } from './nbd-scenario';
 import { powerLoss } from './power-loss';
-import { layersScenario } from './layers-scenario';
+import { attachMissing } from '../containerd/helpers';
+import { layersMissing, layersScenario } from './layers-scenario';
 import { snapshotScenario } from './snapshot-scenario';
 import { snapshotterScenario } from './snapshotter-scenario';
 import { oracleNames } from './verify';
@@ -109,6 +112,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (!Number.isSafeInteger(points) || points < 1) usage('--points must be a whole number >= 1');
   if (!Number.isSafeInteger(seed) || seed < 0) usage('--seed must be a whole number >= 0');
+  for (const s of scenarios) {
+    const why = s === 'layers' ? layersMissing() : s === 'snapshotter' ? attachMissing() : undefined;
+    if (why) usage(`the ${s} scenario cannot run here: ${why}; leave it out by naming another with --scenario`);
+  }
   const started = Date.now();
   if (!json) process.stderr.write(`crash farm: ${points} points over ${scenarios.join(', ')}, seed ${seed}; oracles: thinsim check, ${oracleNames().join(', ') || 'no thin_check installed'}\n`);
   const r = await runFarm({
