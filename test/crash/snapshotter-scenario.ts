@@ -20,7 +20,8 @@
  * content (the newest and one other are viewed, mounted read-only and read back);
  * Cleanup runs; the service stops on SIGTERM; then every device record has its device
  * and no device lacks a record, no transaction is open, the device records are exactly
- * the snapshots' plus the base (Cleanup removed the orphans), no mount or loop device of
+ * the snapshots' plus the base (Cleanup removed the orphans), every label record
+ * (docker/containerd/snapshots.json) names a snapshot, no mount or loop device of
  * the killed service is left, and the metadata checks pass again.
  */
 import * as fs from 'node:fs';
@@ -274,8 +275,12 @@ export async function snapshotterScenario(seed: number, points: number, scratch:
       if (mountsUnder(w.tmp).length) fails.push(`mounts are left: ${mountsUnder(w.tmp).join(', ')}`);
       const st = checkDockerRecords(w.dir, { inFlight: false });
       fails.push(...st.fails.map((f) => `after the restart: ${f}`));
+      if (st.state.temporary.length) notes.push(`${st.state.temporary.length} temporary file(s) of interrupted writes stay beside the records`);
       const named2 = new Set([...st.state.layers.values()].map((l) => l.cacheId));
       for (const h of st.state.records.keys()) if (h !== '' && !named2.has(h)) fails.push(`after Cleanup: device record ${h.slice(0, 12)} names no snapshot (an orphan Cleanup left)`);
+      const labelFile = path.join(w.dir, 'docker', 'containerd', 'snapshots.json');
+      const labelled = fs.existsSync(labelFile) ? Object.keys((JSON.parse(fs.readFileSync(labelFile, 'utf8')) as { snapshots: object }).snapshots) : [];
+      for (const k of labelled) if (!st.state.layers.has(k)) fails.push(`after the restart: the snapshotter's record of ${k} outlives its snapshot`);
       const keys = [...st.state.layers.keys()].sort();
       if (JSON.stringify(keys) !== JSON.stringify([...w.model.keys()].sort())) fails.push(`after the restart the index holds ${keys.join(',')}; the model ${[...w.model.keys()].sort().join(',')}`);
       fails.push(...(await verifyPool(w.dir, empty, 0)).map((f) => `at the end of the point: ${f}`));
