@@ -10,6 +10,8 @@
  * named in the output with its scenario and seed; after each, verify.ts's checks run.
  * Prints one line per point (failures with what failed) and a summary; with --json only
  * `{points, failures, scenarios: {name: points}}` on stdout (failure details on stderr).
+ * `--log FILE` appends every point's line, with the time, to FILE as it finishes (a long
+ * --json run shows its progress there).
  * Exit 0 when every point passed, 1 when one failed, 2 on bad arguments or when a chosen
  * scenario cannot run here (layers and snapshotter need root, loop devices, nbdfuse, and
  * for layers umoci and skopeo; the message says what is missing).
@@ -89,7 +91,7 @@ export async function runFarm(opts: FarmOptions): Promise<FarmResult> {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`crash-farm: ${msg}\nusage: npm run crash-farm -- --points N --seed S [--scenario ${SCENARIOS.join('|')}] [--json]\n`);
+  process.stderr.write(`crash-farm: ${msg}\nusage: npm run crash-farm -- --points N --seed S [--scenario ${SCENARIOS.join('|')}] [--json] [--log FILE]\n`);
   process.exit(2);
 }
 
@@ -97,6 +99,7 @@ export async function main(argv: string[]): Promise<number> {
   let points = 100;
   let seed = 1;
   let json = false;
+  let log: string | undefined;
   let scenarios: Scenario[] = [...SCENARIOS];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -104,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
     if (a === '--points') points = Number(value());
     else if (a === '--seed') seed = Number(value());
     else if (a === '--json') json = true;
+    else if (a === '--log') log = value();
     else if (a === '--scenario') {
       const v = value();
       if (!SCENARIOS.includes(v as Scenario)) usage(`--scenario ${v}: choose one of ${SCENARIOS.join(', ')}`);
@@ -122,6 +126,7 @@ export async function main(argv: string[]): Promise<number> {
     points, seed, scenarios,
     onPoint: (p) => {
       const line = `${p.failures.length ? 'FAIL' : 'ok  '} ${p.scenario}: ${p.point}${p.failures.length ? `\n    ${p.failures.slice(0, 8).join('\n    ')}` : ''}\n`;
+      if (log) fs.appendFileSync(log, `${new Date().toISOString()} ${line}`);
       if (json) { if (p.failures.length) process.stderr.write(line); } else process.stdout.write(line);
     },
   });

@@ -119,7 +119,19 @@ export async function layersScenario(seed: number, points: number, scratch: stri
     // The state, from the records: is the image there, which containers exist.
     const before = checkDockerRecords(dir, { inFlight: false }).state;
     const haveImage = before.images.some((im) => im.id === fx.imageId);
-    const op: Op = !haveImage ? 'import' : before.mounts.length ? r.pick(['rm', 'rm', 'create'] as Op[]) : r.pick(['rmi', 'create', 'create'] as Op[]);
+    const op: Op = !haveImage ? 'import' : r.pick(['rmi', 'create', 'rm', 'rm'] as Op[]);
+    // Set-up without a crash: `container rm` needs a container, `image rm` none.
+    if (op === 'rm' && before.mounts.length === 0) {
+      const made = await runCli(['container', 'create', dir, fx.imageId, `c${++containers}`], tmp, {});
+      if (made.code !== 0) fails.push(`setting up: container create failed: exit ${made.code}: ${made.stderr.trim().slice(0, 300)}`);
+    }
+    if (op === 'rmi') {
+      for (const m of before.mounts) {
+        const gone = await runCli(['container', 'rm', dir, m.containerId], tmp, {});
+        if (gone.code !== 0) fails.push(`setting up: container rm failed: exit ${gone.code}: ${gone.stderr.trim().slice(0, 300)}`);
+      }
+    }
+    const mounts = checkDockerRecords(dir, { inFlight: false }).state.mounts;
     if (op === 'import') {
       // An earlier crash may have left part of the chain without its image: remove it, so
       // every point of the import is reached.
@@ -133,7 +145,7 @@ export async function layersScenario(seed: number, points: number, scratch: stri
     const args = op === 'import' ? ['image', 'import', dir, fx.archive, '--base-size', BASE, '--json']
       : op === 'rmi' ? ['image', 'rm', dir, fx.imageId]
         : op === 'create' ? ['container', 'create', dir, fx.imageId, `c${++containers}`]
-          : ['container', 'rm', dir, r.pick(before.mounts).containerId];
+          : ['container', 'rm', dir, mounts.length ? r.pick(mounts).containerId : 'none'];
     let crash: { point?: string; nth?: number; killAfter?: number };
     let what: string;
     if (r.chance(0.65)) {
