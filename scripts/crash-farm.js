@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run crash-farm -- --points N --seed S [--scenario NAME] [--json]`: runs the crash farm
+// `npm run crash-farm -- --points N --seed S [--scenario NAME] [--json] [--log FILE]`: runs the crash farm
 // (test/crash/farm.ts, built into dist/ by the npm script's build:ts step). See docs/reliability.md.
 'use strict';
 const path = require('path');

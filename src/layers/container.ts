@@ -18,6 +18,7 @@
  * - Names are unique; a container is found by name, full ID, or a unique ID prefix.
  */
 import { randomBytes } from 'node:crypto';
+import { crashPoint } from '../crash-points';
 import { ThinError } from '../errors';
 import { imageChain } from './image';
 import { ImageRecords, type MountRecord } from './image-records';
@@ -59,12 +60,15 @@ export async function createContainer(store: LayerStore, imageRef: string, name:
     await store.prepare(initId, top.name);
     initFiles = await store.withTree(initId, (tree) => tree.init(), { readOnly: false });
     await store.commit(initId, initId);
+    crashPoint('container:create:1');
     await store.prepare(mountId, initId);
+    crashPoint('container:create:2');
   } catch (e) {
     return store.rollback([initId, mountId], e);
   }
   const rec: MountRecord = { containerId, mountId, initId, parent: top.chainId ?? chain[chain.length - 1], name, image: img.id, created: new Date().toISOString() };
   records.writeMount(rec);
+  crashPoint('container:create:3');
   return { ...rec, name, image: img.id, initFiles, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -80,8 +84,10 @@ export async function removeContainer(store: LayerStore, ref: string): Promise<R
     if (!present.has(n)) continue;
     await store.remove(n);
     removed.push(n);
+    crashPoint('container:rm:1');
   }
   new ImageRecords(store.pool.dir).removeMount(c.containerId);
+  crashPoint('container:rm:2');
   await store.pool.commit();
   return { containerId: c.containerId, name: c.name, layersRemoved: removed, freedBytes: (before - store.pool.status().usedDataBlocks) * store.pool.chunkBytes };
 }

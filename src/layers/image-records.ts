@@ -13,6 +13,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { crashPoint } from '../crash-points';
 import { ThinError, ioError } from '../errors';
 import { sha256 } from './image-archive';
 import { dockerPaths, readJson, removeDurable, writeAtomic } from './records';
@@ -126,6 +127,7 @@ export class ImageRecords {
     const dir = path.join(this.mountsDir, m.containerId);
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     writeAtomic(path.join(dir, 'mount-id'), m.mountId);
+    crashPoint('image:mount:1');
     writeAtomic(path.join(dir, 'init-id'), m.initId);
     writeAtomic(path.join(dir, 'parent'), m.parent);
     const cdir = path.join(this.containersDir, m.containerId);

@@ -22,6 +22,7 @@
  * - Removal untags; an image left without tags is deleted with every layer of its chain
  *   that no other image and no container uses. An image a container uses is refused.
  */
+import { crashPoint } from '../crash-points';
 import { ThinError } from '../errors';
 import type { ApplyResult } from './apply';
 import { chainIds, checkDiffId, openImageArchive, type ArchiveImage } from './image-archive';
@@ -106,9 +107,11 @@ async function importOne(store: LayerStore, img: ArchiveImage, n: number, of: nu
           expectBlobDigest: l.digest,
           onProgress: (b, files) => progress({ layer: i + 1, bytes: done + b, layerBytes: b, files, event: 'bytes' }),
         }), { readOnly: false });
+        crashPoint('image:import:1');
         checkDiffId(img, i, r.diffId);
         const info = await store.commit(chain[i], key, { chainId: chain[i], diffId: diffIds[i], parentChainId: i > 0 ? chain[i - 1] : undefined, size: r.fileBytes });
         created.push(info.name);
+        crashPoint('image:import:2');
         parent = info.name;
       } catch (e) {
         // This image's layers, oldest first, then the one in progress: all or nothing.
@@ -127,8 +130,10 @@ async function importOne(store: LayerStore, img: ArchiveImage, n: number, of: nu
   }
   const records = new ImageRecords(store.pool.dir);
   records.writeImage(img.id, img.configBytes);
+  crashPoint('image:import:3');
   const tags = [...new Set([...img.repoTags.map(familiarTag), ...(opts.tag ? [familiarTag(opts.tag)] : [])])];
   for (const t of tags) records.tag(t, img.id);
+  crashPoint('image:import:4');
   return { id: img.id, tags, layers, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -200,10 +205,12 @@ export async function removeImage(store: LayerStore, ref: string): Promise<Remov
     }
   }
   for (const t of untag) records.untag(t);
+  crashPoint('image:rm:1');
   if (untag.length < img.tags.length) return { untagged: untag, layersRemoved: [], freedBytes: 0 };
   await store.pool.commit();
   const before = store.pool.status().usedDataBlocks;
   records.removeImage(img.id);
+  crashPoint('image:rm:2');
   const inUse = new Set(records.images().flatMap((i) => imageChain(i)));
   const names = new Map(store.list().filter((l) => l.chainId).map((l) => [l.chainId!, l.name]));
   const removed: string[] = [];
@@ -213,6 +220,7 @@ export async function removeImage(store: LayerStore, ref: string): Promise<Remov
     if (!name) continue;
     await store.remove(name);
     removed.push(name);
+    crashPoint('image:rm:3');
   }
   await store.pool.commit(); // freed blocks count as free once committed, as in the kernel
   const freedBytes = (before - store.pool.status().usedDataBlocks) * store.pool.chunkBytes;

@@ -27,6 +27,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import { crashPoint } from '../crash-points';
 import { ThinError, ioError } from '../errors';
 
 export const DOCKER_DIR = 'docker';
@@ -296,12 +297,14 @@ export class DockerRecords {
     if (e.diffId) writeAtomic(path.join(tmp, 'diff'), e.diffId);
     if (e.parent) writeAtomic(path.join(tmp, 'parent'), e.parent);
     if (e.size !== undefined) writeAtomic(path.join(tmp, 'size'), String(e.size));
+    crashPoint('layers:layerdb:1');
     try {
       fs.renameSync(tmp, dir);
       fsyncDir(this.paths.layerdb);
     } catch (err) {
       throw ioError('rename into place', dir, err);
     }
+    crashPoint('layers:layerdb:2');
   }
 
   readLayerdb(chainId: string): LayerdbEntry | undefined {

@@ -4,22 +4,31 @@
  *
  * Runs N crash points, split evenly over the scenarios (or all in one with --scenario):
  * nbd and discard (nbd-scenario.ts), snapshot (snapshot-scenario.ts), power-loss
- * (power-loss.ts); the layers and snapshotter scenarios are not built yet. Each point is
+ * (power-loss.ts), layers (layers-scenario.ts: Docker's device transactions, image import
+ * and removal, containers) and snapshotter (snapshotter-scenario.ts: the gRPC service's
+ * Prepare, Commit and Remove). Each point is
  * named in the output with its scenario and seed; after each, verify.ts's checks run.
  * Prints one line per point (failures with what failed) and a summary; with --json only
  * `{points, failures, scenarios: {name: points}}` on stdout (failure details on stderr).
- * Exit 0 when every point passed, 1 when one failed, 2 on bad arguments.
+ * `--log FILE` appends every point's line, with the time, to FILE as it finishes (a long
+ * --json run shows its progress there).
+ * Exit 0 when every point passed, 1 when one failed, 2 on bad arguments or when a chosen
+ * scenario cannot run here (layers and snapshotter need root, loop devices, nbdfuse, and
+ * for layers umoci and skopeo; the message says what is missing).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { nbdScenario } from './nbd-scenario';
 import { powerLoss } from './power-loss';
+import { attachMissing } from '../containerd/helpers';
+import { layersMissing, layersScenario } from './layers-scenario';
 import { snapshotScenario } from './snapshot-scenario';
+import { snapshotterScenario } from './snapshotter-scenario';
 import { oracleNames } from './verify';
 import type { PointResult } from './farm-types';
 
-export const SCENARIOS = ['nbd', 'snapshot', 'discard', 'power-loss'] as const;
+export const SCENARIOS = ['nbd', 'snapshot', 'discard', 'power-loss', 'layers', 'snapshotter'] as const;
 export type Scenario = typeof SCENARIOS[number];
 
 export interface FarmOptions {
@@ -39,7 +48,7 @@ export interface FarmResult {
 }
 
 /** Points per run of one workload (one pool carried across its points). */
-const PER_RUN: Record<Scenario, number> = { 'power-loss': 25, nbd: 10, discard: 10, snapshot: 10 };
+const PER_RUN: Record<Scenario, number> = { 'power-loss': 25, nbd: 10, discard: 10, snapshot: 10, layers: 10, snapshotter: 10 };
 
 export async function runFarm(opts: FarmOptions): Promise<FarmResult> {
   const scratch = opts.scratch ?? fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-crash-farm-'));
@@ -59,7 +68,9 @@ export async function runFarm(opts: FarmOptions): Promise<FarmResult> {
         const n = Math.min(left.get(scenario)!, PER_RUN[scenario]);
         const points = scenario === 'power-loss' ? await powerLoss(seed, n, scratch)
           : scenario === 'snapshot' ? await snapshotScenario(seed, n, scratch)
-            : await nbdScenario(scenario, seed, n, scratch);
+            : scenario === 'layers' ? await layersScenario(seed, n, scratch)
+              : scenario === 'snapshotter' ? await snapshotterScenario(seed, n, scratch)
+                : await nbdScenario(scenario, seed, n, scratch);
         if (points.length === 0) throw new Error(`${scenario} seed ${seed} produced no crash points`);
         for (const p of points) {
           result.points++;
@@ -80,7 +91,7 @@ export async function runFarm(opts: FarmOptions): Promise<FarmResult> {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`crash-farm: ${msg}\nusage: npm run crash-farm -- --points N --seed S [--scenario ${SCENARIOS.join('|')}] [--json]\n`);
+  process.stderr.write(`crash-farm: ${msg}\nusage: npm run crash-farm -- --points N --seed S [--scenario ${SCENARIOS.join('|')}] [--json] [--log FILE]\n`);
   process.exit(2);
 }
 
@@ -88,6 +99,7 @@ export async function main(argv: string[]): Promise<number> {
   let points = 100;
   let seed = 1;
   let json = false;
+  let log: string | undefined;
   let scenarios: Scenario[] = [...SCENARIOS];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -95,20 +107,26 @@ export async function main(argv: string[]): Promise<number> {
     if (a === '--points') points = Number(value());
     else if (a === '--seed') seed = Number(value());
     else if (a === '--json') json = true;
+    else if (a === '--log') log = value();
     else if (a === '--scenario') {
       const v = value();
-      if (!SCENARIOS.includes(v as Scenario)) usage(`--scenario ${v}: choose one of ${SCENARIOS.join(', ')} (layers and snapshotter are not built yet)`);
+      if (!SCENARIOS.includes(v as Scenario)) usage(`--scenario ${v}: choose one of ${SCENARIOS.join(', ')}`);
       scenarios = [v as Scenario];
     } else usage(`unknown argument ${a}`);
   }
   if (!Number.isSafeInteger(points) || points < 1) usage('--points must be a whole number >= 1');
   if (!Number.isSafeInteger(seed) || seed < 0) usage('--seed must be a whole number >= 0');
+  for (const s of scenarios) {
+    const why = s === 'layers' ? layersMissing() : s === 'snapshotter' ? attachMissing() : undefined;
+    if (why) usage(`the ${s} scenario cannot run here: ${why}; leave it out by naming another with --scenario`);
+  }
   const started = Date.now();
   if (!json) process.stderr.write(`crash farm: ${points} points over ${scenarios.join(', ')}, seed ${seed}; oracles: thinsim check, ${oracleNames().join(', ') || 'no thin_check installed'}\n`);
   const r = await runFarm({
     points, seed, scenarios,
     onPoint: (p) => {
       const line = `${p.failures.length ? 'FAIL' : 'ok  '} ${p.scenario}: ${p.point}${p.failures.length ? `\n    ${p.failures.slice(0, 8).join('\n    ')}` : ''}\n`;
+      if (log) fs.appendFileSync(log, `${new Date().toISOString()} ${line}`);
       if (json) { if (p.failures.length) process.stderr.write(line); } else process.stdout.write(line);
     },
   });
