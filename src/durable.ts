@@ -47,10 +47,24 @@ export function writeAtomic(file: string, data: string, mode = 0o600): void {
   }
 }
 
-/** Remove `file` (absent is fine) and fsync its directory. */
+/**
+ * Remove `file` (absent is fine) and fsync its directory. A directory goes at once: it is
+ * renamed aside (`NAME.rm-PID-RANDOM`, durable) and only then emptied, so a crash never
+ * leaves it half removed under its own name; a crash mid-way leaves the aside copy, which
+ * no reader looks at.
+ */
 export function removeDurable(file: string): void {
   try {
-    fs.rmSync(file, { force: true, recursive: true });
+    let st: fs.Stats | undefined;
+    try { st = fs.lstatSync(file); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
+    if (st?.isDirectory()) {
+      const aside = `${file}.rm-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+      fs.renameSync(file, aside);
+      fsyncDir(path.dirname(file));
+      fs.rmSync(aside, { force: true, recursive: true });
+    } else if (st) {
+      fs.rmSync(file, { force: true });
+    }
     fsyncDir(path.dirname(file));
   } catch (e) {
     throw ioError('remove', file, e);

@@ -11,7 +11,8 @@
  *   (run when a store opens read-write) rolls back an unfinished transaction
  *   (open_transaction_id > the pool's transaction id) as Docker does: delete the
  *   device if it exists, remove its record (and index entry), remove the transaction
- *   file. A deletion caught half way is thereby completed; a creation is undone.
+ *   file. A deletion caught half way (its discards included) is thereby completed; a
+ *   creation is undone.
  * - Crash points `layers:create:N` and `layers:delete:N` (N = 1..4) follow step N
  *   (src/crash-points.ts; only a test's hook acts on them).
  */
@@ -92,12 +93,18 @@ export class DeviceTransactions {
     return info;
   }
 
-  /** Delete the device recorded under `hash`, its record, and (step 3) the index entry of `layer`. */
-  async delete(hash: string, layer?: string): Promise<void> {
+  /**
+   * Delete the device recorded under `hash`, its record, and (step 3) the index entry of
+   * `layer`. `discard` (Docker's dm.blkdiscard) runs inside the transaction, after step 1:
+   * a crash during it leaves an open transaction, which the next open completes (the
+   * device is deleted), never a half-discarded device that records still name.
+   */
+  async delete(hash: string, layer?: string, discard?: (info: DevInfo) => Promise<void>): Promise<void> {
     const info = this.records.readDevInfo(hash);
     if (!info) throw new ThinError('E_NOT_FOUND', `no device record for ${hash || BASE_RECORD}`, { hash });
     const { current, next } = this.open(hash, info.device_id);
     crashPoint('layers:delete:1');
+    if (discard && this.pool.devices().includes(info.device_id)) await discard(info);
     if (this.pool.devices().includes(info.device_id)) await this.pool.deleteDevice(info.device_id);
     crashPoint('layers:delete:2');
     this.records.removeDevInfo(hash);

@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { crashPoint } from '../crash-points';
 import { ThinError, ioError } from '../errors';
 import { sha256 } from './image-archive';
+import { fsyncDir } from '../durable';
 import { dockerPaths, readJson, removeDurable, writeAtomic } from './records';
 
 export interface ImageConfig { rootfs: { type: string; diff_ids: string[] }; created?: string; [k: string]: unknown }
@@ -123,16 +124,30 @@ export class ImageRecords {
 
   // ---- containers (layerdb/mounts and containers/<id>/config.v2.json)
 
+  /**
+   * A container's records: its config first, then its layerdb/mounts directory, made
+   * whole beside its name and renamed into place (the commit point: mounts() lists only
+   * whole directories under their container id).
+   */
   writeMount(m: MountRecord): void {
-    const dir = path.join(this.mountsDir, m.containerId);
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeAtomic(path.join(dir, 'mount-id'), m.mountId);
-    crashPoint('image:mount:1');
-    writeAtomic(path.join(dir, 'init-id'), m.initId);
-    writeAtomic(path.join(dir, 'parent'), m.parent);
     const cdir = path.join(this.containersDir, m.containerId);
     fs.mkdirSync(cdir, { recursive: true, mode: 0o700 });
     writeAtomic(path.join(cdir, 'config.v2.json'), JSON.stringify({ ID: m.containerId, Created: m.created, Name: `/${m.name}`, Image: m.image, Driver: 'devicemapper' }));
+    const dir = path.join(this.mountsDir, m.containerId);
+    const tmp = `${dir}.tmp-${process.pid}`;
+    fs.mkdirSync(this.mountsDir, { recursive: true, mode: 0o700 });
+    removeDurable(tmp);
+    fs.mkdirSync(tmp, { mode: 0o700 });
+    writeAtomic(path.join(tmp, 'mount-id'), m.mountId);
+    crashPoint('image:mount:1');
+    writeAtomic(path.join(tmp, 'init-id'), m.initId);
+    writeAtomic(path.join(tmp, 'parent'), m.parent);
+    try {
+      fs.renameSync(tmp, dir);
+      fsyncDir(this.mountsDir);
+    } catch (e) {
+      throw ioError('rename into place', dir, e);
+    }
   }
 
   removeMount(containerId: string): void {

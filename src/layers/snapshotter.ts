@@ -238,9 +238,8 @@ export class LayerStore {
       throw new ThinError('E_INVALID', `layer "${rec.name}" has children (${children.join(', ')}); remove them first`, { layer: rec.name, children });
     }
     if (this.mounts.get(rec.name)?.size) throw new ThinError('E_MOUNTED', `layer "${rec.name}" is mounted; unmount it first`, { layer: rec.name });
-    const dev = this.devInfo(rec);
-    if (opts.discard !== false) await this.discardDevice(dev);
-    await tx.delete(rec.cacheId, rec.name);
+    this.devInfo(rec); // E_CORRUPT if its record is missing
+    await tx.delete(rec.cacheId, rec.name, opts.discard !== false ? (d) => this.discardDevice(d) : undefined);
     if (rec.chainId) this.records.removeLayerdb(rec.chainId);
   }
 
@@ -268,10 +267,9 @@ export class LayerStore {
     const tx = this.writable();
     const named = new Set(Object.values(this.records.readIndex().layers).map((l) => l.cacheId));
     const out: string[] = [];
-    for (const [hash, d] of this.records.listDevInfos()) {
+    for (const hash of this.records.listDevInfos().keys()) {
       if (hash === '' || named.has(hash)) continue; // '': the base device's record
-      if (opts.discard !== false && this.pool.hasDevice(d.device_id)) await this.discardDevice(d);
-      await tx.delete(hash);
+      await tx.delete(hash, undefined, opts.discard !== false ? (i) => this.discardDevice(i) : undefined);
       out.push(hash);
     }
     return out;
@@ -444,10 +442,7 @@ export class LayerStore {
     const tx = this.writable();
     const old = this.records.readDevInfo('');
     if (old && old.initialized && !old.deleted) return old;
-    if (old) {
-      await this.discardDevice(old);
-      await tx.delete('');
-    }
+    if (old) await tx.delete('', undefined, (d) => this.discardDevice(d));
     const fsType = this.opts.filesystem;
     this.checkFreeSpace();
     const info = await tx.create('', this.opts.baseSize, undefined);

@@ -1,15 +1,15 @@
 /**
  * What the crash farm's layers scenario found, as directed cases.
  *
- * A removal discards a layer's blocks before its device transaction opens (Docker's
- * dm.blkdiscard order), so a kill between the two leaves the layer committed, under its
- * ChainID, with blocks discarded, and `image rm` has already dropped the image record. The
- * next `image import` of the same image shares that layer by ChainID. Here the kill is
- * stood in for by discarding the top layer's mapped ranges through the pool, exactly what
- * the removal does before it is killed, and closing. The import run again must then make
- * the tree `umoci unpack` makes. It does not yet (the fix belongs to the removal: open the
- * transaction first, so the reopen finishes the deletion), so the case is marked todo: it
- * runs and reports, and turns into a plain test once fixed.
+ * A removal used to discard a layer's blocks before its device transaction opened, so a
+ * kill between the two left the layer committed, under its ChainID, with blocks discarded
+ * (`image rm` had already dropped the image record), and the next `image import` of the
+ * same image shared that layer by ChainID: an image that no longer mounted. Now the
+ * discards run inside the transaction (DeviceTransactions.delete, after step 1). Here the
+ * kill is stood in for by what the removal has done when it dies during its discards:
+ * the image record gone, the transaction open (Docker's transaction-metadata), the top
+ * layer's mapped ranges discarded. The next read-write open must complete the deletion,
+ * and the import run again must make the tree `umoci unpack` makes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,7 +24,7 @@ import { chainIdModel } from './docker-records';
 
 const skip = missingTools() ?? missingMount() ?? false;
 
-test('a layer whose removal was killed during its discards is not reused by the next import', { skip, todo: 'the removal discards before its device transaction opens' }, async (t) => {
+test('a layer whose removal was killed during its discards is not reused by the next import', { skip }, async (t) => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-crash-discard-'));
   t.after(() => fs.rmSync(work, { recursive: true, force: true }));
   const fx = buildFixture(path.join(work, 'fx'));
@@ -41,12 +41,15 @@ test('a layer whose removal was killed during its discards is not reused by the 
     for (const tag of img.tags) records.untag(tag);
     records.removeImage(img.id);
     const top = s.stat(chain[chain.length - 1]);
+    s.records.writeTransaction({ open_transaction_id: s.pool.status().transactionId + 1, device_hash: top.cacheId, device_id: top.deviceId });
     for (const run of s.pool.blockStatus(top.deviceId, 0, top.size)) if (run.mapped) await s.pool.discard(top.deviceId, run.offset, run.length);
   } finally {
     await s.close();
   }
   s = await LayerStore.open(dir, { commitInterval: 0 });
   try {
+    assert.equal(s.recovery?.rolledBack?.device_hash !== undefined, true, 'the open completed the killed deletion');
+    assert.ok(!s.list().some((l) => l.chainId === chain[chain.length - 1]), 'the half-discarded layer is gone, not kept under its ChainID');
     await importImage(s, fx.dockerArchive.app);
     const got = await s.withMounted(chain[chain.length - 1], (d) => walkTree(d), { readOnly: true });
     assert.deepEqual(compareTrees(await walkTree(fx.rootfs.app), got), []);
