@@ -19,6 +19,20 @@ import { createPool, MiB, SnapshotsClient } from '../containerd/helpers';
 
 const VIEWS = 40;
 
+/** 15 labels of 4,000 bytes (containerd's cap per label is 4,096 with its key): 60 KB per snapshot. */
+function bigLabels(): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (let i = 0; i < 15; i++) labels[`l${i}`] = String.fromCharCode(97 + i).repeat(4000);
+  return labels;
+}
+
+/** A base snapshot committed as `c`, and `n` views of it carrying `labels`. */
+async function viewsWithLabels(c: SnapshotsClient, n: number, labels: Record<string, string>): Promise<void> {
+  await c.call('Prepare', { key: 'base', parent: '' });
+  await c.call('Commit', { name: 'c', key: 'base' });
+  for (let i = 0; i < n; i++) await c.call('View', { key: `v${i}`, parent: 'c', labels });
+}
+
 test('snapshotter gRPC: List clients that never read cannot make the server buffer their answers', { timeout: 300_000 }, async (t) => {
   const d = tmpdir('thinsim-grpc-noread-');
   const pool = await createPool(d.file('pool'), 512 * MiB);
@@ -36,12 +50,8 @@ test('snapshotter gRPC: List clients that never read cannot make the server buff
     d.cleanup();
   });
 
-  // 40 views of one committed snapshot, each with 15 labels of 4,000 bytes (containerd's cap per label is 4,096).
-  const labels: Record<string, string> = {};
-  for (let i = 0; i < 15; i++) labels[`l${i}`] = String.fromCharCode(97 + i).repeat(4000);
-  await c.call('Prepare', { key: 'base', parent: '' });
-  await c.call('Commit', { name: 'c', key: 'base' });
-  for (let i = 0; i < VIEWS; i++) await c.call('View', { key: `v${i}`, parent: 'c', labels });
+  const labels = bigLabels();
+  await viewsWithLabels(c, VIEWS, labels);
 
   const before = process.memoryUsage().arrayBuffers;
   // Every connection the cap allows (one is the good client), every stream on each: List, never read.
@@ -89,11 +99,7 @@ test('snapshotter gRPC: a List whose client takes nothing for listStallMs is dro
     await snap.close();
     d.cleanup();
   });
-  const labels: Record<string, string> = {};
-  for (let i = 0; i < 15; i++) labels[`l${i}`] = String.fromCharCode(97 + i).repeat(4000);
-  await c.call('Prepare', { key: 'base', parent: '' });
-  await c.call('Commit', { name: 'c', key: 'base' });
-  for (let i = 0; i < 12; i++) await c.call('View', { key: `v${i}`, parent: 'c', labels });
+  await viewsWithLabels(c, 12, bigLabels());
   const st = s.request({ ':method': 'POST', ':path': '/containerd.services.snapshots.v1.Snapshots/List', 'content-type': 'application/grpc', te: 'trailers' });
   const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => st.once('trailers', resolve));
   let bytes = 0;
