@@ -184,9 +184,9 @@ export class MountHost {
         return this.bind(slot, id);
       }
     }
-    const a = this.bind(await this.makeSlot(id, opts), id);
-    if (opts.loop && !opts.readOnly) this.warm(this.pool.deviceSize(id));
-    return a;
+    const slot = await this.makeSlot(id, opts);
+    if (opts.loop && !opts.readOnly) this.warm(slot.size);
+    return this.bind(slot, id);
   }
 
   /**
@@ -209,9 +209,7 @@ export class MountHost {
         this.deferred.push(`making a spare loop device: ${(e as Error).message}`);
         return;
       }
-      slot.idle = setTimeout(() => { void this.dropSpare(slot!); }, SPARE_IDLE_MS);
-      slot.idle.unref();
-      this.spares.push(slot);
+      this.shelve(slot);
       if (this.closing) await this.dropSpare(slot);
     })().finally(() => this.warming.delete(job));
     this.warming.add(job);
@@ -310,12 +308,17 @@ export class MountHost {
         void this.dropSpare(slot); // waits for the holder to let go; close() waits for it
         return;
       }
-      slot.idle = setTimeout(() => { void this.dropSpare(slot); }, SPARE_IDLE_MS);
-      slot.idle.unref();
-      this.spares.push(slot);
+      this.shelve(slot);
     })().finally(() => this.vetting.delete(vet));
     this.vetting.add(vet);
     return true;
+  }
+
+  /** Keep `slot` among the spares, torn down after SPARE_IDLE_MS unused. */
+  private shelve(slot: Slot): void {
+    slot.idle = setTimeout(() => { void this.dropSpare(slot); }, SPARE_IDLE_MS);
+    slot.idle.unref();
+    this.spares.push(slot);
   }
 
   /** Tear down a spare; a failure is kept and reported by close(), which also waits for it. */
