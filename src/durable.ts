@@ -8,7 +8,9 @@
  * into a pool is private to its owner), set with fchmod so no umask widens or narrows it,
  * on every rewrite too (the rename carries the temporary file's mode). removeDurable
  * removes (absent is fine) and fsyncs the directory. Failures are E_IO errors naming the
- * file.
+ * file. sweepInterrupted removes what a killed process's writeAtomic (`.tmp-PID-HEX`),
+ * directory build (`NAME.tmp-PID`, see records.ts) or removeDurable (`NAME.rm-PID-HEX`)
+ * left behind, once that PID is no longer alive; nothing else.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -71,3 +73,52 @@ export function removeDurable(file: string): void {
   }
 }
 
+
+/** The names temporary work of process PID takes: writeAtomic's, a directory built aside, removeDurable's. */
+const INTERRUPTED = [/^\.tmp-(\d+)-[0-9a-f]{8}$/, /^.+\.tmp-(\d+)$/, /^.+\.rm-(\d+)-[0-9a-f]{8}$/];
+
+/** True unless `pid` is certainly gone (kill(pid, 0) says ESRCH). */
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Remove the temporary files and directories that processes no longer alive left in `dir`
+ * (and, with `recursive`, below it) when they were killed mid-write; returns their paths.
+ * A PID that is alive again (reused) keeps its leftovers until it is gone: they are never
+ * read as records, so waiting costs only their space. A missing `dir` has none.
+ */
+export function sweepInterrupted(dir: string, opts: { recursive?: boolean } = {}): string[] {
+  const out: string[] = [];
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
+    throw ioError('list', dir, e);
+  }
+  let removed = false;
+  for (const d of entries) {
+    const full = path.join(dir, d.name);
+    const m = INTERRUPTED.map((re) => re.exec(d.name)).find((x) => x);
+    if (m && !alive(Number(m[1]))) {
+      try {
+        fs.rmSync(full, { recursive: true, force: true });
+      } catch (e) {
+        throw ioError('remove the leftover of an interrupted write', full, e);
+      }
+      out.push(full);
+      removed = true;
+    } else if (opts.recursive && d.isDirectory()) {
+      out.push(...sweepInterrupted(full, opts));
+    }
+  }
+  if (removed) fsyncDir(dir);
+  return out;
+}

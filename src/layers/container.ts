@@ -9,12 +9,18 @@
  *   Docker's initlayer.Setup makes when missing (directories /dev/pts /dev/shm /proc /sys;
  *   empty files /.dockerenv /etc/resolv.conf /etc/hosts /etc/hostname /dev/console;
  *   the symlink /etc/mtab -> /proc/mounts) and is committed; the container layer
- *   `<mount-id>` is prepared on it (active). Then layerdb/mounts/<container id>/
- *   {mount-id,init-id,parent} and containers/<id>/config.v2.json are written. A failure
+ *   `<mount-id>` is prepared on it (active). Then containers/<id>/config.v2.json and
+ *   layerdb/mounts/<container id>/{mount-id,init-id,parent} are written. A failure
  *   removes whatever of the two layers exists.
- * - remove: the container layer, then the init layer (each discarded, so a loop-lvm data
- *   file gives the space back), then the records. Reports the data bytes the pool freed,
- *   read from the pool after a commit.
+ * - Both are atomic across a kill (scratch.ts): the two layers are this process's
+ *   scratch work until the mount record exists. A create killed before it wrote the
+ *   record leaves layers the next read-write open removes; one killed after, layers it
+ *   keeps.
+ * - remove: claims both layers as scratch work (one index write), removes the mount
+ *   record (the commit point: killed before, the next open keeps the container whole;
+ *   after, it removes the layers), then the container layer and the init layer (each
+ *   discarded, so a loop-lvm data file gives the space back), then the config. Reports
+ *   the data bytes the pool freed, read from the pool after a commit.
  * - Names are unique; a container is found by name, full ID, or a unique ID prefix.
  */
 import { randomBytes } from 'node:crypto';
@@ -56,12 +62,13 @@ export async function createContainer(store: LayerStore, imageRef: string, name:
   const mountId = randomBytes(32).toString('hex');
   const initId = `${mountId}-init`;
   let initFiles: string[] = [];
+  const until = records.mountRecordPath(containerId);
   try {
-    await store.prepare(initId, top.name);
+    await store.prepare(initId, top.name, { until });
     initFiles = await store.withTree(initId, (tree) => tree.init(), { readOnly: false });
-    await store.commit(initId, initId);
+    await store.commit(initId, initId, {}, { keepOwner: true });
     crashPoint('container:create:1');
-    await store.prepare(mountId, initId);
+    await store.prepare(mountId, initId, { until });
     crashPoint('container:create:2');
   } catch (e) {
     return store.rollback([initId, mountId], e);
@@ -69,6 +76,7 @@ export async function createContainer(store: LayerStore, imageRef: string, name:
   const rec: MountRecord = { containerId, mountId, initId, parent: top.chainId ?? chain[chain.length - 1], name, image: img.id, created: new Date().toISOString() };
   records.writeMount(rec);
   crashPoint('container:create:3');
+  store.adopt([initId, mountId]);
   return { ...rec, name, image: img.id, initFiles, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -79,15 +87,19 @@ export async function removeContainer(store: LayerStore, ref: string): Promise<R
   await store.pool.commit();
   const before = store.pool.status().usedDataBlocks;
   const present = new Set(store.list().map((l) => l.name));
+  const layers = [c.mountId, c.initId].filter((n) => present.has(n));
+  const records = new ImageRecords(store.pool.dir);
+  store.claim(layers, records.mountRecordPath(c.containerId));
+  crashPoint('container:rm:1');
+  records.removeMount(c.containerId);
+  crashPoint('container:rm:2');
   const removed: string[] = [];
-  for (const n of [c.mountId, c.initId]) {
-    if (!present.has(n)) continue;
+  for (const n of layers) {
     await store.remove(n);
     removed.push(n);
-    crashPoint('container:rm:1');
+    crashPoint('container:rm:3');
   }
-  new ImageRecords(store.pool.dir).removeMount(c.containerId);
-  crashPoint('container:rm:2');
+  records.removeContainerConfig(c.containerId);
   await store.pool.commit();
   return { containerId: c.containerId, name: c.name, layersRemoved: removed, freedBytes: (before - store.pool.status().usedDataBlocks) * store.pool.chunkBytes };
 }

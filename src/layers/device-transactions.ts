@@ -30,6 +30,10 @@ export interface Recovery {
   droppedLayerdb: string[];
   /** Scratch layers removed because the process that owned them is gone (LayerStore.open). */
   abandoned?: string[];
+  /** Scratch layers kept because their owner's work had reached its commit point (LayerStore.open). */
+  adopted?: string[];
+  /** Temporary files and directories of writes killed mid-way, removed (durable.ts sweepInterrupted; LayerStore.open). */
+  interrupted?: string[];
 }
 
 export class DeviceTransactions {

@@ -42,6 +42,11 @@ export class ImageRecords {
   private get mountsDir(): string { return path.join(this.imageDir, 'layerdb', 'mounts'); }
   private get containersDir(): string { return path.join(this.root, 'containers'); }
 
+  /** A container's layerdb/mounts record, relative to the records root (the commit point of its creation and removal). */
+  mountRecordPath(containerId: string): string {
+    return path.relative(this.root, path.join(this.mountsDir, containerId));
+  }
+
   // ---- images
 
   writeImage(id: string, configBytes: Buffer): void {
@@ -150,8 +155,13 @@ export class ImageRecords {
     }
   }
 
+  /** The layerdb/mounts record: gone at once (renamed aside, durable). */
   removeMount(containerId: string): void {
     removeDurable(path.join(this.mountsDir, containerId));
+  }
+
+  /** containers/<id>, the container's config (after its mount record and layers are gone). */
+  removeContainerConfig(containerId: string): void {
     removeDurable(path.join(this.containersDir, containerId));
   }
 

@@ -73,10 +73,12 @@ export interface LayerRecord {
   diffId?: string;
   created: string;
   /**
-   * A scratch layer's owner (an image import's work in progress): when that process is
-   * gone, the next read-write open removes the layer.
+   * A scratch layer's owner (an image import's work in progress, a container's layers
+   * while it is made or removed; scratch.ts): when that process is gone, the next
+   * read-write open removes the layer, or keeps it when the path `until` (under
+   * POOL/docker) exists, the work having reached its commit point.
    */
-  owner?: { pid: number; start: string };
+  owner?: { pid: number; start: string; until?: string };
   /**
    * Why the layer is faulty: a rollback could not remove it (containerd's devmapper
    * snapshotter has the same Faulty state). It is kept for inspection and removal only.

@@ -11,8 +11,9 @@
  *   a parent), `view` (read-only snapshot of a committed layer). Writes to committed
  *   layers and views are refused with E_READ_ONLY, here and at the NBD export.
  * - Every device creation and deletion runs Docker's transaction protocol
- *   (device-transactions.ts); opening read-write rolls back an unfinished one. Records live in
- *   POOL/docker in Docker's layout.
+ *   (device-transactions.ts); opening read-write rolls back an unfinished one, removes
+ *   what writes killed mid-way left (durable.ts), and settles the scratch layers of
+ *   processes that are gone (scratch.ts). Records live in POOL/docker in Docker's layout.
  * - A new snapshot is refused while free data or metadata space is below
  *   `minFreeSpace` (Docker's dm.min_free_space, 10 %). `remove` discards the layer's
  *   provisioned ranges first (Docker's dm.blkdiscard) so a loop-lvm data file gives
@@ -24,11 +25,13 @@
  *   (store-reports.ts).
  * - One read-write opener per pool (the pool lock); openReadOnly works beside it.
  */
+import { sweepInterrupted } from '../durable';
 import { ThinError, type ThinErrorCode } from '../errors';
 import { Pool } from '../pool/pool';
-import { MountHost, makeFilesystem, filesystemUuid, processStart, type Filesystem, type MountedTree } from '../mounts';
+import { MountHost, makeFilesystem, filesystemUuid, type Filesystem, type MountedTree } from '../mounts';
 import { DeviceTransactions, type Recovery } from './device-transactions';
 import { checkFreeSpace, layerDiff, layerUsage, orderLayers, toInfo, type LayerDiffRange, type LayerInfo, type LayerUsage } from './store-reports';
+import { ownerOf, setOwners, settleAbandoned } from './scratch';
 import { Tree } from './tree';
 import {
   DIGEST_RE, DockerRecords, newCacheId,
@@ -85,13 +88,11 @@ export class LayerStore {
       const records = new DockerRecords(poolDir);
       const tx = new DeviceTransactions(pool, records);
       const recovery = await tx.recover();
+      recovery.interrupted = sweepInterrupted(records.paths.root, { recursive: true });
       const store = new LayerStore(pool, records, opts, tx, recovery, host, cleaned);
-      recovery.abandoned = [];
-      for (const l of Object.values(records.readIndex().layers)) {
-        if (l.kind !== 'active' || !l.owner || processStart(l.owner.pid) === l.owner.start) continue;
-        await store.remove(l.name);
-        recovery.abandoned.push(l.name);
-      }
+      const settled = await settleAbandoned(records, (n) => store.remove(n));
+      recovery.abandoned = settled.removed;
+      recovery.adopted = settled.adopted;
       return store;
     } catch (e) {
       await pool.close();
@@ -121,10 +122,27 @@ export class LayerStore {
   /**
    * An active snapshot of `parent` (or of the base device). `scratch`: the layer is this
    * process's work in progress, removed by the next read-write open once this process is
-   * gone (until it is committed).
+   * gone (until it is committed, or `adopt`ed); with `until`, kept instead if that path
+   * under POOL/docker exists by then (scratch.ts).
    */
-  async prepare(key: string, parent?: string, opts: { scratch?: boolean } = {}): Promise<LayerInfo> {
-    return this.snapshot(key, parent, 'active', opts.scratch ? { pid: process.pid, start: processStart(process.pid) ?? '' } : undefined);
+  async prepare(key: string, parent?: string, opts: { scratch?: boolean; until?: string } = {}): Promise<LayerInfo> {
+    return this.snapshot(key, parent, 'active', opts.scratch || opts.until ? ownerOf(opts.until) : undefined);
+  }
+
+  /**
+   * Make layers this process's scratch work (one index write): if it is killed before it
+   * removes them, the next read-write open removes them, unless `until` exists then
+   * (scratch.ts). `container rm` claims its layers before it removes its record.
+   */
+  claim(names: string[], until?: string): void {
+    this.writable();
+    setOwners(this.records, names.map((n) => this.record(n).name), ownerOf(until));
+  }
+
+  /** The work on these scratch layers is done: they are ordinary layers now (one index write). */
+  adopt(names: string[]): void {
+    this.writable();
+    setOwners(this.records, names.map((n) => this.record(n).name), undefined);
   }
 
   /** A read-only snapshot of committed layer `parent`, or without one of the base device (an empty filesystem), as containerd's View. */
@@ -192,8 +210,12 @@ export class LayerStore {
     this.records.writeIndex(idx);
   }
 
-  /** Freeze active snapshot `key` as committed layer `name` (with its image identity, when given). */
-  async commit(name: string, key: string, meta: CommitMeta = {}): Promise<LayerInfo> {
+  /**
+   * Freeze active snapshot `key` as committed layer `name` (with its image identity, when
+   * given). A scratch layer becomes an ordinary one, unless `keepOwner` (its owner's work
+   * goes on: a container's init layer).
+   */
+  async commit(name: string, key: string, meta: CommitMeta = {}, opts: { keepOwner?: boolean } = {}): Promise<LayerInfo> {
     this.writable();
     checkKey(name);
     const idx = this.records.readIndex();
@@ -217,7 +239,7 @@ export class LayerStore {
       this.records.writeLayerdb({ chainId: meta.chainId, cacheId: rec.cacheId, diffId: meta.diffId, parent: parentChainId, size: meta.size });
     }
     const next: LayerRecord = { ...rec, name, kind: 'committed' };
-    delete next.owner;
+    if (!opts.keepOwner) delete next.owner;
     if (meta.chainId) next.chainId = meta.chainId;
     if (meta.diffId) next.diffId = meta.diffId;
     delete idx.layers[key];

@@ -30,7 +30,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeAtomic, removeDurable } from '../durable';
+import { removeDurable, sweepInterrupted, writeAtomic } from '../durable';
 import { ThinError } from '../errors';
 import { UNBOUND } from '../nbd/exports';
 import type { Pool } from '../pool/pool';
@@ -139,7 +139,7 @@ export class MountHost {
 
   /** Clean up after every dead owner's attachments. */
   async cleanStale(): Promise<string[]> {
-    const lines: string[] = [];
+    const lines: string[] = sweepInterrupted(this.runDir).map((f) => `${f}: an interrupted write's temporary file`);
     for (const { file, rec } of this.records()) {
       if (ownerAlive(rec)) continue;
       const done = await cleanRecord(rec);

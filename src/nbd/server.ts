@@ -25,6 +25,7 @@ import * as net from 'net';
 import { ThinError } from '../errors';
 import { Pool } from '../pool/pool';
 import type { OpenOptions } from '../pool/pool';
+import type { PassdownError } from '../pool/state';
 import { MAX_PAYLOAD } from './commands';
 import { ExportSpec, ExportTable } from './exports';
 import { DEFAULT_LIMITS, Session, SessionLimits } from './session';
@@ -113,12 +114,15 @@ export class NbdServer {
     server.on('connection', (socket) => self.accept(socket, limits, maxConnections));
     pool.on('low-water-mark', self.onLowWater);
     pool.on('mode', self.onMode);
+    pool.on('passdown-error', self.onPassdownError);
     if (pool.mode === 'ro' || pool.mode === 'fail') log(`warning: the pool is in ${pool.mode} mode: ${pool.modeReason ?? ''}`);
     return self;
   }
 
   private readonly onLowWater = (e: { free: number; lowWaterMark: number }) =>
     this.opts.log(`warning: the pool crossed its low-water mark: ${e.free} free data blocks (mark ${e.lowWaterMark})`);
+
+  private readonly onPassdownError = (e: PassdownError) => this.opts.log(`warning: ${e.message}`);
 
   /** The kernel's "switching pool to ... mode" line, with the reason. */
   private readonly onMode = (mode: string, why?: string) => {
@@ -167,6 +171,7 @@ export class NbdServer {
     await listenerClosed;
     this.pool.off('low-water-mark', this.onLowWater);
     this.pool.off('mode', this.onMode);
+    this.pool.off('passdown-error', this.onPassdownError);
     try {
       if (this.opts.closePool) await this.pool.close();
       else await this.pool.flush();

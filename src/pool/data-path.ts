@@ -23,7 +23,8 @@
  *   at unwritten data. A write to a shared chunk (mapped before the device's last
  *   snapshot) copies the chunk to a new block, applies the write and remaps.
  * - Discard unmaps whole chunks and zeroes the partial ones at either end; a data
- *   block whose count reaches 0 is punched out of the data file under passdown.
+ *   block whose count reaches 0 is punched out of the data file under passdown, when
+ *   the transaction that unmapped it commits (state.ts), as dm-thin's pt2 does.
  * - Inline fast path: a read or write of at most 1 MiB whose chunks, device gate and
  *   (when it provisions) pool gate nobody holds or waits for runs synchronously, in the call,
  *   when the data device can do the I/O without waiting (DataDevice.readNow/writeNow).
@@ -337,20 +338,12 @@ export class DataPath {
     }
   }
 
-  /** Unmap [from, to) of `id` and punch the blocks that became free (passdown). */
+  /** Unmap [from, to) of `id`; with passdown, the blocks that became free are punched once this commits. */
   private async unmap(id: number, from: number, to: number): Promise<void> {
     const release = await this.s.poolGate.acquireShared();
     try {
       const { freed } = this.s.metadataOp('discard', () => this.s.md.unmap(id, from, to));
-      if (discardMode(this.s.table.features) !== 'passdown') return;
-      freed.sort((a, b) => a - b);
-      const cb = this.s.chunkBytes;
-      for (let i = 0; i < freed.length;) {
-        let j = i + 1;
-        while (j < freed.length && freed[j] === freed[j - 1] + 1) j++;
-        await this.s.data.zero(freed[i] * cb, (j - i) * cb, true);
-        i = j;
-      }
+      if (discardMode(this.s.table.features) === 'passdown') this.s.punchAfterCommit(freed);
     } finally {
       release();
     }

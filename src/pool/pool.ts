@@ -25,7 +25,8 @@
  *   up to no_space_timeout for a resize. Out of metadata space: the pool turns
  *   read-only with needs_check set; nothing committed is lost.
  * - Events: 'low-water-mark' (once per crossing), 'mode' (the new mode and, for ro and
- *   fail, why), 'commit'. 'error' is never emitted; failures reject the request that
+ *   fail, why), 'commit', 'passdown-error' (punching freed blocks out of the data
+ *   device failed after their unmap committed; PassdownError). 'error' is never emitted; failures reject the request that
  *   caused them (a periodic commit's failure shows in `mode` and `status()`).
  * - Open refuses a data device shorter than the metadata's nr_data_blocks (as the kernel
  *   refuses such a table); create refuses a data size below one data block.
@@ -33,6 +34,7 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
+import { sweepInterrupted } from '../durable';
 import { ThinError } from '../errors';
 import { DataDevice } from '../io/data-device';
 import type { BlockDevice } from '../io/block-device';
@@ -214,6 +216,7 @@ export class Pool extends EventEmitter {
     const readOnly = !!opts.readOnly;
     const lock = readOnly ? undefined : PoolLock.acquire(dir);
     try {
+      if (lock) sweepInterrupted(dir); // pool.json's temporary file, when a writer was killed mid-write
       const metadataFile = resolveDev(dir, table.metadataDev);
       const metaDev = opts.devices?.metadata ?? new FileDevice(metadataFile, { readOnly });
       let md: ThinMetadata;

@@ -28,6 +28,14 @@
  *   data device, then commits the metadata without blocking the event loop. The
  *   periodic commit syncs the data device without the gate first, until little is
  *   left, so writes that provision wait only for the rest and the metadata commit.
+ * - Discard passdown (dm-thin's discard pt1/pt2): the data blocks an unmap frees are
+ *   punched out of the data device only after the metadata that unmaps them is
+ *   committed, inside that commit, under the exclusive pool gate. Punched earlier, a
+ *   crash before the commit would leave committed mappings (a snapshot's, or another
+ *   device's that a sharing break released in the same transaction) pointing at
+ *   zeros; punched after the gate opens, a new allocation could already hold the
+ *   block. A failed punch changes nothing that matters (the kernel ignores a failed
+ *   passdown too) and is reported as a 'passdown-error' event, never silently.
  * - Out of data space: `waitForSpace()` queues a writer until a commit frees blocks
  *   or a resize adds some (`onSpaceAvailable()`), or fails it after
  *   no_space_timeout; with error_if_no_space it fails at once.
@@ -53,6 +61,9 @@ const PRESYNC_PASSES = 4;
 /** A sync without the gate shorter than this left little to write: the gated one follows. */
 const PRESYNC_SHORT_MS = 20;
 
+/** The 'passdown-error' event: punching freed blocks out of the data device failed. */
+export interface PassdownError { firstBlock: number; blocks: number; error: unknown; message: string }
+
 interface SpaceWaiter { wake: () => void; fail: (e: Error) => void; timer: NodeJS.Timeout }
 
 export class PoolState {
@@ -66,6 +77,8 @@ export class PoolState {
   private why: string | undefined;
   private lowWaterSignalled = false;
   private spaceWaiters: SpaceWaiter[] = [];
+  /** Data blocks freed by unmaps in the open transaction, punched once it commits (passdown). */
+  private punches: number[] = [];
   closed = false;
 
   constructor(
@@ -200,13 +213,45 @@ export class PoolState {
     }
   }
 
-  /** Commit the metadata (the caller holds the pool gate exclusively and synced the data). */
+  /**
+   * Commit the metadata (the caller holds the pool gate exclusively and synced the data),
+   * then punch the blocks its unmaps freed (passdown).
+   */
   async commitMetadata(): Promise<void> {
     try {
       await this.md.commitAsync();
     } catch (e) {
       if (isMetadataFailure(e)) this.metadataFailed('commit', e);
       throw e;
+    }
+    await this.punchFreed();
+  }
+
+  /**
+   * Passdown: punch `blocks` (freed by an unmap in the open transaction) out of the data
+   * device when that transaction commits. The caller holds the pool gate shared, so no
+   * commit runs between the unmap and this call.
+   */
+  punchAfterCommit(blocks: readonly number[]): void {
+    for (const b of blocks) this.punches.push(b);
+  }
+
+  /** Punch the committed transaction's freed blocks, in runs of consecutive blocks. */
+  private async punchFreed(): Promise<void> {
+    if (this.punches.length === 0) return;
+    const freed = this.punches.sort((a, b) => a - b);
+    this.punches = [];
+    const cb = this.chunkBytes;
+    for (let i = 0; i < freed.length;) {
+      let j = i + 1;
+      while (j < freed.length && freed[j] === freed[j - 1] + 1) j++;
+      try {
+        await this.data.zero(freed[i] * cb, (j - i) * cb, true);
+      } catch (e) {
+        const message = `discard passdown of data blocks ${freed[i]}..${j - 1} failed (${(e as Error)?.message ?? String(e)}); the blocks are free in the pool but still take space in ${this.data.path}`;
+        this.events.emit('passdown-error', { firstBlock: freed[i], blocks: j - i, error: e, message } satisfies PassdownError);
+      }
+      i = j;
     }
   }
 
@@ -276,6 +321,7 @@ export class PoolState {
     const why = `${op} failed: ${(cause as Error)?.message ?? String(cause)}`;
     let mode: PoolHealth = 'ro';
     let reason = why;
+    this.punches = []; // the aborted transaction's unmaps are undone: the blocks are in use again
     try {
       this.md.abort();
     } catch (e) {

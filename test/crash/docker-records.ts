@@ -18,7 +18,8 @@
  * - every container (layerdb/mounts) names layers that exist.
  * Temporary files of interrupted atomic writes (`.tmp-*` beside the device records) are
  * not records (Docker's walk skips dot files too): they are returned in `state.temporary`
- * for the caller to report, not counted as failures; the reopen does not remove them.
+ * for the caller to judge (a crash may leave them; the reopen must remove them), not
+ * counted as failures here.
  * Returns the failures (empty: the records agree).
  */
 import { createHash } from 'node:crypto';
@@ -197,4 +198,24 @@ export function checkDockerRecords(dir: string, opts: { inFlight: boolean }): { 
     }
   }
   return { fails, state };
+}
+
+/**
+ * Paths under the pool directory (relative to it) whose names are the temporary work of
+ * a write: a file being written before its rename (`.tmp-*`), a directory built before its
+ * rename (`*.tmp-PID`) or renamed aside before its removal (`*.rm-*`).
+ */
+export function interruptedUnder(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    let entries: fs.Dirent[];
+    try { entries = fs.readdirSync(d, { withFileTypes: true }); } catch { return; } // gone or unreadable: nothing to list
+    for (const e of entries) {
+      const full = path.join(d, e.name);
+      if (e.name.startsWith('.tmp-') || /\.tmp-\d+$/.test(e.name) || /\.rm-\d+-/.test(e.name)) out.push(path.relative(dir, full));
+      else if (e.isDirectory()) walk(full);
+    }
+  };
+  walk(dir);
+  return out;
 }

@@ -5,7 +5,7 @@
  * device transaction, `layers:create:1-4` and `layers:delete:1-4`, at the Nth device
  * of the operation; the layerdb write, `layers:layerdb:1-2`; the import's, image
  * removal's and container's own steps, `image:import:1-4`, `image:rm:1-3`,
- * `container:create:1-3`, `container:rm:1-2`) or at a random moment. The image is a
+ * `container:create:1-3`, `container:rm:1-3`) or at a random moment. The image is a
  * docker-archive of four layers made by umoci and skopeo (test/layers/image-fixtures.ts).
  *
  * After each kill: the metadata as the crash left it passes thinsim check and both
@@ -19,12 +19,10 @@
  * (layers a crash left behind are shared by that run, so their content is checked too;
  * half the time the import point first removes such leftovers, so that every named point
  * of the import is reached).
- * Two states are let through and named in the point's line, because neither `container
- * create` nor `container rm` is atomic today and nothing reconciles them on open (see
- * docs/reliability.md): layers a killed create leaves without a container record (the
- * farm removes them), and a container record a killed rm leaves without its layers (the
- * farm runs `container rm` again, which must succeed). After any other operation either
- * state is a failure.
+ * `container create` and `container rm` are atomic across a kill (src/layers/scratch.ts):
+ * after the reopen, container layers without a container record, a container record
+ * whose layers are gone, and any temporary file or directory of an interrupted write
+ * are failures, whatever the operation killed.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -36,7 +34,7 @@ import { Rand } from '../../support/random';
 import { CRASH_HOOK } from '../helpers/crash-hook';
 import { thinsimOk } from '../helpers/workload';
 import { buildFixture, compareTrees, missingMount, missingTools, skopeoConfig, walkTree } from '../layers/image-fixtures';
-import { chainIdModel, checkDockerRecords } from './docker-records';
+import { chainIdModel, checkDockerRecords, interruptedUnder } from './docker-records';
 import { DiskModel } from './model';
 import { verifyPool } from './verify';
 import type { PointResult } from './farm-types';
@@ -54,7 +52,7 @@ const POINTS: Record<Op, Array<[string, number]>> = {
   ],
   rmi: [...[1, 2, 3, 4].map((n) => [`layers:delete:${n}`, 4] as [string, number]), ['image:rm:1', 1], ['image:rm:2', 1], ['image:rm:3', 4]],
   create: [...[1, 2, 3, 4].map((n) => [`layers:create:${n}`, 2] as [string, number]), ['container:create:1', 1], ['container:create:2', 1], ['container:create:3', 1]],
-  rm: [...[1, 2, 3, 4].map((n) => [`layers:delete:${n}`, 2] as [string, number]), ['container:rm:1', 2], ['container:rm:2', 1]],
+  rm: [...[1, 2, 3, 4].map((n) => [`layers:delete:${n}`, 2] as [string, number]), ['container:rm:1', 1], ['container:rm:2', 1], ['container:rm:3', 2]],
 };
 
 interface Fixture { archive: string; diffIds: string[]; imageId: string; rootfs: string }
@@ -181,35 +179,32 @@ export async function layersScenario(seed: number, points: number, scratch: stri
         const rec = s.recovery!;
         if (rec.rolledBack) notes.push(`rolled back ${rec.rolledBack.device_hash ? rec.rolledBack.device_hash.slice(0, 12) : 'base'}`);
         if (rec.abandoned?.length) notes.push(`removed ${rec.abandoned.length} scratch layer(s)`);
+        if (rec.adopted?.length) notes.push(`kept ${rec.adopted.length} scratch layer(s) whose work had committed`);
+        if (rec.interrupted?.length) notes.push(`removed ${rec.interrupted.length} temporary file(s) of interrupted writes`);
         if (s.staleMounts.length) notes.push(`cleaned ${s.staleMounts.length} stale mount piece(s)`);
         const left = mountsUnder(tmp);
         if (left.length) fails.push(`mounts of the killed process are left after the reopen: ${left.join(', ')}`);
-        // Container layers without a container record: only a killed `container create` may leave them.
+        // Container layers without a container record.
         const named = new Set(checkDockerRecords(dir, { inFlight: true }).state.mounts.flatMap((m) => [m.mountId, m.initId]));
         const orphans = s.list().filter((l) => /^[0-9a-f]{64}(-init)?$/.test(l.name) && !named.has(l.name)).map((l) => l.name);
-        if (orphans.length) {
-          if (op !== 'create') fails.push(`container layers without a container: ${orphans.map((o) => o.slice(0, 12)).join(', ')} (after ${op})`);
-          else notes.push(`left ${orphans.length} container layer(s) without a container record (removed by the farm)`);
-          for (const n of orphans.sort()) await s.remove(n); // "<id>" (the child) sorts before "<id>-init"
-        }
+        if (orphans.length) fails.push(`container layers without a container after the reopen: ${orphans.map((o) => o.slice(0, 12)).join(', ')} (after ${op})`);
+        const owned = s.list().filter((l) => s.records.readIndex().layers[l.name]?.owner).map((l) => l.name);
+        if (owned.length) fails.push(`scratch layers are left after the reopen: ${owned.map((o) => o.slice(0, 12)).join(', ')}`);
       } finally {
         await s.close();
       }
     } catch (e) {
       fails.push(`the store does not reopen read-write: ${(e as Error).message}`);
     }
-    // Container records whose layers are gone: only a killed `container rm` may leave them; rm again finishes it.
+    // Container records whose layers are gone.
     const names = new Set(checkDockerRecords(dir, { inFlight: true }).state.layers.keys());
     for (const m of checkDockerRecords(dir, { inFlight: true }).state.mounts) {
-      if (names.has(m.mountId) && names.has(m.initId)) continue;
-      if (op !== 'rm') { fails.push(`container ${m.containerId.slice(0, 12)} names layers that do not exist (after ${op})`); continue; }
-      notes.push('left a container record without its layers (container rm run again by the farm)');
-      const again = await runCli(['container', 'rm', dir, m.containerId], tmp, {});
-      if (again.code !== 0) fails.push(`container rm run again failed: exit ${again.code}: ${again.stderr.trim().slice(0, 300)}`);
+      if (!names.has(m.mountId) || !names.has(m.initId)) fails.push(`container ${m.containerId.slice(0, 12)} names layers that do not exist (after ${op})`);
     }
     const reopened = checkDockerRecords(dir, { inFlight: false });
     fails.push(...reopened.fails.map((f) => `after the reopen: ${f}`));
-    if (reopened.state.temporary.length) notes.push(`${reopened.state.temporary.length} temporary file(s) of interrupted writes stay beside the records`);
+    const leftovers = [...reopened.state.temporary, ...interruptedUnder(dir)];
+    if (leftovers.length) fails.push(`after the reopen, temporary files of interrupted writes are left: ${leftovers.join(', ')}`);
     if (op === 'import') {
       const again = await runCli(['image', 'import', dir, fx.archive, '--base-size', BASE, '--json'], tmp, {});
       if (again.code !== 0) fails.push(`the import run again failed: exit ${again.code}: ${again.stderr.trim().slice(0, 400)}`);

@@ -266,3 +266,29 @@ test('create refuses a data size below one data block, before making anything', 
     assert.equal(fs.existsSync(path.join(dir, `p${dataSize}`)), false);
   }
 });
+
+test('a failed passdown punch after the unmap committed is reported (\'passdown-error\'), and nothing else changes: the flush succeeded, the pool stays rw, the block is free', async (t) => {
+  const p = await memoryPool(t);
+  const { pool } = p;
+  await pool.write(1, 3 * CHUNK, pattern(8, CHUNK));
+  await pool.flush();
+  const block = pool.lookup(1, 3)!.block;
+  const reports: Array<{ firstBlock: number; blocks: number; message: string }> = [];
+  pool.on('passdown-error', (e) => reports.push(e));
+  const used = pool.status().usedDataBlocks;
+  await pool.discard(1, 3 * CHUNK, CHUNK);
+  assert.equal(reports.length, 0, 'nothing is punched before the unmap commits');
+  p.data.faults.failWriteRange = [block * CHUNK, (block + 1) * CHUNK];
+  await pool.flush();
+  assert.equal(reports.length, 1, 'one report for the one run of freed blocks');
+  assert.equal(reports[0].firstBlock, block);
+  assert.equal(reports[0].blocks, 1);
+  assert.match(reports[0].message, new RegExp(`discard passdown of data blocks ${block}\\.\\.${block} failed .*injected`));
+  assert.equal(pool.mode, 'rw');
+  assert.deepEqual(p.modes, []);
+  assert.equal(pool.status().usedDataBlocks, used - 1, 'the block is free all the same (the kernel ignores a failed passdown too)');
+  assert.equal(pool.lookup(1, 3), undefined);
+  p.data.faults.failWriteRange = undefined;
+  await pool.close();
+  checkDurable(t, p);
+});

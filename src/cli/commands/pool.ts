@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { Pool } from '../../pool/pool';
+import type { PassdownError } from '../../pool/state';
 import { dockerInfo, kernelFields } from '../../pool/status-format';
 import { parseBlockSize, parseSize } from '../../units';
 import { printJson, stderr, stdout } from '../output';
@@ -15,6 +16,7 @@ export async function withPool<T>(dir: string, fn: (p: Pool) => Promise<T>): Pro
   const { Pool } = await loadPool();
   const p = Pool.open(dir, { commitInterval: 0 });
   p.on('low-water-mark', (e: { free: number; lowWaterMark: number }) => stderr(`warning: pool ${dir} crossed its low-water mark: ${e.free} free data blocks (mark ${e.lowWaterMark})\n`));
+  p.on('passdown-error', (e: PassdownError) => stderr(`warning: ${e.message}\n`));
   try {
     return await fn(p);
   } finally {
