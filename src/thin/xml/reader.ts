@@ -1,5 +1,8 @@
 /**
- * Streaming reader for thin_dump XML (what thin_restore reads), built on saxes.
+ * Streaming reader for thin_dump XML (what thin_restore reads), built on saxes: the
+ * input side. Its parts: elements.ts (the element state machine and each element's
+ * meaning), attributes.ts (attribute values), reader-errors.ts (E_PARSE errors with
+ * positions), fast-lines.ts (the fast path's line scanner).
  *
  * Contract: input is consumed chunk by chunk and turned into MetadataSink calls (types.ts) as
  * soon as each element closes its start tag; mappings are never accumulated, so memory is
@@ -23,18 +26,13 @@
  * stopped being well-formed.
  *
  * Accepted: thin_restore 0.9.0's flat format, plus 1.x `<def>`/`<ref>` (optional, on by
- * default). Attributes thin_restore does not know are ignored, as 0.9.0 does.
- * Rejected on purpose, although thin_restore 0.9.0 takes them:
- *  - mappings out of origin order or overlapping inside a device (0.9.0 inserts them one by one
- *    and leaks the data block of an overwritten mapping; a dump never contains them);
- *  - a mapping whose data block is >= nr_data_blocks (0.9.0 rejects these too; option
- *    checkDataBlocks: false lets `thin_dump -m` output, with nr_data_blocks="0", through);
- *  - numbers above 2^53 - 1 (not representable as JS numbers), u32 fields (times, flags,
- *    version, data_block_size) >= 2^32, dev_id >= 2^24, data_block_size 0;
- *  - non-whitespace text between elements, CDATA.
- * Times are accepted up to 2^32 - 1 because the XML and the details tree store them as u32; the
- * mapping tree's block_time keeps only 24 bits of time, so the metadata writer rejects times
- * >= 2^24 (that is the layer that knows the packing).
+ * default). Attributes thin_restore does not know are ignored, as 0.9.0 does. What is
+ * rejected on purpose, although thin_restore 0.9.0 takes it, elements.ts and attributes.ts
+ * list (out-of-order or overlapping mappings, data blocks >= nr_data_blocks, numbers
+ * above their bounds); this file also rejects non-whitespace text between elements and
+ * CDATA. Times are accepted up to 2^32 - 1 because the XML and the details tree store them
+ * as u32; the mapping tree's block_time keeps only 24 bits of time, so the metadata writer
+ * rejects times >= 2^24 (that is the layer that knows the packing).
  */
 
 import * as fs from 'node:fs';
@@ -42,8 +40,10 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import { ThinError } from '../../errors';
+import { ElementHandler } from './elements';
 import { MappingLine, scanMappingLine } from './fast-lines';
-import { MAX_DEV_ID, MAX_SAFE, MAX_U32, type DeviceInfo, type MetadataSink, type SuperblockInfo } from './types';
+import { XmlErrors } from './reader-errors';
+import type { MetadataSink } from './types';
 
 export interface ReadXmlOptions {
   /** Shown in error messages and put in error details as `file`. */
@@ -57,92 +57,46 @@ export interface ReadXmlOptions {
   checkDataBlocks?: boolean;
 }
 
-type Context = 'document' | 'superblock' | 'device' | 'def' | 'empty' | 'done';
-
-/** Packed runs of one `<def>`: [origin, data, length, time] * n. */
-class RunList {
-  private buf = new Float64Array(64);
-  length = 0;
-  push(o: number, d: number, len: number, t: number): void {
-    if (this.length * 4 + 4 > this.buf.length) {
-      const next = new Float64Array(this.buf.length * 2);
-      next.set(this.buf);
-      this.buf = next;
-    }
-    const i = this.length * 4;
-    this.buf[i] = o;
-    this.buf[i + 1] = d;
-    this.buf[i + 2] = len;
-    this.buf[i + 3] = t;
-    this.length++;
-  }
-  get(i: number): [number, number, number, number] {
-    const j = i * 4;
-    return [this.buf[j], this.buf[j + 1], this.buf[j + 2], this.buf[j + 3]];
-  }
-}
-
-const MAPPING_ELEMENTS = new Set(['single_mapping', 'range_mapping']);
-
 /**
  * Push-style reader: feed text with write(), finish with end(). Use readXml() for files and
  * streams; this class is for callers that already hold the chunks.
  */
 export class XmlReader {
   private readonly parser: SaxesParser<{}>;
-  private readonly sink: MetadataSink;
-  private readonly fileName?: string;
-  private readonly allowDefs: boolean;
-  private readonly checkDataBlocks: boolean;
+  private readonly errors: XmlErrors;
+  /** The element state machine: saxes' events and the fast path's mappings go there. */
+  private readonly elements: ElementHandler;
   private failed: ThinError | undefined;
 
-  private context: Context = 'document';
-  /** Context to return to when the current element closes. */
-  private readonly stack: Context[] = [];
   /** The mapping line being scanned (reused). */
   private readonly line: MappingLine = { name: 'single_mapping', origin: 0, data: 0, length: 0, time: 0, column: 0 };
   /** Lines taken by the fast path, which saxes never saw (added to its line numbers). */
   private skippedLines = 0;
   /** Bytes after the last newline given to writeBytes (an incomplete line). */
   private carry: Buffer | undefined;
-  private tagLine = 1;
-  private tagColumn = 1;
-  /** Name of the open element that must stay empty (a mapping or a ref). */
-  private emptyName = '';
-
-  private sb: SuperblockInfo | undefined;
-  private readonly seenDevices = new Set<number>();
-  private devId = -1;
-  /** First origin block the next mapping of the current device (or def) may use. */
-  private nextOrigin = 0;
-  private readonly defs = new Map<string, RunList>();
-  private currentDef: RunList | undefined;
-  private currentDefName = '';
 
   constructor(sink: MetadataSink, opts: ReadXmlOptions = {}) {
-    this.sink = sink;
-    this.fileName = opts.fileName;
-    this.allowDefs = opts.allowDefs ?? true;
-    this.checkDataBlocks = opts.checkDataBlocks ?? true;
+    const errors = (this.errors = new XmlErrors(opts.fileName));
+    this.elements = new ElementHandler(sink, errors, opts.allowDefs ?? true, opts.checkDataBlocks ?? true);
     this.parser = new SaxesParser({ position: true });
     this.parser.on('error', (err) => {
       // saxes prefixes "line:column: "; the position goes into details instead.
       const msg = err.message.replace(/^(?:.*?:)?\d+:\d+: /, '');
-      throw this.error(`malformed XML: ${msg}`, this.errorPosition());
+      throw errors.at(`malformed XML: ${msg}`, this.errorPosition());
     });
     this.parser.on('opentagstart', (tag) => {
-      this.tagLine = this.parser.line + this.skippedLines;
-      this.tagColumn = Math.max(1, this.parser.column - tag.name.length - 1);
+      errors.tagLine = this.parser.line + this.skippedLines;
+      errors.tagColumn = Math.max(1, this.parser.column - tag.name.length - 1);
     });
-    this.parser.on('opentag', (tag) => this.open(tag as SaxesTagPlain));
-    this.parser.on('closetag', (tag) => this.close(tag.name));
+    this.parser.on('opentag', (tag) => this.elements.open(tag.name, (tag as SaxesTagPlain).attributes));
+    this.parser.on('closetag', (tag) => this.elements.close(tag.name));
     this.parser.on('text', (text) => {
       if (/\S/.test(text)) {
-        throw this.error(`unexpected text ${JSON.stringify(text.trim().slice(0, 40))} inside <${this.elementName()}>; thin_dump XML holds only elements`, this.here());
+        throw errors.at(`unexpected text ${JSON.stringify(text.trim().slice(0, 40))} inside <${this.elements.elementName()}>; thin_dump XML holds only elements`, this.here());
       }
     });
     this.parser.on('cdata', () => {
-      throw this.error('unexpected CDATA section; thin_dump XML holds only elements', this.here());
+      throw errors.at('unexpected CDATA section; thin_dump XML holds only elements', this.here());
     });
   }
 
@@ -208,13 +162,14 @@ export class XmlReader {
       this.parser.write(b.toString('utf8', p, e + 1));
       return true;
     }
-    if (this.context !== 'device' && this.context !== 'def') {
+    const elements = this.elements;
+    if (elements.context !== 'device' && elements.context !== 'def') {
       this.parser.write(b.toString('utf8', p, e + 1));
       return true;
     }
-    this.tagLine = this.parser.line + this.skippedLines;
-    this.tagColumn = m.column;
-    this.mappingValues(m.name, m.origin, m.data, m.length, m.time);
+    this.errors.tagLine = this.parser.line + this.skippedLines;
+    this.errors.tagColumn = m.column;
+    elements.mappingValues(m.name, m.origin, m.data, m.length, m.time);
     this.skippedLines++;
     return true;
   }
@@ -229,215 +184,15 @@ export class XmlReader {
         this.parser.write(rest.toString('utf8'));
       }
       this.parser.close();
-      if (this.context !== 'done') {
-        throw this.error('document ended before </superblock>; the dump is truncated', this.here());
+      if (!this.elements.done) {
+        throw this.errors.at('document ended before </superblock>; the dump is truncated', this.here());
       }
     } catch (e) {
       throw this.fail(e);
     }
   }
 
-  // ---- element handling -------------------------------------------------------------------
-
-  private open(tag: SaxesTagPlain): void {
-    const name = tag.name;
-    const a = tag.attributes;
-    const ctx = this.context;
-    let next: Context;
-
-    if (ctx === 'empty') {
-      throw this.tagError(name, `<${this.elementName()}> must be empty, but it contains <${name}>`);
-    }
-    if (name === 'superblock') {
-      if (ctx !== 'document') throw this.tagError(name, '<superblock> may appear only once, as the root element');
-      this.sb = this.parseSuperblock(a);
-      this.sink.superblock(this.sb);
-      next = 'superblock';
-    } else if (name === 'device') {
-      if (ctx !== 'superblock') throw this.tagError(name, this.placement(name, '<superblock>'));
-      const dev = this.parseDevice(a);
-      if (this.seenDevices.has(dev.devId)) {
-        throw this.tagError(name, `duplicate device: dev_id="${dev.devId}" appears twice; each thin device may be listed once`, 'dev_id');
-      }
-      this.seenDevices.add(dev.devId);
-      this.devId = dev.devId;
-      this.nextOrigin = 0;
-      this.sink.device(dev);
-      next = 'device';
-    } else if (MAPPING_ELEMENTS.has(name)) {
-      if (ctx !== 'device' && ctx !== 'def') {
-        throw this.tagError(name, this.placement(name, this.allowDefs ? '<device> or <def>' : '<device>'));
-      }
-      this.mapping(name, a);
-      next = 'empty';
-    } else if (name === 'def' && this.allowDefs) {
-      if (ctx !== 'superblock') throw this.tagError(name, this.placement(name, '<superblock>'));
-      const defName = this.requireAttr(name, a, 'name');
-      if (this.defs.has(defName)) throw this.tagError(name, `duplicate <def name="${defName}">; def names must be unique`, 'name');
-      this.currentDef = new RunList();
-      this.currentDefName = defName;
-      this.nextOrigin = 0;
-      next = 'def';
-    } else if (name === 'ref' && this.allowDefs) {
-      if (ctx !== 'device') throw this.tagError(name, this.placement(name, '<device>'));
-      const refName = this.requireAttr(name, a, 'name');
-      const runs = this.defs.get(refName);
-      if (!runs) {
-        throw this.tagError(name, `<ref name="${refName}"> refers to no earlier <def name="${refName}">; a def must come before its refs`, 'name');
-      }
-      for (let i = 0; i < runs.length; i++) {
-        const [o, d, len, t] = runs.get(i);
-        this.ordered(name, o, len);
-        this.sink.mapping(o, d, len, t);
-      }
-      next = 'empty';
-    } else {
-      const known = this.allowDefs
-        ? 'superblock, device, single_mapping, range_mapping, def, ref'
-        : 'superblock, device, single_mapping, range_mapping';
-      throw this.tagError(name, `unknown element <${name}>; thin_dump XML uses only ${known}`);
-    }
-    if (next === 'empty') this.emptyName = name;
-    this.stack.push(ctx);
-    this.context = next;
-  }
-
-  private close(name: string): void {
-    if (name === 'superblock') {
-      this.sink.endSuperblock();
-    } else if (name === 'device') {
-      this.sink.endDevice();
-      this.devId = -1;
-    } else if (name === 'def') {
-      this.defs.set(this.currentDefName, this.currentDef!);
-      this.currentDef = undefined;
-    }
-    const prev = this.stack.pop() ?? 'document';
-    this.context = name === 'superblock' ? 'done' : prev;
-  }
-
-  private mapping(name: string, a: Record<string, string>): void {
-    let origin: number;
-    let data: number;
-    let length: number;
-    if (name === 'single_mapping') {
-      origin = this.num(name, a, 'origin_block', MAX_SAFE);
-      data = this.num(name, a, 'data_block', MAX_SAFE);
-      length = 1;
-    } else {
-      origin = this.num(name, a, 'origin_begin', MAX_SAFE);
-      data = this.num(name, a, 'data_begin', MAX_SAFE);
-      length = this.num(name, a, 'length', MAX_SAFE);
-      if (length === 0) throw this.tagError(name, `<range_mapping> attribute length="0": a range must map at least 1 block`, 'length');
-    }
-    const time = this.num(name, a, 'time', MAX_U32, 'a u32 time');
-    this.mappingValues(name, origin, data, length, time);
-  }
-
-  /** A mapping element's numbers, each already a whole number within its own bound. */
-  private mappingValues(name: string, origin: number, data: number, length: number, time: number): void {
-    const sb = this.sb!;
-    if (origin > MAX_SAFE - (length - 1)) {
-      throw this.tagError(name, `<${name}> runs past origin block 2^53-1 (origin ${origin}, length ${length}); thin device sizes are far below that`);
-    }
-    const dataAttr = name === 'single_mapping' ? 'data_block' : 'data_begin';
-    if (data > MAX_SAFE - length) {
-      throw this.tagError(name, `<${name}> runs past data block 2^53-1 (data ${data}, length ${length})`);
-    }
-    if (this.checkDataBlocks && data + length > sb.nrDataBlocks) {
-      const last = data + length - 1;
-      throw this.tagError(name,
-        `<${name}> maps data block ${last} but the pool has nr_data_blocks="${sb.nrDataBlocks}" (valid data blocks are 0..${sb.nrDataBlocks - 1}); raise nr_data_blocks in <superblock> or fix the mapping`,
-        dataAttr);
-    }
-    this.ordered(name, origin, length);
-    if (this.context === 'def') this.currentDef!.push(origin, data, length, time);
-    else this.sink.mapping(origin, data, length, time);
-  }
-
-  /** Mappings of a device (and of a def) must be strictly increasing and must not overlap. */
-  private ordered(name: string, origin: number, length: number): void {
-    if (origin < this.nextOrigin) {
-      const where = this.context === 'def' ? `<def name="${this.currentDefName}">` : `device ${this.devId}`;
-      const attr = name === 'single_mapping' ? 'origin_block' : name === 'range_mapping' ? 'origin_begin' : 'name';
-      throw this.tagError(name,
-        `mappings of ${where} must be in increasing origin order without overlap, but origin block ${origin} follows a mapping that ends at ${this.nextOrigin - 1}; sort the mappings by origin and remove duplicates`,
-        attr);
-    }
-    this.nextOrigin = origin + length;
-  }
-
-  private parseSuperblock(a: Record<string, string>): SuperblockInfo {
-    const el = 'superblock';
-    const uuid = this.requireAttr(el, a, 'uuid');
-    const sb: SuperblockInfo = {
-      uuid,
-      time: this.num(el, a, 'time', MAX_U32, 'a u32'),
-      transaction: this.num(el, a, 'transaction', MAX_SAFE),
-      flags: a.flags === undefined ? 0 : this.num(el, a, 'flags', MAX_U32, 'a u32'),
-      version: a.version === undefined ? 2 : this.num(el, a, 'version', MAX_U32, 'a u32'),
-      dataBlockSize: this.num(el, a, 'data_block_size', MAX_U32, 'a u32 count of 512-byte sectors'),
-      nrDataBlocks: this.num(el, a, 'nr_data_blocks', MAX_SAFE),
-    };
-    if (sb.dataBlockSize === 0) {
-      throw this.tagError(el, '<superblock> attribute data_block_size="0": the data block size must be a positive number of 512-byte sectors (e.g. 128 for 64 KiB)', 'data_block_size');
-    }
-    if (a.metadata_snap !== undefined) sb.metadataSnap = this.num(el, a, 'metadata_snap', MAX_SAFE);
-    return sb;
-  }
-
-  private parseDevice(a: Record<string, string>): DeviceInfo {
-    const el = 'device';
-    return {
-      devId: this.num(el, a, 'dev_id', MAX_DEV_ID, 'a 24-bit thin device id'),
-      mappedBlocks: this.num(el, a, 'mapped_blocks', MAX_SAFE),
-      transaction: this.num(el, a, 'transaction', MAX_SAFE),
-      creationTime: this.num(el, a, 'creation_time', MAX_U32, 'a u32 time'),
-      snapTime: this.num(el, a, 'snap_time', MAX_U32, 'a u32 time'),
-    };
-  }
-
-  // ---- attribute helpers ------------------------------------------------------------------
-
-  private requireAttr(el: string, a: Record<string, string>, attr: string): string {
-    const v = a[attr];
-    if (v === undefined) {
-      throw this.tagError(el, `<${el}> is missing required attribute ${attr}; add ${attr}="..." (see thin_dump's output for the format)`, attr);
-    }
-    return v;
-  }
-
-  private num(el: string, a: Record<string, string>, attr: string, max: number, what?: string): number {
-    const s = this.requireAttr(el, a, attr);
-    if (!/^[0-9]+$/.test(s)) {
-      throw this.tagError(el, `<${el}> attribute ${attr}="${s}" is not a whole number; write it as decimal digits only`, attr);
-    }
-    const n = Number(s);
-    if (n > MAX_SAFE) {
-      throw this.tagError(el, `<${el}> attribute ${attr}="${s}" exceeds 2^53-1, the largest number thinsim handles exactly`, attr);
-    }
-    if (n > max) {
-      throw this.tagError(el, `<${el}> attribute ${attr}="${s}" is out of range: it must be ${what ?? 'a number'} at most ${max}`, attr);
-    }
-    return n;
-  }
-
-  // ---- errors -----------------------------------------------------------------------------
-
-  private placement(name: string, parent: string): string {
-    return `<${name}> is not allowed inside <${this.elementName()}>; it must be directly inside ${parent}`;
-  }
-
-  private elementName(): string {
-    switch (this.context) {
-      case 'document': return 'document';
-      case 'superblock': return 'superblock';
-      case 'device': return 'device';
-      case 'def': return 'def';
-      case 'done': return 'document';
-      case 'empty': return this.emptyName;
-    }
-  }
+  // ---- positions ------------------------------------------------------------------------
 
   /**
    * Where saxes stopped. When the character that broke the XML was a newline, saxes has
@@ -455,15 +210,6 @@ export class XmlReader {
 
   private here(): { line: number; column: number } {
     return { line: this.parser.line + this.skippedLines, column: this.parser.column + 1 };
-  }
-
-  private tagError(element: string, message: string, attribute?: string): ThinError {
-    return this.error(message, { line: this.tagLine, column: this.tagColumn, element, ...(attribute ? { attribute } : {}) });
-  }
-
-  private error(message: string, details: { line: number; column: number; [k: string]: unknown }): ThinError {
-    const where = `${this.fileName ? `${this.fileName}:` : ''}${details.line}:${details.column}`;
-    return new ThinError('E_PARSE', `${where}: ${message}`, { ...details, ...(this.fileName ? { file: this.fileName } : {}) });
   }
 
   private fail(e: unknown): unknown {
