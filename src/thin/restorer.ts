@@ -25,8 +25,15 @@ import { OpenOptions, ThinMetadata } from './metadata';
 
 export type { RestoreHeader };
 
-/** Metadata blocks a restore holds before writing them out (8 MiB). */
-export const ROUND_BLOCKS = 2048;
+/**
+ * Metadata blocks a restore holds before writing them out (1 MiB). Small on purpose:
+ * a held block's bookkeeping (the transaction manager's dirty entry) outlives two
+ * young-generation collections when a round takes longer than that, is promoted, and
+ * the promoted bytes make V8 double the young generation; at 2,048 (8 MiB) that
+ * happened between 4M and 16M mappings, +8 MB of peak RSS. At 256 the entries die
+ * young and the rounds cost no measurable time (docs/offline-tools.md, "Restoring").
+ */
+export const ROUND_BLOCKS = 256;
 
 export interface RestoreOptions extends OpenOptions {
   /** Blocks held before a round is written (default ROUND_BLOCKS). */
@@ -76,7 +83,7 @@ export class MetadataRestorer {
       b.push(origin + i, { block: data + i, time });
       this.parts.incData(data + i);
     }
-    // A leaf holds ~250 mappings: checking every 4096 mappings overshoots by a few dozen blocks.
+    // A leaf holds ~250 mappings: checking every 4096 mappings overshoots by about 16 blocks.
     this.sinceRound += length;
     if (this.sinceRound >= 4096) {
       this.sinceRound = 0;
