@@ -27,11 +27,11 @@ export type { RestoreHeader };
 
 /**
  * Metadata blocks a restore holds before writing them out (1 MiB). Small on purpose:
- * a held block's bookkeeping (the transaction manager's dirty entry) outlives two
- * young-generation collections when a round takes longer than that, is promoted, and
- * the promoted bytes make V8 double the young generation; at 2,048 (8 MiB) that
- * happened between 4M and 16M mappings, +8 MB of peak RSS. At 256 the entries die
- * young and the rounds cost no measurable time (docs/offline-tools.md, "Restoring").
+ * the written blocks' buffers are kept for the next round's blocks (1 MiB, not 8 at
+ * 2,048), and a held block's bookkeeping (the transaction manager's dirty entry) dies
+ * young instead of being promoted, which made V8 double its young generation between
+ * 4M and 16M mappings (docs/offline-tools.md, "Restoring"). Rounds this size cost no
+ * measurable time.
  */
 export const ROUND_BLOCKS = 256;
 
@@ -51,6 +51,7 @@ export class MetadataRestorer {
   private current: { id: number; details: Omit<DeviceDetails, 'mappedBlocks'> } | undefined;
   /** Mappings since the held blocks were last counted (counting per mapping costs). */
   private sinceRound = 0;
+  private readonly value: BlockTime = { block: 0, time: 0 };
 
   constructor(private readonly md: ThinMetadata, private readonly parts: BulkLoad, private readonly roundBlocks: number) {
     parts.spillInCommit(roundBlocks);
@@ -79,8 +80,13 @@ export class MetadataRestorer {
     if (!(data >= 0 && data + length <= this.md.nrDataBlocks)) {
       throw new ThinError('E_RANGE', `mapping to data blocks ${data}..${data + length - 1} is beyond the data device (${this.md.nrDataBlocks} blocks)`, { device: this.current!.id });
     }
+    // One value object for every push: the builder encodes a value as it is pushed, and
+    // an object per mapping was most of what a restore allocated (young-generation work).
+    const v = this.value;
+    v.time = time;
     for (let i = 0; i < length; i++) {
-      b.push(origin + i, { block: data + i, time });
+      v.block = data + i;
+      b.push(origin + i, v);
       this.parts.incData(data + i);
     }
     // A leaf holds ~250 mappings: checking every 4096 mappings overshoots by about 16 blocks.
