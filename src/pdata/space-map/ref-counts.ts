@@ -16,16 +16,15 @@
  *   records (`dirtyBitmapList`, `takeDirtyOverflow`, `markAllBitmapsDirty`).
  * - Read-only users (checkers) see it through SpaceMapCounts: the 2-bit bitmap
  *   entries and the overflow counts exactly as loaded, without interpretation.
- * - Memory: 2 bits per block (the counts); 2 more (the allocation state at the last
- *   commit) only from the first time a block counted at the last commit drops to 0
- *   until the next commit (before that, every block the commit counts is still counted,
- *   so the counts alone say which blocks are free: a restore, which only adds
- *   references, never makes them); and, in the pages of MID_PAGE blocks that hold a
- *   block of count 3 or more, a byte per block for counts 3..254 and, until the next
- *   commit, a bit per block for the overflow entries changed; only counts of 255 and
- *   more take a map entry. So a pool whose blocks are shared by a few snapshots costs
- *   the same per block as one without sharing, and nothing here grows with a bulk
- *   load but the counts.
+ * - Memory: 2 bits per block (the counts). 2 more (the allocation state at the last
+ *   commit) from the first time a block counted at a commit drops to 0 (kept from then
+ *   on, for reuse); until then every block the last commit counts is still counted, so
+ *   the counts alone say which blocks are free (a restore, which only adds references,
+ *   never makes them). In the pages of MID_PAGE blocks that hold a block of count 3 or
+ *   more: 4 bits per block while the page's counts are 3..16 (a byte per block from the
+ *   first larger one) and, until the next commit, a bit per block for the overflow
+ *   entries changed. Only counts of 255 and more take a map entry. So sharing by a few
+ *   snapshots costs 4 to 5 bits per block where it happens, never an object per block.
  */
 import { ThinError } from '../../errors';
 import { hot } from '../../hot';
@@ -33,6 +32,18 @@ import { BITMAP_PAYLOAD, ENTRIES_PER_BITMAP, nrBitmaps } from './bitmap-block';
 
 /** Blocks per page of the exact counts of 3 and more (16 KiB), and of their dirty bits (2 KiB). */
 const MID_PAGE = 1 << 14;
+/** The largest count a nibble page of exact counts holds (nibble 14; 15 is unused). */
+const NIBBLE_COUNT_MAX = 16;
+
+/** A nibble page of exact counts as the byte page with the same entries. */
+function widenMid(page: Uint8Array): Uint8Array {
+  const wide = new Uint8Array(MID_PAGE);
+  for (let i = 0; i < MID_PAGE; i++) {
+    const n = (page[i >>> 1] >>> ((i & 1) << 2)) & 0xf;
+    wide[i] = n === 0 ? 0 : n + 2;
+  }
+  return wide;
+}
 
 /** A space map's counts as loaded from disk, for checkers to compare. */
 export interface SpaceMapCounts {
@@ -57,9 +68,12 @@ export class RefCounts implements SpaceMapCounts {
   private busy: Uint8Array | undefined;
   private tracking = false;
   /**
-   * Exact counts of the blocks whose bitmap entry is 3: 3..254 here, 255 meaning
-   * "see `big`" (0: no overflow entry). A byte per block, in pages of MID_PAGE blocks
-   * made when a block of the page first needs one (sharing is usually local).
+   * Exact counts of the blocks whose bitmap entry is 3, in pages of MID_PAGE blocks made
+   * when a block of the page first needs one (sharing is usually local). A page starts
+   * as nibbles (MID_PAGE / 2 bytes): 0 no overflow entry, n = 1..14 the count n + 2
+   * (3..16). It becomes bytes (MID_PAGE bytes) once a count of the page does not fit:
+   * 0 no entry, 1..254 the count (below 3 only as loaded from a damaged tree), 255 "see
+   * `big`".
    */
   private readonly mid: Array<Uint8Array | undefined> = [];
   private readonly big = new Map<number, number>();
@@ -101,8 +115,17 @@ export class RefCounts implements SpaceMapCounts {
 
   private setOverflow(b: number, count: number): void {
     const p = Math.floor(b / MID_PAGE);
-    const page = this.mid[p] ?? (this.mid[p] = new Uint8Array(MID_PAGE));
+    const nibble = count >= 3 && count <= NIBBLE_COUNT_MAX;
+    let page = this.mid[p] ?? (this.mid[p] = new Uint8Array(nibble ? MID_PAGE >>> 1 : MID_PAGE));
     const i = b % MID_PAGE;
+    if (page.length !== MID_PAGE) {
+      if (nibble) {
+        const s = (i & 1) << 2;
+        page[i >>> 1] = (page[i >>> 1] & ~(0xf << s)) | ((count - 2) << s);
+        return;
+      }
+      page = this.mid[p] = widenMid(page);
+    }
     if (page[i] === 255 && count < 255) this.big.delete(b);
     if (count >= 255) this.big.set(b, count);
     page[i] = count >= 255 ? 255 : count;
@@ -112,14 +135,22 @@ export class RefCounts implements SpaceMapCounts {
     const page = this.mid[Math.floor(b / MID_PAGE)];
     if (page === undefined) return;
     const i = b % MID_PAGE;
+    if (page.length !== MID_PAGE) {
+      page[i >>> 1] &= ~(0xf << ((i & 1) << 2));
+      return;
+    }
     if (page[i] === 255) this.big.delete(b);
     page[i] = 0;
   }
 
-  /** `b`'s byte in `mid` (0 when its page was never made). */
+  /** `b`'s entry in `mid` as a byte page holds it (0 when its page was never made). */
   private midOf(b: number): number {
     const page = this.mid[Math.floor(b / MID_PAGE)];
-    return page === undefined ? 0 : page[b % MID_PAGE];
+    if (page === undefined) return 0;
+    const i = b % MID_PAGE;
+    if (page.length === MID_PAGE) return page[i];
+    const n = (page[i >>> 1] >>> ((i & 1) << 2)) & 0xf;
+    return n === 0 ? 0 : n + 2;
   }
 
   private markOverflowDirty(b: number): void {
