@@ -19,7 +19,8 @@
  * written as thin_dump XML and restored with thin_restore 1.1; both cached under
  * os.tmpdir()/thinsim-bench-offline (generation is never timed).
  * Knobs: THINSIM_BENCH_OFFLINE_SIZES (default "1M,4M,16M"; e.g. "1M" for a quick run),
- * THINSIM_BENCH_OFFLINE_ROUNDS (default 2 below 16M, 1 from 16M). Needs /usr/bin/time.
+ * THINSIM_BENCH_OFFLINE_ROUNDS (default 2 below 16M, 1 from 16M), THINSIM_BENCH_OFFLINE_VERBS
+ * (default all; e.g. "restore" for the restore rows alone). Needs /usr/bin/time.
  */
 import { spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
@@ -50,6 +51,16 @@ function parseSizes(): number[] {
     const m = /^(\d+)([KM]?)$/i.exec(s.trim());
     if (!m) throw new Error(`THINSIM_BENCH_OFFLINE_SIZES: "${s}" is not a count like 4M or 250K`);
     return Number(m[1]) * (m[2].toUpperCase() === 'M' ? 1e6 : m[2].toUpperCase() === 'K' ? 1e3 : 1);
+  });
+}
+
+function parseVerbs(): Verb[] {
+  const spec = process.env.THINSIM_BENCH_OFFLINE_VERBS;
+  if (spec === undefined || spec.trim() === '') return VERBS;
+  return spec.split(',').map((s) => {
+    const v = s.trim() as Verb;
+    if (!VERBS.includes(v)) throw new Error(`THINSIM_BENCH_OFFLINE_VERBS: "${s}" is not one of ${VERBS.join(', ')}`);
+    return v;
   });
 }
 
@@ -170,7 +181,8 @@ export function offlineVerbsBench(suite: string): { rows: BenchRow[]; raw: unkno
   if (!fs.existsSync(GNU_TIME)) return { rows, raw: { skipped: `${GNU_TIME} is missing (apt-get install time)` } };
   const with09 = tools09() !== undefined;
   const sizes = parseSizes();
-  const raw: Record<string, unknown> = { date: new Date().toISOString(), loadavg: os.loadavg(), sizes };
+  const verbs = parseVerbs();
+  const raw: Record<string, unknown> = { date: new Date().toISOString(), loadavg: os.loadavg(), sizes, verbs };
   const ourRss = new Map<number, Map<Verb, number>>();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'thinsim-bench-offline-run-'));
   try {
@@ -181,7 +193,7 @@ export function offlineVerbsBench(suite: string): { rows: BenchRow[]; raw: unkno
       const runs = new Map<string, Run[]>();
       const notes: string[] = [];
       for (let r = 0; r < rounds; r++) {
-        for (const verb of VERBS) {
+        for (const verb of verbs) {
           for (const w of who) {
             const target = path.join(work, `restored-${w}`);
             if (verb === 'restore') freshFile(target);
@@ -204,7 +216,7 @@ export function offlineVerbsBench(suite: string): { rows: BenchRow[]; raw: unkno
       raw[`${label(n)} notes`] = notes;
       for (const note of notes) console.log(`offline: ${note}`);
       const rss = new Map<Verb, number>();
-      for (const verb of VERBS) {
+      for (const verb of verbs) {
         const ours = bestOf(runs.get(`${verb}/ours`)!);
         rss.set(verb, ours.rssMB);
         for (const w of who.slice(1)) {
@@ -228,7 +240,7 @@ export function offlineVerbsBench(suite: string): { rows: BenchRow[]; raw: unkno
     const base = sizes.includes(4e6) ? 4e6 : sizes[0];
     const top = Math.max(...sizes);
     if (top !== base) {
-      for (const verb of VERBS) {
+      for (const verb of verbs) {
         const a = ourRss.get(base)!.get(verb)!;
         const b = ourRss.get(top)!.get(verb)!;
         rows.push({

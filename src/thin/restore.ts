@@ -3,9 +3,9 @@
  * xml/reader.ts, or any MetadataSink producer), as thin_restore does.
  *
  * Contract: subtrees are built in bulk (restorer.ts), one device at a time, and
- * written in bounded rounds as thin_restore does, so memory does not grow with the
- * pool: a few MiB of metadata blocks, the space maps' counts, one leaf per tree
- * level. The superblock is written last: a stream that fails part way (bad XML, a
+ * written in bounded rounds as thin_restore does, so memory grows with the pool only
+ * by the space maps' counts (2 bits per block, about 4 more per shared data block);
+ * beyond them, 1 MiB of metadata blocks and one leaf per tree level. The superblock is written last: a stream that fails part way (bad XML, a
  * mapping past the data device) leaves an existing device that holds metadata
  * exactly as it was (restoreFile undoes the rounds already written:
  * restore-undo.ts); a file it created is removed; on a device whose block 0 is

@@ -25,8 +25,15 @@ import { OpenOptions, ThinMetadata } from './metadata';
 
 export type { RestoreHeader };
 
-/** Metadata blocks a restore holds before writing them out (8 MiB). */
-export const ROUND_BLOCKS = 2048;
+/**
+ * Metadata blocks a restore holds before writing them out (1 MiB). Small on purpose:
+ * the written blocks' buffers are kept for the next round's blocks (1 MiB, not 8 at
+ * 2,048), and a held block's bookkeeping (the transaction manager's dirty entry) dies
+ * young instead of being promoted, which made V8 double its young generation between
+ * 4M and 16M mappings (docs/offline-tools.md, "Restoring"). Rounds this size cost no
+ * measurable time.
+ */
+export const ROUND_BLOCKS = 256;
 
 export interface RestoreOptions extends OpenOptions {
   /** Blocks held before a round is written (default ROUND_BLOCKS). */
@@ -44,6 +51,7 @@ export class MetadataRestorer {
   private current: { id: number; details: Omit<DeviceDetails, 'mappedBlocks'> } | undefined;
   /** Mappings since the held blocks were last counted (counting per mapping costs). */
   private sinceRound = 0;
+  private readonly value: BlockTime = { block: 0, time: 0 };
 
   constructor(private readonly md: ThinMetadata, private readonly parts: BulkLoad, private readonly roundBlocks: number) {
     parts.spillInCommit(roundBlocks);
@@ -72,11 +80,16 @@ export class MetadataRestorer {
     if (!(data >= 0 && data + length <= this.md.nrDataBlocks)) {
       throw new ThinError('E_RANGE', `mapping to data blocks ${data}..${data + length - 1} is beyond the data device (${this.md.nrDataBlocks} blocks)`, { device: this.current!.id });
     }
+    // One value object for every push: the builder encodes a value as it is pushed, and
+    // an object per mapping was most of what a restore allocated (young-generation work).
+    const v = this.value;
+    v.time = time;
     for (let i = 0; i < length; i++) {
-      b.push(origin + i, { block: data + i, time });
+      v.block = data + i;
+      b.push(origin + i, v);
       this.parts.incData(data + i);
     }
-    // A leaf holds ~250 mappings: checking every 4096 mappings overshoots by a few dozen blocks.
+    // A leaf holds ~250 mappings: checking every 4096 mappings overshoots by about 16 blocks.
     this.sinceRound += length;
     if (this.sinceRound >= 4096) {
       this.sinceRound = 0;

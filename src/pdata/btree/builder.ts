@@ -6,7 +6,9 @@
  * bring their own references (no inc). Every node is at least half full: nodes are
  * cut at max_entries, except that the last 2 x max_entries (or fewer) entries of a
  * level are split into two halves (the rule of thin-provisioning-tools' builder,
- * spec §4.4). Memory: two nodes' worth of entries per level.
+ * spec §4.4). `push` encodes the value at once: the caller may reuse the object for the
+ * next push (restore does: no object per mapping). Memory: two nodes' worth of entries
+ * per level.
  */
 import { ThinError } from '../../errors';
 import type { TransactionManager } from '../transaction-manager';

@@ -16,21 +16,36 @@
  *   records (`dirtyBitmapList`, `takeDirtyOverflow`, `markAllBitmapsDirty`).
  * - Read-only users (checkers) see it through SpaceMapCounts: the 2-bit bitmap
  *   entries and the overflow counts exactly as loaded, without interpretation.
- * - Memory: 4 bits per block (the counts, and the allocation state at the last
- *   commit), plus, once any block reaches 3, a byte per block for counts 3..254 in
- *   the pages of MID_PAGE blocks that hold such a block, and a bit per block for the
- *   overflow entries changed since the commit; only counts
- *   of 255 and more take a map entry. So a pool whose blocks are shared by a few
- *   snapshots costs the same per block as one without sharing.
+ * - Memory: 2 bits per block (the counts). 2 more (the allocation state at the last
+ *   commit) from the first time a block counted at a commit drops to 0 (kept from then
+ *   on, for reuse); until then every block the last commit counts is still counted, so
+ *   the counts alone say which blocks are free (a restore, which only adds references,
+ *   never makes them). In the pages of MID_PAGE blocks that hold a block of count 3 or
+ *   more: 4 bits per block while the page's counts are 3..16 (a byte per block from the
+ *   first larger one) and, until the next commit, a bit per block for the overflow
+ *   entries changed. Only counts of 255 and more take a map entry. So sharing by a few
+ *   snapshots costs 4 to 5 bits per block where it happens, never an object per block.
  */
 import { ThinError } from '../../errors';
 import { hot } from '../../hot';
 import { BITMAP_PAYLOAD, ENTRIES_PER_BITMAP, nrBitmaps } from './bitmap-block';
 
-/** A space map's counts as loaded from disk, for checkers to compare. */
-/** Blocks per page of the exact counts of 3 and more (16 KiB). */
+/** Blocks per page of the exact counts of 3 and more (16 KiB), and of their dirty bits (2 KiB). */
 const MID_PAGE = 1 << 14;
+/** The largest count a nibble page of exact counts holds (nibble 14; 15 is unused). */
+const NIBBLE_COUNT_MAX = 16;
 
+/** A nibble page of exact counts as the byte page with the same entries. */
+function widenMid(page: Uint8Array): Uint8Array {
+  const wide = new Uint8Array(MID_PAGE);
+  for (let i = 0; i < MID_PAGE; i++) {
+    const n = (page[i >>> 1] >>> ((i & 1) << 2)) & 0xf;
+    wide[i] = n === 0 ? 0 : n + 2;
+  }
+  return wide;
+}
+
+/** A space map's counts as loaded from disk, for checkers to compare. */
 export interface SpaceMapCounts {
   readonly nrBlocks: number;
   /** Blocks with a non-zero count (from the bitmaps). */
@@ -45,12 +60,20 @@ export class RefCounts implements SpaceMapCounts {
   nrBlocks: number;
   /** Current counts, 2 bits per block, padded to whole bitmaps. */
   private bits: Uint8Array;
-  /** 1 (count 1) where the block is in use now OR was in use at the last commit. */
-  private busy: Uint8Array;
   /**
-   * Exact counts of the blocks whose bitmap entry is 3: 3..254 here, 255 meaning
-   * "see `big`" (0: no overflow entry). A byte per block, in pages of MID_PAGE blocks
-   * made when a block of the page first needs one (sharing is usually local).
+   * While `tracking`: 1 (count 1) where the block is in use now OR was in use at the
+   * last commit. Otherwise every block in use at the last commit is in use now, so
+   * `bits` says the same and this buffer (kept for reuse, or not made yet) is stale.
+   */
+  private busy: Uint8Array | undefined;
+  private tracking = false;
+  /**
+   * Exact counts of the blocks whose bitmap entry is 3, in pages of MID_PAGE blocks made
+   * when a block of the page first needs one (sharing is usually local). A page starts
+   * as nibbles (MID_PAGE / 2 bytes): 0 no overflow entry, n = 1..14 the count n + 2
+   * (3..16). It becomes bytes (MID_PAGE bytes) once a count of the page does not fit:
+   * 0 no entry, 1..254 the count (below 3 only as loaded from a damaged tree), 255 "see
+   * `big`".
    */
   private readonly mid: Array<Uint8Array | undefined> = [];
   private readonly big = new Map<number, number>();
@@ -59,14 +82,17 @@ export class RefCounts implements SpaceMapCounts {
   private readonly dirtyBitmaps = new Set<number>();
   /** First block of the bitmap last added to dirtyBitmaps, or -inf; always in the set (clear it with clearDirty). */
   private lastDirtyBegin = -Infinity;
-  /** A bit per block: its overflow entry changed since the last commit (made when first needed). */
-  private dirtyOverflow: Uint8Array | undefined;
+  /**
+   * Per page of MID_PAGE blocks (made when first needed, dropped at the commit): a bit
+   * per block, its overflow entry changed since the last commit; and how many are set.
+   */
+  private readonly dirtyOverflow: Array<Uint8Array | undefined> = [];
+  private readonly dirtyInPage: number[] = [];
   private nDirtyOverflow = 0;
 
   constructor(nrBlocks: number) {
     this.nrBlocks = nrBlocks;
     this.bits = new Uint8Array(nrBitmaps(nrBlocks) * BITMAP_PAYLOAD);
-    this.busy = new Uint8Array(this.bits.length);
   }
 
   get nrAllocated(): number {
@@ -89,8 +115,17 @@ export class RefCounts implements SpaceMapCounts {
 
   private setOverflow(b: number, count: number): void {
     const p = Math.floor(b / MID_PAGE);
-    const page = this.mid[p] ?? (this.mid[p] = new Uint8Array(MID_PAGE));
+    const nibble = count >= 3 && count <= NIBBLE_COUNT_MAX;
+    let page = this.mid[p] ?? (this.mid[p] = new Uint8Array(nibble ? MID_PAGE >>> 1 : MID_PAGE));
     const i = b % MID_PAGE;
+    if (page.length !== MID_PAGE) {
+      if (nibble) {
+        const s = (i & 1) << 2;
+        page[i >>> 1] = (page[i >>> 1] & ~(0xf << s)) | ((count - 2) << s);
+        return;
+      }
+      page = this.mid[p] = widenMid(page);
+    }
     if (page[i] === 255 && count < 255) this.big.delete(b);
     if (count >= 255) this.big.set(b, count);
     page[i] = count >= 255 ? 255 : count;
@@ -100,23 +135,54 @@ export class RefCounts implements SpaceMapCounts {
     const page = this.mid[Math.floor(b / MID_PAGE)];
     if (page === undefined) return;
     const i = b % MID_PAGE;
+    if (page.length !== MID_PAGE) {
+      page[i >>> 1] &= ~(0xf << ((i & 1) << 2));
+      return;
+    }
     if (page[i] === 255) this.big.delete(b);
     page[i] = 0;
   }
 
-  /** `b`'s byte in `mid` (0 when its page was never made). */
+  /** `b`'s entry in `mid` as a byte page holds it (0 when its page was never made). */
   private midOf(b: number): number {
     const page = this.mid[Math.floor(b / MID_PAGE)];
-    return page === undefined ? 0 : page[b % MID_PAGE];
+    if (page === undefined) return 0;
+    const i = b % MID_PAGE;
+    if (page.length === MID_PAGE) return page[i];
+    const n = (page[i >>> 1] >>> ((i & 1) << 2)) & 0xf;
+    return n === 0 ? 0 : n + 2;
   }
 
   private markOverflowDirty(b: number): void {
-    const d = this.dirtyOverflow ?? (this.dirtyOverflow = new Uint8Array(this.bits.length >>> 1));
-    const bit = 1 << (b & 7);
-    if ((d[b >>> 3] & bit) === 0) {
-      d[b >>> 3] |= bit;
+    const p = Math.floor(b / MID_PAGE);
+    const d = this.dirtyOverflow[p] ?? this.newDirtyPage(p);
+    const i = b % MID_PAGE;
+    const bit = 1 << (i & 7);
+    if ((d[i >>> 3] & bit) === 0) {
+      d[i >>> 3] |= bit;
+      this.dirtyInPage[p]++;
       this.nDirtyOverflow++;
     }
+  }
+
+  private newDirtyPage(p: number): Uint8Array {
+    while (this.dirtyInPage.length <= p) this.dirtyInPage.push(0);
+    return (this.dirtyOverflow[p] = new Uint8Array(MID_PAGE >>> 3));
+  }
+
+  /**
+   * Make `busy` hold the committed-or-current state (it holds the current one: see
+   * `tracking`), before a block counted at the last commit may drop to 0.
+   */
+  private track(): void {
+    const n = this.bits.length;
+    const busy = this.busy !== undefined && this.busy.length === n ? this.busy : (this.busy = new Uint8Array(n));
+    for (let i = 0; i < n; i++) {
+      const x = this.bits[i];
+      // per 2-bit pair: nonzero -> 0b10 (encoded count 1: high-bit slot 0, low-bit slot 1)
+      busy[i] = ((x | (x >>> 1)) & 0x55) << 1;
+    }
+    this.tracking = true;
   }
 
   /** The 2-bit bitmap value of `b` (3 means "look in the overflow map"), without range checks. */
@@ -133,7 +199,10 @@ export class RefCounts implements SpaceMapCounts {
     const old = this.get(b);
     if (old === count) return;
     if (old === 0) this.allocated++;
-    else if (count === 0) this.allocated--;
+    else if (count === 0) {
+      if (!this.tracking) this.track();
+      this.allocated--;
+    }
     const small = count >= 3 ? 3 : count;
     const enc = ((small & 1) << 1) | (small >>> 1);
     const byte = b >>> 2;
@@ -142,7 +211,7 @@ export class RefCounts implements SpaceMapCounts {
     if (count >= 3) this.setOverflow(b, count);
     else if (old >= 3) this.clearOverflow(b);
     if (old >= 3 || count >= 3) this.markOverflowDirty(b);
-    if (count > 0) this.busy[byte] |= 2 << shift; // encoded count 1
+    if (count > 0 && this.tracking) this.busy![byte] |= 2 << shift; // encoded count 1
     this.markBitmapDirty(b);
   }
 
@@ -175,15 +244,16 @@ export class RefCounts implements SpaceMapCounts {
   allocate(begin = 0, end = this.nrBlocks): number {
     if (end <= begin) return -1;
     const cur = this.cursor >= begin && this.cursor < end ? this.cursor : begin;
+    const busy = this.tracking ? this.busy! : this.bits;
     // The block at the cursor is usually free (sequential allocation): test it in JS
     // before paying for a native call.
-    const b = ((this.busy[cur >>> 2] >>> ((cur & 3) << 1)) & 3) === 0 ? cur : hot.bitmapFindFree(this.busy, begin, end, cur);
+    const b = ((busy[cur >>> 2] >>> ((cur & 3) << 1)) & 3) === 0 ? cur : hot.bitmapFindFree(busy, begin, end, cur);
     if (b < 0) return -1;
     // Not busy means count 0 now: make it 1 without the general set().
     const byte = b >>> 2;
     const one = 2 << ((b & 3) << 1); // count 1, encoded high bit first
     this.bits[byte] |= one;
-    this.busy[byte] |= one;
+    if (this.tracking) this.busy![byte] |= one;
     this.allocated++;
     this.markBitmapDirty(b);
     this.cursor = b + 1 < end ? b + 1 : begin;
@@ -192,7 +262,8 @@ export class RefCounts implements SpaceMapCounts {
 
   /** True if `b` is referenced now or by the committed state (cannot be allocated now). */
   isBusy(b: number): boolean {
-    return ((this.busy[b >>> 2] >>> ((b & 3) << 1)) & 3) !== 0;
+    const busy = this.tracking ? this.busy! : this.bits;
+    return ((busy[b >>> 2] >>> ((b & 3) << 1)) & 3) !== 0;
   }
 
   /** Set the allocation cursor (e.g. back to 0 for lowest-first allocation). */
@@ -272,16 +343,21 @@ export class RefCounts implements SpaceMapCounts {
    * longer dirty afterwards (writing them may dirty others).
    */
   takeDirtyOverflow(max = Infinity): number[] {
-    const d = this.dirtyOverflow;
-    if (d === undefined || this.nDirtyOverflow === 0) return [];
     const out: number[] = [];
-    for (let i = 0; i < d.length && out.length < max; i++) {
-      let x = d[i];
-      if (x === 0) continue;
-      d[i] = 0;
-      for (let k = 0; x !== 0; k++, x >>>= 1) if (x & 1) out.push(i * 8 + k);
+    for (let p = 0; p < this.dirtyInPage.length && this.nDirtyOverflow > 0 && out.length < max; p++) {
+      if (this.dirtyInPage[p] === 0) continue;
+      const d = this.dirtyOverflow[p]!;
+      const base = p * MID_PAGE;
+      let taken = 0;
+      for (let i = 0; i < d.length && out.length < max; i++) {
+        let x = d[i];
+        if (x === 0) continue;
+        d[i] = 0;
+        for (let k = 0; x !== 0; k++, x >>>= 1) if (x & 1) { out.push(base + i * 8 + k); taken++; }
+      }
+      this.dirtyInPage[p] -= taken;
+      this.nDirtyOverflow -= taken;
     }
-    this.nDirtyOverflow -= out.length;
     return out;
   }
 
@@ -290,29 +366,29 @@ export class RefCounts implements SpaceMapCounts {
    * many: a large commit's batches then make no garbage. 0 when none is left.
    */
   takeDirtyOverflowInto(out: Float64Array): number {
-    const d = this.dirtyOverflow;
-    if (d === undefined || this.nDirtyOverflow === 0) return 0;
     let n = 0;
-    for (let i = 0; i < d.length && n + 8 <= out.length; i++) {
-      let x = d[i];
-      if (x === 0) continue;
-      d[i] = 0;
-      for (let k = 0; x !== 0; k++, x >>>= 1) if (x & 1) out[n++] = i * 8 + k;
+    for (let p = 0; p < this.dirtyInPage.length && this.nDirtyOverflow > 0 && n + 8 <= out.length; p++) {
+      if (this.dirtyInPage[p] === 0) continue;
+      const d = this.dirtyOverflow[p]!;
+      const base = p * MID_PAGE;
+      const before = n;
+      for (let i = 0; i < d.length && n + 8 <= out.length; i++) {
+        let x = d[i];
+        if (x === 0) continue;
+        d[i] = 0;
+        for (let k = 0; x !== 0; k++, x >>>= 1) if (x & 1) out[n++] = base + i * 8 + k;
+      }
+      this.dirtyInPage[p] -= n - before;
+      this.nDirtyOverflow -= n - before;
     }
-    this.nDirtyOverflow -= n;
     return n;
   }
 
   /** The current state becomes the committed one: freed blocks become allocatable. */
   markCommitted(): void {
-    // busy := "count != 0" of the current bits, encoded as count 1 (or 0).
-    const n = this.bits.length;
-    for (let i = 0; i < n; i++) {
-      const x = this.bits[i];
-      // per 2-bit pair: nonzero -> 0b10 (encoded count 1: high-bit slot 0, low-bit slot 1)
-      const nz = (x | (x >>> 1)) & 0x55;
-      this.busy[i] = nz << 1;
-    }
+    // The committed state is the current one: `bits` says which blocks are busy until
+    // one of them drops to 0 (see `tracking`).
+    this.tracking = false;
     this.clearDirty();
   }
 
@@ -320,10 +396,10 @@ export class RefCounts implements SpaceMapCounts {
   clearDirty(): void {
     this.dirtyBitmaps.clear();
     this.lastDirtyBegin = -Infinity;
-    if (this.nDirtyOverflow > 0) {
-      this.dirtyOverflow!.fill(0);
-      this.nDirtyOverflow = 0;
-    }
+    // Dropped, not zeroed: only a bulk change makes many pages, and then once.
+    this.dirtyOverflow.length = 0;
+    this.dirtyInPage.length = 0;
+    this.nDirtyOverflow = 0;
   }
 
   /** Grow to `nrBlocks` (never shrinks). New blocks are free; new bitmaps are dirty. */
@@ -333,8 +409,8 @@ export class RefCounts implements SpaceMapCounts {
     const bytes = nrBitmaps(nrBlocks) * BITMAP_PAYLOAD;
     if (bytes > this.bits.length) {
       const nb = new Uint8Array(bytes); nb.set(this.bits); this.bits = nb;
-      const nbusy = new Uint8Array(bytes); nbusy.set(this.busy); this.busy = nbusy;
-      if (this.dirtyOverflow) { const nd = new Uint8Array(bytes >>> 1); nd.set(this.dirtyOverflow); this.dirtyOverflow = nd; }
+      if (this.tracking) { const nbusy = new Uint8Array(bytes); nbusy.set(this.busy!); this.busy = nbusy; }
+      else this.busy = undefined; // stale: track() makes one of the new size
     }
     this.nrBlocks = nrBlocks;
     for (let j = Math.max(0, oldBitmaps - 1); j < nrBitmaps(nrBlocks); j++) this.dirtyBitmaps.add(j);
