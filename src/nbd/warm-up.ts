@@ -52,6 +52,11 @@ export interface WarmUpResult {
 /** Most bytes the scratch snapshot breaks (each break writes a whole chunk, dropped unwritten at the end). */
 const MAX_BROKEN_BYTES = 64 * 2 ** 20;
 const IO = 4096;
+/** The scratch device's (virtual) size, and where its upper half of mapped chunks starts: past 2^31, where V8 keeps numbers as doubles. */
+const VIRTUAL_BYTES = 2 ** 33;
+/** Connections made and closed before the request loop (see there): past V8's slack tracking, which ends after 7 objects of a class. */
+const SETTLE_CONNECTIONS = 8;
+const HIGH_BYTES = 2 ** 32;
 
 /** Run the warm-up (see the contract). */
 export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
@@ -62,35 +67,58 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
   // Three requests per chunk (a break, a read, an overwrite), as many chunks as that
   // takes, within MAX_BROKEN_BYTES; further passes over them are reads and overwrites.
   const chunks = Math.max(1, Math.min(Math.ceil(want / 3), Math.floor(MAX_BROKEN_BYTES / chunk)));
-  const size = chunks * chunk;
+  // A sparse device of VIRTUAL_BYTES: the first half of the chunks at its start, the rest
+  // above HIGH_BYTES, so sizes and offsets reach the request path both as small integers
+  // and as doubles (any device over 2 GiB has both). The objects and the optimised code
+  // then take the general representation, which a served device of any size fits, and
+  // its first requests do not deoptimise them.
+  const high = Math.ceil(HIGH_BYTES / chunk);
+  const low = Math.ceil(chunks / 2);
+  const at = (c: number) => (c < low ? c : high + c - low) * chunk;
+  const size = Math.max(Math.ceil(VIRTUAL_BYTES / chunk), high + chunks - low) * chunk;
+  const mapped = chunks * chunk;
   const dir = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'thinsim-warm-up-'));
   let pool: Pool | undefined;
   let done = 0;
   try {
     // skip_block_zeroing: the origin's chunks are provisioned by one 4 KiB write each
     // (the rest is a hole, cached as zeros by one read), so making it writes little.
-    pool = Pool.create(path.join(dir, 'pool'), { dataSize: 2 * size + chunk, metadataSize: 16 * 2 ** 20, blockSize: opts.blockSectors, zero: false });
+    pool = Pool.create(path.join(dir, 'pool'), { dataSize: 2 * mapped + chunk, metadataSize: 16 * 2 ** 20, blockSize: opts.blockSectors, zero: false });
     await pool.close();
     // With a commit timer as the served pool has (so the objects take the same shapes),
     // which never fires while this runs.
     pool = Pool.open(path.join(dir, 'pool'), { commitInterval: 2 ** 31 - 1 });
     await pool.createThin(1, size);
     const payload = Buffer.alloc(IO, 0xa5);
-    for (let c = 0; c < chunks; c++) await pool.write(1, c * chunk, payload);
+    for (let c = 0; c < chunks; c++) await pool.write(1, at(c), payload);
     // Into the page cache, holes too (as zeros), so the breaks copy inline as they do on
     // a served pool whose data is cached: the origin holds the data file's first blocks.
-    readThrough(pool.data.path, size);
+    readThrough(pool.data.path, mapped);
     await pool.createSnap(2, 1);
     // A server as `thinsim serve` starts it, and clients that negotiate as libnbd does:
     // the sockets, sessions and replies take the same shapes as a real client's.
     const server = await NbdServer.start(pool, { socket: path.join(dir, 'nbd.sock') });
     try {
+      // Short connections first, one request each. V8 gives a new class's objects spare
+      // room until it has made several of them, then shrinks the instances to the fields
+      // used, which is a new map. With only the two connections below, the sockets and
+      // their stream states, sessions and queues made for the first real clients were
+      // the ones shrunk, and the stream and request functions optimised on the warm-up's
+      // maps deoptimised on them ("wrong map"). After these they keep the final maps.
+      for (let i = 0; i < SETTLE_CONNECTIONS && !opts.signal?.aborted; i++) {
+        const c = await connect(server.endpoint, '1');
+        try {
+          await c.call(P.Cmd.READ, at(i % chunks), IO);
+        } finally {
+          await c.close();
+        }
+      }
       const reader = await connect(server.endpoint, '1');
       const writer = await connect(server.endpoint, '2');
       try {
         let rnd = 0x9e3779b9;
         const next = () => { rnd = (Math.imul(rnd ^ (rnd >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return rnd; };
-        const page = (c: number) => c * chunk + (next() % (chunk / IO)) * IO;
+        const page = (c: number) => at(c) + (next() % (chunk / IO)) * IO;
         const order = Array.from({ length: chunks }, (_, i) => i);
         for (let i = order.length - 1; i > 0; i--) { const j = next() % (i + 1); [order[i], order[j]] = [order[j], order[i]]; }
         while (done < want && performance.now() - t0 < maxMs && !opts.signal?.aborted) {

@@ -2,7 +2,7 @@ import * as v8 from 'v8';
 import type { Argv, CommandModule } from 'yargs';
 import { isThinError, ThinError } from '../../errors';
 import type { NbdServer } from '../../nbd/server';
-import type { Pool } from '../../pool/pool';
+import { loadTable } from '../../pool/table';
 import { stderr, stdout } from '../output';
 import { socketPath, thinId, wholeNumber } from '../args';
 
@@ -31,14 +31,23 @@ function lowerTierUpBudget(): void {
 }
 
 /**
- * Warm the request path up on a scratch pool (src/nbd/warm-up.ts) before `pool` is
- * served. A failure only costs speed: it is logged and serving goes on. A signal during
- * it (`stop` aborts) means: serve nothing (E_CLOSED, the handler exits 0).
+ * Warm the request path up on a scratch pool (src/nbd/warm-up.ts) with the chunk size of
+ * the pool in `dir`, before that pool is opened: its objects (data device, metadata,
+ * gates, caches) are then made after the warm-up has settled their shapes and field
+ * representations, so the first real requests find the maps the optimised code expects.
+ * A pool opened first kept the maps it was made with, which the warm-up's objects then
+ * generalised (a time held as a double where the served one held 0): the served objects
+ * migrated at their first request and a dozen request functions deoptimised (docs/nbd.md,
+ * "Cold start"). A failure only costs speed: it is logged and serving goes on. A signal
+ * during it (`stop` aborts) means: serve nothing (E_CLOSED, the handler exits 0).
  */
-async function warmUpFor(pool: Pool, log: (m: string) => void, stop: AbortSignal): Promise<void> {
+async function warmUpFor(dir: string, log: (m: string) => void, stop: AbortSignal): Promise<void> {
+  // A missing or broken pool fails here, before the warm-up; a pool locked by another
+  // writer only once the warm-up is done, when serve() opens it.
+  const { dataBlockSize } = loadTable(dir);
   const { warmUp } = await import('../../nbd/warm-up');
   try {
-    const r = await warmUp({ blockSectors: pool.table.dataBlockSize, signal: stop });
+    const r = await warmUp({ blockSectors: dataBlockSize, signal: stop });
     log(`warmed up: ${r.requests} requests on a scratch pool in ${Math.round(r.ms)} ms`);
   } catch (e) {
     // Dropped on purpose: the warm-up only makes the first requests faster; the server
@@ -93,11 +102,11 @@ export const serveCommand: CommandModule<{}, any> = {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
     try {
+      if (a['warm-up']) await warmUpFor(a.pool, log, early.signal);
       server = await serve(a.pool, {
         listen: a.listen, socket: a.socket, readOnly: a['read-only'], maxConnections,
         exports, log, open: { commitInterval: 1000 },
         tls: { mode: a.tls, pskFile: a['tls-psk'], certificatesDir: a['tls-certificates'] },
-        beforeListen: a['warm-up'] ? (pool) => warmUpFor(pool, log, early.signal) : undefined,
       });
     } catch (e) {
       if (early.signal.aborted && isThinError(e, 'E_CLOSED')) {
