@@ -56,6 +56,12 @@ const IO = 4096;
 const VIRTUAL_BYTES = 2 ** 33;
 /** Connections made and closed before the request loop (see there): past V8's slack tracking, which ends after 7 objects of a class. */
 const SETTLE_CONNECTIONS = 8;
+/** Times the scratch pool is reopened before it is served (the same, for the pool's objects). */
+const SETTLE_OPENS = 8;
+/** The first of the small devices made then. */
+const SETTLE_DEVICE = 10;
+/** Chunks in that discard: enough for the data path to take the device's gate exclusively. */
+const SETTLE_TRIM_CHUNKS = 80;
 const HIGH_BYTES = 2 ** 32;
 
 /** Run the warm-up (see the contract). */
@@ -95,6 +101,25 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
     // a served pool whose data is cached: the origin holds the data file's first blocks.
     readThrough(pool.data.path, mapped);
     await pool.createSnap(2, 1);
+    // Reopened several times, a request on each device every time: as with the
+    // connections below, V8's slack tracking then ends on the warm-up's pools, so the
+    // served pool's objects (opened after it) and the warm-up's last one share their
+    // final maps, and the code optimised here fits the served pool's objects.
+    for (let i = 0; i < SETTLE_OPENS && !opts.signal?.aborted; i++) {
+      await pool.close();
+      pool = undefined;
+      pool = Pool.open(path.join(dir, 'pool'), { commitInterval: 2 ** 31 - 1 });
+      // Requests that wait for the pool's gate while a message (creating a device) holds
+      // it, as they wait for a periodic commit when served: the gate's queue is then
+      // used here, not first by the served pool. A sync and commit of almost nothing.
+      const message = pool.createThin(SETTLE_DEVICE + i, chunk);
+      await new Promise((resolve) => setImmediate(resolve));
+      await Promise.all([message, pool.read(1, at(i % chunks), IO), pool.write(2, at(i % chunks), payload)]);
+      // And reads that wait for their device's gate, held by a discard of many chunks
+      // (of a range nothing maps: it changes nothing), as reads queue when served.
+      const trim = pool.discard(2, (low + 1) * chunk, SETTLE_TRIM_CHUNKS * chunk);
+      await Promise.all([trim, pool.read(2, at(i % chunks), IO), pool.read(2, (low + 1) * chunk, IO)]);
+    }
     // A server as `thinsim serve` starts it, and clients that negotiate as libnbd does:
     // the sockets, sessions and replies take the same shapes as a real client's.
     const server = await NbdServer.start(pool, { socket: path.join(dir, 'nbd.sock') });
@@ -110,7 +135,7 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
         try {
           await c.call(P.Cmd.READ, at(i % chunks), IO);
         } finally {
-          await c.close();
+          await c.close(i % 2 === 0);
         }
       }
       const reader = await connect(server.endpoint, '1');
@@ -123,10 +148,12 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
         for (let i = order.length - 1; i > 0; i--) { const j = next() % (i + 1); [order[i], order[j]] = [order[j], order[i]]; }
         while (done < want && performance.now() - t0 < maxMs && !opts.signal?.aborted) {
           for (const c of order) {
-            await writer.call(P.Cmd.WRITE, page(c), IO, payload); // breaks sharing on the first pass
+            await writer.call(P.Cmd.WRITE, page(c), IO, payload, (done & 4) !== 0); // breaks sharing on the first pass
             await reader.call(P.Cmd.READ, page(next() % chunks), IO); // the origin, fully mapped
             await writer.call(P.Cmd.WRITE, page(c), IO, payload); // overwrites an own chunk
             done += 3;
+            // Now and then a hole (reads as zeros), as a sparse served device has them.
+            if ((done & 31) === 0) await reader.call(P.Cmd.READ, (low + 1) * chunk + (next() % (chunk / IO)) * IO, IO);
             if (done >= want || opts.signal?.aborted) break;
           }
         }
@@ -174,8 +201,10 @@ function readThrough(file: string, length: number): void {
 }
 
 interface Client {
-  call(type: number, offset: number, length: number, payload?: Buffer): Promise<void>;
-  close(): Promise<void>;
+  /** `split`: the payload goes in a later turn than the header, as it may reach a server from libnbd. */
+  call(type: number, offset: number, length: number, payload?: Buffer, split?: boolean): Promise<void>;
+  /** `disc`: send NBD_CMD_DISC first (libnbd's nbd_shutdown); else only end the connection, as fio does. */
+  close(disc?: boolean): Promise<void>;
 }
 
 /** Bytes from a socket, taken in exact lengths. */
@@ -247,9 +276,16 @@ async function connect(endpoint: Endpoint, name: string): Promise<Client> {
   await option(P.Opt.GO, P.infoRequest(name));
   let cookie = 0n;
   return {
-    async call(type, offset, length, payload) {
+    async call(type, offset, length, payload, split) {
       const header = P.request(type, 0, ++cookie, offset, length);
-      socket.write(payload ? Buffer.concat([header, payload]) : header);
+      if (payload && split) {
+        socket.write(header);
+        // Two loop turns: the server (in this process) reads the header alone in between.
+        for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
+        socket.write(payload);
+      } else {
+        socket.write(payload ? Buffer.concat([header, payload]) : header);
+      }
       const r = await wire.take(4);
       const magic = r.readUInt32BE(0);
       if (magic === P.SIMPLE_REPLY_MAGIC) {
@@ -262,8 +298,8 @@ async function connect(endpoint: Endpoint, name: string): Promise<Client> {
       const body = await wire.take(rest.readUInt32BE(12));
       if (rest.readUInt16BE(2) & 0x8000) throw fail(`a scratch request failed with NBD error ${body.readUInt32BE(0)}`);
     },
-    async close() {
-      socket.write(P.request(P.Cmd.DISC, 0, ++cookie, 0, 0));
+    async close(disc = true) {
+      if (disc) socket.write(P.request(P.Cmd.DISC, 0, ++cookie, 0, 0));
       await endSocket(socket);
     },
   };
