@@ -6,16 +6,25 @@
  *
  * Contract:
  * - `warmUp(opts)` runs `requests` NBD requests at queue depth 1 (4 KiB sharing breaks and
- *   overwrites on a snapshot, 4 KiB reads of its fully mapped origin) through the same code
- *   a client's requests take: an NbdServer on a unix socket, two clients that negotiate
- *   structured replies and NBD_OPT_GO as libnbd does, the sessions, Transmission,
- *   commands, Pool, the data path's inline and queued paths, the metadata's lookups,
- *   allocations and inserts. They go to a scratch pool in a
+ *   overwrites on a snapshot, 4 KiB reads of its fully mapped origin and now and then of
+ *   a hole) through the same code a client's requests take: an NbdServer on a unix
+ *   socket, two clients that negotiate structured replies and NBD_OPT_GO as libnbd does,
+ *   the sessions, Transmission, commands, Pool, the data path's inline and queued paths,
+ *   the metadata's lookups, allocations and inserts. They go to a scratch pool in a
  *   fresh temporary directory (never the pool being served), whose chunk size is the
  *   served pool's, and which is removed before it returns, also on failure.
+ * - Before those requests it settles the shapes V8 gives the objects a served pool and
+ *   its connections are made of: the scratch pool is reopened SETTLE_OPENS times (with
+ *   requests that wait behind a message and a large discard), and SETTLE_CONNECTIONS
+ *   short connections are made, half ended without DISC. The scratch device is a sparse
+ *   8 GiB with mapped chunks on both sides of 2^32, so sizes and offsets are met as small
+ *   integers and as doubles. A caller gets most from it by opening the pool it serves
+ *   afterwards (its objects are then made on the settled maps); `thinsim serve` does.
  * - Nothing of it stays: no file, no socket, no pool lock, no timer. The scratch data
- *   file is cut to nothing before its pool closes, so the chunks it wrote (at most
- *   MAX_BROKEN_BYTES) are dropped from the page cache without reaching the disk. It
+ *   file is cut to nothing before its pool closes, so the chunks the requests wrote (at
+ *   most MAX_BROKEN_BYTES) are dropped from the page cache without reaching the disk;
+ *   what the settling's messages sync first reaches it (the origin's 4 KiB per chunk and
+ *   SETTLE_OPENS chunks, under 2 MiB at 64 KiB chunks, and a few metadata commits). It
  *   stops early after `maxMs`, or once `signal` aborts.
  * - It only speeds the real requests up; it never decides what they do. A failure (a
  *   full or read-only temporary directory, say) rejects with the cause: the caller logs
