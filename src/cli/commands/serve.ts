@@ -16,18 +16,35 @@ function parseExport(s: string): { name: string; id: number } {
 }
 
 /**
- * V8's tier-up budget for this process (Node 20's default is 67,584 bytecode bytes, three
- * times, before a function is optimised): at the default a small function on the request
- * path needs a few thousand calls to be optimised, more than the warm-up makes, and a
- * fresh server runs it unoptimised meanwhile (docs/nbd.md, "Cold start"). Set first
- * thing, so the request path's functions start with it, and kept: V8 reads it whenever
- * it resets a function's budget. A budget given on node's command line is left alone.
+ * V8 flags for this process, set first thing in the handler so that the request path's
+ * functions (compiled lazily, at their first call) start with them; one given on node's
+ * command line is left alone. Measured over a fresh server's first 4,096 requests, server
+ * CPU (user+sys), docs/nbd.md "Cold start":
+ * - `--interrupt-budget=8192`, V8's tier-up budget (Node 20's default is 67,584 bytecode
+ *   bytes, three times, before a function is optimised): at the default a small function
+ *   on the request path needs a few thousand calls to be optimised, more than the warm-up
+ *   makes, and a fresh server runs it unoptimised meanwhile. Kept: V8 reads it whenever
+ *   it resets a function's budget. Together with the handshake in the warm-up: reads
+ *   540 -> 410 ms, sharing breaks 890 -> 550 ms (2026-12-07).
+ * Measured the same way and not kept (2026-12-08, load 5-8, paired rounds):
+ * - `--always-sparkplug` (every function compiled to baseline code at its first call). On
+ *   node's command line it helped: reads 470 -> 320 ms, sharing breaks 550 -> 370 ms
+ *   (medians of 5 rounds). Set here at run time it did not: reads 320 -> 430 ms, sharing
+ *   breaks 420 -> 425 ms (medians of 10 rounds), so it is not set; the difference is presumably the
+ *   code compiled before this handler runs, which only the command line reaches.
+ * - `--no-lazy-feedback-allocation` (on the command line: reads 350 -> 300 ms, sharing
+ *   breaks 490 -> 500 ms, 3 rounds, within the noise) and `--maglev` (Node 20's V8 11.3:
+ *   350 -> 380 ms and 490 -> 590 ms, worse).
  */
-const TIER_UP_BUDGET = 8192;
+const V8_FLAGS: ReadonlyArray<{ name: string; value: string }> = [
+  { name: '--interrupt-budget', value: '--interrupt-budget=8192' },
+];
 
-function lowerTierUpBudget(): void {
-  if (process.execArgv.some((a) => a.startsWith('--interrupt-budget'))) return;
-  v8.setFlagsFromString(`--interrupt-budget=${TIER_UP_BUDGET}`);
+function tuneV8(): void {
+  for (const f of V8_FLAGS) {
+    if (process.execArgv.some((a) => a === f.name || a.startsWith(`${f.name}=`) || a === `--no-${f.name.slice(2)}`)) continue;
+    v8.setFlagsFromString(f.value);
+  }
 }
 
 /**
@@ -73,7 +90,7 @@ export const serveCommand: CommandModule<{}, any> = {
     .option('warm-up', { type: 'boolean', default: true, describe: 'before listening, run about 1,000 requests on a scratch pool in the temporary directory so the first clients get optimised code (--no-warm-up: listen at once)' })
     .conflicts('listen', 'socket'),
   handler: async (a) => {
-    lowerTierUpBudget();
+    tuneV8();
     const exports = (a.export as string[] | undefined)?.map(parseExport);
     const maxConnections = wholeNumber(a['max-connections'], '--max-connections', { min: 1, max: 65536 });
     if (a.socket !== undefined) socketPath(a.socket);
