@@ -30,8 +30,9 @@ function parseExport(s: string): { name: string; id: number } {
  * - `--always-sparkplug` (every function compiled to baseline code at its first call). On
  *   node's command line it helped: reads 470 -> 320 ms, sharing breaks 550 -> 370 ms
  *   (medians of 5 rounds). Set here at run time it did not: reads 320 -> 430 ms, sharing
- *   breaks 420 -> 425 ms (medians of 10 rounds), so it is not set; the difference is presumably the
- *   code compiled before this handler runs, which only the command line reaches.
+ *   breaks 420 -> 425 ms (medians of 10 rounds), so it is not set; the difference is
+ *   presumably the code compiled before this handler runs, which only the command line
+ *   reaches.
  * - `--no-lazy-feedback-allocation` (on the command line: reads 350 -> 300 ms, sharing
  *   breaks 490 -> 500 ms, 3 rounds, within the noise) and `--maglev` (Node 20's V8 11.3:
  *   350 -> 380 ms and 490 -> 590 ms, worse).
