@@ -30,7 +30,9 @@
  * --no-warm-up, and qemu-nbd, a fresh process and fresh state for every measurement,
  * interleaved with the order turned round every round. Each row is the median of the
  * per-round ratios with their spread; the time from spawning a server to its socket
- * appearing is reported next to it (the warm-up is paid there). Before each, the data
+ * appearing is reported next to it (the warm-up is paid there), and so is the server's CPU
+ * time (user + system, all threads, from /proc) over the requests, which the machine's load
+ * disturbs far less than their rate. Before each, the data
  * the server reads (thinsim's device 1, qemu's raw and qcow2 files) is read into the
  * page cache, so what is cold is the process, not the disk. Target: thinsim serve
  * >= 0.9x qemu-nbd. THINSIM_NBD_COLD_ROUNDS (default 7) sets the rounds;
@@ -295,7 +297,20 @@ async function warmRows(list: Server[], root: string, rows: BenchRow[]): Promise
 }
 
 /** One cold measurement: IOPS over a fresh server's first COLD_REQUESTS requests, and how long it took to listen. */
-interface ColdSample { iops: number; readyMs: number; p50us: number; p99us: number }
+interface ColdSample { iops: number; readyMs: number; p50us: number; p99us: number; cpuMs: number }
+
+/** CPU time (user + system, every thread) a process has used so far, in ms; NaN where /proc cannot tell. */
+function cpuMs(pid: number | undefined): number {
+  try {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return NaN; // not Linux, or the process is gone: the figure is left out, the row stays
+  }
+}
+/** USER_HZ: 100 on every Linux port that matters here (getconf CLK_TCK). */
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 /** The cold job: COLD_REQUESTS requests at QD1 over the whole device, nothing before them. */
 function coldFioArgs(w: 'cow' | 'randread', uri: string): string[] {
@@ -321,13 +336,15 @@ async function measureCold(server: Server, w: 'cow' | 'randread', run: number, r
     await waitForSocket(sock, child);
     const readyMs = performance.now() - started;
     const uri = `nbd+unix:///${encodeURIComponent(exportName)}?socket=${sock}`;
+    const cpu0 = cpuMs(child.pid);
     const r = spawnSync('fio', coldFioArgs(w, uri), { encoding: 'utf8', maxBuffer: 64 * MiB });
+    const cpu = cpuMs(child.pid) - cpu0;
     if (r.status !== 0) throw new Error(`fio against ${server.name} failed: ${r.stderr}\n${stderr}`);
     const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
     const side = w === 'randread' ? job.read : job.write;
     if (side.total_ios !== COLD_REQUESTS) throw new Error(`fio against ${server.name} ran ${side.total_ios} requests, not ${COLD_REQUESTS}`);
     const pct = side.clat_ns.percentile ?? {};
-    return { iops: side.iops, readyMs, p50us: (pct['50.000000'] ?? NaN) / 1000, p99us: (pct['99.000000'] ?? NaN) / 1000 };
+    return { iops: side.iops, readyMs, p50us: (pct['50.000000'] ?? NaN) / 1000, p99us: (pct['99.000000'] ?? NaN) / 1000, cpuMs: cpu };
   } finally {
     await stop(child);
   }
@@ -358,6 +375,7 @@ async function coldRows(all: Server[], root: string, rows: BenchRow[]): Promise<
         ratioMedian: sig3(median(ratios)), ratioMin: sig3(Math.min(...ratios)), ratioMax: sig3(Math.max(...ratios)),
         iopsMedian: sig3(median(xs.map((x) => x.iops))), readyMsMedian: Math.round(median(xs.map((x) => x.readyMs))),
         p50us: sig3(median(xs.map((x) => x.p50us))), p99us: sig3(median(xs.map((x) => x.p99us))),
+        serverCpuMs: xs.map((x) => Math.round(x.cpuMs)), serverCpuMsMedian: Math.round(median(xs.map((x) => x.cpuMs))),
       }];
     }));
     raw[w] = stats;
@@ -369,7 +387,8 @@ async function coldRows(all: Server[], root: string, rows: BenchRow[]): Promise<
         subject: s.name === 'thinsim' ? 'thinsim serve' : 'thinsim serve --no-warm-up', baseline: 'qemu-nbd',
         subjectOps: t.iopsMedian, baselineOps: q.iopsMedian, ratio: t.ratioMedian, target: s.name === 'thinsim' ? 0.9 : undefined,
         note: `median of ${COLD_ROUNDS} paired rounds, spread ${t.ratioMin}-${t.ratioMax}x; p50/p99 ${t.p50us}/${t.p99us} us vs ${q.p50us}/${q.p99us} us; ` +
-          `spawn to listening ${t.readyMsMedian} ms vs ${q.readyMsMedian} ms`,
+          `spawn to listening ${t.readyMsMedian} ms vs ${q.readyMsMedian} ms; ` +
+          `server CPU over the ${COLD_REQUESTS} requests ${t.serverCpuMsMedian} ms vs ${q.serverCpuMsMedian} ms`,
       });
     }
   }

@@ -60,7 +60,7 @@ export class ExportTable {
       if (!Number.isSafeInteger(s.id) || s.id < 0) throw new ThinError('E_INVALID', `export "${s.name}": device id must be a whole number, got ${s.id}`);
       this.sizes.set(s.name, pool.deviceSize(s.id)); // E_NO_DEVICE now, not at the first client
     }
-    this.fixed = specs.map((s) => ({ ...s }));
+    this.fixed = specs.map((s) => ({ ...s, id: small(s.id) }));
   }
 
   /** Point fixed export `name` at device `id` (of the export's size), or at none (undefined). */
@@ -71,7 +71,7 @@ export class ExportTable {
       const size = this.pool.deviceSize(id);
       if (size !== this.sizes.get(name)) throw new ThinError('E_INVALID', `cannot retarget export "${name}" to thin device ${id}: it has ${size} bytes, the export ${this.sizes.get(name)}`, { device: id });
     }
-    s.id = id ?? UNBOUND;
+    s.id = small(id ?? UNBOUND);
   }
 
   /** Every export whose device exists, in table order (or by device id). */
@@ -92,7 +92,7 @@ export class ExportTable {
       return s && this.resolve(s);
     }
     if (!/^(0|[1-9][0-9]{0,15})$/.test(name)) return undefined;
-    return this.resolve({ name, id: Number(name) });
+    return this.resolve({ name, id: small(Number(name)) });
   }
 
   private resolve(s: ExportSpec): Export | undefined {
@@ -110,6 +110,17 @@ export class ExportTable {
       get description() { return s.id === UNBOUND ? `no device yet (pool ${dir})` : `thin device ${s.id} of pool ${dir}`; },
     };
   }
+}
+
+/**
+ * `n` as V8 keeps a small integer (a Smi), when it is one. A number parsed from a name
+ * that came off the wire can be a boxed 1.0 where a literal 1 is a Smi: the objects and
+ * B-tree keys it reaches would then take other field representations than the warm-up
+ * gave them, and the request path would deoptimise (docs/nbd.md, "Cold start"). Any
+ * other value is returned as it is, for the caller's checks.
+ */
+function small(n: number): number {
+  return n >= -(2 ** 30) && n < 2 ** 30 && Number.isInteger(n) ? n | 0 : n;
 }
 
 function checkName(name: string): void {

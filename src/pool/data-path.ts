@@ -384,9 +384,14 @@ export class DataPath {
    */
   private mappedBlocks(id: number, pieces: Piece[]): number[] {
     const md = this.s.md;
-    if (pieces.length <= 1) return pieces.map((p) => md.lookup(id, p.vblock)?.block ?? -1);
+    // Always a packed array of small integers (an array literal, or pushes): map() and
+    // new Array(n) give holey arrays once V8 optimises the caller, and readRuns, optimised
+    // on packed ones in the warm-up, then deoptimised on them ("wrong map").
+    if (pieces.length === 1) return [md.lookup(id, pieces[0].vblock)?.block ?? -1];
+    const out: number[] = [];
+    if (pieces.length === 0) return out;
     const first = pieces[0].vblock;
-    const out = new Array<number>(pieces.length).fill(-1);
+    for (let i = 0; i < pieces.length; i++) out.push(-1);
     for (const [vblock, m] of md.mappings(id, first, first + pieces.length)) out[vblock - first] = m.block;
     return out;
   }

@@ -2,7 +2,7 @@ import * as v8 from 'v8';
 import type { Argv, CommandModule } from 'yargs';
 import { isThinError, ThinError } from '../../errors';
 import type { NbdServer } from '../../nbd/server';
-import type { Pool } from '../../pool/pool';
+import { loadTable } from '../../pool/table';
 import { stderr, stdout } from '../output';
 import { socketPath, thinId, wholeNumber } from '../args';
 
@@ -16,29 +16,56 @@ function parseExport(s: string): { name: string; id: number } {
 }
 
 /**
- * V8's tier-up budget for this process (Node 20's default is 67,584 bytecode bytes, three
- * times, before a function is optimised): at the default a small function on the request
- * path needs a few thousand calls to be optimised, more than the warm-up makes, and a
- * fresh server runs it unoptimised meanwhile (docs/nbd.md, "Cold start"). Set first
- * thing, so the request path's functions start with it, and kept: V8 reads it whenever
- * it resets a function's budget. A budget given on node's command line is left alone.
+ * V8 flags for this process, set first thing in the handler so that the request path's
+ * functions (compiled lazily, at their first call) start with them; one given on node's
+ * command line is left alone. Measured over a fresh server's first 4,096 requests, server
+ * CPU (user+sys), docs/nbd.md "Cold start":
+ * - `--interrupt-budget=8192`, V8's tier-up budget (Node 20's default is 67,584 bytecode
+ *   bytes, three times, before a function is optimised): at the default a small function
+ *   on the request path needs a few thousand calls to be optimised, more than the warm-up
+ *   makes, and a fresh server runs it unoptimised meanwhile. Kept: V8 reads it whenever
+ *   it resets a function's budget. Together with the handshake in the warm-up: reads
+ *   540 -> 410 ms, sharing breaks 890 -> 550 ms (2026-12-07).
+ * Measured the same way and not kept (2026-12-08, load 5-8, paired rounds):
+ * - `--always-sparkplug` (every function compiled to baseline code at its first call). On
+ *   node's command line it helped: reads 470 -> 320 ms, sharing breaks 550 -> 370 ms
+ *   (medians of 5 rounds). Set here at run time it did not: reads 320 -> 430 ms, sharing
+ *   breaks 420 -> 425 ms (medians of 10 rounds), so it is not set; the difference is
+ *   presumably the code compiled before this handler runs, which only the command line
+ *   reaches.
+ * - `--no-lazy-feedback-allocation` (on the command line: reads 350 -> 300 ms, sharing
+ *   breaks 490 -> 500 ms, 3 rounds, within the noise) and `--maglev` (Node 20's V8 11.3:
+ *   350 -> 380 ms and 490 -> 590 ms, worse).
  */
-const TIER_UP_BUDGET = 8192;
+const V8_FLAGS: ReadonlyArray<{ name: string; value: string }> = [
+  { name: '--interrupt-budget', value: '--interrupt-budget=8192' },
+];
 
-function lowerTierUpBudget(): void {
-  if (process.execArgv.some((a) => a.startsWith('--interrupt-budget'))) return;
-  v8.setFlagsFromString(`--interrupt-budget=${TIER_UP_BUDGET}`);
+function tuneV8(): void {
+  for (const f of V8_FLAGS) {
+    if (process.execArgv.some((a) => a === f.name || a.startsWith(`${f.name}=`) || a === `--no-${f.name.slice(2)}`)) continue;
+    v8.setFlagsFromString(f.value);
+  }
 }
 
 /**
- * Warm the request path up on a scratch pool (src/nbd/warm-up.ts) before `pool` is
- * served. A failure only costs speed: it is logged and serving goes on. A signal during
- * it (`stop` aborts) means: serve nothing (E_CLOSED, the handler exits 0).
+ * Warm the request path up on a scratch pool (src/nbd/warm-up.ts) with the chunk size of
+ * the pool in `dir`, before that pool is opened: its objects (data device, metadata,
+ * gates, caches) are then made after the warm-up has settled their shapes and field
+ * representations, so the first real requests find the maps the optimised code expects.
+ * A pool opened first kept the maps it was made with, which the warm-up's objects then
+ * generalised (a time held as a double where the served one held 0): the served objects
+ * migrated at their first request and a dozen request functions deoptimised (docs/nbd.md,
+ * "Cold start"). A failure only costs speed: it is logged and serving goes on. A signal
+ * during it (`stop` aborts) means: serve nothing (E_CLOSED, the handler exits 0).
  */
-async function warmUpFor(pool: Pool, log: (m: string) => void, stop: AbortSignal): Promise<void> {
+async function warmUpFor(dir: string, log: (m: string) => void, stop: AbortSignal): Promise<void> {
+  // A missing or broken pool fails here, before the warm-up; a pool locked by another
+  // writer only once the warm-up is done, when serve() opens it.
+  const { dataBlockSize } = loadTable(dir);
   const { warmUp } = await import('../../nbd/warm-up');
   try {
-    const r = await warmUp({ blockSectors: pool.table.dataBlockSize, signal: stop });
+    const r = await warmUp({ blockSectors: dataBlockSize, signal: stop });
     log(`warmed up: ${r.requests} requests on a scratch pool in ${Math.round(r.ms)} ms`);
   } catch (e) {
     // Dropped on purpose: the warm-up only makes the first requests faster; the server
@@ -64,7 +91,7 @@ export const serveCommand: CommandModule<{}, any> = {
     .option('warm-up', { type: 'boolean', default: true, describe: 'before listening, run about 1,000 requests on a scratch pool in the temporary directory so the first clients get optimised code (--no-warm-up: listen at once)' })
     .conflicts('listen', 'socket'),
   handler: async (a) => {
-    lowerTierUpBudget();
+    tuneV8();
     const exports = (a.export as string[] | undefined)?.map(parseExport);
     const maxConnections = wholeNumber(a['max-connections'], '--max-connections', { min: 1, max: 65536 });
     if (a.socket !== undefined) socketPath(a.socket);
@@ -93,11 +120,11 @@ export const serveCommand: CommandModule<{}, any> = {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
     try {
+      if (a['warm-up']) await warmUpFor(a.pool, log, early.signal);
       server = await serve(a.pool, {
         listen: a.listen, socket: a.socket, readOnly: a['read-only'], maxConnections,
         exports, log, open: { commitInterval: 1000 },
         tls: { mode: a.tls, pskFile: a['tls-psk'], certificatesDir: a['tls-certificates'] },
-        beforeListen: a['warm-up'] ? (pool) => warmUpFor(pool, log, early.signal) : undefined,
       });
     } catch (e) {
       if (early.signal.aborted && isThinError(e, 'E_CLOSED')) {
