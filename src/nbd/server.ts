@@ -204,14 +204,10 @@ export class NbdServer {
   }
 }
 
-/**
- * Open the pool in `dir` read-write (holding its lock) and serve it; shutdown closes it.
- * `beforeListen` runs once the pool is open, before listening (the CLI's warm-up).
- */
-export async function serve(dir: string, opts: ServeOptions & { open?: OpenOptions; beforeListen?: (pool: Pool) => Promise<void> } = {}): Promise<NbdServer> {
+/** Open the pool in `dir` read-write (holding its lock) and serve it; shutdown closes it. */
+export async function serve(dir: string, opts: ServeOptions & { open?: OpenOptions } = {}): Promise<NbdServer> {
   const pool = Pool.open(dir, opts.open ?? {});
   try {
-    await opts.beforeListen?.(pool);
     return await NbdServer.start(pool, { ...opts, closePool: true });
   } catch (e) {
     await pool.close();

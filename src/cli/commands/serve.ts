@@ -2,6 +2,7 @@ import * as v8 from 'v8';
 import type { Argv, CommandModule } from 'yargs';
 import { isThinError, ThinError } from '../../errors';
 import type { NbdServer } from '../../nbd/server';
+import { PoolLock } from '../../pool/pool-lock';
 import { loadTable } from '../../pool/table';
 import { stderr, stdout } from '../output';
 import { socketPath, thinId, wholeNumber } from '../args';
@@ -60,9 +61,12 @@ function tuneV8(): void {
  * during it (`stop` aborts) means: serve nothing (E_CLOSED, the handler exits 0).
  */
 async function warmUpFor(dir: string, log: (m: string) => void, stop: AbortSignal): Promise<void> {
-  // A missing or broken pool fails here, before the warm-up; a pool locked by another
-  // writer only once the warm-up is done, when serve() opens it.
+  // A missing or broken pool fails here, before the warm-up, as does one another writer
+  // holds (serve() takes the lock itself afterwards, so a writer that comes in between is
+  // still refused, only later).
   const { dataBlockSize } = loadTable(dir);
+  const holder = PoolLock.holder(dir);
+  if (holder !== undefined) throw new ThinError('E_POOL_BUSY', `pool ${dir} is busy (held by pid ${holder}); read-only commands (status, check, dump, ls) still work`, { pid: holder });
   const { warmUp } = await import('../../nbd/warm-up');
   try {
     const r = await warmUp({ blockSectors: dataBlockSize, signal: stop });
@@ -120,6 +124,9 @@ export const serveCommand: CommandModule<{}, any> = {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
     try {
+      // Bad TLS options are refused before the warm-up, not seconds later (serve() loads them for use).
+      const { loadTls } = await import('../../nbd/tls');
+      loadTls({ mode: a.tls, pskFile: a['tls-psk'], certificatesDir: a['tls-certificates'] });
       if (a['warm-up']) await warmUpFor(a.pool, log, early.signal);
       server = await serve(a.pool, {
         listen: a.listen, socket: a.socket, readOnly: a['read-only'], maxConnections,
