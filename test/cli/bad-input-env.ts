@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tmpdir, tools09, tools1x, type TmpDir } from '../helpers/oracle';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 
 export interface Env {
   dir: TmpDir;

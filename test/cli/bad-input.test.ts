@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { skipPart, skipReason, tools09, tools1x } from '../helpers/oracle';
-import { thinsim } from '../helpers/workload';
+import { thinsim } from '../helpers/cli';
 import { ROWS, type Row } from './bad-input-cases';
 import { makeEnv, poolFingerprint, startServer, type Env } from './bad-input-env';
 

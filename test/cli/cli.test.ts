@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ok, repoRoot, skipPart, skipReason, tmpdir, tools09, tools1x } from '../helpers/oracle';
-import { thinsim } from '../helpers/workload';
+import { thinsim } from '../helpers/cli';
 import { SPEC_EXAMPLE_DEVICES } from '../helpers/spec-example';
 
 const VERBS = ['restore', 'check', 'dump', 'ls', 'delta'];

@@ -32,7 +32,7 @@ import { mountsUnder } from '../../src/mounts';
 import { repoRoot } from '../../support/oracle-tools';
 import { Rand } from '../../support/random';
 import { CRASH_HOOK } from '../helpers/crash-hook';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { buildFixture, compareTrees, missingMount, missingTools, skopeoConfig, walkTree } from '../layers/image-fixtures';
 import { chainIdModel, checkDockerRecords, interruptedUnder } from './docker-records';
 import { DiskModel } from './model';

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { call, connect, type Session } from '../nbd/helpers';
 import { repoRoot } from '../../support/oracle-tools';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { Rand } from '../../support/random';
 import { DiskModel, fillPattern, SECTOR } from './model';
 import { verifyPool } from './verify';

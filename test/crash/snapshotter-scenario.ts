@@ -32,7 +32,7 @@ import { mountsUnder } from '../../src/mounts';
 import { runTool } from '../../src/tools';
 import { Rand } from '../../support/random';
 import { CRASH_HOOK } from '../helpers/crash-hook';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { SnapshotsClient } from '../containerd/helpers';
 import { startSnapshotterProcess, type SnapshotterProcess } from '../containerd/snapshotter-process';
 import { checkDockerRecords } from './docker-records';

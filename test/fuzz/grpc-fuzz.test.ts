@@ -24,7 +24,7 @@ import { SnapshotRecords } from '../../src/containerd/records';
 import { DockerRecords } from '../../src/layers/records';
 import { Pool } from '../../src/pool/pool';
 import { metadataOracles, tempDir } from '../helpers/pool-model';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { MiB, SnapshotsClient, attachMissing, createPool, metadataFile } from '../containerd/helpers';
 import { startSnapshotterProcess } from '../containerd/snapshotter-process';
 

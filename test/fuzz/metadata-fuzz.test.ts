@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { repoRoot, tmpdir, tools1x } from '../helpers/oracle';
 import { toolsReason } from '../../support/oracle-tools';
-import { thinsim } from '../helpers/workload';
+import { thinsim } from '../helpers/cli';
 import { Rand } from '../../support/random';
 import { applyFlip, BLOCK, sealedBlocks, usedBytes } from './metadata-flip';
 import { smallPool } from './pool-fixture';

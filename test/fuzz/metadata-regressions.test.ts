@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tmpdir } from '../helpers/oracle';
-import { thinsim } from '../helpers/workload';
+import { thinsim } from '../helpers/cli';
 import { applyFlip, sealedBlocks } from './metadata-flip';
 import { smallPool } from './pool-fixture';
 

@@ -19,7 +19,7 @@ import fc from 'fast-check';
 import { isThinError } from '../../src/errors';
 import * as P from '../../src/nbd/protocol';
 import { tmpdir } from '../helpers/oracle';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { call, connect, have, hello, makePool, MiB, optionBytes, randomBytes, readOptReply, requestBytes, serve, Wire } from '../nbd/helpers';
 import { clientTls, pskFile } from '../nbd/tls-helpers';
 

@@ -4,7 +4,7 @@
  * and a held metadata snapshot (so its trees are live blocks too).
  */
 import * as fs from 'node:fs';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { randomBytes } from '../nbd/helpers';
 
 export function smallPool(dir: string, scratch: string): string {

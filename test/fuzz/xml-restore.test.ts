@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { isThinError } from '../../src/errors';
 import { restoreFile } from '../../src/thin/restore';
 import { repoRoot, tmpdir, tools1x } from '../helpers/oracle';
-import { runAsync, thinsimOk } from '../helpers/workload';
+import { runAsync, thinsimOk } from '../helpers/cli';
 import { smallPool } from './pool-fixture';
 
 const SEED = Number(process.env.THINSIM_FUZZ_SEED ?? 4242);

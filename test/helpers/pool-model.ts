@@ -21,7 +21,7 @@
  * model's chunk sets (sharing included) with the bytes read straight from the data file at
  * block * chunk.
  *
- * (thin-model.ts models a thin_dump document, DumpModel; workload.ts models the metadata of a
+ * (thin-model.ts models a thin_dump document, DumpModel; metadata-model.ts models the metadata of a
  * pool as it changes, PoolState. This file models what the devices read: bytes.)
  */
 

@@ -9,7 +9,7 @@
  *    independent of src/thin/xml/reader, so the tool's output can be the oracle.
  * replay() feeds one to any MetadataSink.
  *
- * Models are plain data so tests compare them with deepStrictEqual. (workload.ts models what
+ * Models are plain data so tests compare them with deepStrictEqual. (metadata-model.ts models what
  * pool metadata holds while it changes, PoolState; pool-model.ts models device content, bytes.
  * PoolModel.expectedDump turns a PoolState into a DumpModel.)
  */

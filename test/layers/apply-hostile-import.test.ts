@@ -20,7 +20,7 @@ import { writeDockerArchive } from '../../src/experiments/image-gen';
 import { Pool } from '../../src/pool/pool';
 import { Rand } from '../../support/random';
 import { metadataOracles, tempDir } from '../helpers/pool-model';
-import { thinsim, thinsimOk } from '../helpers/workload';
+import { thinsim, thinsimOk } from '../helpers/cli';
 import { EOF_BLOCKS, packTar, rawHeader } from '../fuzz/tar-archives';
 import { ours } from './helpers';
 import { isRoot, missingMount } from './image-fixtures';

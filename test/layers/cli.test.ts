@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../helpers/pool-model';
-import { thinsim, thinsimAsync, thinsimOk } from '../helpers/workload';
+import { thinsim, thinsimAsync, thinsimOk } from '../helpers/cli';
 import { mountSkipReason, ours } from './helpers';
 
 const CHAIN = 'sha256:' + 'ab'.repeat(32);

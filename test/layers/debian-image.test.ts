@@ -15,7 +15,7 @@ import { debianPythonImage } from '../../src/experiments/debian-python-image';
 import type { BuiltImage } from '../../src/experiments/dc-image';
 import { LayerStore } from '../../src/layers/snapshotter';
 import { findTool, runToolOk } from '../../src/tools';
-import { thinsimAsync, thinsimOk } from '../helpers/workload';
+import { thinsimAsync, thinsimOk } from '../helpers/cli';
 import { mountSkipReason, ours } from './helpers';
 import { compareTrees, walkTree } from './image-fixtures';
 

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { tmpdir } from '../helpers/oracle';
 import { Rand } from '../../support/random';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { call, connect, dataRuns, dumpRuns, have, makePool, MiB, randomBytes, runOk, serve } from './helpers';
 
 const CHUNK = 64 * 1024;

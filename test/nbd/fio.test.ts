@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ok, skipReason, tmpdir, tools09, tools1x } from '../helpers/oracle';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { have, makePool, MiB, randomBytes, runOk, serve } from './helpers';
 
 test('fio --ioengine=nbd random 4k writes with verify on a snapshot; origin unchanged; checks pass', async (t) => {

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { Pool } from '../../src/pool/pool';
 import { buildFaultShim } from '../helpers/fault-shim';
 import { skipPart, tmpdir, tools09, tools1x } from '../helpers/oracle';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { call, connect, makePool, randomBytes, serve } from './helpers';
 
 const READ = 0, WRITE = 1, FLUSH = 3;

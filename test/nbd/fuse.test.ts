@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tmpdir } from '../helpers/oracle';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { have, makePool, run, runOk, serve, type Served } from './helpers';
 
 function missing(): string | undefined {

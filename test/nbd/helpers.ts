@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { runTool, type RunResult } from '../../src/tools';
 import { repoRoot } from '../helpers/oracle';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 
 export const MiB = 1024 * 1024;
 

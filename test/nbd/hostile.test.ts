@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { skipPart, tmpdir } from '../helpers/oracle';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import {
   call, connect, hello, have, makePool, MiB, optionBytes, randomBytes, readOptReply, readReply, requestBytes, runOk, serve, Wire,
   type Served,

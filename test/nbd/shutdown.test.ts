@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { tmpdir } from '../helpers/oracle';
-import { thinsim, thinsimOk } from '../helpers/workload';
+import { thinsim, thinsimOk } from '../helpers/cli';
 import { connect, have, makePool, MiB, randomBytes, readReply, requestBytes, runOk, serve } from './helpers';
 
 const WRITE = 1;

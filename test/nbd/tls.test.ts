@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tmpdir } from '../helpers/oracle';
-import { thinsim, thinsimOk } from '../helpers/workload';
+import { thinsim, thinsimOk } from '../helpers/cli';
 import { have, hello, makePool, MiB, optionBytes, randomBytes, readOptReply, run, runOk, serve, Wire } from './helpers';
 import { certificates, clientTls, pskFile } from './tls-helpers';
 

@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ok, repoRoot, skipReason, tmpdir, tools1x } from '../helpers/oracle';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { have, makePool, MiB, randomBytes, runOk, serve } from './helpers';
 
 /** A pool whose device 1 holds `data` and whose device 2 is a snapshot of it. */

@@ -1,7 +1,7 @@
 /**
  * The direct-lvm backend: data I/O with O_DIRECT through aligned buffers, on preallocated
  * files and (when `losetup` works here) on loop block devices. The same model scenarios as
- * scenarios.test.ts (provisioning, break_sharing, partial-chunk writes at odd offsets), then
+ * scenarios-*.test.ts (provisioning, break_sharing, partial-chunk writes at odd offsets), then
  * every device read back, checkMetadata, thin_check 1.x / 0.9.0 and thin_dump + the data
  * device's bytes. Without the native addon (THINSIM_NO_NATIVE=1, or not built) direct-lvm
  * cannot run: those tests skip with the reason.

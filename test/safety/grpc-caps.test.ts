@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { ThinSnapshotter, startSnapshotServer } from '../../src/containerd';
 import { DEFAULT_SERVER_LIMITS } from '../../src/containerd/server';
 import { tmpdir } from '../helpers/oracle';
-import { thinsim } from '../helpers/workload';
+import { thinsim } from '../helpers/cli';
 import { createPool, grpcFailure, MiB, SnapshotsClient } from '../containerd/helpers';
 
 /** A raw HTTP/2 connection to `sock`: resolves with the server's SETTINGS, or 'closed' if the server hangs up first. */

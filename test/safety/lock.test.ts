@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { Pool } from '../../src/pool/pool';
 import { processStart } from '../../src/pool/pool-lock';
 import { tmpdir } from '../helpers/oracle';
-import { thinsim } from '../helpers/workload';
+import { thinsim } from '../helpers/cli';
 
 const MiB = 2 ** 20;
 const RACER = path.join(__dirname, 'lock-racer.js');

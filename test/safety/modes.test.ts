@@ -14,7 +14,7 @@ import { ThinSnapshotter, startSnapshotServer } from '../../src/containerd';
 import { writeDockerArchive } from '../../src/experiments/image-gen';
 import { writeAtomic } from '../../src/durable';
 import { tmpdir } from '../helpers/oracle';
-import { thinsim, thinsimOk } from '../helpers/workload';
+import { thinsim, thinsimOk } from '../helpers/cli';
 import { attachMissing, SnapshotsClient } from '../containerd/helpers';
 import { missingMount } from '../layers/image-fixtures';
 

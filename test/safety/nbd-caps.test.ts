@@ -17,7 +17,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { tmpdir } from '../helpers/oracle';
-import { thinsimOk } from '../helpers/workload';
+import { thinsimOk } from '../helpers/cli';
 import { call, connect, hello, makePool, MiB, optionBytes, randomBytes, readOptReply, readReply, requestBytes, serve, Wire } from '../nbd/helpers';
 
 const READ = 0, WRITE = 1;

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tmpdir } from '../helpers/oracle';
-import { thinsim, thinsimOk } from '../helpers/workload';
+import { thinsim, thinsimOk } from '../helpers/cli';
 
 const MiB = 1024 * 1024;
 

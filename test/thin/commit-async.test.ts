@@ -18,7 +18,9 @@ import { checkMetadata, type CheckReport } from '../../src/thin/check';
 import { ThinMetadata } from '../../src/thin/metadata';
 import { skipReason, tmpdir, tools09, tools1x } from '../helpers/oracle';
 import { Rand } from '../../support/random';
-import { assertDataCounts, assertMetadataMatches, cloneState, PoolModel, Workload, type PoolState } from '../helpers/workload';
+import { cloneState, PoolModel, type PoolState } from '../helpers/metadata-model';
+import { assertDataCounts, assertMetadataMatches } from '../helpers/metadata-checks';
+import { Workload } from '../helpers/workload';
 import type { BlockDevice } from '../../src/io/block-device';
 
 const MiB = 1024 * 1024;

@@ -24,7 +24,9 @@ import { checkMetadata, type Finding } from '../../src/thin/check';
 import { saltedValidator } from '../../src/pdata/block-manager';
 import { Rand } from '../../support/random';
 import { ok, pdataTools, skipPart, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers/oracle';
-import { PoolModel, runAsync, thinsim, thinsimAsync, Workload } from '../helpers/workload';
+import { PoolModel } from '../helpers/metadata-model';
+import { Workload } from '../helpers/workload';
+import { runAsync, thinsim, thinsimAsync } from '../helpers/cli';
 
 const BS = 4096;
 const MiB = 1024 * 1024;

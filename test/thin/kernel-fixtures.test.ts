@@ -18,7 +18,9 @@ import { checkMetadata } from '../../src/thin/check';
 import { kernelFixture, ok, skipPart, skipReason, tmpdir, tools09, tools1x, type Tools } from '../helpers/oracle';
 import { Rand } from '../../support/random';
 import { parseToolDump } from '../helpers/thin-model';
-import { PoolModel, thinsim, thinsimOk, Workload } from '../helpers/workload';
+import { PoolModel } from '../helpers/metadata-model';
+import { Workload } from '../helpers/workload';
+import { thinsim, thinsimOk } from '../helpers/cli';
 
 const CLEAN = [
   'tmeta', 'tmeta_with_metadata_snap', 'tmeta_with_shared_internals_and_leaves', 'tmeta_with_shared_internal_root',

@@ -1,5 +1,5 @@
 /**
- * Pool metadata against an in-memory model (test/helpers/workload.ts): random workloads over
+ * Pool metadata against an in-memory model (test/helpers/metadata-model.ts): random workloads over
  * ThinMetadata (thins, snapshot chains, writes, overwrites, removals, deletes, transaction ids,
  * metadata snapshots, commits, aborts, reopens) on a MemoryDevice and on FileDevices. After
  * every commit: lookups, mappings and details equal the model, the held metadata snapshot
@@ -21,7 +21,9 @@ import { isThinError } from '../../src/errors';
 import { tmpdir } from '../helpers/oracle';
 import { Rand } from '../../support/random';
 import { forSeedsInTmpdir, suiteSeeds } from '../helpers/seeds';
-import { assertDataCounts, assertMetadataMatches, expectThinError, PoolModel, Workload, type PoolState } from '../helpers/workload';
+import { PoolModel, type PoolState } from '../helpers/metadata-model';
+import { assertDataCounts, assertMetadataMatches, expectThinError } from '../helpers/metadata-checks';
+import { Workload } from '../helpers/workload';
 import type { BlockDevice } from '../../src/io/block-device';
 
 const MiB = 1024 * 1024;

@@ -26,7 +26,9 @@ import { RecordingSink, type DumpModel } from '../helpers/thin-model';
 import { parseXml } from '../../src/thin/xml/reader';
 import { Rand } from '../../support/random';
 import { forSeedsInTmpdir } from '../helpers/seeds';
-import { PoolModel, thinsim, thinsimOk, Workload, type PoolState } from '../helpers/workload';
+import { PoolModel, type PoolState } from '../helpers/metadata-model';
+import { Workload } from '../helpers/workload';
+import { thinsim, thinsimOk } from '../helpers/cli';
 
 const MiB = 1024 * 1024;
 const LS_FIELDS = 'DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS,TRANSACTION,CREATE_TIME,SNAP_TIME';

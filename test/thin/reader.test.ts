@@ -24,7 +24,7 @@ import { XmlWriter } from '../../src/thin/xml/writer';
 import { bothTools, ok, tmpdir, type TmpDir, type Tools } from '../helpers/oracle';
 import { genModel, parseModel, replay, type DumpModel } from '../helpers/thin-model';
 import { forSeedsInTmpdir } from '../helpers/seeds';
-import { thinsim } from '../helpers/workload';
+import { thinsim } from '../helpers/cli';
 
 const MiB = 1024 * 1024;
 
