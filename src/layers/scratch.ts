@@ -13,8 +13,8 @@
  *   lock). Every layer whose owner is gone is settled: kept, and its owner dropped,
  *   when its `until` path exists (the work reached its commit point); removed otherwise
  *   (with a discard, as `remove` does), children before parents.
- * - `ownerOf` is this process's owner record; `withOwner` / `withoutOwner` rewrite the
- *   owner of several layers in one index write (atomic, durable).
+ * - `ownerOf` is this process's owner record; `setOwners` sets or drops the owner of
+ *   several layers in one index write (atomic, durable).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
