@@ -8,9 +8,11 @@
  * into a pool is private to its owner), set with fchmod so no umask widens or narrows it,
  * on every rewrite too (the rename carries the temporary file's mode). removeDurable
  * removes (absent is fine) and fsyncs the directory. Failures are E_IO errors naming the
- * file. sweepInterrupted removes what a killed process's writeAtomic (`.tmp-PID-HEX`),
- * directory build (`NAME.tmp-PID`, see records.ts) or removeDurable (`NAME.rm-PID-HEX`)
- * left behind, once that PID is no longer alive; nothing else.
+ * file. writeDirAtomic builds a directory beside its name (`NAME.tmp-PID`) and renames
+ * it into place, so readers see it whole or not at all. sweepInterrupted removes what a
+ * killed process's writeAtomic (`.tmp-PID-HEX`), writeDirAtomic (`NAME.tmp-PID`) or
+ * removeDurable (`NAME.rm-PID-HEX`) left behind, once that PID is no longer alive;
+ * nothing else.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -50,6 +52,25 @@ export function writeAtomic(file: string, data: string, mode = 0o600): void {
 }
 
 /**
+ * Make directory `dir` whole or not at all: `fill` writes its files into an empty
+ * temporary directory beside it (`NAME.tmp-PID`, mode 0700; a leftover of this pid is
+ * removed first), which is then renamed over the name and the parent fsynced. `dir` must
+ * not exist yet (rename(2) does not replace a non-empty directory).
+ */
+export function writeDirAtomic(dir: string, fill: (tmp: string) => void): void {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  removeDurable(tmp);
+  fs.mkdirSync(tmp, { mode: 0o700 });
+  fill(tmp);
+  try {
+    fs.renameSync(tmp, dir);
+    fsyncDir(path.dirname(dir));
+  } catch (e) {
+    throw ioError('rename into place', dir, e);
+  }
+}
+
+/**
  * Remove `file` (absent is fine) and fsync its directory. A directory goes at once: it is
  * renamed aside (`NAME.rm-PID-RANDOM`, durable) and only then emptied, so a crash never
  * leaves it half removed under its own name; a crash mid-way leaves the aside copy, which
@@ -74,7 +95,7 @@ export function removeDurable(file: string): void {
 }
 
 
-/** The names temporary work of process PID takes: writeAtomic's, a directory built aside, removeDurable's. */
+/** The names temporary work of process PID takes: writeAtomic's, writeDirAtomic's, removeDurable's. */
 const INTERRUPTED = [/^\.tmp-(\d+)-[0-9a-f]{8}$/, /^.+\.tmp-(\d+)$/, /^.+\.rm-(\d+)-[0-9a-f]{8}$/];
 
 /** True unless `pid` is certainly gone (kill(pid, 0) says ESRCH). */

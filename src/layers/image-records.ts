@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { crashPoint } from '../crash-points';
 import { ThinError, ioError } from '../errors';
 import { sha256 } from './image-archive';
-import { fsyncDir } from '../durable';
+import { writeDirAtomic } from '../durable';
 import { dockerPaths, readJson, removeDurable, writeAtomic } from './records';
 
 export interface ImageConfig { rootfs: { type: string; diff_ids: string[] }; created?: string; [k: string]: unknown }
@@ -138,21 +138,13 @@ export class ImageRecords {
     const cdir = path.join(this.containersDir, m.containerId);
     fs.mkdirSync(cdir, { recursive: true, mode: 0o700 });
     writeAtomic(path.join(cdir, 'config.v2.json'), JSON.stringify({ ID: m.containerId, Created: m.created, Name: `/${m.name}`, Image: m.image, Driver: 'devicemapper' }));
-    const dir = path.join(this.mountsDir, m.containerId);
-    const tmp = `${dir}.tmp-${process.pid}`;
     fs.mkdirSync(this.mountsDir, { recursive: true, mode: 0o700 });
-    removeDurable(tmp);
-    fs.mkdirSync(tmp, { mode: 0o700 });
-    writeAtomic(path.join(tmp, 'mount-id'), m.mountId);
-    crashPoint('image:mount:1');
-    writeAtomic(path.join(tmp, 'init-id'), m.initId);
-    writeAtomic(path.join(tmp, 'parent'), m.parent);
-    try {
-      fs.renameSync(tmp, dir);
-      fsyncDir(this.mountsDir);
-    } catch (e) {
-      throw ioError('rename into place', dir, e);
-    }
+    writeDirAtomic(path.join(this.mountsDir, m.containerId), (tmp) => {
+      writeAtomic(path.join(tmp, 'mount-id'), m.mountId);
+      crashPoint('image:mount:1');
+      writeAtomic(path.join(tmp, 'init-id'), m.initId);
+      writeAtomic(path.join(tmp, 'parent'), m.parent);
+    });
   }
 
   /** The layerdb/mounts record: gone at once (renamed aside, durable). */

@@ -126,7 +126,7 @@ export function newCacheId(): string {
 }
 
 export { writeAtomic, removeDurable } from '../durable';
-import { fsyncDir, writeAtomic, removeDurable } from '../durable';
+import { writeAtomic, writeDirAtomic, removeDurable } from '../durable';
 
 function readText(file: string): string | undefined {
   try {
@@ -292,20 +292,13 @@ export class DockerRecords {
   writeLayerdb(e: LayerdbEntry): void {
     this.guard();
     const dir = this.layerdbDir(e.chainId);
-    const tmp = `${dir}.tmp-${process.pid}`;
-    removeDurable(tmp);
-    fs.mkdirSync(tmp, { mode: 0o700 });
-    writeAtomic(path.join(tmp, 'cache-id'), e.cacheId);
-    if (e.diffId) writeAtomic(path.join(tmp, 'diff'), e.diffId);
-    if (e.parent) writeAtomic(path.join(tmp, 'parent'), e.parent);
-    if (e.size !== undefined) writeAtomic(path.join(tmp, 'size'), String(e.size));
-    crashPoint('layers:layerdb:1');
-    try {
-      fs.renameSync(tmp, dir);
-      fsyncDir(this.paths.layerdb);
-    } catch (err) {
-      throw ioError('rename into place', dir, err);
-    }
+    writeDirAtomic(dir, (tmp) => {
+      writeAtomic(path.join(tmp, 'cache-id'), e.cacheId);
+      if (e.diffId) writeAtomic(path.join(tmp, 'diff'), e.diffId);
+      if (e.parent) writeAtomic(path.join(tmp, 'parent'), e.parent);
+      if (e.size !== undefined) writeAtomic(path.join(tmp, 'size'), String(e.size));
+      crashPoint('layers:layerdb:1');
+    });
     crashPoint('layers:layerdb:2');
   }
 

@@ -42,7 +42,7 @@ export class PoolLock {
           if (holder.pid === process.pid) {
             throw new ThinError('E_POOL_BUSY', `pool ${dir} is already open read-write in this process (pid ${holder.pid})`, { pid: holder.pid, file });
           }
-          throw new ThinError('E_POOL_BUSY', `pool ${dir} is busy (held by pid ${holder.pid}); read-only commands (status, check, dump, ls) still work`, { pid: holder.pid, file });
+          throw busy(dir, holder.pid, file);
         }
         // Stale: the holder died, or its pid now belongs to another process. Take it over
         // under a takeover mutex (an atomic mkdir), re-checking the lock inside it, so two
@@ -67,6 +67,19 @@ export class PoolLock {
     const h = readHolder(path.join(dir, 'pool.lock'));
     return h !== undefined && live(h) ? h.pid : undefined;
   }
+
+  /**
+   * Fail with acquire's E_POOL_BUSY when a live process holds `dir`'s lock now, without
+   * taking it (a check before slow work; acquire still decides).
+   */
+  static refuseIfHeld(dir: string): void {
+    const pid = PoolLock.holder(dir);
+    if (pid !== undefined) throw busy(dir, pid, path.join(dir, 'pool.lock'));
+  }
+}
+
+function busy(dir: string, pid: number, file: string): ThinError {
+  return new ThinError('E_POOL_BUSY', `pool ${dir} is busy (held by pid ${pid}); read-only commands (status, check, dump, ls) still work`, { pid, file });
 }
 
 /**

@@ -65,8 +65,7 @@ async function warmUpFor(dir: string, log: (m: string) => void, stop: AbortSigna
   // holds (serve() takes the lock itself afterwards, so a writer that comes in between is
   // still refused, only later).
   const { dataBlockSize } = loadTable(dir);
-  const holder = PoolLock.holder(dir);
-  if (holder !== undefined) throw new ThinError('E_POOL_BUSY', `pool ${dir} is busy (held by pid ${holder}); read-only commands (status, check, dump, ls) still work`, { pid: holder });
+  PoolLock.refuseIfHeld(dir);
   const { warmUp } = await import('../../nbd/warm-up');
   try {
     const r = await warmUp({ blockSectors: dataBlockSize, signal: stop });
